@@ -1,0 +1,334 @@
+//! Typed, versioned checkpoints: the [`Checkpoint`] trait, the envelope they travel in, the
+//! decode policy and the size guard.
+//!
+//! # The envelope
+//!
+//! A checkpoint is sent as a `json/plain` [`Payload`] whose JSON is the checkpoint's own fields
+//! plus one reserved key, `"_hb_v"`, holding [`Checkpoint::VERSION`]:
+//!
+//! ```text
+//! {"_hb_v":2,"next":41,"total":100}
+//! ```
+//!
+//! so a Python caller reads `details[0]["next"]` as it would from any activity. A checkpoint that
+//! does not serialise to a JSON object (a bare `u64`, a tuple) is wrapped as
+//! `{"_hb_v":1,"_hb_value":41}`. Details without `"_hb_v"` (written by a non-hb activity) are
+//! read as the current version.
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use crate::payload::Payload;
+
+/// The reserved envelope key holding the checkpoint version.
+pub const VERSION_KEY: &str = "_hb_v";
+/// The reserved envelope key wrapping a checkpoint that is not a JSON object.
+pub const VALUE_KEY: &str = "_hb_value";
+
+/// Progress state an activity saves with [`ActivityContext::checkpoint`](crate::ActivityContext::checkpoint)
+/// and a retry resumes from.
+///
+/// Derive it with `#[derive(Checkpoint)]` beside serde's derives:
+///
+/// ```
+/// use hb_runtime::prelude::*;
+///
+/// #[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug)]
+/// #[checkpoint(version = 1)]
+/// struct Progress {
+///     #[checkpoint(done)]
+///     next: u64,
+///     #[checkpoint(total)]
+///     total: u64,
+/// }
+///
+/// let p = Progress { next: 25, total: 100 };
+/// assert_eq!(p.progress().unwrap().done, 25);
+/// assert_eq!(p.progress().unwrap().total, Some(100));
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not a checkpoint type",
+    label = "not a checkpoint",
+    note = "add `#[derive(Checkpoint, Serialize, Deserialize, Default, Clone)]` to `{Self}`"
+)]
+pub trait Checkpoint: Serialize + DeserializeOwned + Default + Clone + Send + Sync + 'static {
+    /// The version written into the envelope; bump it when the shape changes.
+    const VERSION: u32 = 1;
+
+    /// The type's name, for error messages.
+    const TYPE_NAME: &'static str;
+
+    /// Decodes a checkpoint written at `version` (never above [`Self::VERSION`]).
+    ///
+    /// The default accepts only [`Self::VERSION`]; `#[checkpoint(migrate_from = Old)]` generates
+    /// an implementation that hands older versions to `Old` and converts with `From<Old>`.
+    fn decode_version(
+        version: u32,
+        value: serde_json::Value,
+    ) -> Result<Self, CheckpointDecodeError> {
+        decode_current(version, value)
+    }
+
+    /// Done/total progress, from the `#[checkpoint(done)]` and `#[checkpoint(total)]` fields.
+    fn progress(&self) -> Option<Progress> {
+        None
+    }
+}
+
+impl Checkpoint for () {
+    const TYPE_NAME: &'static str = "()";
+}
+
+/// How far an activity got: from the fields marked `#[checkpoint(done)]` and
+/// `#[checkpoint(total)]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    /// Items done.
+    pub done: u64,
+    /// Items in all, when known.
+    pub total: Option<u64>,
+}
+
+impl Progress {
+    /// `done / total` in `0.0..=1.0`, when the total is known and not zero.
+    ///
+    /// ```
+    /// let p = hb_runtime::Progress { done: 1, total: Some(4) };
+    /// assert_eq!(p.fraction(), Some(0.25));
+    /// ```
+    pub fn fraction(&self) -> Option<f64> {
+        match self.total {
+            Some(t) if t > 0 => Some((self.done as f64 / t as f64).min(1.0)),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Progress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.total {
+            Some(t) => write!(f, "{}/{}", self.done, t),
+            None => write!(f, "{}", self.done),
+        }
+    }
+}
+
+/// A checkpoint that could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("cannot decode checkpoint {type_name} (version {version:?}, expected {expected}): {message}")]
+#[non_exhaustive]
+pub struct CheckpointDecodeError {
+    /// The checkpoint type decoded into.
+    pub type_name: &'static str,
+    /// The version found in the envelope (`None` when it had none).
+    pub version: Option<u32>,
+    /// The version the type expects.
+    pub expected: u32,
+    /// What went wrong (the serde message, or the missing migration).
+    pub message: String,
+}
+
+/// Decodes `value` written at `version` as the current version of `T`.
+///
+/// The building block of [`Checkpoint::decode_version`].
+pub fn decode_current<T: Checkpoint>(
+    version: u32,
+    value: serde_json::Value,
+) -> Result<T, CheckpointDecodeError> {
+    if version != T::VERSION {
+        return Err(CheckpointDecodeError {
+            type_name: T::TYPE_NAME,
+            version: Some(version),
+            expected: T::VERSION,
+            message: format!(
+                "no migration from version {version}; add #[checkpoint(migrate_from = ...)]"
+            ),
+        });
+    }
+    T::deserialize(value).map_err(|e| CheckpointDecodeError {
+        type_name: T::TYPE_NAME,
+        version: Some(version),
+        expected: T::VERSION,
+        message: e.to_string(),
+    })
+}
+
+/// Decodes `value` written at `version` as `T`, migrating older versions through `Old`.
+///
+/// What `#[checkpoint(migrate_from = Old)]` generates.
+pub fn decode_migrated<T, Old>(
+    version: u32,
+    value: serde_json::Value,
+) -> Result<T, CheckpointDecodeError>
+where
+    T: Checkpoint + From<Old>,
+    Old: Checkpoint,
+{
+    if version == T::VERSION {
+        decode_current(version, value)
+    } else if version <= Old::VERSION {
+        Old::decode_version(version, value)
+            .map(T::from)
+            .map_err(|mut e| {
+                e.message = format!("while migrating {} to {}: {}", e.type_name, T::TYPE_NAME, e.message);
+                e.type_name = T::TYPE_NAME;
+                e.expected = T::VERSION;
+                e
+            })
+    } else {
+        Err(CheckpointDecodeError {
+            type_name: T::TYPE_NAME,
+            version: Some(version),
+            expected: T::VERSION,
+            message: format!(
+                "no migration from version {version} (migrate_from {} covers up to version {})",
+                Old::TYPE_NAME,
+                Old::VERSION
+            ),
+        })
+    }
+}
+
+/// Encodes `value` into the checkpoint envelope (JSON bytes). One serialisation pass: the
+/// version key is spliced into the object the value serialises to.
+pub fn encode<T: Checkpoint>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
+    let body = serde_json::to_vec(value)?;
+    let mut out = Vec::with_capacity(body.len() + 24);
+    out.extend_from_slice(b"{\"");
+    out.extend_from_slice(VERSION_KEY.as_bytes());
+    out.extend_from_slice(b"\":");
+    out.extend_from_slice(T::VERSION.to_string().as_bytes());
+    if body.first() == Some(&b'{') {
+        if body.len() > 2 {
+            out.push(b',');
+        }
+        out.extend_from_slice(&body[1..]);
+    } else {
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(VALUE_KEY.as_bytes());
+        out.extend_from_slice(b"\":");
+        out.extend_from_slice(&body);
+        out.push(b'}');
+    }
+    Ok(out)
+}
+
+/// Encodes `value` as a `json/plain` checkpoint payload.
+pub fn encode_payload<T: Checkpoint>(value: &T) -> Result<Payload, serde_json::Error> {
+    encode(value).map(Payload::from_json_bytes)
+}
+
+/// Decodes a checkpoint payload written by any version of `T` (or by a non-hb activity).
+///
+/// ```
+/// use hb_runtime::checkpoint::{decode_payload, encode_payload};
+/// let p = encode_payload(&41u64).unwrap();
+/// assert_eq!(p.data(), br#"{"_hb_v":1,"_hb_value":41}"#);
+/// assert_eq!(decode_payload::<u64>(&p).unwrap(), 41);
+/// ```
+pub fn decode_payload<T: Checkpoint>(payload: &Payload) -> Result<T, CheckpointDecodeError> {
+    let err = |version, message: String| CheckpointDecodeError {
+        type_name: T::TYPE_NAME,
+        version,
+        expected: T::VERSION,
+        message,
+    };
+    let value: serde_json::Value =
+        serde_json::from_slice(payload.data()).map_err(|e| err(None, e.to_string()))?;
+    let (version, value) = match value {
+        serde_json::Value::Object(mut map) if map.contains_key(VERSION_KEY) => {
+            let v = map.remove(VERSION_KEY).unwrap_or_default();
+            let version = v
+                .as_u64()
+                .and_then(|v| u32::try_from(v).ok())
+                .ok_or_else(|| err(None, format!("{VERSION_KEY} is not a version number: {v}")))?;
+            let inner = match map.remove(VALUE_KEY) {
+                Some(inner) if map.is_empty() => inner,
+                Some(inner) => {
+                    map.insert(VALUE_KEY.to_owned(), inner);
+                    serde_json::Value::Object(map)
+                }
+                None => serde_json::Value::Object(map),
+            };
+            (version, inner)
+        }
+        other => (T::VERSION, other),
+    };
+    if version > T::VERSION {
+        return Err(err(
+            Some(version),
+            format!(
+                "version {version} is newer than this build of {} (version {}); was it written by a newer deployment?",
+                T::TYPE_NAME,
+                T::VERSION
+            ),
+        ));
+    }
+    T::decode_version(version, value)
+}
+
+macro_rules! primitive_checkpoints {
+    ($($t:ty),*) => {$(
+        impl Checkpoint for $t {
+            const TYPE_NAME: &'static str = stringify!($t);
+            fn progress(&self) -> Option<Progress> {
+                Some(Progress { done: ProgressCount::to_count(self), total: None })
+            }
+        }
+    )*};
+}
+primitive_checkpoints!(u8, u16, u32, u64, usize, i8, i16, i32, i64, isize);
+
+impl Checkpoint for String {
+    const TYPE_NAME: &'static str = "String";
+}
+
+impl<T> Checkpoint for Vec<T>
+where
+    T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    const TYPE_NAME: &'static str = "Vec";
+}
+
+impl<T> Checkpoint for Option<T>
+where
+    T: Serialize + DeserializeOwned + Clone + Send + Sync + 'static,
+{
+    const TYPE_NAME: &'static str = "Option";
+}
+
+/// A numeric field usable as `#[checkpoint(done)]` or `#[checkpoint(total)]`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot count progress",
+    label = "`#[checkpoint(done)]` and `#[checkpoint(total)]` need an integer field",
+    note = "use an integer type such as `u64` or `usize`"
+)]
+pub trait ProgressCount {
+    /// The count as `u64` (negative values count as 0).
+    fn to_count(&self) -> u64;
+}
+
+macro_rules! unsigned_counts {
+    ($($t:ty),*) => {$(
+        impl ProgressCount for $t {
+            fn to_count(&self) -> u64 { u64::try_from(*self).unwrap_or(u64::MAX) }
+        }
+    )*};
+}
+macro_rules! signed_counts {
+    ($($t:ty),*) => {$(
+        impl ProgressCount for $t {
+            fn to_count(&self) -> u64 { u64::try_from(*self).unwrap_or(0) }
+        }
+    )*};
+}
+unsigned_counts!(u8, u16, u32, u64, u128, usize);
+signed_counts!(i8, i16, i32, i64, i128, isize);
+
+impl<T: ProgressCount> ProgressCount for Option<T> {
+    fn to_count(&self) -> u64 {
+        self.as_ref().map_or(0, ProgressCount::to_count)
+    }
+}

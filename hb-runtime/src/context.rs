@@ -1,0 +1,374 @@
+//! [`ActivityContext`]: what a running attempt sees of itself and its backend.
+
+use std::any::Any;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::time::{Duration, SystemTime};
+
+use tokio_util::sync::CancellationToken;
+
+use crate::definition::ActivityOptions;
+use crate::checkpoint::{self, Checkpoint, Progress};
+use crate::error::{ActivityError, CancelReason, CheckpointError};
+use crate::heartbeat::SendState;
+use crate::state::StateMap;
+use crate::transport::{HeartbeatReply, TaskToken, Transport};
+
+/// What an attempt knows about itself.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct ActivityInfo {
+    /// The activity id (stable across attempts).
+    pub activity_id: String,
+    /// The activity type name.
+    pub activity_type: String,
+    /// The attempt number, starting at 1.
+    pub attempt: u32,
+    /// The heartbeat timeout in force, if any.
+    pub heartbeat_timeout: Option<Duration>,
+    /// How often the pump heartbeats this attempt.
+    pub heartbeat_interval: Duration,
+    /// When this attempt must have finished (start-to-close or schedule-to-close), if bounded.
+    pub deadline: Option<SystemTime>,
+    /// The token that identifies this attempt to its backend (for heartbeating from outside).
+    pub task_token: TaskToken,
+}
+
+/// The handle a running activity uses to checkpoint, flush, and observe cancellation.
+///
+/// Cheap to clone (one `Arc`); clones talk about the same attempt.
+///
+/// ```
+/// use hb_runtime::prelude::*;
+///
+/// #[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug)]
+/// struct Cursor { #[checkpoint(done)] next: u64 }
+///
+/// #[activity(heartbeat_timeout = "10s")]
+/// async fn count(ctx: ActivityContext, #[checkpoint] mut c: Cursor, to: u64) -> Result<u64, ActivityError> {
+///     while c.next < to {
+///         c.next += 1;
+///         ctx.checkpoint(&c)?;               // nanoseconds: the pump ships it
+///         if ctx.is_cancelled() { break; }
+///     }
+///     ctx.flush().await?;                     // send now, wait for the backend
+///     Ok(c.next)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let run = hb_runtime::testing::ActivityEnvironment::new()
+///     .with_checkpoint(Cursor { next: 7 })
+///     .run(count, 10).await;
+/// assert_eq!(run.result.unwrap(), 10);
+/// assert_eq!(run.last_checkpoint().unwrap().next, 10);
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct ActivityContext {
+    pub(crate) inner: Arc<Shared>,
+}
+
+/// Everything one attempt's context, its pump entry and its runner share.
+pub(crate) struct Shared {
+    pub(crate) info: ActivityInfo,
+    pub(crate) options: ActivityOptions,
+    pub(crate) slot: Box<dyn ErasedSlot>,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) reason: OnceLock<CancelReason>,
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) state: Arc<StateMap>,
+    /// Set by the pump when it refused a checkpoint; reported by the next `checkpoint()`.
+    pub(crate) has_error: AtomicBool,
+    pub(crate) error: Mutex<Option<CheckpointError>>,
+    /// Encoding and sending is serialised per attempt, so an older checkpoint never overtakes a newer one.
+    pub(crate) send: tokio::sync::Mutex<SendState>,
+    pub(crate) polls: crate::heartbeat::PollTracker,
+    pub(crate) span: tracing::Span,
+}
+
+impl ActivityContext {
+    pub(crate) fn from_shared(inner: Arc<Shared>) -> Self {
+        ActivityContext { inner }
+    }
+
+    /// The attempt's id, type, attempt number, heartbeat timeout, deadline and task token.
+    pub fn info(&self) -> &ActivityInfo {
+        &self.inner.info
+    }
+
+    /// Stores `value` as the latest checkpoint. The heartbeat pump sends it (or a later one)
+    /// with the next heartbeat; the retry of a failed attempt resumes from it.
+    ///
+    /// This is built for hot loops: it copies `value` into a preallocated slot under an
+    /// uncontended lock (no serialisation, no I/O, no allocation once the slot holds a value
+    /// whose `Clone` reuses its buffers via `clone_from`).
+    ///
+    /// # Errors
+    /// - [`CheckpointError::WrongType`] when `T` is not the activity's checkpoint type (nothing stored).
+    /// - [`CheckpointError::TooLarge`] when the pump found an earlier checkpoint above the
+    ///   size limit (it is reported once, by the next call; the last checkpoint that fit is
+    ///   what backends keep). [`flush`](Self::flush) checks the current value at once.
+    #[inline]
+    pub fn checkpoint<T: Checkpoint>(&self, value: &T) -> Result<(), CheckpointError> {
+        let Some(slot) = self.inner.slot.as_any().downcast_ref::<Slot<T>>() else {
+            return Err(self.wrong_type::<T>());
+        };
+        slot.store(value);
+        if self.inner.has_error.load(Ordering::Relaxed) {
+            return self.take_error();
+        }
+        Ok(())
+    }
+
+    #[cold]
+    fn wrong_type<T: Checkpoint>(&self) -> CheckpointError {
+        CheckpointError::WrongType {
+            expected: self.inner.slot.type_name(),
+            found: T::TYPE_NAME,
+        }
+    }
+
+    #[cold]
+    fn take_error(&self) -> Result<(), CheckpointError> {
+        self.inner.has_error.store(false, Ordering::Relaxed);
+        match self
+            .inner
+            .error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
+    }
+
+    /// Sends the latest checkpoint now and waits for the backend's reply (which may carry a
+    /// cancel request: check [`is_cancelled`](Self::is_cancelled) afterwards).
+    ///
+    /// Use it before a step that must not be redone (a side effect you cannot repeat). Waits
+    /// for a heartbeat the pump has in flight, so what the backend holds afterwards is never
+    /// older than the current checkpoint.
+    ///
+    /// # Errors
+    /// [`CheckpointError::TooLarge`] (the previous checkpoint is kept and nothing is sent),
+    /// [`CheckpointError::Encode`], or [`CheckpointError::Transport`].
+    pub async fn flush(&self) -> Result<(), CheckpointError> {
+        crate::heartbeat::send_now(&self.inner, true).await.map(|_| ())
+    }
+
+    /// The latest checkpoint: the last one stored by this attempt, else the one it resumed from.
+    pub fn last_checkpoint<T: Checkpoint>(&self) -> Option<T> {
+        self.inner
+            .slot
+            .as_any()
+            .downcast_ref::<Slot<T>>()
+            .and_then(Slot::get)
+    }
+
+    /// Resolves once the attempt is asked to stop (cancel request, timeout, worker shutdown,
+    /// pause). Resolves at once if that already happened.
+    pub async fn cancelled(&self) {
+        self.inner.cancel.cancelled().await
+    }
+
+    /// Whether the attempt has been asked to stop.
+    #[inline]
+    pub fn is_cancelled(&self) -> bool {
+        self.inner.cancel.is_cancelled()
+    }
+
+    /// Why the attempt was asked to stop, once it was.
+    pub fn cancel_reason(&self) -> Option<CancelReason> {
+        self.inner.reason.get().copied()
+    }
+
+    /// A token cancelled with the attempt, for your own `select!`s or child tasks.
+    pub fn cancellation_token(&self) -> CancellationToken {
+        self.inner.cancel.child_token()
+    }
+
+    /// Progress (done/total) of the latest checkpoint, from `#[checkpoint(done)]`/`total` fields.
+    pub fn progress(&self) -> Option<Progress> {
+        self.inner.slot.progress()
+    }
+
+    /// Runs blocking or CPU-bound `f` on tokio's blocking pool and awaits it.
+    ///
+    /// `f` gets a clone of the context, so it can [`checkpoint`](Self::checkpoint) and check
+    /// [`is_cancelled`](Self::is_cancelled) from its loop. Heartbeats go on meanwhile: the pump
+    /// runs on its own thread. A thread cannot be interrupted, so with `cancel = "abort"` the
+    /// attempt ends at once but `f` keeps running until it next checks `is_cancelled()`.
+    ///
+    /// ```
+    /// use hb_runtime::prelude::*;
+    ///
+    /// #[activity(heartbeat_timeout = "10s")]
+    /// async fn hash(ctx: ActivityContext, #[checkpoint] start: u64, rounds: u64) -> Result<u64, ActivityError> {
+    ///     ctx.run_blocking(move |ctx| {
+    ///         let mut acc = start;
+    ///         for i in start..rounds {
+    ///             acc = acc.wrapping_mul(31).wrapping_add(i);
+    ///             if i % 1024 == 0 {
+    ///                 ctx.checkpoint(&i)?;
+    ///                 if ctx.is_cancelled() { return Err(ActivityError::retryable("Stopped", "cancelled")); }
+    ///             }
+    ///         }
+    ///         Ok(acc)
+    ///     }).await
+    /// }
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let run = hb_runtime::testing::ActivityEnvironment::new().run(hash, 10_000).await;
+    /// assert!(run.result.is_ok());
+    /// # }
+    /// ```
+    pub async fn run_blocking<R, F>(&self, f: F) -> Result<R, ActivityError>
+    where
+        F: FnOnce(ActivityContext) -> Result<R, ActivityError> + Send + 'static,
+        R: Send + 'static,
+    {
+        let ctx = self.clone();
+        let span = self.inner.span.clone();
+        match tokio::task::spawn_blocking(move || span.in_scope(|| f(ctx))).await {
+            Ok(r) => r,
+            Err(e) if e.is_panic() => Err(ActivityError::Panicked {
+                message: crate::runner::panic_message(e.into_panic().as_ref()),
+            }),
+            Err(e) => Err(ActivityError::retryable("JoinError", e)),
+        }
+    }
+
+    /// The worker-level resource of type `T` (what `#[state]` parameters receive).
+    pub fn state<T: Clone + Send + Sync + 'static>(&self) -> Result<T, ActivityError> {
+        self.inner.state.get::<T>().map_err(ActivityError::from)
+    }
+}
+
+impl Shared {
+    pub(crate) fn cancel_with(&self, reason: CancelReason) {
+        if self.reason.set(reason).is_ok() {
+            let _g = self.span.enter();
+            tracing::info!(%reason, "activity cancel delivered");
+        }
+        self.cancel.cancel();
+    }
+
+    /// Applies a backend's heartbeat reply.
+    pub(crate) fn apply_reply(&self, reply: &HeartbeatReply) {
+        if reply.cancel_requested {
+            self.cancel_with(CancelReason::Requested);
+        } else if reply.paused {
+            self.cancel_with(CancelReason::Paused);
+        } else if reply.timed_out {
+            self.cancel_with(CancelReason::TimedOut);
+        } else if reply.not_found {
+            self.cancel_with(CancelReason::NotFound);
+        }
+    }
+
+    pub(crate) fn set_error(&self, e: CheckpointError) {
+        *self.error.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+        self.has_error.store(true, Ordering::Relaxed);
+    }
+}
+
+impl fmt::Debug for ActivityContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ActivityContext")
+            .field("info", &self.inner.info)
+            .field("cancel_reason", &self.cancel_reason())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The latest checkpoint of one attempt, typed; the pump reads it through [`ErasedSlot`].
+pub(crate) struct Slot<T> {
+    inner: Mutex<SlotInner<T>>,
+}
+
+struct SlotInner<T> {
+    value: Option<T>,
+    /// Bumped on every store; the pump compares it with what it sent last.
+    seq: u64,
+}
+
+impl<T: Checkpoint> Slot<T> {
+    pub(crate) fn new(initial: Option<T>) -> Self {
+        Slot {
+            inner: Mutex::new(SlotInner {
+                // A resumed checkpoint counts as unsent, so the first heartbeat carries it.
+                seq: u64::from(initial.is_some()),
+                value: initial,
+            }),
+        }
+    }
+
+    #[inline]
+    fn store(&self, v: &T) {
+        let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        match &mut g.value {
+            Some(cur) => cur.clone_from(v),
+            None => g.value = Some(v.clone()),
+        }
+        g.seq = g.seq.wrapping_add(1);
+    }
+
+    fn get(&self) -> Option<T> {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .value
+            .clone()
+    }
+}
+
+/// What the pump needs from a slot, whatever its type.
+pub(crate) trait ErasedSlot: Send + Sync {
+    fn as_any(&self) -> &dyn Any;
+    fn type_name(&self) -> &'static str;
+    /// The store counter.
+    fn seq(&self) -> u64;
+    /// When the slot changed since `since`: the new counter and the encoded value.
+    fn encode_if_newer(&self, since: u64) -> Option<(u64, Result<Vec<u8>, CheckpointError>)>;
+    fn progress(&self) -> Option<Progress>;
+}
+
+impl<T: Checkpoint> ErasedSlot for Slot<T> {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+
+    fn type_name(&self) -> &'static str {
+        T::TYPE_NAME
+    }
+
+    fn seq(&self) -> u64 {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner).seq
+    }
+
+    fn encode_if_newer(&self, since: u64) -> Option<(u64, Result<Vec<u8>, CheckpointError>)> {
+        // Clone under the lock, encode outside it, so the activity's hot loop never waits on serde.
+        let (seq, value) = {
+            let g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+            if g.seq == since {
+                return None;
+            }
+            (g.seq, g.value.clone()?)
+        };
+        let encoded = checkpoint::encode(&value).map_err(|e| CheckpointError::Encode {
+            type_name: T::TYPE_NAME,
+            message: e.to_string(),
+        });
+        Some((seq, encoded))
+    }
+
+    fn progress(&self) -> Option<Progress> {
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .value
+            .as_ref()
+            .and_then(Checkpoint::progress)
+    }
+}

@@ -1,0 +1,395 @@
+//! The backend-neutral [`Activity`] trait that `#[activity]` implements, and its options.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Duration;
+
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+use crate::checkpoint::Checkpoint;
+use crate::context::ActivityContext;
+use crate::error::ActivityError;
+use crate::state::{MissingState, StateMap};
+
+/// A boxed, `Send` future returned by [`Activity::run`].
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// A long-running unit of work that heartbeats itself.
+///
+/// You rarely implement this by hand: `#[activity]` implements it for a hidden marker type and
+/// turns the function's name into a constructor for that marker, so the name you wrote is what you
+/// pass to `register`, `start` or [`ActivityEnvironment::run`](crate::testing::ActivityEnvironment::run).
+/// Every backend (the embedded engine, Temporal) adapts this one trait, so the same activity runs on
+/// any of them unchanged.
+///
+/// # Implementing it by hand
+///
+/// ```
+/// use hb_runtime::{Activity, ActivityContext, ActivityError, ActivityOptions, BoxFuture};
+/// use std::time::Duration;
+///
+/// #[derive(Debug, Clone, Copy)]
+/// struct Double;
+///
+/// impl Activity for Double {
+///     const NAME: &'static str = "double";
+///     type Input = u64;
+///     type Output = u64;
+///     type Checkpoint = ();
+///
+///     fn options(&self) -> ActivityOptions {
+///         ActivityOptions::new().heartbeat_timeout(Duration::from_secs(10))
+///     }
+///
+///     fn run(&self, _ctx: ActivityContext, _ckpt: (), input: u64)
+///         -> BoxFuture<'static, Result<u64, ActivityError>>
+///     {
+///         Box::pin(async move { Ok(input * 2) })
+///     }
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let run = hb_runtime::testing::ActivityEnvironment::new().run(|| Double, 21).await;
+/// assert_eq!(run.result.unwrap(), 42);
+/// # }
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` is not an hb activity",
+    label = "not an activity",
+    note = "put `#[activity(...)]` on an `async fn` and pass the function's name"
+)]
+pub trait Activity: Send + Sync + 'static {
+    /// The activity type name: what backends and other languages call it by.
+    const NAME: &'static str;
+    /// What the activity is started with (decoded from a `json/plain` payload).
+    type Input: Serialize + DeserializeOwned + Send + 'static;
+    /// What a successful attempt returns (encoded as a `json/plain` payload).
+    type Output: Serialize + DeserializeOwned + Send + 'static;
+    /// The progress state saved by [`ActivityContext::checkpoint`]; `()` for none.
+    type Checkpoint: Checkpoint;
+
+    /// Timeouts, retry policy, heartbeat and cancellation behaviour.
+    fn options(&self) -> ActivityOptions;
+
+    /// Checks that every worker-level resource the activity takes (`#[state]` parameters) is
+    /// present in `state`. The default takes none.
+    fn check_state(&self, state: &StateMap) -> Result<(), MissingState> {
+        let _ = state;
+        Ok(())
+    }
+
+    /// Runs one attempt's body. `checkpoint` is the previous attempt's last checkpoint, or
+    /// `Default::default()` on a first attempt.
+    fn run(
+        &self,
+        ctx: ActivityContext,
+        checkpoint: Self::Checkpoint,
+        input: Self::Input,
+    ) -> BoxFuture<'static, Result<Self::Output, ActivityError>>;
+}
+
+/// Anything that names an activity: the function name `#[activity]` was put on (it is a
+/// constructor `fn() -> Marker`), or any closure returning an [`Activity`].
+///
+/// This is what `register`, `start` and the test kit take, so callers write `register(process_batch)`.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not name an hb activity",
+    label = "expected the name of an `#[activity]` function",
+    note = "pass the function's name itself (`process_batch`), not a call (`process_batch(..)`)"
+)]
+pub trait IntoActivity {
+    /// The activity this names.
+    type Activity: Activity;
+    /// Produces the activity value.
+    fn into_activity(self) -> Self::Activity;
+}
+
+impl<F, A> IntoActivity for F
+where
+    F: FnOnce() -> A,
+    A: Activity,
+{
+    type Activity = A;
+    fn into_activity(self) -> A {
+        self()
+    }
+}
+
+/// How an attempt reacts to a cancel request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum CancelMode {
+    /// The body future is dropped at its next `.await` (its `Drop` impls run) and the attempt
+    /// reports `Cancelled` with the last checkpoint. The default.
+    #[default]
+    Abort,
+    /// The body keeps running and sees [`ActivityContext::cancelled`]; it may finish its own way
+    /// within `cancel_grace`, after which it is dropped as with [`CancelMode::Abort`].
+    Cooperative,
+}
+
+/// What to do when the previous attempt's checkpoint cannot be decoded (corrupt, or a version
+/// with no `migrate_from` path).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum BadCheckpointPolicy {
+    /// Log a warning and start from `Default::default()`. The default.
+    #[default]
+    Restart,
+    /// End the activity non-retryably with [`ActivityError::BadCheckpoint`].
+    Fail,
+}
+
+/// When and how often a failed attempt is retried, as Temporal defines it.
+///
+/// The delay before attempt `n + 1` is `initial_interval × backoff^(n-1)`, capped at
+/// `max_interval`. `max_attempts = 0` means unlimited.
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct RetryPolicy {
+    /// Most attempts in all (first included); 0 for unlimited.
+    pub max_attempts: u32,
+    /// Delay before the first retry.
+    pub initial_interval: Duration,
+    /// Multiplier applied to the delay after each retry (at least 1.0).
+    pub backoff: f64,
+    /// Upper bound of the delay; `None` means 100 × `initial_interval` (Temporal's default).
+    pub max_interval: Option<Duration>,
+    /// Error types ([`ActivityError::error_type`]) that are never retried.
+    pub non_retryable: &'static [&'static str],
+}
+
+impl RetryPolicy {
+    /// Temporal's default policy: unlimited attempts, 1 s initial interval, backoff 2.0.
+    pub const fn new() -> Self {
+        RetryPolicy {
+            max_attempts: 0,
+            initial_interval: Duration::from_secs(1),
+            backoff: 2.0,
+            max_interval: None,
+            non_retryable: &[],
+        }
+    }
+
+    /// Sets the most attempts in all (0 = unlimited).
+    pub const fn max_attempts(mut self, n: u32) -> Self {
+        self.max_attempts = n;
+        self
+    }
+
+    /// Sets the delay before the first retry.
+    pub const fn initial_interval(mut self, d: Duration) -> Self {
+        self.initial_interval = d;
+        self
+    }
+
+    /// Sets the backoff coefficient.
+    pub const fn backoff(mut self, coefficient: f64) -> Self {
+        self.backoff = coefficient;
+        self
+    }
+
+    /// Sets the delay cap.
+    pub const fn max_interval(mut self, d: Duration) -> Self {
+        self.max_interval = Some(d);
+        self
+    }
+
+    /// Sets the error types that are never retried.
+    pub const fn non_retryable(mut self, types: &'static [&'static str]) -> Self {
+        self.non_retryable = types;
+        self
+    }
+
+    /// The delay before the attempt that follows failed attempt `attempt` (1-based).
+    ///
+    /// ```
+    /// # use hb_runtime::RetryPolicy; use std::time::Duration;
+    /// let p = RetryPolicy::new().initial_interval(Duration::from_secs(1)).backoff(2.0)
+    ///     .max_interval(Duration::from_secs(5));
+    /// assert_eq!(p.delay_after(1), Duration::from_secs(1));
+    /// assert_eq!(p.delay_after(3), Duration::from_secs(4));
+    /// assert_eq!(p.delay_after(10), Duration::from_secs(5));
+    /// ```
+    pub fn delay_after(&self, attempt: u32) -> Duration {
+        let cap = self
+            .max_interval
+            .unwrap_or_else(|| self.initial_interval.saturating_mul(100));
+        let exp = attempt.saturating_sub(1).min(1024) as i32;
+        let secs = self.initial_interval.as_secs_f64() * self.backoff.max(1.0).powi(exp);
+        if !secs.is_finite() || secs >= cap.as_secs_f64() {
+            cap
+        } else {
+            Duration::from_secs_f64(secs)
+        }
+    }
+
+    /// Whether another attempt may follow failed attempt `attempt` ending with `error`.
+    pub fn should_retry(&self, attempt: u32, error: &ActivityError) -> bool {
+        if !error.is_retryable() || self.non_retryable.contains(&error.error_type()) {
+            return false;
+        }
+        self.max_attempts == 0 || attempt < self.max_attempts
+    }
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The hard limit Temporal puts on one payload (2 MiB): no checkpoint may be configured above it.
+pub const HARD_CHECKPOINT_LIMIT: usize = 2 * 1024 * 1024;
+/// The default size limit of an encoded checkpoint (256 KiB).
+pub const DEFAULT_CHECKPOINT_LIMIT: usize = 256 * 1024;
+/// The heartbeat interval used when neither `heartbeat_interval` nor `heartbeat_timeout` is set
+/// (Temporal core's throttle in that case).
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(30);
+
+/// Timeouts, retries and heartbeat behaviour of an activity; what `#[activity(...)]` options set.
+///
+/// Built with `const` setters, so the macro's output is a constant:
+///
+/// ```
+/// use hb_runtime::{ActivityOptions, RetryPolicy};
+/// use std::time::Duration;
+///
+/// const OPTS: ActivityOptions = ActivityOptions::new()
+///     .heartbeat_timeout(Duration::from_secs(10))
+///     .start_to_close_timeout(Duration::from_secs(3600))
+///     .retry(RetryPolicy::new().max_attempts(5));
+/// assert_eq!(OPTS.effective_heartbeat_interval(), Duration::from_secs(5));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq)]
+#[non_exhaustive]
+pub struct ActivityOptions {
+    /// The longest the backend waits between heartbeats before timing the attempt out.
+    pub heartbeat_timeout: Option<Duration>,
+    /// How often the pump heartbeats; see [`effective_heartbeat_interval`](Self::effective_heartbeat_interval).
+    pub heartbeat_interval: Option<Duration>,
+    /// The longest one attempt may run.
+    pub start_to_close_timeout: Option<Duration>,
+    /// The longest the whole activity (all attempts and retry delays) may take.
+    pub schedule_to_close_timeout: Option<Duration>,
+    /// When a failed attempt is retried.
+    pub retry: RetryPolicy,
+    /// Stop heartbeating (so the backend times the attempt out and retries it) when no
+    /// checkpoint arrived for this long: alive is not the same as progressing.
+    pub stall_timeout: Option<Duration>,
+    /// How a cancel request reaches the body.
+    pub cancel: CancelMode,
+    /// With [`CancelMode::Cooperative`], how long the body may take to finish after a cancel.
+    pub cancel_grace: Duration,
+    /// What to do with a checkpoint that cannot be decoded.
+    pub on_bad_checkpoint: BadCheckpointPolicy,
+    /// The largest encoded checkpoint accepted, in bytes.
+    pub max_checkpoint_size: usize,
+}
+
+impl ActivityOptions {
+    /// Options with no timeouts, Temporal's default retry policy, abort-on-cancel, a 5 s
+    /// cancel grace, `restart` on a bad checkpoint and a 256 KiB checkpoint limit.
+    pub const fn new() -> Self {
+        ActivityOptions {
+            heartbeat_timeout: None,
+            heartbeat_interval: None,
+            start_to_close_timeout: None,
+            schedule_to_close_timeout: None,
+            retry: RetryPolicy::new(),
+            stall_timeout: None,
+            cancel: CancelMode::Abort,
+            cancel_grace: Duration::from_secs(5),
+            on_bad_checkpoint: BadCheckpointPolicy::Restart,
+            max_checkpoint_size: DEFAULT_CHECKPOINT_LIMIT,
+        }
+    }
+
+    /// Sets `heartbeat_timeout`.
+    pub const fn heartbeat_timeout(mut self, d: Duration) -> Self {
+        self.heartbeat_timeout = Some(d);
+        self
+    }
+    /// Sets `heartbeat_interval`.
+    pub const fn heartbeat_interval(mut self, d: Duration) -> Self {
+        self.heartbeat_interval = Some(d);
+        self
+    }
+    /// Sets `start_to_close_timeout`.
+    pub const fn start_to_close_timeout(mut self, d: Duration) -> Self {
+        self.start_to_close_timeout = Some(d);
+        self
+    }
+    /// Sets `schedule_to_close_timeout`.
+    pub const fn schedule_to_close_timeout(mut self, d: Duration) -> Self {
+        self.schedule_to_close_timeout = Some(d);
+        self
+    }
+    /// Sets the retry policy.
+    pub const fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+    /// Sets `stall_timeout`.
+    pub const fn stall_timeout(mut self, d: Duration) -> Self {
+        self.stall_timeout = Some(d);
+        self
+    }
+    /// Sets the cancel mode.
+    pub const fn cancel(mut self, mode: CancelMode) -> Self {
+        self.cancel = mode;
+        self
+    }
+    /// Sets `cancel_grace`.
+    pub const fn cancel_grace(mut self, d: Duration) -> Self {
+        self.cancel_grace = d;
+        self
+    }
+    /// Sets the bad-checkpoint policy.
+    pub const fn on_bad_checkpoint(mut self, policy: BadCheckpointPolicy) -> Self {
+        self.on_bad_checkpoint = policy;
+        self
+    }
+    /// Sets the checkpoint size limit in bytes (clamped to the 2 MiB hard limit when used).
+    pub const fn max_checkpoint_size(mut self, bytes: usize) -> Self {
+        self.max_checkpoint_size = bytes;
+        self
+    }
+
+    /// The interval the pump heartbeats at: `heartbeat_interval` if set, else half of
+    /// `heartbeat_timeout`, else 30 s; never above 0.8 × `heartbeat_timeout` and never zero.
+    pub fn effective_heartbeat_interval(&self) -> Duration {
+        let base = match (self.heartbeat_interval, self.heartbeat_timeout) {
+            (Some(i), _) => i,
+            (None, Some(t)) => t / 2,
+            (None, None) => DEFAULT_HEARTBEAT_INTERVAL,
+        };
+        let capped = match self.heartbeat_timeout {
+            Some(t) if !t.is_zero() => base.min(t.mul_f64(0.8)),
+            _ => base,
+        };
+        capped.max(Duration::from_millis(1))
+    }
+
+    /// The checkpoint size limit actually enforced (never above 2 MiB).
+    pub fn effective_checkpoint_limit(&self) -> usize {
+        self.max_checkpoint_size.min(HARD_CHECKPOINT_LIMIT)
+    }
+}
+
+impl Default for ActivityOptions {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for CancelMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            CancelMode::Abort => "abort",
+            CancelMode::Cooperative => "cooperative",
+        })
+    }
+}

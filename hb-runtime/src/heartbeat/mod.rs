@@ -1,0 +1,56 @@
+//! The heartbeat pump: one shared scheduler that heartbeats every running attempt.
+//!
+//! - [`Pump`] owns a deadline queue of running attempts. In production it runs on its own
+//!   thread ([`Pump::global`]), so CPU-bound activity bodies cannot starve it; the test kit runs
+//!   the same scheduler on the test's runtime ([`Pump::on_current_runtime`]) so it follows
+//!   tokio's paused clock.
+//! - Each tick of an attempt encodes its checkpoint only if it changed (coalescing: the activity
+//!   may have stored thousands since the last tick), re-sends the latest one otherwise, applies
+//!   the reply's flags (cancel, pause), checks for stalls and for a blocked executor.
+//! - [`HeartbeatInterceptor`] is the built-in interceptor that registers an attempt with the
+//!   pump and flushes its final checkpoint on every exit path.
+
+mod poll;
+mod pump;
+mod send;
+
+pub(crate) use poll::{PollTracker, TrackedFuture};
+pub use pump::{Pump, PumpStats};
+pub(crate) use send::{final_details, send_now, SendState};
+
+use crate::definition::BoxFuture;
+use crate::context::ActivityContext;
+use crate::intercept::{AttemptResult, Interceptor, Next};
+
+/// The built-in interceptor: heartbeats the attempt through a [`Pump`] while it runs and
+/// flushes its latest checkpoint when it ends (success, error, cancel, panic).
+///
+/// Every attempt run through [`AttemptRunner`](crate::runner::AttemptRunner) has it as the
+/// outermost interceptor; you do not add it yourself.
+#[derive(Debug, Clone)]
+pub struct HeartbeatInterceptor {
+    pump: Pump,
+}
+
+impl HeartbeatInterceptor {
+    /// An interceptor heartbeating through `pump`.
+    pub fn new(pump: Pump) -> Self {
+        HeartbeatInterceptor { pump }
+    }
+}
+
+impl Interceptor for HeartbeatInterceptor {
+    fn intercept<'a>(
+        &'a self,
+        ctx: &'a ActivityContext,
+        next: Next<'a>,
+    ) -> BoxFuture<'a, AttemptResult> {
+        Box::pin(async move {
+            let mut registration = self.pump.register(ctx.inner.clone());
+            let result = next.run().await;
+            send::flush_final(&ctx.inner).await;
+            registration.finish();
+            result
+        })
+    }
+}

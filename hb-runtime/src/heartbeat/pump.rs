@@ -1,0 +1,214 @@
+//! The shared heartbeat scheduler.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use futures_util::future::poll_fn;
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+use tokio_util::time::{delay_queue, DelayQueue};
+
+use crate::context::Shared;
+
+enum Command {
+    Add(u64, Arc<Shared>),
+    Remove(u64),
+}
+
+struct PumpInner {
+    tx: mpsc::UnboundedSender<Command>,
+    handle: Handle,
+    next_id: AtomicU64,
+    stats: Arc<Counters>,
+    home: &'static str,
+}
+
+#[derive(Default)]
+struct Counters {
+    active: AtomicU64,
+    ticks: AtomicU64,
+}
+
+/// Figures of a [`Pump`], for monitoring and benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PumpStats {
+    /// Attempts registered now.
+    pub active: u64,
+    /// Heartbeat ticks run since the pump started.
+    pub ticks: u64,
+}
+
+/// One scheduler heartbeating every registered attempt at its interval.
+///
+/// Cheap to clone. All attempts of a process share [`Pump::global`] unless told otherwise.
+#[derive(Clone)]
+pub struct Pump {
+    inner: Arc<PumpInner>,
+}
+
+impl fmt::Debug for Pump {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pump")
+            .field("home", &self.inner.home)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+impl Pump {
+    /// The process-wide pump, on a dedicated thread named `hb-pump` (started on first use).
+    ///
+    /// Its own single-threaded tokio runtime runs the scheduler and the heartbeat sends, so an
+    /// activity that blocks its executor still heartbeats.
+    pub fn global() -> Pump {
+        static GLOBAL: OnceLock<Pump> = OnceLock::new();
+        GLOBAL.get_or_init(Pump::dedicated).clone()
+    }
+
+    /// A new pump on a new dedicated thread; it stops when the last clone is dropped and its
+    /// attempts have ended.
+    pub fn dedicated() -> Pump {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+        let stats = Arc::new(Counters::default());
+        let thread_stats = stats.clone();
+        std::thread::Builder::new()
+            .name("hb-pump".into())
+            .spawn(move || {
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_time()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot build the heartbeat pump's runtime");
+                        return;
+                    }
+                };
+                let _ = handle_tx.send(rt.handle().clone());
+                rt.block_on(schedule(rx, thread_stats));
+            })
+            .expect("spawning the hb-pump thread");
+        let handle = handle_rx
+            .recv()
+            .expect("the hb-pump thread could not start its runtime");
+        Pump {
+            inner: Arc::new(PumpInner {
+                tx,
+                handle,
+                next_id: AtomicU64::new(1),
+                stats,
+                home: "dedicated thread",
+            }),
+        }
+    }
+
+    /// A pump whose scheduler runs as a task on the current tokio runtime.
+    ///
+    /// For tests: it follows the runtime's clock, so with `tokio::time::pause()` (or
+    /// `#[tokio::test(start_paused = true)]`) a 10 s heartbeat timeout plays out in
+    /// milliseconds. It shares the executor with the activities, so prefer
+    /// [`Pump::global`] in production.
+    ///
+    /// # Panics
+    /// Outside a tokio runtime.
+    pub fn on_current_runtime() -> Pump {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let stats = Arc::new(Counters::default());
+        let handle = Handle::current();
+        handle.spawn(schedule(rx, stats.clone()));
+        Pump {
+            inner: Arc::new(PumpInner {
+                tx,
+                handle,
+                next_id: AtomicU64::new(1),
+                stats,
+                home: "current runtime",
+            }),
+        }
+    }
+
+    /// Current figures.
+    pub fn stats(&self) -> PumpStats {
+        PumpStats {
+            active: self.inner.stats.active.load(Ordering::Relaxed),
+            ticks: self.inner.stats.ticks.load(Ordering::Relaxed),
+        }
+    }
+
+    pub(crate) fn register(&self, shared: Arc<Shared>) -> Registration {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let _ = self.inner.tx.send(Command::Add(id, shared.clone()));
+        Registration {
+            pump: self.clone(),
+            id,
+            shared,
+            finished: false,
+        }
+    }
+}
+
+/// An attempt's place in the pump; removing it on drop, with a final flush if the attempt's
+/// future was dropped before it could flush itself.
+pub(crate) struct Registration {
+    pump: Pump,
+    id: u64,
+    shared: Arc<Shared>,
+    finished: bool,
+}
+
+impl Registration {
+    pub(crate) fn finish(&mut self) {
+        self.finished = true;
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        let _ = self.pump.inner.tx.send(Command::Remove(self.id));
+        if !self.finished {
+            let shared = self.shared.clone();
+            tracing::debug!(parent: &shared.span, "attempt dropped mid-run; flushing its checkpoint from the pump");
+            self.pump
+                .inner
+                .handle
+                .spawn(async move { super::send::flush_final(&shared).await });
+        }
+    }
+}
+
+async fn schedule(mut rx: mpsc::UnboundedReceiver<Command>, stats: Arc<Counters>) {
+    let mut queue: DelayQueue<u64> = DelayQueue::new();
+    let mut entries: HashMap<u64, (Arc<Shared>, delay_queue::Key)> = HashMap::new();
+    loop {
+        tokio::select! {
+            cmd = rx.recv() => match cmd {
+                None => break,
+                Some(Command::Add(id, shared)) => {
+                    let key = queue.insert(id, shared.info.heartbeat_interval);
+                    entries.insert(id, (shared, key));
+                    stats.active.fetch_add(1, Ordering::Relaxed);
+                }
+                Some(Command::Remove(id)) => {
+                    if let Some((_, key)) = entries.remove(&id) {
+                        queue.remove(&key);
+                        stats.active.fetch_sub(1, Ordering::Relaxed);
+                    }
+                }
+            },
+            Some(expired) = poll_fn(|cx| queue.poll_expired(cx)), if !queue.is_empty() => {
+                let id = expired.into_inner();
+                if let Some((shared, key)) = entries.get_mut(&id) {
+                    *key = queue.insert(id, shared.info.heartbeat_interval);
+                    stats.ticks.fetch_add(1, Ordering::Relaxed);
+                    tokio::spawn(super::send::beat(shared.clone()));
+                }
+            }
+        }
+    }
+    // Senders gone: let in-flight heartbeats finish.
+    entries.clear();
+}

@@ -1,0 +1,219 @@
+//! Encoding and sending one attempt's heartbeats; shared by the pump, `flush()` and the final flush.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::context::Shared;
+use crate::error::{CheckpointError, TransportErrorKind};
+use crate::payload::Payload;
+use crate::transport::HeartbeatReply;
+
+/// Per-attempt sending state, behind an async mutex so sends never overtake each other.
+pub(crate) struct SendState {
+    /// The slot counter of the last value encoded.
+    encoded_seq: u64,
+    /// The slot counter of the last value the backend acknowledged.
+    delivered_seq: u64,
+    /// Why the value at `encoded_seq` was refused, if it was.
+    rejected: Option<CheckpointError>,
+    /// The latest checkpoint that fit: what heartbeats and final reports carry.
+    pub(crate) last: Option<Payload>,
+    /// Stall detection: the slot counter seen last and when it last changed.
+    seen_seq: u64,
+    last_progress: Instant,
+    stalled: bool,
+    /// Blocked-executor detection: the poll counter seen last, and since when it has not moved
+    /// while the future was inside a poll or woken.
+    seen_polls: u64,
+    stuck_since: Option<Instant>,
+    warned_blocked: bool,
+}
+
+impl SendState {
+    pub(crate) fn new(previous: Option<Payload>) -> Self {
+        SendState {
+            encoded_seq: 0,
+            delivered_seq: 0,
+            rejected: None,
+            last: previous,
+            seen_seq: 0,
+            last_progress: Instant::now(),
+            stalled: false,
+            seen_polls: 0,
+            stuck_since: None,
+            warned_blocked: false,
+        }
+    }
+}
+
+/// Encodes the slot's value if it changed since the last encode. On a refusal the previous
+/// payload stays in `last`.
+fn encode_latest(shared: &Shared, s: &mut SendState) -> Result<(), CheckpointError> {
+    if let Some((seq, encoded)) = shared.slot.encode_if_newer(s.encoded_seq) {
+        s.encoded_seq = seq;
+        let limit = shared.options.effective_checkpoint_limit();
+        match encoded {
+            Ok(bytes) if bytes.len() <= limit => {
+                s.rejected = None;
+                s.last = Some(Payload::from_json_bytes(bytes));
+            }
+            Ok(bytes) => {
+                s.rejected = Some(CheckpointError::TooLarge {
+                    type_name: shared.slot.type_name(),
+                    size: bytes.len(),
+                    limit,
+                });
+            }
+            Err(e) => s.rejected = Some(e),
+        }
+    }
+    match &s.rejected {
+        Some(e) => Err(e.clone()),
+        None => Ok(()),
+    }
+}
+
+/// `flush()`: encode the current value and send it now, waiting for any heartbeat in flight.
+pub(crate) async fn send_now(
+    shared: &Arc<Shared>,
+    apply: bool,
+) -> Result<HeartbeatReply, CheckpointError> {
+    let mut s = shared.send.lock().await;
+    encode_latest(shared, &mut s)?;
+    let reply = shared
+        .transport
+        .heartbeat(&shared.info.task_token, s.last.as_ref())
+        .await?;
+    s.delivered_seq = s.encoded_seq;
+    if apply {
+        shared.apply_reply(&reply);
+    }
+    tracing::debug!(parent: &shared.span, bytes = s.last.as_ref().map_or(0, Payload::len), "heartbeat (flush)");
+    Ok(reply)
+}
+
+/// One pump tick of one attempt.
+pub(crate) async fn beat(shared: Arc<Shared>) {
+    // A heartbeat or flush already in flight carries the latest checkpoint soon enough.
+    let Ok(mut s) = shared.send.try_lock() else {
+        tracing::trace!(parent: &shared.span, "heartbeat skipped: one is in flight");
+        return;
+    };
+    let now = Instant::now();
+    let interval = shared.info.heartbeat_interval;
+    check_blocked(&shared, &mut s, now, interval);
+
+    let seq = shared.slot.seq();
+    if seq != s.seen_seq {
+        s.seen_seq = seq;
+        s.last_progress = now;
+        if s.stalled {
+            s.stalled = false;
+            tracing::info!(parent: &shared.span, "checkpoints resumed; heartbeating again");
+        }
+    }
+    if let Some(stall) = shared.options.stall_timeout {
+        let quiet = now.saturating_duration_since(s.last_progress);
+        if quiet >= stall {
+            if !s.stalled {
+                s.stalled = true;
+                tracing::warn!(
+                    parent: &shared.span,
+                    stall_timeout = ?stall,
+                    quiet_for = ?quiet,
+                    "no checkpoint for stall_timeout: heartbeats stopped so the backend times the attempt out and retries it"
+                );
+            }
+            return;
+        }
+    }
+
+    if let Err(e) = encode_latest(&shared, &mut s) {
+        if !shared.has_error.load(std::sync::atomic::Ordering::Relaxed) {
+            tracing::warn!(parent: &shared.span, error = %e, "checkpoint refused; heartbeating with the previous one");
+            shared.set_error(e);
+        }
+    }
+    let bytes = s.last.as_ref().map_or(0, Payload::len);
+    match shared
+        .transport
+        .heartbeat(&shared.info.task_token, s.last.as_ref())
+        .await
+    {
+        Ok(reply) => {
+            s.delivered_seq = s.encoded_seq;
+            tracing::debug!(parent: &shared.span, bytes, ?reply, "heartbeat");
+            shared.apply_reply(&reply);
+        }
+        Err(e) if e.kind == TransportErrorKind::NotFound => {
+            tracing::info!(parent: &shared.span, error = %e, "backend no longer knows the attempt");
+            shared.cancel_with(crate::error::CancelReason::NotFound);
+        }
+        Err(e) => {
+            tracing::warn!(parent: &shared.span, error = %e, "heartbeat failed; retrying next interval");
+        }
+    }
+}
+
+/// Warns when the body's future sat inside one poll, or woken but unpolled, for longer than
+/// the heartbeat interval: the executor is blocked or starved.
+fn check_blocked(shared: &Shared, s: &mut SendState, now: Instant, interval: Duration) {
+    let (polls, in_poll, woken) = shared.polls.snapshot();
+    if polls != s.seen_polls || !(in_poll || woken) {
+        s.seen_polls = polls;
+        s.stuck_since = (in_poll || woken).then_some(now);
+        s.warned_blocked = false;
+        return;
+    }
+    let since = *s.stuck_since.get_or_insert(now);
+    let stuck = now.saturating_duration_since(since);
+    if stuck >= interval && !s.warned_blocked {
+        s.warned_blocked = true;
+        if in_poll {
+            tracing::warn!(
+                parent: &shared.span,
+                blocked_for = ?stuck,
+                "the activity has blocked its executor thread inside one poll for longer than its heartbeat interval; run CPU-bound or blocking code with ctx.run_blocking"
+            );
+        } else {
+            tracing::warn!(
+                parent: &shared.span,
+                unpolled_for = ?stuck,
+                "the activity's future was woken but not polled for longer than its heartbeat interval; its executor is starved"
+            );
+        }
+    }
+}
+
+/// The final flush: encode the latest checkpoint and send it unless the backend has it already.
+pub(crate) async fn flush_final(shared: &Arc<Shared>) {
+    let mut s = shared.send.lock().await;
+    if let Err(e) = encode_latest(shared, &mut s) {
+        tracing::warn!(parent: &shared.span, error = %e, "final checkpoint refused; the previous one stands");
+    }
+    if s.encoded_seq == s.delivered_seq || s.last.is_none() {
+        return;
+    }
+    match shared
+        .transport
+        .heartbeat(&shared.info.task_token, s.last.as_ref())
+        .await
+    {
+        Ok(_) => {
+            s.delivered_seq = s.encoded_seq;
+            tracing::debug!(parent: &shared.span, "final checkpoint flushed");
+        }
+        Err(e) => {
+            tracing::warn!(parent: &shared.span, error = %e, "final heartbeat failed; the report carries the checkpoint")
+        }
+    }
+}
+
+/// The latest encoded checkpoint, for the attempt's final report.
+pub(crate) async fn final_details(shared: &Arc<Shared>) -> Option<Payload> {
+    let mut s = shared.send.lock().await;
+    let _ = encode_latest(shared, &mut s);
+    s.last.clone()
+}

@@ -1,0 +1,131 @@
+//! # hb: long-running activities that heartbeat themselves
+//!
+//! An *activity* is work that takes minutes to hours. hb makes it report liveness, keep its
+//! progress across crashes and retries, and stop promptly when cancelled — the model of
+//! Temporal's activity heartbeats, without the hand-written loop:
+//!
+//! ```
+//! use hb_runtime::prelude::*;
+//!
+//! #[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug)]
+//! struct Progress {
+//!     #[checkpoint(done)]
+//!     next: u64,
+//!     #[checkpoint(total)]
+//!     total: u64,
+//! }
+//!
+//! #[derive(Serialize, Deserialize)]
+//! struct Batch { items: Vec<u64> }
+//!
+//! #[activity(heartbeat_timeout = "10s", start_to_close_timeout = "1h", stall_timeout = "2m",
+//!            retry(max_attempts = 5, initial_interval = "1s", backoff = 2.0, non_retryable = ["BadInput"]))]
+//! async fn process_batch(ctx: ActivityContext, #[checkpoint] mut p: Progress, input: Batch)
+//!     -> Result<u64, ActivityError>
+//! {
+//!     p.total = input.items.len() as u64;
+//!     let mut sum = 0;
+//!     for item in &input.items[p.next as usize..] {
+//!         sum += item;              // a cancel drops the body at its next .await
+//!         p.next += 1;
+//!         ctx.checkpoint(&p)?;      // nanoseconds: stores the latest; the pump ships it
+//!     }
+//!     Ok(sum)
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! // A retry resuming from item 2 (the test kit stands in for a backend here).
+//! let run = hb_runtime::testing::ActivityEnvironment::new()
+//!     .with_checkpoint(Progress { next: 2, total: 4 })
+//!     .attempt(2)
+//!     .run(process_batch, Batch { items: vec![1, 2, 3, 4] })
+//!     .await;
+//! assert_eq!(run.result.unwrap(), 7);
+//! # }
+//! ```
+//!
+//! ## The pieces
+//! - [`macro@activity`] wraps an `async fn` into an [`Activity`]; [`macro@Checkpoint`] derives
+//!   typed, versioned progress state ([`checkpoint`]).
+//! - [`ActivityContext`] is what the body sees: `checkpoint`, `flush`, `cancelled`, `run_blocking`.
+//! - [`heartbeat::Pump`] heartbeats every running attempt from one scheduler on its own thread.
+//! - [`intercept`] is the chain around every attempt (the pump is its built-in member).
+//! - [`transport::Transport`] is the seam backends implement; [`runner::AttemptRunner`] drives
+//!   attempts against one.
+//! - [`testing::ActivityEnvironment`] runs an activity in tests with a deterministic clock.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
+
+pub mod definition;
+pub mod checkpoint;
+pub mod context;
+pub mod error;
+pub mod heartbeat;
+pub mod intercept;
+pub mod payload;
+pub mod runner;
+pub mod state;
+pub mod testing;
+pub mod transport;
+
+pub use definition::{
+    Activity, ActivityOptions, BadCheckpointPolicy, BoxFuture, CancelMode, IntoActivity,
+    RetryPolicy,
+};
+pub use checkpoint::{Checkpoint, CheckpointDecodeError, Progress};
+pub use context::{ActivityContext, ActivityInfo};
+pub use error::{ActivityError, CancelReason, CheckpointError, ResultExt, TransportError};
+pub use payload::Payload;
+pub use state::{MissingState, StateMap};
+
+/// `#[activity(...)]`: see [`hb_macros::activity`].
+#[cfg(feature = "macros")]
+pub use hb_macros::activity;
+/// `#[derive(Checkpoint)]`: see [`hb_macros::Checkpoint`].
+#[cfg(feature = "macros")]
+pub use hb_macros::Checkpoint;
+
+/// Everything an activity author needs: `use hb_runtime::prelude::*;`.
+pub mod prelude {
+    #[cfg(feature = "macros")]
+    pub use crate::activity;
+    pub use crate::{
+        Activity, ActivityContext, ActivityError, CancelReason, Checkpoint, CheckpointError,
+        ResultExt,
+    };
+    pub use serde::{Deserialize, Serialize};
+}
+
+/// What the macros' output names. Not a public API: it may change in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::definition::{
+        Activity, ActivityOptions, BadCheckpointPolicy, BoxFuture, CancelMode, RetryPolicy,
+    };
+    pub use crate::checkpoint::{
+        decode_current, decode_migrated, Checkpoint, CheckpointDecodeError, Progress,
+        ProgressCount,
+    };
+    pub use crate::context::ActivityContext;
+    pub use crate::error::ActivityError;
+    pub use crate::state::{MissingState, StateMap};
+    pub use core::marker::PhantomData;
+    pub use core::option::Option;
+    pub use core::result::Result;
+    pub use core::time::Duration;
+    pub use serde_json::Value;
+    pub use std::boxed::Box;
+
+    /// The value of a `#[state]` parameter.
+    pub fn state<T: Clone + Send + Sync + 'static>(
+        ctx: &ActivityContext,
+    ) -> Result<T, ActivityError> {
+        ctx.state::<T>()
+    }
+
+    /// Converts a body's error type.
+    pub fn into_activity_error<E: Into<ActivityError>>(e: E) -> ActivityError {
+        e.into()
+    }
+}

@@ -1,0 +1,108 @@
+//! Temporal-compatible payloads: `metadata.encoding = "json/plain"` and JSON bytes.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// The encoding hb writes and reads: Temporal's JSON payload converter.
+pub const JSON_PLAIN: &str = "json/plain";
+
+/// One value as Temporal carries it: metadata (`encoding` above all) and bytes.
+///
+/// hb stores and sends the same bytes on every backend, so a Python, Go or TypeScript caller
+/// decodes an hb activity's input, output and heartbeat details with its own JSON converter.
+///
+/// ```
+/// let p = hb_runtime::Payload::json(&serde_json::json!({"next": 3})).unwrap();
+/// assert_eq!(p.encoding(), Some("json/plain"));
+/// assert_eq!(p.data(), br#"{"next":3}"#);
+/// ```
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Payload {
+    metadata: BTreeMap<String, Vec<u8>>,
+    data: Vec<u8>,
+}
+
+impl Payload {
+    /// A payload from raw parts.
+    pub fn new(metadata: BTreeMap<String, Vec<u8>>, data: Vec<u8>) -> Self {
+        Payload { metadata, data }
+    }
+
+    /// A `json/plain` payload holding `data`, which must already be JSON.
+    pub fn from_json_bytes(data: Vec<u8>) -> Self {
+        let mut metadata = BTreeMap::new();
+        metadata.insert("encoding".to_owned(), JSON_PLAIN.as_bytes().to_vec());
+        Payload { metadata, data }
+    }
+
+    /// Serialises `value` to a `json/plain` payload.
+    pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
+        serde_json::to_vec(value).map(Self::from_json_bytes)
+    }
+
+    /// Decodes the payload's JSON into `T`.
+    pub fn decode<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
+        serde_json::from_slice(&self.data)
+    }
+
+    /// The `encoding` metadata entry, if it is UTF-8.
+    pub fn encoding(&self) -> Option<&str> {
+        self.metadata
+            .get("encoding")
+            .and_then(|e| std::str::from_utf8(e).ok())
+    }
+
+    /// The metadata map.
+    pub fn metadata(&self) -> &BTreeMap<String, Vec<u8>> {
+        &self.metadata
+    }
+
+    /// The payload bytes.
+    pub fn data(&self) -> &[u8] {
+        &self.data
+    }
+
+    /// Splits the payload into metadata and data.
+    pub fn into_parts(self) -> (BTreeMap<String, Vec<u8>>, Vec<u8>) {
+        (self.metadata, self.data)
+    }
+
+    /// The size of the data in bytes.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Whether the data is empty.
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+}
+
+impl fmt::Debug for Payload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Payload");
+        d.field("encoding", &self.encoding().unwrap_or("?"));
+        match std::str::from_utf8(&self.data) {
+            Ok(s) if s.len() <= 256 => d.field("data", &s),
+            Ok(s) => d.field("data", &format_args!("{}… ({} bytes)", &s[..s.floor_char_boundary_compat(256)], s.len())),
+            Err(_) => d.field("data", &format_args!("<{} bytes>", self.data.len())),
+        };
+        d.finish()
+    }
+}
+
+trait FloorCharBoundary {
+    fn floor_char_boundary_compat(&self, i: usize) -> usize;
+}
+
+impl FloorCharBoundary for str {
+    fn floor_char_boundary_compat(&self, mut i: usize) -> usize {
+        while i > 0 && !self.is_char_boundary(i) {
+            i -= 1;
+        }
+        i
+    }
+}

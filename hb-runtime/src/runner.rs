@@ -1,0 +1,419 @@
+//! Running one attempt: decode input and checkpoint, build the context, run the interceptor
+//! chain (heartbeat pump outermost) and the body with its cancel mode, report the outcome.
+//!
+//! Backends (the embedded engine's worker, the Temporal adapter, the test kit) all run
+//! attempts through [`AttemptRunner`].
+
+use std::any::Any;
+use std::fmt;
+use std::panic::AssertUnwindSafe;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::SystemTime;
+
+use futures_util::FutureExt;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::definition::{Activity, ActivityOptions, BadCheckpointPolicy, BoxFuture, CancelMode};
+use crate::checkpoint;
+use crate::context::{ActivityContext, ActivityInfo, Shared, Slot};
+use crate::error::{ActivityError, CancelReason};
+use crate::heartbeat::{self, HeartbeatInterceptor, PollTracker, Pump, SendState, TrackedFuture};
+use crate::intercept::{AttemptResult, Interceptor, Next};
+use crate::payload::Payload;
+use crate::state::StateMap;
+use crate::transport::{TaskToken, Transport};
+
+/// What a backend hands the runner to start one attempt.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct AttemptRequest {
+    /// The activity id (stable across attempts).
+    pub activity_id: String,
+    /// The attempt number, from 1.
+    pub attempt: u32,
+    /// The token identifying the attempt to the backend.
+    pub task_token: TaskToken,
+    /// The encoded input.
+    pub input: Payload,
+    /// The previous attempt's last checkpoint, if any.
+    pub details: Option<Payload>,
+    /// When the attempt must have ended, if bounded.
+    pub deadline: Option<SystemTime>,
+    /// Options overriding the activity's own (per-start overrides of a backend).
+    pub options: Option<ActivityOptions>,
+}
+
+impl AttemptRequest {
+    /// A first attempt of `activity_id` with `input`.
+    pub fn new(activity_id: impl Into<String>, task_token: TaskToken, input: Payload) -> Self {
+        AttemptRequest {
+            activity_id: activity_id.into(),
+            attempt: 1,
+            task_token,
+            input,
+            details: None,
+            deadline: None,
+            options: None,
+        }
+    }
+
+    /// Sets the attempt number.
+    pub fn attempt(mut self, attempt: u32) -> Self {
+        self.attempt = attempt;
+        self
+    }
+
+    /// Sets the previous attempt's checkpoint.
+    pub fn details(mut self, details: Option<Payload>) -> Self {
+        self.details = details;
+        self
+    }
+
+    /// Sets the deadline.
+    pub fn deadline(mut self, deadline: Option<SystemTime>) -> Self {
+        self.deadline = deadline;
+        self
+    }
+
+    /// Overrides the activity's options.
+    pub fn options(mut self, options: ActivityOptions) -> Self {
+        self.options = Some(options);
+        self
+    }
+}
+
+/// How an attempt ended, as reported to the backend.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct AttemptOutcome {
+    /// The encoded output or the failure.
+    pub result: AttemptResult,
+    /// The latest checkpoint (what a retry resumes from).
+    pub details: Option<Payload>,
+    /// Why the attempt was asked to stop, if it was.
+    pub cancel_reason: Option<CancelReason>,
+}
+
+/// Runs attempts of any activity against one [`Transport`].
+///
+/// ```
+/// use hb_runtime::prelude::*;
+/// use hb_runtime::runner::{AttemptRequest, AttemptRunner};
+/// use hb_runtime::transport::{MemoryTransport, TaskToken};
+/// use hb_runtime::Payload;
+///
+/// #[activity(heartbeat_timeout = "10s")]
+/// async fn greet(ctx: ActivityContext, name: String) -> Result<String, ActivityError> {
+///     Ok(format!("hello {name}"))
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let transport = MemoryTransport::new();
+/// let runner = AttemptRunner::new(transport.clone());
+/// let request = AttemptRequest::new("greet-1", TaskToken::new(*b"t1"), Payload::json("hb").unwrap());
+/// let outcome = runner.start(&greet(), request).run().await;
+/// assert_eq!(outcome.result.unwrap().decode::<String>().unwrap(), "hello hb");
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct AttemptRunner {
+    transport: Arc<dyn Transport>,
+    pump: Pump,
+    chain: Arc<[Arc<dyn Interceptor>]>,
+    state: Arc<StateMap>,
+}
+
+impl fmt::Debug for AttemptRunner {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AttemptRunner")
+            .field("pump", &self.pump)
+            .field("interceptors", &self.chain.len())
+            .field("state", &self.state)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AttemptRunner {
+    /// A runner reporting to `transport`, heartbeating through [`Pump::global`].
+    pub fn new(transport: impl Transport) -> Self {
+        let pump = Pump::global();
+        AttemptRunner {
+            transport: Arc::new(transport),
+            chain: Arc::from(vec![
+                Arc::new(HeartbeatInterceptor::new(pump.clone())) as Arc<dyn Interceptor>
+            ]),
+            pump,
+            state: Arc::default(),
+        }
+    }
+
+    /// Heartbeats through `pump` instead.
+    pub fn pump(mut self, pump: Pump) -> Self {
+        let mut chain: Vec<_> = self.chain.iter().skip(1).cloned().collect();
+        chain.insert(0, Arc::new(HeartbeatInterceptor::new(pump.clone())));
+        self.chain = Arc::from(chain);
+        self.pump = pump;
+        self
+    }
+
+    /// Adds an interceptor inside the ones already added (the heartbeat pump stays outermost).
+    pub fn interceptor(mut self, interceptor: impl Interceptor) -> Self {
+        let mut chain: Vec<_> = self.chain.iter().cloned().collect();
+        chain.push(Arc::new(interceptor));
+        self.chain = Arc::from(chain);
+        self
+    }
+
+    /// Sets the worker-level resources `#[state]` parameters receive.
+    pub fn state(mut self, state: StateMap) -> Self {
+        self.state = Arc::new(state);
+        self
+    }
+
+    /// The worker-level resources.
+    pub fn state_map(&self) -> &StateMap {
+        &self.state
+    }
+
+    /// The pump heartbeating this runner's attempts.
+    pub fn pump_handle(&self) -> &Pump {
+        &self.pump
+    }
+
+    /// Prepares attempt `request` of `activity`. Nothing runs until the returned
+    /// [`RunningAttempt`] is awaited; its [`AttemptHandle`] can cancel it from anywhere.
+    pub fn start<A: Activity>(&self, activity: &A, request: AttemptRequest) -> RunningAttempt {
+        let options = request.options.unwrap_or_else(|| activity.options());
+        let span = tracing::info_span!(
+            "activity",
+            activity_type = A::NAME,
+            activity_id = %request.activity_id,
+            attempt = request.attempt,
+        );
+
+        let (initial, early_error) = match &request.details {
+            None => (None, None),
+            Some(p) => match checkpoint::decode_payload::<A::Checkpoint>(p) {
+                Ok(c) => (Some(c), None),
+                Err(e) => match options.on_bad_checkpoint {
+                    BadCheckpointPolicy::Fail => {
+                        span.in_scope(|| tracing::error!(error = %e, "bad checkpoint; failing (on_bad_checkpoint = \"fail\")"));
+                        (None, Some(ActivityError::BadCheckpoint(e)))
+                    }
+                    _ => {
+                        span.in_scope(|| tracing::warn!(error = %e, "bad checkpoint; starting from Default (on_bad_checkpoint = \"restart\")"));
+                        (None, None)
+                    }
+                },
+            },
+        };
+
+        let info = ActivityInfo {
+            activity_id: request.activity_id,
+            activity_type: A::NAME.to_owned(),
+            attempt: request.attempt,
+            heartbeat_timeout: options.heartbeat_timeout.filter(|t| !t.is_zero()),
+            heartbeat_interval: options.effective_heartbeat_interval(),
+            deadline: request.deadline,
+            task_token: request.task_token,
+        };
+        let shared = Arc::new(Shared {
+            info,
+            options,
+            slot: Box::new(Slot::<A::Checkpoint>::new(initial.clone())),
+            cancel: CancellationToken::new(),
+            reason: OnceLock::new(),
+            transport: self.transport.clone(),
+            state: self.state.clone(),
+            has_error: AtomicBool::new(false),
+            error: Mutex::new(None),
+            send: tokio::sync::Mutex::new(SendState::new(request.details)),
+            polls: PollTracker::default(),
+            span: span.clone(),
+        });
+        let ctx = ActivityContext::from_shared(shared.clone());
+
+        let input = request.input.decode::<A::Input>().map_err(|e| ActivityError::BadInput {
+            activity: A::NAME.to_owned(),
+            expected_type: std::any::type_name::<A::Input>(),
+            message: e.to_string(),
+        });
+        let body: BoxFuture<'static, AttemptResult> = match (early_error, input) {
+            (Some(e), _) | (None, Err(e)) => Box::pin(async move { Err(e) }),
+            (None, Ok(input)) => match activity.check_state(&self.state) {
+                Err(e) => {
+                    let e = ActivityError::MissingState(e);
+                    Box::pin(async move { Err(e) })
+                }
+                Ok(()) => {
+                    let fut = activity.run(ctx.clone(), initial.unwrap_or_default(), input);
+                    Box::pin(async move {
+                        let output = fut.await?;
+                        Payload::json(&output).map_err(|e| ActivityError::BadOutput {
+                            activity: A::NAME.to_owned(),
+                            message: e.to_string(),
+                        })
+                    })
+                }
+            },
+        };
+
+        let chain = self.chain.clone();
+        let handle = AttemptHandle {
+            shared: shared.clone(),
+        };
+        let future = async move {
+            let guarded = guard(ctx.clone(), body);
+            let result = Next::new(&chain, &ctx, Box::pin(guarded)).run().await;
+            report(&shared, result).await
+        }
+        .instrument(span);
+        RunningAttempt {
+            handle,
+            future: Box::pin(future),
+        }
+    }
+}
+
+/// An attempt ready to run; await [`run`](Self::run) to drive it.
+pub struct RunningAttempt {
+    handle: AttemptHandle,
+    future: BoxFuture<'static, AttemptOutcome>,
+}
+
+impl RunningAttempt {
+    /// A handle to cancel the attempt or read its context while it runs.
+    pub fn handle(&self) -> AttemptHandle {
+        self.handle.clone()
+    }
+
+    /// Runs the attempt to its end and returns what was reported.
+    pub async fn run(self) -> AttemptOutcome {
+        self.future.await
+    }
+
+    /// The attempt as a boxed future (to spawn it).
+    pub fn into_future(self) -> BoxFuture<'static, AttemptOutcome> {
+        self.future
+    }
+}
+
+impl fmt::Debug for RunningAttempt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RunningAttempt")
+            .field("handle", &self.handle)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Cancels a running attempt from outside: what backends call to push a cancel.
+#[derive(Clone)]
+pub struct AttemptHandle {
+    shared: Arc<Shared>,
+}
+
+impl AttemptHandle {
+    /// Asks the attempt to stop; the first reason given wins. Reaches the body at once.
+    pub fn cancel(&self, reason: CancelReason) {
+        self.shared.cancel_with(reason)
+    }
+
+    /// The attempt's context (info, progress, cancellation state).
+    pub fn context(&self) -> ActivityContext {
+        ActivityContext::from_shared(self.shared.clone())
+    }
+}
+
+impl fmt::Debug for AttemptHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AttemptHandle")
+            .field("activity_id", &self.shared.info.activity_id)
+            .field("attempt", &self.shared.info.attempt)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The innermost step: the body with panics caught, polls tracked, and the cancel mode applied.
+async fn guard(ctx: ActivityContext, body: BoxFuture<'static, AttemptResult>) -> AttemptResult {
+    let body = AssertUnwindSafe(TrackedFuture::new(body, ctx.inner.clone()))
+        .catch_unwind()
+        .map(|r| {
+            r.unwrap_or_else(|panic| {
+                let message = panic_message(panic.as_ref());
+                tracing::error!(%message, "activity panicked");
+                Err(ActivityError::Panicked { message })
+            })
+        });
+    let mut body = std::pin::pin!(body);
+    tokio::select! {
+        biased;
+        r = &mut body => return r,
+        _ = ctx.cancelled() => {}
+    }
+    let reason = ctx.cancel_reason().unwrap_or(CancelReason::Requested);
+    let cancelled = ActivityError::Cancelled {
+        reason,
+        details: None,
+    };
+    match ctx.inner.options.cancel {
+        CancelMode::Cooperative => {
+            let grace = ctx.inner.options.cancel_grace;
+            match tokio::time::timeout(grace, &mut body).await {
+                Ok(r) => r,
+                Err(_) => {
+                    tracing::warn!(?grace, "activity did not finish within cancel_grace; dropped");
+                    Err(cancelled)
+                }
+            }
+        }
+        _ => {
+            tracing::info!(%reason, "activity body dropped on cancel");
+            Err(cancelled)
+        }
+    }
+}
+
+/// Reports the result to the transport with the latest checkpoint.
+async fn report(shared: &Arc<Shared>, mut result: AttemptResult) -> AttemptOutcome {
+    let details = heartbeat::final_details(shared).await;
+    if let Err(ActivityError::Cancelled { details: d, .. }) = &mut result {
+        *d = details.clone();
+    }
+    let token = &shared.info.task_token;
+    let transport = &shared.transport;
+    let sent = match &result {
+        Ok(output) => {
+            tracing::debug!("activity completed");
+            transport.complete(token, output.clone()).await
+        }
+        Err(ActivityError::Cancelled {
+            reason: CancelReason::Requested,
+            ..
+        }) => transport.cancelled(token, details.as_ref()).await,
+        Err(e) => {
+            tracing::warn!(error = %e, retryable = e.is_retryable(), "activity attempt failed");
+            transport.fail(token, e, details.as_ref()).await
+        }
+    };
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "could not report the attempt's outcome to the backend");
+    }
+    AttemptOutcome {
+        result,
+        details,
+        cancel_reason: shared.reason.get().copied(),
+    }
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}

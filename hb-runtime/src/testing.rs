@@ -1,0 +1,422 @@
+//! The test kit: run one activity against an in-memory backend, with an injected previous
+//! checkpoint, recorded heartbeats, scripted cancel/pause replies and simulated timeouts.
+//!
+//! Timing follows tokio's clock: under `#[tokio::test(start_paused = true)]` a 10 s heartbeat
+//! timeout plays out in milliseconds of real time and every figure is deterministic. (The
+//! environment runs the heartbeat scheduler on the test's runtime for that;
+//! [`ActivityEnvironment::production_pump`] switches to the isolated production pump, in real
+//! time.)
+//!
+//! ```
+//! use hb_runtime::prelude::*;
+//! use hb_runtime::testing::ActivityEnvironment;
+//! use std::time::Duration;
+//!
+//! #[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug, PartialEq)]
+//! struct Progress { #[checkpoint(done)] next: u64 }
+//!
+//! #[activity(heartbeat_timeout = "10s")]
+//! async fn work(ctx: ActivityContext, #[checkpoint] mut p: Progress, items: u64) -> Result<u64, ActivityError> {
+//!     while p.next < items {
+//!         tokio::time::sleep(Duration::from_secs(1)).await;   // one item a second
+//!         p.next += 1;
+//!         ctx.checkpoint(&p)?;
+//!     }
+//!     Ok(p.next)
+//! }
+//!
+//! #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! async fn main() {
+//!     // A retry that resumes from item 40 of 60, cancelled from its 3rd heartbeat on.
+//!     let run = ActivityEnvironment::new()
+//!         .with_checkpoint(Progress { next: 40 })
+//!         .attempt(2)
+//!         .cancel_after_heartbeats(3)
+//!         .run(work, 60)
+//!         .await;
+//!     assert!(run.result.unwrap_err().is_cancelled());
+//!     assert_eq!(run.heartbeats.len(), 3);                      // one every 5 s
+//!     assert_eq!(run.heartbeats[0].checkpoint, Some(Progress { next: 45 }));
+//!     assert_eq!(run.last_checkpoint(), Some(Progress { next: 55 }));
+//! }
+//! ```
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::definition::{Activity, ActivityOptions, IntoActivity};
+use crate::checkpoint::{self, Checkpoint};
+use crate::error::{ActivityError, CancelReason};
+use crate::heartbeat::Pump;
+use crate::intercept::Interceptor;
+use crate::payload::Payload;
+use crate::runner::{AttemptRequest, AttemptRunner};
+use crate::state::StateMap;
+use crate::transport::{HeartbeatReply, MemoryTransport, RecordedCall, TaskToken};
+
+/// One heartbeat as the test backend received it, decoded.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Heartbeat<T> {
+    /// Time since the attempt started (tokio's clock).
+    pub at: Duration,
+    /// The checkpoint it carried, decoded (`None` when it carried none or it did not decode).
+    pub checkpoint: Option<T>,
+    /// The raw details.
+    pub details: Option<Payload>,
+}
+
+/// What one test run of an activity produced.
+#[non_exhaustive]
+pub struct TestRun<A: Activity> {
+    /// The typed result.
+    pub result: Result<A::Output, ActivityError>,
+    /// Every heartbeat the backend received, in order.
+    pub heartbeats: Vec<Heartbeat<A::Checkpoint>>,
+    /// The checkpoint reported with the outcome (what a retry would resume from).
+    pub final_details: Option<Payload>,
+    /// Why the attempt was asked to stop, if it was.
+    pub cancel_reason: Option<CancelReason>,
+    /// Whether the simulated backend timed the attempt out (heartbeat or start-to-close).
+    pub timed_out: bool,
+    /// How long the attempt took (tokio's clock).
+    pub elapsed: Duration,
+    /// Every call the backend received (heartbeats and the final report).
+    pub calls: Vec<RecordedCall>,
+}
+
+impl<A: Activity> TestRun<A> {
+    /// The checkpoint a retry would resume from, decoded.
+    pub fn last_checkpoint(&self) -> Option<A::Checkpoint> {
+        self.final_details
+            .as_ref()
+            .and_then(|p| checkpoint::decode_payload(p).ok())
+    }
+
+    /// The largest gap between consecutive heartbeats (from the start for the first one).
+    pub fn max_heartbeat_gap(&self) -> Duration {
+        let mut prev = Duration::ZERO;
+        let mut max = Duration::ZERO;
+        for h in &self.heartbeats {
+            max = max.max(h.at.saturating_sub(prev));
+            prev = h.at;
+        }
+        max
+    }
+}
+
+impl<A: Activity> fmt::Debug for TestRun<A>
+where
+    A::Output: fmt::Debug,
+    A::Checkpoint: fmt::Debug,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TestRun")
+            .field("result", &self.result)
+            .field("heartbeats", &self.heartbeats)
+            .field("cancel_reason", &self.cancel_reason)
+            .field("timed_out", &self.timed_out)
+            .field("elapsed", &self.elapsed)
+            .finish_non_exhaustive()
+    }
+}
+
+type OptionsFn = Arc<dyn Fn(ActivityOptions) -> ActivityOptions + Send + Sync>;
+
+/// Runs one activity attempt against a [`MemoryTransport`].
+///
+/// The simulated backend enforces `heartbeat_timeout` and `start_to_close_timeout` as a server
+/// would: it cancels the attempt with [`CancelReason::TimedOut`] and the run reports
+/// `timed_out = true`.
+#[derive(Clone)]
+pub struct ActivityEnvironment {
+    transport: MemoryTransport,
+    details: Option<Payload>,
+    attempt: u32,
+    activity_id: String,
+    cancel_at: Option<Duration>,
+    state: StateMap,
+    options: Option<OptionsFn>,
+    production_pump: bool,
+    simulate_timeouts: bool,
+    interceptors: Vec<Arc<dyn Interceptor>>,
+}
+
+impl fmt::Debug for ActivityEnvironment {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ActivityEnvironment")
+            .field("activity_id", &self.activity_id)
+            .field("attempt", &self.attempt)
+            .field("details", &self.details)
+            .field("cancel_at", &self.cancel_at)
+            .field("production_pump", &self.production_pump)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for ActivityEnvironment {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ActivityEnvironment {
+    /// A first attempt with no previous checkpoint, an always-ok backend and simulated timeouts.
+    pub fn new() -> Self {
+        ActivityEnvironment {
+            transport: MemoryTransport::new(),
+            details: None,
+            attempt: 1,
+            activity_id: "test-activity".to_owned(),
+            cancel_at: None,
+            state: StateMap::new(),
+            options: None,
+            production_pump: false,
+            simulate_timeouts: true,
+            interceptors: Vec::new(),
+        }
+    }
+
+    /// Injects the previous attempt's checkpoint (encoded as the backend would hold it).
+    ///
+    /// # Panics
+    /// If `checkpoint` cannot be serialised.
+    pub fn with_checkpoint<T: Checkpoint>(mut self, checkpoint: T) -> Self {
+        self.details = Some(
+            checkpoint::encode_payload(&checkpoint).expect("test checkpoint must serialise"),
+        );
+        self
+    }
+
+    /// Injects raw previous details (an old version, or corrupt bytes).
+    pub fn with_details(mut self, details: Payload) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    /// Sets the attempt number (default 1).
+    pub fn attempt(mut self, attempt: u32) -> Self {
+        self.attempt = attempt;
+        self
+    }
+
+    /// Sets the activity id (default `"test-activity"`).
+    pub fn activity_id(mut self, id: impl Into<String>) -> Self {
+        self.activity_id = id.into();
+        self
+    }
+
+    /// Replies "cancel requested" to heartbeat number `n` (1-based) and every one after.
+    pub fn cancel_after_heartbeats(self, n: usize) -> Self {
+        self.transport.reply_from(n, HeartbeatReply::cancel());
+        self
+    }
+
+    /// Replies "paused" to heartbeat number `n` and every one after.
+    pub fn pause_after_heartbeats(self, n: usize) -> Self {
+        self.transport.reply_from(n, HeartbeatReply::pause());
+        self
+    }
+
+    /// Replies `reply` to heartbeat number `n` and every one after.
+    pub fn reply_from(self, n: usize, reply: HeartbeatReply) -> Self {
+        self.transport.reply_from(n, reply);
+        self
+    }
+
+    /// Pushes a cancel request `after` the attempt starts (as the embedded engine does), not
+    /// waiting for a heartbeat.
+    pub fn cancel_at(mut self, after: Duration) -> Self {
+        self.cancel_at = Some(after);
+        self
+    }
+
+    /// Provides a worker-level resource for `#[state]` parameters.
+    pub fn with_state<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.state.insert(value);
+        self
+    }
+
+    /// Adjusts the activity's options for this run.
+    pub fn options(
+        mut self,
+        f: impl Fn(ActivityOptions) -> ActivityOptions + Send + Sync + 'static,
+    ) -> Self {
+        self.options = Some(Arc::new(f));
+        self
+    }
+
+    /// Heartbeats through the production pump (its own thread, real time) instead of a
+    /// scheduler on the test's runtime. Use it with an unpaused clock.
+    pub fn production_pump(mut self) -> Self {
+        self.production_pump = true;
+        self
+    }
+
+    /// Turns the simulated heartbeat and start-to-close timeouts off.
+    pub fn without_timeouts(mut self) -> Self {
+        self.simulate_timeouts = false;
+        self
+    }
+
+    /// Adds an interceptor around the attempt.
+    pub fn interceptor(mut self, interceptor: impl Interceptor) -> Self {
+        self.interceptors.push(Arc::new(interceptor));
+        self
+    }
+
+    /// The in-memory backend, to watch heartbeats while a run is under way.
+    pub fn transport(&self) -> &MemoryTransport {
+        &self.transport
+    }
+
+    /// Runs one attempt of `activity` with `input` (encoded and decoded as a backend would).
+    ///
+    /// # Panics
+    /// If `input` cannot be serialised, or outside a tokio runtime.
+    pub async fn run<F: IntoActivity>(
+        &self,
+        activity: F,
+        input: <F::Activity as Activity>::Input,
+    ) -> TestRun<F::Activity> {
+        let payload = Payload::json(&input).expect("test input must serialise");
+        self.run_payload(activity, payload).await
+    }
+
+    /// Runs one attempt with a raw input payload (to test bad input).
+    pub async fn run_payload<F: IntoActivity>(
+        &self,
+        activity: F,
+        input: Payload,
+    ) -> TestRun<F::Activity> {
+        let activity = activity.into_activity();
+        let mut options = activity.options();
+        if let Some(f) = &self.options {
+            options = f(options);
+        }
+        let pump = if self.production_pump {
+            Pump::global()
+        } else {
+            Pump::on_current_runtime()
+        };
+        let mut runner = AttemptRunner::new(self.transport.clone())
+            .pump(pump)
+            .state(self.state.clone());
+        for i in &self.interceptors {
+            runner = runner.interceptor(SharedInterceptor(i.clone()));
+        }
+        let request = AttemptRequest::new(
+            self.activity_id.clone(),
+            TaskToken::new(format!("{}#{}", self.activity_id, self.attempt)),
+            input,
+        )
+        .attempt(self.attempt)
+        .details(self.details.clone())
+        .options(options);
+
+        let start = Instant::now();
+        let running = runner.start(&activity, request);
+        let handle = running.handle();
+        let timed_out = Arc::new(AtomicBool::new(false));
+        let watchdog = {
+            let transport = self.transport.clone();
+            let handle = handle.clone();
+            let timed_out = timed_out.clone();
+            let simulate = self.simulate_timeouts;
+            let cancel_at = self.cancel_at;
+            async move {
+                let heartbeat = async {
+                    let Some(timeout) = options.heartbeat_timeout.filter(|_| simulate) else {
+                        return std::future::pending().await;
+                    };
+                    loop {
+                        let last = transport.last_heartbeat_at().unwrap_or(start);
+                        let deadline = last + timeout;
+                        if Instant::now() >= deadline {
+                            return;
+                        }
+                        tokio::time::sleep_until(deadline).await;
+                    }
+                };
+                let start_to_close = async {
+                    match options.start_to_close_timeout.filter(|_| simulate) {
+                        Some(t) => tokio::time::sleep_until(start + t).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                let push_cancel = async {
+                    match cancel_at {
+                        Some(d) => tokio::time::sleep_until(start + d).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    _ = heartbeat => {
+                        tracing::info!("simulated backend: heartbeat timeout");
+                        timed_out.store(true, Ordering::SeqCst);
+                        handle.cancel(CancelReason::TimedOut);
+                    }
+                    _ = start_to_close => {
+                        tracing::info!("simulated backend: start-to-close timeout");
+                        timed_out.store(true, Ordering::SeqCst);
+                        handle.cancel(CancelReason::TimedOut);
+                    }
+                    _ = push_cancel => handle.cancel(CancelReason::Requested),
+                }
+                std::future::pending::<()>().await
+            }
+        };
+        let outcome = tokio::select! {
+            o = running.run() => o,
+            _ = watchdog => unreachable!("the watchdog never finishes"),
+        };
+        let elapsed = start.elapsed();
+
+        let heartbeats = self
+            .transport
+            .heartbeats()
+            .into_iter()
+            .filter(|h| h.token == handle.context().info().task_token)
+            .map(|h| Heartbeat {
+                at: h.at.saturating_duration_since(start),
+                checkpoint: h
+                    .details
+                    .as_ref()
+                    .and_then(|p| checkpoint::decode_payload(p).ok()),
+                details: h.details,
+            })
+            .collect();
+        let result = outcome.result.and_then(|p| {
+            p.decode::<<F::Activity as Activity>::Output>()
+                .map_err(|e| ActivityError::BadOutput {
+                    activity: <F::Activity as Activity>::NAME.to_owned(),
+                    message: e.to_string(),
+                })
+        });
+        TestRun {
+            result,
+            heartbeats,
+            final_details: outcome.details,
+            cancel_reason: outcome.cancel_reason,
+            timed_out: timed_out.load(Ordering::SeqCst),
+            elapsed,
+            calls: self.transport.calls(),
+        }
+    }
+}
+
+struct SharedInterceptor(Arc<dyn Interceptor>);
+
+impl Interceptor for SharedInterceptor {
+    fn intercept<'a>(
+        &'a self,
+        ctx: &'a crate::ActivityContext,
+        next: crate::intercept::Next<'a>,
+    ) -> crate::BoxFuture<'a, crate::intercept::AttemptResult> {
+        self.0.intercept(ctx, next)
+    }
+}

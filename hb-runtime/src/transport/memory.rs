@@ -1,0 +1,253 @@
+//! An in-memory [`Transport`] that records every call: the test kit's backend.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use super::{HeartbeatReply, TaskToken, Transport};
+use crate::definition::BoxFuture;
+use crate::error::{ActivityError, TransportError, TransportErrorKind};
+use crate::payload::Payload;
+
+/// One heartbeat as the backend received it.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct RecordedHeartbeat {
+    /// When it arrived (tokio's clock, so it follows a paused test clock).
+    pub at: Instant,
+    /// The attempt that sent it.
+    pub token: TaskToken,
+    /// The encoded checkpoint it carried.
+    pub details: Option<Payload>,
+}
+
+/// Any call a [`MemoryTransport`] received.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum RecordedCall {
+    /// A heartbeat.
+    Heartbeat(RecordedHeartbeat),
+    /// A completion report.
+    Completed {
+        /// The attempt.
+        token: TaskToken,
+        /// The encoded output.
+        output: Payload,
+    },
+    /// A failure report.
+    Failed {
+        /// The attempt.
+        token: TaskToken,
+        /// The failure.
+        error: ActivityError,
+        /// The latest checkpoint sent with it.
+        last_details: Option<Payload>,
+    },
+    /// A cancellation report.
+    Cancelled {
+        /// The attempt.
+        token: TaskToken,
+        /// The latest checkpoint sent with it.
+        details: Option<Payload>,
+    },
+}
+
+#[derive(Default)]
+struct Inner {
+    calls: Vec<RecordedCall>,
+    heartbeats: usize,
+    sticky: HeartbeatReply,
+    scripted: Vec<(usize, HeartbeatReply)>,
+    unavailable: bool,
+}
+
+/// A backend in memory: records heartbeats and reports, answers with scripted flags.
+///
+/// ```
+/// use hb_runtime::transport::{HeartbeatReply, MemoryTransport, TaskToken, Transport};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let t = MemoryTransport::new();
+/// t.reply_from(2, HeartbeatReply::cancel());
+/// let token = TaskToken::new(*b"a1");
+/// assert!(!t.heartbeat(&token, None).await.unwrap().cancel_requested);
+/// assert!(t.heartbeat(&token, None).await.unwrap().cancel_requested);
+/// assert_eq!(t.heartbeats().len(), 2);
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct MemoryTransport {
+    inner: Arc<Mutex<Inner>>,
+    count: Arc<watch::Sender<usize>>,
+}
+
+impl Default for MemoryTransport {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl std::fmt::Debug for MemoryTransport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let g = self.lock();
+        f.debug_struct("MemoryTransport")
+            .field("calls", &g.calls.len())
+            .field("heartbeats", &g.heartbeats)
+            .finish()
+    }
+}
+
+impl MemoryTransport {
+    /// An empty transport that answers every heartbeat with [`HeartbeatReply::ok`].
+    pub fn new() -> Self {
+        MemoryTransport {
+            inner: Arc::default(),
+            count: Arc::new(watch::channel(0).0),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Answers every later heartbeat with `reply`.
+    pub fn set_reply(&self, reply: HeartbeatReply) {
+        self.lock().sticky = reply;
+    }
+
+    /// Answers heartbeat number `n` (1-based) and every one after it with `reply`.
+    pub fn reply_from(&self, n: usize, reply: HeartbeatReply) {
+        self.lock().scripted.push((n, reply));
+    }
+
+    /// Makes heartbeats fail with [`TransportErrorKind::Unavailable`] (or succeed again).
+    pub fn set_unavailable(&self, unavailable: bool) {
+        self.lock().unavailable = unavailable;
+    }
+
+    /// Every call received, in order.
+    pub fn calls(&self) -> Vec<RecordedCall> {
+        self.lock().calls.clone()
+    }
+
+    /// Every heartbeat received, in order.
+    pub fn heartbeats(&self) -> Vec<RecordedHeartbeat> {
+        self.lock()
+            .calls
+            .iter()
+            .filter_map(|c| match c {
+                RecordedCall::Heartbeat(h) => Some(h.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// When the last heartbeat arrived.
+    pub fn last_heartbeat_at(&self) -> Option<Instant> {
+        self.lock().calls.iter().rev().find_map(|c| match c {
+            RecordedCall::Heartbeat(h) => Some(h.at),
+            _ => None,
+        })
+    }
+
+    /// The number of heartbeats received so far.
+    pub fn heartbeat_count(&self) -> usize {
+        *self.count.borrow()
+    }
+
+    /// Waits until at least `n` heartbeats arrived, or `timeout` passed (then `false`).
+    pub async fn wait_for_heartbeats(&self, n: usize, timeout: Duration) -> bool {
+        let mut rx = self.count.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|c| *c >= n))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// A receiver of the heartbeat count, to wait on any number of heartbeats.
+    pub fn subscribe(&self) -> watch::Receiver<usize> {
+        self.count.subscribe()
+    }
+
+    fn push(&self, call: RecordedCall) {
+        self.lock().calls.push(call);
+    }
+}
+
+impl Transport for MemoryTransport {
+    fn heartbeat<'a>(
+        &'a self,
+        token: &'a TaskToken,
+        details: Option<&'a Payload>,
+    ) -> BoxFuture<'a, Result<HeartbeatReply, TransportError>> {
+        let result = {
+            let mut g = self.lock();
+            if g.unavailable {
+                Err(TransportError::new(
+                    TransportErrorKind::Unavailable,
+                    "memory transport set unavailable",
+                ))
+            } else {
+                g.heartbeats += 1;
+                let n = g.heartbeats;
+                g.calls.push(RecordedCall::Heartbeat(RecordedHeartbeat {
+                    at: Instant::now(),
+                    token: token.clone(),
+                    details: details.cloned(),
+                }));
+                let reply = g
+                    .scripted
+                    .iter()
+                    .filter(|(from, _)| n >= *from)
+                    .map(|(_, r)| *r)
+                    .last()
+                    .unwrap_or(g.sticky);
+                Ok((n, reply))
+            }
+        };
+        Box::pin(async move {
+            let (n, reply) = result?;
+            self.count.send_replace(n);
+            Ok(reply)
+        })
+    }
+
+    fn complete<'a>(
+        &'a self,
+        token: &'a TaskToken,
+        output: Payload,
+    ) -> BoxFuture<'a, Result<(), TransportError>> {
+        self.push(RecordedCall::Completed {
+            token: token.clone(),
+            output,
+        });
+        Box::pin(async { Ok(()) })
+    }
+
+    fn fail<'a>(
+        &'a self,
+        token: &'a TaskToken,
+        error: &'a ActivityError,
+        last_details: Option<&'a Payload>,
+    ) -> BoxFuture<'a, Result<(), TransportError>> {
+        self.push(RecordedCall::Failed {
+            token: token.clone(),
+            error: error.clone(),
+            last_details: last_details.cloned(),
+        });
+        Box::pin(async { Ok(()) })
+    }
+
+    fn cancelled<'a>(
+        &'a self,
+        token: &'a TaskToken,
+        details: Option<&'a Payload>,
+    ) -> BoxFuture<'a, Result<(), TransportError>> {
+        self.push(RecordedCall::Cancelled {
+            token: token.clone(),
+            details: details.cloned(),
+        });
+        Box::pin(async { Ok(()) })
+    }
+}

@@ -1,0 +1,175 @@
+//! The seam a backend implements: heartbeats in, reply flags out; attempt completion reports.
+//!
+//! The embedded engine, the Temporal backend and the test kit's [`MemoryTransport`] implement
+//! [`Transport`]. The heartbeat pump calls [`Transport::heartbeat`] on its own thread, so
+//! implementations must not block: hand work to a channel or await I/O.
+
+mod memory;
+
+use std::fmt;
+use std::sync::Arc;
+
+pub use memory::{MemoryTransport, RecordedCall, RecordedHeartbeat};
+
+use crate::definition::BoxFuture;
+use crate::error::{ActivityError, TransportError};
+use crate::payload::Payload;
+
+/// Opaque bytes that identify one attempt to its backend.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskToken(Arc<[u8]>);
+
+impl TaskToken {
+    /// A token from bytes.
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        TaskToken(Arc::from(bytes.into()))
+    }
+
+    /// The token's bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for TaskToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TaskToken({self})")
+    }
+}
+
+impl fmt::Display for TaskToken {
+    /// Lower-case hex.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for b in self.0.iter() {
+            write!(f, "{b:02x}")?;
+        }
+        Ok(())
+    }
+}
+
+/// What a backend answers to a heartbeat.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HeartbeatReply {
+    /// A caller asked for the activity to be cancelled.
+    pub cancel_requested: bool,
+    /// The activity was paused; the attempt should stop (it is retried once unpaused).
+    pub paused: bool,
+    /// The backend already timed the attempt out.
+    pub timed_out: bool,
+    /// The backend does not know this attempt any more.
+    pub not_found: bool,
+}
+
+impl HeartbeatReply {
+    /// Nothing to report: keep going.
+    pub const fn ok() -> Self {
+        HeartbeatReply {
+            cancel_requested: false,
+            paused: false,
+            timed_out: false,
+            not_found: false,
+        }
+    }
+    /// A cancel request.
+    pub const fn cancel() -> Self {
+        HeartbeatReply {
+            cancel_requested: true,
+            ..Self::ok()
+        }
+    }
+    /// A pause.
+    pub const fn pause() -> Self {
+        HeartbeatReply {
+            paused: true,
+            ..Self::ok()
+        }
+    }
+    /// The attempt already timed out.
+    pub const fn timed_out() -> Self {
+        HeartbeatReply {
+            timed_out: true,
+            ..Self::ok()
+        }
+    }
+    /// The attempt is unknown.
+    pub const fn not_found() -> Self {
+        HeartbeatReply {
+            not_found: true,
+            ..Self::ok()
+        }
+    }
+    /// Whether the reply asks the attempt to stop.
+    pub fn stops(&self) -> bool {
+        self.cancel_requested || self.paused || self.timed_out || self.not_found
+    }
+}
+
+/// The backend side of running attempts.
+///
+/// Futures returned here run on the heartbeat pump's thread (heartbeats) or on the worker's
+/// executor (reports); they must not block a thread.
+pub trait Transport: Send + Sync + 'static {
+    /// Records a heartbeat of attempt `token`, with the latest encoded checkpoint when there is
+    /// one, and returns the backend's flags.
+    fn heartbeat<'a>(
+        &'a self,
+        token: &'a TaskToken,
+        details: Option<&'a Payload>,
+    ) -> BoxFuture<'a, Result<HeartbeatReply, TransportError>>;
+
+    /// Reports that the attempt completed with `output`.
+    fn complete<'a>(
+        &'a self,
+        token: &'a TaskToken,
+        output: Payload,
+    ) -> BoxFuture<'a, Result<(), TransportError>>;
+
+    /// Reports that the attempt failed; `last_details` is its latest checkpoint, which the
+    /// retry resumes from.
+    fn fail<'a>(
+        &'a self,
+        token: &'a TaskToken,
+        error: &'a ActivityError,
+        last_details: Option<&'a Payload>,
+    ) -> BoxFuture<'a, Result<(), TransportError>>;
+
+    /// Reports that the attempt stopped after a cancel request, with its latest checkpoint.
+    fn cancelled<'a>(
+        &'a self,
+        token: &'a TaskToken,
+        details: Option<&'a Payload>,
+    ) -> BoxFuture<'a, Result<(), TransportError>>;
+}
+
+impl<T: Transport + ?Sized> Transport for Arc<T> {
+    fn heartbeat<'a>(
+        &'a self,
+        token: &'a TaskToken,
+        details: Option<&'a Payload>,
+    ) -> BoxFuture<'a, Result<HeartbeatReply, TransportError>> {
+        (**self).heartbeat(token, details)
+    }
+    fn complete<'a>(
+        &'a self,
+        token: &'a TaskToken,
+        output: Payload,
+    ) -> BoxFuture<'a, Result<(), TransportError>> {
+        (**self).complete(token, output)
+    }
+    fn fail<'a>(
+        &'a self,
+        token: &'a TaskToken,
+        error: &'a ActivityError,
+        last_details: Option<&'a Payload>,
+    ) -> BoxFuture<'a, Result<(), TransportError>> {
+        (**self).fail(token, error, last_details)
+    }
+    fn cancelled<'a>(
+        &'a self,
+        token: &'a TaskToken,
+        details: Option<&'a Payload>,
+    ) -> BoxFuture<'a, Result<(), TransportError>> {
+        (**self).cancelled(token, details)
+    }
+}

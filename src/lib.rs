@@ -1,0 +1,1 @@
+//! hb workspace package: examples and tests live beside this.
