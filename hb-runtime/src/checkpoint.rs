@@ -53,7 +53,9 @@ pub const VALUE_KEY: &str = "_hb_value";
     label = "not a checkpoint",
     note = "add `#[derive(Checkpoint, Serialize, Deserialize, Default, Clone)]` to `{Self}`"
 )]
-pub trait Checkpoint: Serialize + DeserializeOwned + Default + Clone + Send + Sync + 'static {
+pub trait Checkpoint:
+    Serialize + DeserializeOwned + Default + Clone + Send + Sync + 'static
+{
     /// The version written into the envelope; bump it when the shape changes.
     const VERSION: u32 = 1;
 
@@ -117,7 +119,9 @@ impl fmt::Display for Progress {
 
 /// A checkpoint that could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("cannot decode checkpoint {type_name} (version {version:?}, expected {expected}): {message}")]
+#[error(
+    "cannot decode checkpoint {type_name} (version {version:?}, expected {expected}): {message}"
+)]
 #[non_exhaustive]
 pub struct CheckpointDecodeError {
     /// The checkpoint type decoded into.
@@ -172,7 +176,12 @@ where
         Old::decode_version(version, value)
             .map(T::from)
             .map_err(|mut e| {
-                e.message = format!("while migrating {} to {}: {}", e.type_name, T::TYPE_NAME, e.message);
+                e.message = format!(
+                    "while migrating {} to {}: {}",
+                    e.type_name,
+                    T::TYPE_NAME,
+                    e.message
+                );
                 e.type_name = T::TYPE_NAME;
                 e.expected = T::VERSION;
                 e

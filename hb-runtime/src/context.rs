@@ -8,8 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::definition::ActivityOptions;
 use crate::checkpoint::{self, Checkpoint, Progress};
+use crate::definition::ActivityOptions;
 use crate::error::{ActivityError, CancelReason, CheckpointError};
 use crate::heartbeat::SendState;
 use crate::state::StateMap;
@@ -22,7 +22,7 @@ pub struct ActivityInfo {
     /// The activity id (stable across attempts).
     pub activity_id: String,
     /// The activity type name.
-    pub activity_type: String,
+    pub activity_type: &'static str,
     /// The attempt number, starting at 1.
     pub attempt: u32,
     /// The heartbeat timeout in force, if any.
@@ -69,18 +69,37 @@ pub struct ActivityContext {
     pub(crate) inner: Arc<Shared>,
 }
 
+/// The options an attempt consults while it runs (a compact copy: one per running attempt).
+pub(crate) struct AttemptOptions {
+    pub(crate) stall_timeout: Option<Duration>,
+    pub(crate) cancel: crate::definition::CancelMode,
+    pub(crate) cancel_grace: Duration,
+    pub(crate) checkpoint_limit: usize,
+}
+
+impl From<&ActivityOptions> for AttemptOptions {
+    fn from(o: &ActivityOptions) -> Self {
+        AttemptOptions {
+            stall_timeout: o.stall_timeout,
+            cancel: o.cancel,
+            cancel_grace: o.cancel_grace,
+            checkpoint_limit: o.effective_checkpoint_limit(),
+        }
+    }
+}
+
 /// Everything one attempt's context, its pump entry and its runner share.
 pub(crate) struct Shared {
     pub(crate) info: ActivityInfo,
-    pub(crate) options: ActivityOptions,
+    pub(crate) options: AttemptOptions,
     pub(crate) slot: Box<dyn ErasedSlot>,
     pub(crate) cancel: CancellationToken,
     pub(crate) reason: OnceLock<CancelReason>,
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) state: Arc<StateMap>,
-    /// Set by the pump when it refused a checkpoint; reported by the next `checkpoint()`.
+    /// Set by the pump when it refused a checkpoint; the next `checkpoint()` reports the
+    /// refusal kept in the send state.
     pub(crate) has_error: AtomicBool,
-    pub(crate) error: Mutex<Option<CheckpointError>>,
     /// Encoding and sending is serialised per attempt, so an older checkpoint never overtakes a newer one.
     pub(crate) send: tokio::sync::Mutex<SendState>,
     pub(crate) polls: crate::heartbeat::PollTracker,
@@ -131,15 +150,14 @@ impl ActivityContext {
 
     #[cold]
     fn take_error(&self) -> Result<(), CheckpointError> {
+        // The pump holds the send state only while encoding or sending; if it does now, the
+        // refusal is reported by a later call.
+        let Ok(send) = self.inner.send.try_lock() else {
+            return Ok(());
+        };
         self.inner.has_error.store(false, Ordering::Relaxed);
-        match self
-            .inner
-            .error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            Some(e) => Err(e),
+        match send.rejected() {
+            Some(e) => Err(e.clone()),
             None => Ok(()),
         }
     }
@@ -155,7 +173,9 @@ impl ActivityContext {
     /// [`CheckpointError::TooLarge`] (the previous checkpoint is kept and nothing is sent),
     /// [`CheckpointError::Encode`], or [`CheckpointError::Transport`].
     pub async fn flush(&self) -> Result<(), CheckpointError> {
-        crate::heartbeat::send_now(&self.inner, true).await.map(|_| ())
+        crate::heartbeat::send_now(&self.inner, true)
+            .await
+            .map(|_| ())
     }
 
     /// The latest checkpoint: the last one stored by this attempt, else the one it resumed from.
@@ -246,6 +266,30 @@ impl ActivityContext {
 }
 
 impl Shared {
+    pub(crate) fn new(
+        info: ActivityInfo,
+        options: &ActivityOptions,
+        slot: Box<dyn ErasedSlot>,
+        transport: Arc<dyn Transport>,
+        state: Arc<StateMap>,
+        previous: Option<crate::payload::Payload>,
+        span: tracing::Span,
+    ) -> Self {
+        Shared {
+            info,
+            options: options.into(),
+            slot,
+            cancel: CancellationToken::new(),
+            reason: OnceLock::new(),
+            transport,
+            state,
+            has_error: AtomicBool::new(false),
+            send: tokio::sync::Mutex::new(SendState::new(previous)),
+            polls: crate::heartbeat::PollTracker::default(),
+            span,
+        }
+    }
+
     pub(crate) fn cancel_with(&self, reason: CancelReason) {
         if self.reason.set(reason).is_ok() {
             let _g = self.span.enter();
@@ -267,8 +311,7 @@ impl Shared {
         }
     }
 
-    pub(crate) fn set_error(&self, e: CheckpointError) {
-        *self.error.lock().unwrap_or_else(PoisonError::into_inner) = Some(e);
+    pub(crate) fn flag_error(&self) {
         self.has_error.store(true, Ordering::Relaxed);
     }
 }
@@ -344,7 +387,10 @@ impl<T: Checkpoint> ErasedSlot for Slot<T> {
     }
 
     fn seq(&self) -> u64 {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner).seq
+        self.inner
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .seq
     }
 
     fn encode_if_newer(&self, since: u64) -> Option<(u64, Result<Vec<u8>, CheckpointError>)> {

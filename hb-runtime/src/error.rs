@@ -160,7 +160,10 @@ impl ActivityError {
             ActivityError::Application { non_retryable, .. } => !non_retryable,
             ActivityError::Panicked { .. } => true,
             ActivityError::Cancelled { reason, .. } => {
-                matches!(reason, CancelReason::WorkerShutdown | CancelReason::Paused | CancelReason::TimedOut)
+                matches!(
+                    reason,
+                    CancelReason::WorkerShutdown | CancelReason::Paused | CancelReason::TimedOut
+                )
             }
             ActivityError::BadCheckpoint(_)
             | ActivityError::BadInput { .. }
@@ -225,7 +228,9 @@ pub enum CheckpointError {
         limit: usize,
     },
     /// The value passed is not the activity's checkpoint type.
-    #[error("checkpoint of type {found} passed to an activity whose checkpoint type is {expected}")]
+    #[error(
+        "checkpoint of type {found} passed to an activity whose checkpoint type is {expected}"
+    )]
     WrongType {
         /// The activity's declared checkpoint type.
         expected: &'static str,

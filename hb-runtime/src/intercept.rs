@@ -30,8 +30,8 @@
 use std::fmt;
 use std::sync::Arc;
 
-use crate::definition::BoxFuture;
 use crate::context::ActivityContext;
+use crate::definition::BoxFuture;
 use crate::error::ActivityError;
 use crate::payload::Payload;
 

@@ -57,9 +57,9 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
-pub mod definition;
 pub mod checkpoint;
 pub mod context;
+pub mod definition;
 pub mod error;
 pub mod heartbeat;
 pub mod intercept;
@@ -69,12 +69,12 @@ pub mod state;
 pub mod testing;
 pub mod transport;
 
+pub use checkpoint::{Checkpoint, CheckpointDecodeError, Progress};
+pub use context::{ActivityContext, ActivityInfo};
 pub use definition::{
     Activity, ActivityOptions, BadCheckpointPolicy, BoxFuture, CancelMode, IntoActivity,
     RetryPolicy,
 };
-pub use checkpoint::{Checkpoint, CheckpointDecodeError, Progress};
-pub use context::{ActivityContext, ActivityInfo};
 pub use error::{ActivityError, CancelReason, CheckpointError, ResultExt, TransportError};
 pub use payload::Payload;
 pub use state::{MissingState, StateMap};
@@ -100,14 +100,13 @@ pub mod prelude {
 /// What the macros' output names. Not a public API: it may change in any release.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::checkpoint::{
+        decode_current, decode_migrated, Checkpoint, CheckpointDecodeError, Progress, ProgressCount,
+    };
+    pub use crate::context::ActivityContext;
     pub use crate::definition::{
         Activity, ActivityOptions, BadCheckpointPolicy, BoxFuture, CancelMode, RetryPolicy,
     };
-    pub use crate::checkpoint::{
-        decode_current, decode_migrated, Checkpoint, CheckpointDecodeError, Progress,
-        ProgressCount,
-    };
-    pub use crate::context::ActivityContext;
     pub use crate::error::ActivityError;
     pub use crate::state::{MissingState, StateMap};
     pub use core::marker::PhantomData;

@@ -1,10 +1,11 @@
 //! Temporal-compatible payloads: `metadata.encoding = "json/plain"` and JSON bytes.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// The encoding hb writes and reads: Temporal's JSON payload converter.
 pub const JSON_PLAIN: &str = "json/plain";
@@ -19,23 +20,31 @@ pub const JSON_PLAIN: &str = "json/plain";
 /// assert_eq!(p.encoding(), Some("json/plain"));
 /// assert_eq!(p.data(), br#"{"next":3}"#);
 /// ```
-#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct Payload {
-    metadata: BTreeMap<String, Vec<u8>>,
+    /// `None` stands for the one entry `encoding = json/plain`: heartbeats are frequent and a
+    /// map per payload would cost more than the checkpoint itself.
+    metadata: Option<Box<BTreeMap<String, Vec<u8>>>>,
     data: Vec<u8>,
 }
 
 impl Payload {
     /// A payload from raw parts.
     pub fn new(metadata: BTreeMap<String, Vec<u8>>, data: Vec<u8>) -> Self {
-        Payload { metadata, data }
+        let only_json = metadata.len() == 1
+            && metadata.get("encoding").map(Vec::as_slice) == Some(JSON_PLAIN.as_bytes());
+        Payload {
+            metadata: (!only_json).then(|| Box::new(metadata)),
+            data,
+        }
     }
 
     /// A `json/plain` payload holding `data`, which must already be JSON.
     pub fn from_json_bytes(data: Vec<u8>) -> Self {
-        let mut metadata = BTreeMap::new();
-        metadata.insert("encoding".to_owned(), JSON_PLAIN.as_bytes().to_vec());
-        Payload { metadata, data }
+        Payload {
+            metadata: None,
+            data,
+        }
     }
 
     /// Serialises `value` to a `json/plain` payload.
@@ -50,14 +59,21 @@ impl Payload {
 
     /// The `encoding` metadata entry, if it is UTF-8.
     pub fn encoding(&self) -> Option<&str> {
-        self.metadata
-            .get("encoding")
-            .and_then(|e| std::str::from_utf8(e).ok())
+        match &self.metadata {
+            None => Some(JSON_PLAIN),
+            Some(m) => m.get("encoding").and_then(|e| std::str::from_utf8(e).ok()),
+        }
     }
 
     /// The metadata map.
-    pub fn metadata(&self) -> &BTreeMap<String, Vec<u8>> {
-        &self.metadata
+    pub fn metadata(&self) -> Cow<'_, BTreeMap<String, Vec<u8>>> {
+        match &self.metadata {
+            Some(m) => Cow::Borrowed(&**m),
+            None => Cow::Owned(BTreeMap::from([(
+                "encoding".to_owned(),
+                JSON_PLAIN.as_bytes().to_vec(),
+            )])),
+        }
     }
 
     /// The payload bytes.
@@ -67,7 +83,7 @@ impl Payload {
 
     /// Splits the payload into metadata and data.
     pub fn into_parts(self) -> (BTreeMap<String, Vec<u8>>, Vec<u8>) {
-        (self.metadata, self.data)
+        (self.metadata().into_owned(), self.data)
     }
 
     /// The size of the data in bytes.
@@ -87,7 +103,14 @@ impl fmt::Debug for Payload {
         d.field("encoding", &self.encoding().unwrap_or("?"));
         match std::str::from_utf8(&self.data) {
             Ok(s) if s.len() <= 256 => d.field("data", &s),
-            Ok(s) => d.field("data", &format_args!("{}… ({} bytes)", &s[..s.floor_char_boundary_compat(256)], s.len())),
+            Ok(s) => d.field(
+                "data",
+                &format_args!(
+                    "{}… ({} bytes)",
+                    &s[..s.floor_char_boundary_compat(256)],
+                    s.len()
+                ),
+            ),
             Err(_) => d.field("data", &format_args!("<{} bytes>", self.data.len())),
         };
         d.finish()

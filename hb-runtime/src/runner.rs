@@ -7,19 +7,17 @@
 use std::any::Any;
 use std::fmt;
 use std::panic::AssertUnwindSafe;
-use std::sync::atomic::AtomicBool;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use futures_util::FutureExt;
-use tokio_util::sync::CancellationToken;
 use tracing::Instrument;
 
-use crate::definition::{Activity, ActivityOptions, BadCheckpointPolicy, BoxFuture, CancelMode};
 use crate::checkpoint;
 use crate::context::{ActivityContext, ActivityInfo, Shared, Slot};
+use crate::definition::{Activity, ActivityOptions, BadCheckpointPolicy, BoxFuture, CancelMode};
 use crate::error::{ActivityError, CancelReason};
-use crate::heartbeat::{self, HeartbeatInterceptor, PollTracker, Pump, SendState, TrackedFuture};
+use crate::heartbeat::{self, HeartbeatInterceptor, Pump, TrackedFuture};
 use crate::intercept::{AttemptResult, Interceptor, Next};
 use crate::payload::Payload;
 use crate::state::StateMap;
@@ -212,51 +210,41 @@ impl AttemptRunner {
 
         let info = ActivityInfo {
             activity_id: request.activity_id,
-            activity_type: A::NAME.to_owned(),
+            activity_type: A::NAME,
             attempt: request.attempt,
             heartbeat_timeout: options.heartbeat_timeout.filter(|t| !t.is_zero()),
             heartbeat_interval: options.effective_heartbeat_interval(),
             deadline: request.deadline,
             task_token: request.task_token,
         };
-        let shared = Arc::new(Shared {
+        let shared = Arc::new(Shared::new(
             info,
-            options,
-            slot: Box::new(Slot::<A::Checkpoint>::new(initial.clone())),
-            cancel: CancellationToken::new(),
-            reason: OnceLock::new(),
-            transport: self.transport.clone(),
-            state: self.state.clone(),
-            has_error: AtomicBool::new(false),
-            error: Mutex::new(None),
-            send: tokio::sync::Mutex::new(SendState::new(request.details)),
-            polls: PollTracker::default(),
-            span: span.clone(),
-        });
+            &options,
+            Box::new(Slot::<A::Checkpoint>::new(initial.clone())),
+            self.transport.clone(),
+            self.state.clone(),
+            request.details,
+            span.clone(),
+        ));
         let ctx = ActivityContext::from_shared(shared.clone());
 
-        let input = request.input.decode::<A::Input>().map_err(|e| ActivityError::BadInput {
-            activity: A::NAME.to_owned(),
-            expected_type: std::any::type_name::<A::Input>(),
-            message: e.to_string(),
-        });
-        let body: BoxFuture<'static, AttemptResult> = match (early_error, input) {
+        let input = request
+            .input
+            .decode::<A::Input>()
+            .map_err(|e| ActivityError::BadInput {
+                activity: A::NAME.to_owned(),
+                expected_type: std::any::type_name::<A::Input>(),
+                message: e.to_string(),
+            });
+        let body: BoxFuture<'static, Result<A::Output, ActivityError>> = match (early_error, input)
+        {
             (Some(e), _) | (None, Err(e)) => Box::pin(async move { Err(e) }),
             (None, Ok(input)) => match activity.check_state(&self.state) {
                 Err(e) => {
                     let e = ActivityError::MissingState(e);
                     Box::pin(async move { Err(e) })
                 }
-                Ok(()) => {
-                    let fut = activity.run(ctx.clone(), initial.unwrap_or_default(), input);
-                    Box::pin(async move {
-                        let output = fut.await?;
-                        Payload::json(&output).map_err(|e| ActivityError::BadOutput {
-                            activity: A::NAME.to_owned(),
-                            message: e.to_string(),
-                        })
-                    })
-                }
+                Ok(()) => activity.run(ctx.clone(), initial.unwrap_or_default(), input),
             },
         };
 
@@ -267,7 +255,8 @@ impl AttemptRunner {
         let future = async move {
             let guarded = guard(ctx.clone(), body);
             let result = Next::new(&chain, &ctx, Box::pin(guarded)).run().await;
-            report(&shared, result).await
+            // Boxed so the reporting state does not enlarge the future for the whole run.
+            Box::pin(report(&shared, result)).await
         }
         .instrument(span);
         RunningAttempt {
@@ -275,6 +264,33 @@ impl AttemptRunner {
             future: Box::pin(future),
         }
     }
+}
+
+/// A context for checkpoint type `C` that no pump heartbeats.
+pub(crate) fn detached_context<C: crate::Checkpoint>(
+    transport: Arc<dyn Transport>,
+) -> ActivityContext {
+    let options = ActivityOptions::new();
+    let info = ActivityInfo {
+        activity_id: "detached".to_owned(),
+        activity_type: "detached",
+        attempt: 1,
+        heartbeat_timeout: None,
+        heartbeat_interval: options.effective_heartbeat_interval(),
+        deadline: None,
+        task_token: TaskToken::new(*b"detached"),
+    };
+    let slot = Box::new(Slot::<C>::new(None));
+    let shared = Shared::new(
+        info,
+        &options,
+        slot,
+        transport,
+        Arc::default(),
+        None,
+        tracing::Span::none(),
+    );
+    ActivityContext::from_shared(Arc::new(shared))
 }
 
 /// An attempt ready to run; await [`run`](Self::run) to drive it.
@@ -335,9 +351,13 @@ impl fmt::Debug for AttemptHandle {
     }
 }
 
-/// The innermost step: the body with panics caught, polls tracked, and the cancel mode applied.
-async fn guard(ctx: ActivityContext, body: BoxFuture<'static, AttemptResult>) -> AttemptResult {
-    let body = AssertUnwindSafe(TrackedFuture::new(body, ctx.inner.clone()))
+/// The innermost step: the body with panics caught, polls tracked, and the cancel mode
+/// applied; its output encoded.
+async fn guard<O: serde::Serialize>(
+    ctx: ActivityContext,
+    body: BoxFuture<'static, Result<O, ActivityError>>,
+) -> AttemptResult {
+    let mut body = AssertUnwindSafe(TrackedFuture::new(body, ctx.inner.clone()))
         .catch_unwind()
         .map(|r| {
             r.unwrap_or_else(|panic| {
@@ -346,12 +366,25 @@ async fn guard(ctx: ActivityContext, body: BoxFuture<'static, AttemptResult>) ->
                 Err(ActivityError::Panicked { message })
             })
         });
-    let mut body = std::pin::pin!(body);
-    tokio::select! {
+    let result = tokio::select! {
         biased;
-        r = &mut body => return r,
-        _ = ctx.cancelled() => {}
-    }
+        r = &mut body => r,
+        // Boxed so the grace-period state does not enlarge the future for the whole run.
+        _ = ctx.cancelled() => Box::pin(after_cancel(&ctx, body)).await,
+    };
+    result.and_then(|output| {
+        Payload::json(&output).map_err(|e| ActivityError::BadOutput {
+            activity: ctx.info().activity_type.to_owned(),
+            message: e.to_string(),
+        })
+    })
+}
+
+/// The cancel mode applied once a cancel arrived.
+async fn after_cancel<O>(
+    ctx: &ActivityContext,
+    mut body: impl std::future::Future<Output = Result<O, ActivityError>> + Unpin,
+) -> Result<O, ActivityError> {
     let reason = ctx.cancel_reason().unwrap_or(CancelReason::Requested);
     let cancelled = ActivityError::Cancelled {
         reason,
@@ -363,7 +396,10 @@ async fn guard(ctx: ActivityContext, body: BoxFuture<'static, AttemptResult>) ->
             match tokio::time::timeout(grace, &mut body).await {
                 Ok(r) => r,
                 Err(_) => {
-                    tracing::warn!(?grace, "activity did not finish within cancel_grace; dropped");
+                    tracing::warn!(
+                        ?grace,
+                        "activity did not finish within cancel_grace; dropped"
+                    );
                     Err(cancelled)
                 }
             }

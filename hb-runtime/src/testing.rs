@@ -48,8 +48,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::definition::{Activity, ActivityOptions, IntoActivity};
 use crate::checkpoint::{self, Checkpoint};
+use crate::definition::{Activity, ActivityOptions, IntoActivity};
 use crate::error::{ActivityError, CancelReason};
 use crate::heartbeat::Pump;
 use crate::intercept::Interceptor;
@@ -186,9 +186,8 @@ impl ActivityEnvironment {
     /// # Panics
     /// If `checkpoint` cannot be serialised.
     pub fn with_checkpoint<T: Checkpoint>(mut self, checkpoint: T) -> Self {
-        self.details = Some(
-            checkpoint::encode_payload(&checkpoint).expect("test checkpoint must serialise"),
-        );
+        self.details =
+            Some(checkpoint::encode_payload(&checkpoint).expect("test checkpoint must serialise"));
         self
     }
 
@@ -407,6 +406,19 @@ impl ActivityEnvironment {
             calls: self.transport.calls(),
         }
     }
+}
+
+/// A context not attached to any backend or pump: for unit-testing helpers that take an
+/// [`ActivityContext`](crate::ActivityContext), and for benchmarks of
+/// [`checkpoint`](crate::ActivityContext::checkpoint).
+///
+/// ```
+/// let ctx = hb_runtime::testing::detached_context::<u64>();
+/// ctx.checkpoint(&7u64).unwrap();
+/// assert_eq!(ctx.last_checkpoint::<u64>(), Some(7));
+/// ```
+pub fn detached_context<C: Checkpoint>() -> crate::ActivityContext {
+    crate::runner::detached_context::<C>(Arc::new(MemoryTransport::new()))
 }
 
 struct SharedInterceptor(Arc<dyn Interceptor>);

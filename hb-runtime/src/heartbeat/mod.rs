@@ -18,8 +18,8 @@ pub(crate) use poll::{PollTracker, TrackedFuture};
 pub use pump::{Pump, PumpStats};
 pub(crate) use send::{final_details, send_now, SendState};
 
-use crate::definition::BoxFuture;
 use crate::context::ActivityContext;
+use crate::definition::BoxFuture;
 use crate::intercept::{AttemptResult, Interceptor, Next};
 
 /// The built-in interceptor: heartbeats the attempt through a [`Pump`] while it runs and
@@ -48,7 +48,8 @@ impl Interceptor for HeartbeatInterceptor {
         Box::pin(async move {
             let mut registration = self.pump.register(ctx.inner.clone());
             let result = next.run().await;
-            send::flush_final(&ctx.inner).await;
+            // Boxed so the flush state does not enlarge the future for the whole run.
+            Box::pin(send::flush_final(&ctx.inner)).await;
             registration.finish();
             result
         })

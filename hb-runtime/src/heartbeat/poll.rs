@@ -52,20 +52,17 @@ impl PollTracker {
 
 /// Wraps the body's future, recording its polls and wakes in a [`PollTracker`].
 pub(crate) struct TrackedFuture<F> {
-    inner: Pin<Box<F>>,
+    inner: F,
     shared: Arc<crate::context::Shared>,
 }
 
 impl<F> TrackedFuture<F> {
     pub(crate) fn new(inner: F, shared: Arc<crate::context::Shared>) -> Self {
-        TrackedFuture {
-            inner: Box::pin(inner),
-            shared,
-        }
+        TrackedFuture { inner, shared }
     }
 }
 
-impl<F: Future> Future for TrackedFuture<F> {
+impl<F: Future + Unpin> Future for TrackedFuture<F> {
     type Output = F::Output;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
@@ -86,7 +83,7 @@ impl<F: Future> Future for TrackedFuture<F> {
         tracker.in_poll.store(true, Ordering::Release);
         let waker = Waker::from(tracker.waker.clone());
         let mut inner_cx = Context::from_waker(&waker);
-        let out = self.inner.as_mut().poll(&mut inner_cx);
+        let out = Pin::new(&mut self.inner).poll(&mut inner_cx);
         self.shared.polls.in_poll.store(false, Ordering::Release);
         out
     }

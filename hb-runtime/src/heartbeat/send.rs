@@ -16,8 +16,9 @@ pub(crate) struct SendState {
     encoded_seq: u64,
     /// The slot counter of the last value the backend acknowledged.
     delivered_seq: u64,
-    /// Why the value at `encoded_seq` was refused, if it was.
-    rejected: Option<CheckpointError>,
+    /// Why the value at `encoded_seq` was refused, if it was (boxed: rare, and kept small
+    /// because every running attempt has a `SendState`).
+    rejected: Option<Box<CheckpointError>>,
     /// The latest checkpoint that fit: what heartbeats and final reports carry.
     pub(crate) last: Option<Payload>,
     /// Stall detection: the slot counter seen last and when it last changed.
@@ -32,6 +33,11 @@ pub(crate) struct SendState {
 }
 
 impl SendState {
+    /// Why the current checkpoint was refused, if it was.
+    pub(crate) fn rejected(&self) -> Option<&CheckpointError> {
+        self.rejected.as_deref()
+    }
+
     pub(crate) fn new(previous: Option<Payload>) -> Self {
         SendState {
             encoded_seq: 0,
@@ -53,23 +59,23 @@ impl SendState {
 fn encode_latest(shared: &Shared, s: &mut SendState) -> Result<(), CheckpointError> {
     if let Some((seq, encoded)) = shared.slot.encode_if_newer(s.encoded_seq) {
         s.encoded_seq = seq;
-        let limit = shared.options.effective_checkpoint_limit();
+        let limit = shared.options.checkpoint_limit;
         match encoded {
             Ok(bytes) if bytes.len() <= limit => {
                 s.rejected = None;
                 s.last = Some(Payload::from_json_bytes(bytes));
             }
             Ok(bytes) => {
-                s.rejected = Some(CheckpointError::TooLarge {
+                s.rejected = Some(Box::new(CheckpointError::TooLarge {
                     type_name: shared.slot.type_name(),
                     size: bytes.len(),
                     limit,
-                });
+                }));
             }
-            Err(e) => s.rejected = Some(e),
+            Err(e) => s.rejected = Some(Box::new(e)),
         }
     }
-    match &s.rejected {
+    match s.rejected.as_deref() {
         Some(e) => Err(e.clone()),
         None => Ok(()),
     }
@@ -133,7 +139,7 @@ pub(crate) async fn beat(shared: Arc<Shared>) {
     if let Err(e) = encode_latest(&shared, &mut s) {
         if !shared.has_error.load(std::sync::atomic::Ordering::Relaxed) {
             tracing::warn!(parent: &shared.span, error = %e, "checkpoint refused; heartbeating with the previous one");
-            shared.set_error(e);
+            shared.flag_error();
         }
     }
     let bytes = s.last.as_ref().map_or(0, Payload::len);
