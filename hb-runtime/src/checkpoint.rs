@@ -120,7 +120,8 @@ impl fmt::Display for Progress {
 /// A checkpoint that could not be decoded.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "cannot decode checkpoint {type_name} (version {version:?}, expected {expected}): {message}"
+    "cannot decode checkpoint {type_name} (version {}, expected {expected}): {message}",
+    version.map_or_else(|| "none".to_owned(), |v| v.to_string())
 )]
 #[non_exhaustive]
 pub struct CheckpointDecodeError {

@@ -100,6 +100,8 @@ pub(crate) struct Shared {
     /// Set by the pump when it refused a checkpoint; the next `checkpoint()` reports the
     /// refusal kept in the send state.
     pub(crate) has_error: AtomicBool,
+    /// Set once the outcome was reported: nothing more is sent for this attempt.
+    pub(crate) ended: AtomicBool,
     /// Encoding and sending is serialised per attempt, so an older checkpoint never overtakes a newer one.
     pub(crate) send: tokio::sync::Mutex<SendState>,
     pub(crate) polls: crate::heartbeat::PollTracker,
@@ -128,6 +130,8 @@ impl ActivityContext {
     /// - [`CheckpointError::TooLarge`] when the pump found an earlier checkpoint above the
     ///   size limit (it is reported once, by the next call; the last checkpoint that fit is
     ///   what backends keep). [`flush`](Self::flush) checks the current value at once.
+    ///   Since nothing is encoded here, a checkpoint replaced by an oversized one before the
+    ///   pump's next tick is never sent: the backend keeps the one before it.
     #[inline]
     pub fn checkpoint<T: Checkpoint>(&self, value: &T) -> Result<(), CheckpointError> {
         let Some(slot) = self.inner.slot.as_any().downcast_ref::<Slot<T>>() else {
@@ -171,7 +175,9 @@ impl ActivityContext {
     ///
     /// # Errors
     /// [`CheckpointError::TooLarge`] (the previous checkpoint is kept and nothing is sent),
-    /// [`CheckpointError::Encode`], or [`CheckpointError::Transport`].
+    /// [`CheckpointError::Encode`], [`CheckpointError::Transport`], or
+    /// [`CheckpointError::Closed`] once the attempt has ended (a clone of the context that
+    /// outlived it, e.g. in a `run_blocking` closure after an abort).
     pub async fn flush(&self) -> Result<(), CheckpointError> {
         crate::heartbeat::send_now(&self.inner, true)
             .await
@@ -275,6 +281,8 @@ impl Shared {
         previous: Option<crate::payload::Payload>,
         span: tracing::Span,
     ) -> Self {
+        // A resumed checkpoint is not progress of this attempt: stall detection starts after it.
+        let seen_seq = slot.seq();
         Shared {
             info,
             options: options.into(),
@@ -284,7 +292,8 @@ impl Shared {
             transport,
             state,
             has_error: AtomicBool::new(false),
-            send: tokio::sync::Mutex::new(SendState::new(previous)),
+            ended: AtomicBool::new(false),
+            send: tokio::sync::Mutex::new(SendState::new(previous, seen_seq)),
             polls: crate::heartbeat::PollTracker::default(),
             span,
         }

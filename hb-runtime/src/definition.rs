@@ -358,17 +358,31 @@ impl ActivityOptions {
         self
     }
 
+    /// The heartbeat timeout in force: a zero timeout means none (as Temporal reports it).
+    pub fn effective_heartbeat_timeout(&self) -> Option<Duration> {
+        self.heartbeat_timeout.filter(|t| !t.is_zero())
+    }
+
     /// The interval the pump heartbeats at: `heartbeat_interval` if set, else half of
     /// `heartbeat_timeout`, else 30 s; never above 0.8 × `heartbeat_timeout` and never zero.
+    ///
+    /// ```
+    /// # use hb_runtime::ActivityOptions; use std::time::Duration;
+    /// let o = ActivityOptions::new().heartbeat_timeout(Duration::from_secs(10));
+    /// assert_eq!(o.effective_heartbeat_interval(), Duration::from_secs(5));
+    /// let o = o.heartbeat_interval(Duration::from_secs(9));
+    /// assert_eq!(o.effective_heartbeat_interval(), Duration::from_secs(8));
+    /// ```
     pub fn effective_heartbeat_interval(&self) -> Duration {
-        let base = match (self.heartbeat_interval, self.heartbeat_timeout) {
+        let timeout = self.effective_heartbeat_timeout();
+        let base = match (self.heartbeat_interval.filter(|i| !i.is_zero()), timeout) {
             (Some(i), _) => i,
             (None, Some(t)) => t / 2,
             (None, None) => DEFAULT_HEARTBEAT_INTERVAL,
         };
-        let capped = match self.heartbeat_timeout {
-            Some(t) if !t.is_zero() => base.min(t.mul_f64(0.8)),
-            _ => base,
+        let capped = match timeout {
+            Some(t) => base.min(t.mul_f64(0.8)),
+            None => base,
         };
         capped.max(Duration::from_millis(1))
     }

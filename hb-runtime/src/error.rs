@@ -7,7 +7,8 @@ use crate::payload::Payload;
 use crate::state::MissingState;
 
 /// Why an attempt was asked to stop; see [`ActivityContext::cancel_reason`](crate::ActivityContext::cancel_reason).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum CancelReason {
     /// A caller asked for the activity to be cancelled.

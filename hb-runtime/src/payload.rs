@@ -24,6 +24,7 @@ pub const JSON_PLAIN: &str = "json/plain";
 pub struct Payload {
     /// `None` stands for the one entry `encoding = json/plain`: heartbeats are frequent and a
     /// map per payload would cost more than the checkpoint itself.
+    #[allow(clippy::box_collection)] // one pointer in the common case, not a map's three words
     metadata: Option<Box<BTreeMap<String, Vec<u8>>>>,
     data: Vec<u8>,
 }

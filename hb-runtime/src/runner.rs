@@ -191,7 +191,10 @@ impl AttemptRunner {
             attempt = request.attempt,
         );
 
+        let stateless = std::any::TypeId::of::<A::Checkpoint>() == std::any::TypeId::of::<()>();
         let (initial, early_error) = match &request.details {
+            // A checkpoint-less activity ignores details (they still pass through untouched).
+            Some(_) if stateless => (None, None),
             None => (None, None),
             Some(p) => match checkpoint::decode_payload::<A::Checkpoint>(p) {
                 Ok(c) => (Some(c), None),
@@ -212,7 +215,7 @@ impl AttemptRunner {
             activity_id: request.activity_id,
             activity_type: A::NAME,
             attempt: request.attempt,
-            heartbeat_timeout: options.heartbeat_timeout.filter(|t| !t.is_zero()),
+            heartbeat_timeout: options.effective_heartbeat_timeout(),
             heartbeat_interval: options.effective_heartbeat_interval(),
             deadline: request.deadline,
             task_token: request.task_token,

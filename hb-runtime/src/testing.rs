@@ -315,6 +315,11 @@ impl ActivityEnvironment {
         )
         .attempt(self.attempt)
         .details(self.details.clone())
+        .deadline(
+            options
+                .start_to_close_timeout
+                .map(|t| std::time::SystemTime::now() + t),
+        )
         .options(options);
 
         let start = Instant::now();
@@ -329,7 +334,8 @@ impl ActivityEnvironment {
             let cancel_at = self.cancel_at;
             async move {
                 let heartbeat = async {
-                    let Some(timeout) = options.heartbeat_timeout.filter(|_| simulate) else {
+                    let Some(timeout) = options.effective_heartbeat_timeout().filter(|_| simulate)
+                    else {
                         return std::future::pending().await;
                     };
                     loop {

@@ -38,13 +38,13 @@ impl SendState {
         self.rejected.as_deref()
     }
 
-    pub(crate) fn new(previous: Option<Payload>) -> Self {
+    pub(crate) fn new(previous: Option<Payload>, seen_seq: u64) -> Self {
         SendState {
             encoded_seq: 0,
             delivered_seq: 0,
             rejected: None,
             last: previous,
-            seen_seq: 0,
+            seen_seq,
             last_progress: Instant::now(),
             stalled: false,
             seen_polls: 0,
@@ -87,6 +87,9 @@ pub(crate) async fn send_now(
     apply: bool,
 ) -> Result<HeartbeatReply, CheckpointError> {
     let mut s = shared.send.lock().await;
+    if shared.ended.load(std::sync::atomic::Ordering::Acquire) {
+        return Err(CheckpointError::Closed);
+    }
     encode_latest(shared, &mut s)?;
     let reply = shared
         .transport
@@ -107,6 +110,9 @@ pub(crate) async fn beat(shared: Arc<Shared>) {
         tracing::trace!(parent: &shared.span, "heartbeat skipped: one is in flight");
         return;
     };
+    if shared.ended.load(std::sync::atomic::Ordering::Acquire) {
+        return;
+    }
     let now = Instant::now();
     let interval = shared.info.heartbeat_interval;
     check_blocked(&shared, &mut s, now, interval);
@@ -136,8 +142,11 @@ pub(crate) async fn beat(shared: Arc<Shared>) {
         }
     }
 
+    // A refusal is reported once: when this tick encoded the refused value. One already seen
+    // (by an earlier tick, or by `flush()`, which returns it itself) is not flagged again.
+    let fresh = shared.slot.seq() != s.encoded_seq;
     if let Err(e) = encode_latest(&shared, &mut s) {
-        if !shared.has_error.load(std::sync::atomic::Ordering::Relaxed) {
+        if fresh {
             tracing::warn!(parent: &shared.span, error = %e, "checkpoint refused; heartbeating with the previous one");
             shared.flag_error();
         }
@@ -196,6 +205,9 @@ fn check_blocked(shared: &Shared, s: &mut SendState, now: Instant, interval: Dur
 /// The final flush: encode the latest checkpoint and send it unless the backend has it already.
 pub(crate) async fn flush_final(shared: &Arc<Shared>) {
     let mut s = shared.send.lock().await;
+    if shared.ended.load(std::sync::atomic::Ordering::Acquire) {
+        return;
+    }
     if let Err(e) = encode_latest(shared, &mut s) {
         tracing::warn!(parent: &shared.span, error = %e, "final checkpoint refused; the previous one stands");
     }
@@ -217,9 +229,13 @@ pub(crate) async fn flush_final(shared: &Arc<Shared>) {
     }
 }
 
-/// The latest encoded checkpoint, for the attempt's final report.
+/// The latest encoded checkpoint, for the attempt's final report. Marks the attempt ended:
+/// later `flush()`es return `Closed` and the pump sends nothing more.
 pub(crate) async fn final_details(shared: &Arc<Shared>) -> Option<Payload> {
     let mut s = shared.send.lock().await;
     let _ = encode_latest(shared, &mut s);
+    shared
+        .ended
+        .store(true, std::sync::atomic::Ordering::Release);
     s.last.clone()
 }

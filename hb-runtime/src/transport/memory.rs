@@ -199,9 +199,9 @@ impl Transport for MemoryTransport {
                 let reply = g
                     .scripted
                     .iter()
-                    .filter(|(from, _)| n >= *from)
+                    .rev()
+                    .find(|(from, _)| n >= *from)
                     .map(|(_, r)| *r)
-                    .last()
                     .unwrap_or(g.sticky);
                 Ok((n, reply))
             }
