@@ -85,8 +85,8 @@ async fn main() {
             },
         )
         .await;
+    let checkpoint = first.last_checkpoint.expect("a checkpoint was flushed");
     let err = first.result.expect_err("the first attempt crashes");
-    let checkpoint = first.last_checkpoint().expect("a checkpoint was flushed");
     println!(
         "attempt 1 failed: {err} (retryable: {}); {} heartbeats sent; last checkpoint: item {} of {}",
         err.is_retryable(),

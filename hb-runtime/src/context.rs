@@ -61,7 +61,7 @@ pub struct ActivityInfo {
 ///     .with_checkpoint(Cursor { next: 7 })
 ///     .run(count, 10).await;
 /// assert_eq!(run.result.unwrap(), 10);
-/// assert_eq!(run.last_checkpoint().unwrap().next, 10);
+/// assert_eq!(run.last_checkpoint.unwrap().next, 10);
 /// # }
 /// ```
 #[derive(Clone)]

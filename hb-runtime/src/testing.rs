@@ -37,7 +37,7 @@
 //!     assert!(run.result.unwrap_err().is_cancelled());
 //!     assert_eq!(run.heartbeats.len(), 3);                      // one every 5 s
 //!     assert_eq!(run.heartbeats[0].checkpoint, Some(Progress { next: 45 }));
-//!     assert_eq!(run.last_checkpoint(), Some(Progress { next: 55 }));
+//!     assert_eq!(run.last_checkpoint, Some(Progress { next: 55 }));
 //! }
 //! ```
 
@@ -77,8 +77,10 @@ pub struct TestRun<A: Activity> {
     pub result: Result<A::Output, ActivityError>,
     /// Every heartbeat the backend received, in order.
     pub heartbeats: Vec<Heartbeat<A::Checkpoint>>,
-    /// The checkpoint reported with the outcome (what a retry would resume from).
+    /// The checkpoint reported with the outcome (what a retry would resume from), encoded.
     pub final_details: Option<Payload>,
+    /// The same, decoded (`None` when there was none or it did not decode).
+    pub last_checkpoint: Option<A::Checkpoint>,
     /// Why the attempt was asked to stop, if it was.
     pub cancel_reason: Option<CancelReason>,
     /// Whether the simulated backend timed the attempt out (heartbeat or start-to-close).
@@ -90,13 +92,6 @@ pub struct TestRun<A: Activity> {
 }
 
 impl<A: Activity> TestRun<A> {
-    /// The checkpoint a retry would resume from, decoded.
-    pub fn last_checkpoint(&self) -> Option<A::Checkpoint> {
-        self.final_details
-            .as_ref()
-            .and_then(|p| checkpoint::decode_payload(p).ok())
-    }
-
     /// The largest gap between consecutive heartbeats (from the start for the first one).
     pub fn max_heartbeat_gap(&self) -> Duration {
         let mut prev = Duration::ZERO;
@@ -405,6 +400,10 @@ impl ActivityEnvironment {
         TestRun {
             result,
             heartbeats,
+            last_checkpoint: outcome
+                .details
+                .as_ref()
+                .and_then(|p| checkpoint::decode_payload(p).ok()),
             final_details: outcome.details,
             cancel_reason: outcome.cancel_reason,
             timed_out: timed_out.load(Ordering::SeqCst),

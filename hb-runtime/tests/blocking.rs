@@ -154,7 +154,7 @@ async fn a_cpu_bound_body_in_run_blocking_heartbeats_for_five_heartbeat_timeouts
     // Each carries progress made on the blocking thread since the one before.
     let seen = rounds(&run);
     assert!(seen.windows(2).all(|w| w[0] < w[1]), "{seen:?}");
-    assert_eq!(run.last_checkpoint().map(|c| c.rounds), Some(done.rounds));
+    assert_eq!(run.last_checkpoint.map(|c| c.rounds), Some(done.rounds));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -171,7 +171,7 @@ async fn a_pushed_cancel_reaches_the_blocking_closure() {
         .expect("the closure returned within the grace");
     assert!(done.saw_cancel);
     assert_eq!(run.cancel_reason, Some(CancelReason::Requested));
-    assert_eq!(run.last_checkpoint().map(|c| c.rounds), Some(done.rounds));
+    assert_eq!(run.last_checkpoint.map(|c| c.rounds), Some(done.rounds));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -193,7 +193,7 @@ async fn a_cancel_from_a_heartbeat_reply_aborts_the_attempt_and_stops_the_closur
     tokio::time::timeout(Duration::from_secs(5), ABORTED_CLOSURE_STOPPED.notified())
         .await
         .expect("the blocking closure never saw the cancel");
-    let last = run.last_checkpoint().expect("a checkpoint").rounds;
+    let last = run.last_checkpoint.expect("a checkpoint").rounds;
     assert!(ABORTED_AT_ROUND.load(Ordering::SeqCst) >= last);
 }
 
@@ -223,7 +223,7 @@ async fn a_body_blocking_its_executor_still_heartbeats_and_is_warned_about() {
     let seen = rounds(&run);
     assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
     assert!(seen.first() < seen.last(), "{seen:?}");
-    assert_eq!(run.last_checkpoint().map(|c| c.rounds), Some(done.rounds));
+    assert_eq!(run.last_checkpoint.map(|c| c.rounds), Some(done.rounds));
 
     let warns: Vec<_> = logs
         .for_activity("hog-1")

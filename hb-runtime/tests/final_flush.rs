@@ -96,7 +96,7 @@ fn assert_flushed_before_report<A: Activity<Checkpoint = Step>>(
     assert_eq!(run.heartbeats.len(), 1, "{:?}", run.heartbeats);
     assert_eq!(run.heartbeats[0].at, Duration::ZERO);
     assert_eq!(run.heartbeats[0].checkpoint, Some(Step { n: 3 }));
-    assert_eq!(run.last_checkpoint(), Some(Step { n: 3 }));
+    assert_eq!(run.last_checkpoint, Some(Step { n: 3 }));
     assert_eq!(run.calls.len(), 2, "{:?}", run.calls);
     assert!(
         matches!(run.calls[0], RecordedCall::Heartbeat(_)),
@@ -157,7 +157,7 @@ async fn a_panic_in_a_blocking_closure_is_caught_the_same_way() {
         ActivityError::Panicked { message } => assert_eq!(message, "boom in a blocking closure"),
         other => panic!("expected Panicked, got {other:?}"),
     }
-    assert_eq!(run.last_checkpoint(), Some(Step { n: 3 }));
+    assert_eq!(run.last_checkpoint, Some(Step { n: 3 }));
     assert!(matches!(
         run.calls.last(),
         Some(RecordedCall::Failed { .. })
@@ -194,7 +194,7 @@ async fn the_flush_sends_what_changed_since_the_last_tick() {
             (secs(6.0), Some(Step { n: 2 }))
         ]
     );
-    assert_eq!(run.last_checkpoint(), Some(Step { n: 2 }));
+    assert_eq!(run.last_checkpoint, Some(Step { n: 2 }));
 }
 
 #[tokio::test(start_paused = true)]

@@ -270,7 +270,7 @@ async fn the_heartbeat_interceptor_stays_outermost() {
             (Duration::from_secs(7), Some(Step { n: 100 })),
         ]
     );
-    assert_eq!(run.last_checkpoint(), Some(Step { n: 100 }));
+    assert_eq!(run.last_checkpoint, Some(Step { n: 100 }));
 }
 
 #[tokio::test(start_paused = true)]

@@ -277,7 +277,7 @@ async fn a_restarted_attempt_overwrites_the_bad_details_with_its_own_checkpoint(
         .await;
     run.result.as_ref().unwrap();
     assert_eq!(
-        run.last_checkpoint(),
+        run.last_checkpoint,
         Some(ProgressV2 { next: 1, total: 0 })
     );
 }

@@ -131,7 +131,7 @@ async fn the_first_heartbeat_carries_the_resumed_checkpoint_before_the_body_chec
             (Duration::from_secs(10), resumed.clone())
         ]
     );
-    assert_eq!(run.last_checkpoint(), resumed);
+    assert_eq!(run.last_checkpoint, resumed);
 }
 
 #[tokio::test(start_paused = true)]
@@ -142,7 +142,7 @@ async fn a_retry_resumes_where_the_failed_attempt_stopped() {
         .await;
     assert_eq!(first.result.as_ref().unwrap_err().error_type(), "Flaky");
     assert_eq!(
-        first.last_checkpoint(),
+        first.last_checkpoint,
         Some(Progress { next: 6, total: 10 })
     );
 
@@ -156,7 +156,7 @@ async fn a_retry_resumes_where_the_failed_attempt_stopped() {
     assert_eq!(second.result.as_ref().unwrap(), &34);
     assert_eq!(second.elapsed, Duration::from_secs(4));
     assert_eq!(
-        second.last_checkpoint(),
+        second.last_checkpoint,
         Some(Progress {
             next: 10,
             total: 10

@@ -159,7 +159,7 @@ async fn flush_reports_an_oversized_checkpoint_at_once() {
         .heartbeats
         .iter()
         .all(|h| h.checkpoint == Some(blob("small"))));
-    assert_eq!(run.last_checkpoint(), Some(blob("small")));
+    assert_eq!(run.last_checkpoint, Some(blob("small")));
 }
 
 #[tokio::test(start_paused = true)]
@@ -186,7 +186,7 @@ async fn checkpoint_reports_the_refusal_once_on_the_next_call_and_recovers() {
         ]
     );
     assert_never_sent_above(&run, 100);
-    assert_eq!(run.last_checkpoint(), Some(blob("small again")));
+    assert_eq!(run.last_checkpoint, Some(blob("small again")));
 }
 
 #[tokio::test(start_paused = true)]
@@ -199,7 +199,7 @@ async fn the_final_report_carries_the_previous_checkpoint_not_the_oversized_one(
         .heartbeats
         .iter()
         .all(|h| h.checkpoint == Some(blob("small"))));
-    assert_eq!(run.last_checkpoint(), Some(blob("small")));
+    assert_eq!(run.last_checkpoint, Some(blob("small")));
 }
 
 #[tokio::test(start_paused = true)]
@@ -217,7 +217,7 @@ async fn an_oversized_flush_propagated_with_question_mark_fails_non_retryably() 
     );
     assert_eq!(err.error_type(), "CheckpointTooLarge");
     assert!(!err.is_retryable(), "the same code would fail the same way");
-    assert_eq!(run.last_checkpoint(), Some(blob("small")));
+    assert_eq!(run.last_checkpoint, Some(blob("small")));
     assert_never_sent_above(&run, 100);
 }
 
@@ -267,7 +267,7 @@ async fn a_checkpoint_of_another_type_is_refused_and_not_stored() {
     }
     let run = ActivityEnvironment::new().run(wrong_type, ()).await;
     assert_eq!(run.result.as_ref().unwrap(), &Some(blob("mine")));
-    assert_eq!(run.last_checkpoint(), Some(blob("mine")));
+    assert_eq!(run.last_checkpoint, Some(blob("mine")));
 }
 
 #[tokio::test(start_paused = true)]

@@ -115,7 +115,7 @@ async fn a_stalled_attempt_stops_heartbeating_and_times_out_with_its_last_checkp
         "{err:?}"
     );
     assert!(err.is_retryable(), "a timed-out attempt is retried");
-    assert_eq!(run.last_checkpoint(), Some(Step { n: 2 }));
+    assert_eq!(run.last_checkpoint, Some(Step { n: 2 }));
     match run.calls.last() {
         Some(RecordedCall::Failed {
             error,
