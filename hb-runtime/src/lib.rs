@@ -113,6 +113,8 @@ pub mod __private {
     pub use core::option::Option;
     pub use core::result::Result;
     pub use core::time::Duration;
+    pub use serde::de::DeserializeOwned;
+    pub use serde::Serialize;
     pub use serde_json::Value;
     pub use std::boxed::Box;
 

@@ -1,0 +1,7 @@
+//! `#[derive(Checkpoint)]`: attributes → model → expansion.
+
+mod attr;
+mod expand;
+mod model;
+
+pub(crate) use expand::{expand, fallback};
