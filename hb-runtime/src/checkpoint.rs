@@ -85,6 +85,19 @@ impl Checkpoint for () {
 
 /// How far an activity got: from the fields marked `#[checkpoint(done)]` and
 /// `#[checkpoint(total)]`.
+///
+/// ```
+/// use hb_runtime::prelude::*;
+///
+/// #[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug)]
+/// struct Scan { #[checkpoint(done)] rows: u64, #[checkpoint(total)] of: u64 }
+///
+/// let ctx = hb_runtime::testing::detached_context::<Scan>();
+/// ctx.checkpoint(&Scan { rows: 30, of: 120 }).unwrap();
+/// let progress = ctx.progress().unwrap();
+/// assert_eq!(progress.to_string(), "30/120");
+/// assert_eq!(progress.fraction(), Some(0.25));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Progress {
     /// Items done.
@@ -118,6 +131,24 @@ impl fmt::Display for Progress {
 }
 
 /// A checkpoint that could not be decoded.
+///
+/// An activity meets it as [`ActivityError::BadCheckpoint`](crate::ActivityError::BadCheckpoint)
+/// when its policy is `on_bad_checkpoint = "fail"`.
+///
+/// ```
+/// use hb_runtime::checkpoint::decode_payload;
+/// use hb_runtime::prelude::*;
+/// use hb_runtime::Payload;
+///
+/// #[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug)]
+/// #[checkpoint(version = 2)]
+/// struct Cursor { next: u64 }
+///
+/// // Written by a newer deployment.
+/// let newer = Payload::json(&serde_json::json!({"_hb_v": 3, "next": 5})).unwrap();
+/// let err = decode_payload::<Cursor>(&newer).unwrap_err();
+/// assert_eq!((err.type_name, err.version, err.expected), ("Cursor", Some(3), 2));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
     "cannot decode checkpoint {type_name} (version {}, expected {expected}): {message}",
@@ -137,7 +168,36 @@ pub struct CheckpointDecodeError {
 
 /// Decodes `value` written at `version` as the current version of `T`.
 ///
-/// The building block of [`Checkpoint::decode_version`].
+/// The building block of [`Checkpoint::decode_version`]: a hand-written migration handles the
+/// old versions and passes the current one here.
+///
+/// ```
+/// use hb_runtime::checkpoint::{decode_current, decode_payload, Checkpoint, CheckpointDecodeError};
+/// use hb_runtime::Payload;
+/// use serde::{Deserialize, Serialize};
+/// use serde_json::json;
+///
+/// #[derive(Serialize, Deserialize, Default, Clone, Debug, PartialEq)]
+/// struct Cursor { next: u64 }
+///
+/// impl Checkpoint for Cursor {
+///     const VERSION: u32 = 2;
+///     const TYPE_NAME: &'static str = "Cursor";
+///     fn decode_version(version: u32, value: serde_json::Value) -> Result<Self, CheckpointDecodeError> {
+///         match version {
+///             // Version 1 stored the last item done, not the next one.
+///             1 => Ok(Cursor { next: value["last"].as_u64().unwrap_or(0) + 1 }),
+///             _ => decode_current(version, value),
+///         }
+///     }
+/// }
+///
+/// let v1 = Payload::json(&json!({"_hb_v": 1, "last": 9})).unwrap();
+/// assert_eq!(decode_payload::<Cursor>(&v1).unwrap(), Cursor { next: 10 });
+/// let v2 = Payload::json(&json!({"_hb_v": 2, "next": 4})).unwrap();
+/// assert_eq!(decode_payload::<Cursor>(&v2).unwrap(), Cursor { next: 4 });
+/// assert!(decode_current::<Cursor>(1, json!({"next": 4})).is_err()); // not the current version
+/// ```
 pub fn decode_current<T: Checkpoint>(
     version: u32,
     value: serde_json::Value,
@@ -163,6 +223,29 @@ pub fn decode_current<T: Checkpoint>(
 /// Decodes `value` written at `version` as `T`, migrating older versions through `Old`.
 ///
 /// What `#[checkpoint(migrate_from = Old)]` generates.
+///
+/// ```
+/// use hb_runtime::checkpoint::{decode_migrated, decode_payload, encode_payload};
+/// use hb_runtime::prelude::*;
+/// use serde_json::json;
+///
+/// #[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug)]
+/// struct CursorV1 { last: u64 }
+///
+/// #[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug, PartialEq)]
+/// #[checkpoint(version = 2, migrate_from = CursorV1)]
+/// struct Cursor { next: u64 }
+///
+/// impl From<CursorV1> for Cursor {
+///     fn from(old: CursorV1) -> Self { Cursor { next: old.last + 1 } }
+/// }
+///
+/// assert_eq!(decode_migrated::<Cursor, CursorV1>(1, json!({"last": 9})).unwrap(), Cursor { next: 10 });
+/// assert_eq!(decode_migrated::<Cursor, CursorV1>(2, json!({"next": 3})).unwrap(), Cursor { next: 3 });
+/// // What a retry reads from a checkpoint saved by the old deployment:
+/// let old = encode_payload(&CursorV1 { last: 9 }).unwrap();
+/// assert_eq!(decode_payload::<Cursor>(&old).unwrap(), Cursor { next: 10 });
+/// ```
 pub fn decode_migrated<T, Old>(
     version: u32,
     value: serde_json::Value,
@@ -203,6 +286,18 @@ where
 
 /// Encodes `value` into the checkpoint envelope (JSON bytes). One serialisation pass: the
 /// version key is spliced into the object the value serialises to.
+///
+/// ```
+/// use hb_runtime::checkpoint::encode;
+/// use hb_runtime::prelude::*;
+///
+/// #[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug)]
+/// #[checkpoint(version = 2)]
+/// struct Cursor { next: u64 }
+///
+/// assert_eq!(encode(&Cursor { next: 41 }).unwrap(), br#"{"_hb_v":2,"next":41}"#);
+/// assert_eq!(encode(&41u64).unwrap(), br#"{"_hb_v":1,"_hb_value":41}"#);
+/// ```
 pub fn encode<T: Checkpoint>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
     let body = serde_json::to_vec(value)?;
     let mut out = Vec::with_capacity(body.len() + 24);
@@ -226,6 +321,21 @@ pub fn encode<T: Checkpoint>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
 }
 
 /// Encodes `value` as a `json/plain` checkpoint payload.
+///
+/// Any JSON reader sees the checkpoint's own fields, as a non-Rust caller would:
+///
+/// ```
+/// use hb_runtime::checkpoint::encode_payload;
+/// use hb_runtime::prelude::*;
+///
+/// #[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug)]
+/// struct Cursor { next: u64 }
+///
+/// let p = encode_payload(&Cursor { next: 41 }).unwrap();
+/// assert_eq!(p.encoding(), Some("json/plain"));
+/// let json: serde_json::Value = p.decode().unwrap();
+/// assert_eq!(json["next"], 41);
+/// ```
 pub fn encode_payload<T: Checkpoint>(value: &T) -> Result<Payload, serde_json::Error> {
     encode(value).map(Payload::from_json_bytes)
 }
@@ -310,6 +420,21 @@ where
 }
 
 /// A numeric field usable as `#[checkpoint(done)]` or `#[checkpoint(total)]`.
+///
+/// Implemented for every integer type and `Option`s of them.
+///
+/// ```
+/// use hb_runtime::checkpoint::ProgressCount;
+/// use hb_runtime::prelude::*;
+///
+/// #[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug)]
+/// struct Scan { #[checkpoint(done)] rows: i32, #[checkpoint(total)] of: Option<usize> }
+///
+/// let p = Scan { rows: 12, of: None }.progress().unwrap();
+/// assert_eq!((p.done, p.total), (12, None)); // a `None` total is unknown
+/// assert_eq!((-3i64).to_count(), 0); // negative counts as 0
+/// assert_eq!(Some(7u8).to_count(), 7);
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot count progress",
     label = "`#[checkpoint(done)]` and `#[checkpoint(total)]` need an integer field",

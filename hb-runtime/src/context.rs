@@ -15,7 +15,29 @@ use crate::heartbeat::SendState;
 use crate::state::StateMap;
 use crate::transport::{HeartbeatReply, TaskToken, Transport};
 
-/// What an attempt knows about itself.
+/// What an attempt knows about itself; [`ActivityContext::info`] returns it.
+///
+/// ```
+/// use hb_runtime::prelude::*;
+/// use std::time::Duration;
+///
+/// #[activity(heartbeat_timeout = "10s", start_to_close_timeout = "1m")]
+/// async fn whoami(ctx: ActivityContext) -> Result<String, ActivityError> {
+///     let info = ctx.info();
+///     assert_eq!(info.heartbeat_interval, Duration::from_secs(5)); // half the timeout
+///     assert!(info.deadline.is_some()); // from start_to_close_timeout
+///     Ok(format!("{} {} #{}", info.activity_type, info.activity_id, info.attempt))
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let run = hb_runtime::testing::ActivityEnvironment::new()
+///     .activity_id("order-42")
+///     .attempt(3)
+///     .run(whoami, ())
+///     .await;
+/// assert_eq!(run.result.unwrap(), "whoami order-42 #3");
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ActivityInfo {
@@ -185,6 +207,14 @@ impl ActivityContext {
     }
 
     /// The latest checkpoint: the last one stored by this attempt, else the one it resumed from.
+    ///
+    /// ```
+    /// let ctx = hb_runtime::testing::detached_context::<String>();
+    /// assert_eq!(ctx.last_checkpoint::<String>(), None);
+    /// ctx.checkpoint(&"page-2".to_string()).unwrap();
+    /// assert_eq!(ctx.last_checkpoint::<String>().as_deref(), Some("page-2"));
+    /// assert_eq!(ctx.last_checkpoint::<u64>(), None); // not the activity's checkpoint type
+    /// ```
     pub fn last_checkpoint<T: Checkpoint>(&self) -> Option<T> {
         self.inner
             .slot
@@ -195,6 +225,32 @@ impl ActivityContext {
 
     /// Resolves once the attempt is asked to stop (cancel request, timeout, worker shutdown,
     /// pause). Resolves at once if that already happened.
+    ///
+    /// With `cancel = "cooperative"` the body can answer it its own way:
+    ///
+    /// ```
+    /// use hb_runtime::prelude::*;
+    /// use std::time::Duration;
+    ///
+    /// #[activity(heartbeat_timeout = "10s", cancel = "cooperative")]
+    /// async fn poll_queue(ctx: ActivityContext) -> Result<u32, ActivityError> {
+    ///     let mut polls = 0;
+    ///     loop {
+    ///         tokio::select! {
+    ///             _ = ctx.cancelled() => return Ok(polls), // report what was done
+    ///             _ = tokio::time::sleep(Duration::from_secs(1)) => polls += 1,
+    ///         }
+    ///     }
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let run = hb_runtime::testing::ActivityEnvironment::new()
+    ///     .cancel_at(Duration::from_millis(3500))
+    ///     .run(poll_queue, ())
+    ///     .await;
+    /// assert_eq!(run.result.unwrap(), 3);
+    /// # }
+    /// ```
     pub async fn cancelled(&self) {
         self.inner.cancel.cancelled().await
     }
@@ -211,11 +267,41 @@ impl ActivityContext {
     }
 
     /// A token cancelled with the attempt, for your own `select!`s or child tasks.
+    ///
+    /// ```
+    /// use hb_runtime::prelude::*;
+    /// use std::time::Duration;
+    ///
+    /// #[activity(heartbeat_timeout = "10s", cancel = "cooperative")]
+    /// async fn fan_out(ctx: ActivityContext) -> Result<String, ActivityError> {
+    ///     let token = ctx.cancellation_token();
+    ///     let child = tokio::spawn(async move {
+    ///         token.cancelled().await;
+    ///         "child stopped".to_string()
+    ///     });
+    ///     Ok(child.await.unwrap())
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let run = hb_runtime::testing::ActivityEnvironment::new()
+    ///     .cancel_at(Duration::from_secs(1))
+    ///     .run(fan_out, ())
+    ///     .await;
+    /// assert_eq!(run.result.unwrap(), "child stopped");
+    /// # }
+    /// ```
     pub fn cancellation_token(&self) -> CancellationToken {
         self.inner.cancel.child_token()
     }
 
     /// Progress (done/total) of the latest checkpoint, from `#[checkpoint(done)]`/`total` fields.
+    ///
+    /// ```
+    /// let ctx = hb_runtime::testing::detached_context::<u64>();
+    /// assert_eq!(ctx.progress(), None);
+    /// ctx.checkpoint(&40u64).unwrap(); // an integer checkpoint counts as done
+    /// assert_eq!(ctx.progress().map(|p| p.done), Some(40));
+    /// ```
     pub fn progress(&self) -> Option<Progress> {
         self.inner.slot.progress()
     }
@@ -266,6 +352,20 @@ impl ActivityContext {
     }
 
     /// The worker-level resource of type `T` (what `#[state]` parameters receive).
+    ///
+    /// ```
+    /// use hb_runtime::prelude::*;
+    ///
+    /// #[activity(heartbeat_timeout = "10s")]
+    /// async fn region(ctx: ActivityContext) -> Result<String, ActivityError> {
+    ///     ctx.state::<String>() // fails with `ActivityError::MissingState` when absent
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let env = hb_runtime::testing::ActivityEnvironment::new().with_state("eu-west".to_string());
+    /// assert_eq!(env.run(region, ()).await.result.unwrap(), "eu-west");
+    /// # }
+    /// ```
     pub fn state<T: Clone + Send + Sync + 'static>(&self) -> Result<T, ActivityError> {
         self.inner.state.get::<T>().map_err(ActivityError::from)
     }

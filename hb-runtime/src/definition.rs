@@ -94,6 +94,26 @@ pub trait Activity: Send + Sync + 'static {
 /// constructor `fn() -> Marker`), or any closure returning an [`Activity`].
 ///
 /// This is what `register`, `start` and the test kit take, so callers write `register(process_batch)`.
+/// Take it in your own helpers the same way:
+///
+/// ```
+/// use hb_runtime::prelude::*;
+/// use hb_runtime::IntoActivity;
+/// use std::time::Duration;
+///
+/// #[activity(heartbeat_timeout = "10s")]
+/// async fn ping(ctx: ActivityContext) -> Result<String, ActivityError> {
+///     Ok("pong".into())
+/// }
+///
+/// fn describe<F: IntoActivity>(activity: F) -> (&'static str, Option<Duration>) {
+///     let options = activity.into_activity().options();
+///     (<F::Activity as Activity>::NAME, options.heartbeat_timeout)
+/// }
+///
+/// assert_eq!(describe(ping), ("ping", Some(Duration::from_secs(10))));
+/// assert_eq!(describe(|| ping()).0, "ping"); // a closure returning the activity works too
+/// ```
 #[diagnostic::on_unimplemented(
     message = "`{Self}` does not name an hb activity",
     label = "expected the name of an `#[activity]` function",
@@ -117,12 +137,39 @@ where
     }
 }
 
-/// How an attempt reacts to a cancel request.
+/// How an attempt reacts to a cancel request; `#[activity(cancel = "cooperative")]` sets it.
+///
+/// ```
+/// use hb_runtime::prelude::*;
+/// use hb_runtime::testing::ActivityEnvironment;
+/// use hb_runtime::CancelMode;
+/// use std::time::Duration;
+///
+/// #[activity(heartbeat_timeout = "10s", cancel = "cooperative", cancel_grace = "5s")]
+/// async fn tidy(ctx: ActivityContext) -> Result<String, ActivityError> {
+///     ctx.cancelled().await;
+///     tokio::time::sleep(Duration::from_secs(1)).await; // clean up, within cancel_grace
+///     Ok("cleaned up".into())
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let env = ActivityEnvironment::new().cancel_at(Duration::from_secs(1));
+/// assert_eq!(env.run(tidy, ()).await.result.unwrap(), "cleaned up");
+///
+/// // With `Abort` the body is dropped at its next `.await` instead.
+/// let env = env.options(|o| o.cancel(CancelMode::Abort));
+/// assert!(env.run(tidy, ()).await.result.unwrap_err().is_cancelled());
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum CancelMode {
     /// The body future is dropped at its next `.await` (its `Drop` impls run) and the attempt
     /// reports `Cancelled` with the last checkpoint. The default.
+    ///
+    /// A body that returns without suspending again once the cancel arrived (for instance one
+    /// awaiting `ctx.cancelled()` and then returning) reports its own result: it was polled
+    /// to completion before the abort could apply.
     #[default]
     Abort,
     /// The body keeps running and sees [`ActivityContext::cancelled`]; it may finish its own way
@@ -131,7 +178,32 @@ pub enum CancelMode {
 }
 
 /// What to do when the previous attempt's checkpoint cannot be decoded (corrupt, or a version
-/// with no `migrate_from` path).
+/// with no `migrate_from` path); `#[activity(on_bad_checkpoint = "fail")]` sets it.
+///
+/// ```
+/// use hb_runtime::prelude::*;
+/// use hb_runtime::testing::ActivityEnvironment;
+/// use hb_runtime::{BadCheckpointPolicy, Payload};
+///
+/// #[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug)]
+/// struct Cursor { next: u64 }
+///
+/// #[activity(heartbeat_timeout = "10s", on_bad_checkpoint = "fail")]
+/// async fn strict(ctx: ActivityContext, #[checkpoint] c: Cursor) -> Result<u64, ActivityError> {
+///     Ok(c.next)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let env = ActivityEnvironment::new().with_details(Payload::json(&"garbage").unwrap());
+/// let err = env.run(strict, ()).await.result.unwrap_err();
+/// assert!(matches!(err, ActivityError::BadCheckpoint(_)));
+/// assert!(!err.is_retryable());
+///
+/// // With `Restart` the attempt starts over from `Cursor::default()`.
+/// let env = env.options(|o| o.on_bad_checkpoint(BadCheckpointPolicy::Restart));
+/// assert_eq!(env.run(strict, ()).await.result.unwrap(), 0);
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub enum BadCheckpointPolicy {
@@ -146,6 +218,23 @@ pub enum BadCheckpointPolicy {
 ///
 /// The delay before attempt `n + 1` is `initial_interval × backoff^(n-1)`, capped at
 /// `max_interval`. `max_attempts = 0` means unlimited.
+///
+/// ```
+/// use hb_runtime::{ActivityError, RetryPolicy};
+/// use std::time::Duration;
+///
+/// const POLICY: RetryPolicy = RetryPolicy::new()
+///     .max_attempts(3)
+///     .initial_interval(Duration::from_millis(500))
+///     .non_retryable(&["BadInput"]);
+///
+/// let slow = ActivityError::retryable("Timeout", "upstream too slow");
+/// assert!(POLICY.should_retry(1, &slow));
+/// assert!(POLICY.should_retry(2, &slow));
+/// assert!(!POLICY.should_retry(3, &slow)); // three attempts in all
+/// assert!(!POLICY.should_retry(1, &ActivityError::retryable("BadInput", "no such file")));
+/// assert_eq!(POLICY.delay_after(2), Duration::from_secs(1));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub struct RetryPolicy {
@@ -359,6 +448,12 @@ impl ActivityOptions {
     }
 
     /// The heartbeat timeout in force: a zero timeout means none (as Temporal reports it).
+    ///
+    /// ```
+    /// # use hb_runtime::ActivityOptions; use std::time::Duration;
+    /// let o = ActivityOptions::new().heartbeat_timeout(Duration::ZERO);
+    /// assert_eq!(o.effective_heartbeat_timeout(), None);
+    /// ```
     pub fn effective_heartbeat_timeout(&self) -> Option<Duration> {
         self.heartbeat_timeout.filter(|t| !t.is_zero())
     }
@@ -388,6 +483,13 @@ impl ActivityOptions {
     }
 
     /// The checkpoint size limit actually enforced (never above 2 MiB).
+    ///
+    /// ```
+    /// # use hb_runtime::ActivityOptions;
+    /// assert_eq!(ActivityOptions::new().effective_checkpoint_limit(), 256 * 1024);
+    /// let o = ActivityOptions::new().max_checkpoint_size(10 << 20);
+    /// assert_eq!(o.effective_checkpoint_limit(), 2 * 1024 * 1024);
+    /// ```
     pub fn effective_checkpoint_limit(&self) -> usize {
         self.max_checkpoint_size.min(HARD_CHECKPOINT_LIMIT)
     }

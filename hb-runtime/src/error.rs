@@ -7,6 +7,23 @@ use crate::payload::Payload;
 use crate::state::MissingState;
 
 /// Why an attempt was asked to stop; see [`ActivityContext::cancel_reason`](crate::ActivityContext::cancel_reason).
+///
+/// ```
+/// use hb_runtime::prelude::*;
+/// use hb_runtime::testing::ActivityEnvironment;
+///
+/// #[activity(heartbeat_timeout = "10s", cancel = "cooperative")]
+/// async fn watch(ctx: ActivityContext) -> Result<String, ActivityError> {
+///     ctx.cancelled().await;
+///     Ok(ctx.cancel_reason().unwrap().to_string())
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let run = ActivityEnvironment::new().pause_after_heartbeats(1).run(watch, ()).await;
+/// assert_eq!(run.result.unwrap(), "paused");
+/// assert_eq!(run.cancel_reason, Some(CancelReason::Paused));
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -114,6 +131,15 @@ pub enum ActivityError {
 
 impl ActivityError {
     /// A failure the retry policy may retry. `error_type` is what `non_retryable` lists match.
+    ///
+    /// ```
+    /// use hb_runtime::ActivityError;
+    ///
+    /// let err = ActivityError::retryable("RateLimited", "429 from upstream");
+    /// assert_eq!(err.to_string(), "RateLimited: 429 from upstream");
+    /// assert!(err.is_retryable());
+    /// assert!(!ActivityError::non_retryable("BadInput", "empty file").is_retryable());
+    /// ```
     pub fn retryable(error_type: impl Into<String>, message: impl fmt::Display) -> Self {
         ActivityError::Application {
             error_type: error_type.into(),
@@ -134,6 +160,17 @@ impl ActivityError {
     }
 
     /// Attaches details to an [`ActivityError::Application`] error (others are returned as is).
+    ///
+    /// ```
+    /// use hb_runtime::{ActivityError, Payload};
+    ///
+    /// let err = ActivityError::non_retryable("Rejected", "row 12 is invalid")
+    ///     .with_details(Payload::json(&12).unwrap());
+    /// match err {
+    ///     ActivityError::Application { details: Some(d), .. } => assert_eq!(d.decode::<u32>().unwrap(), 12),
+    ///     other => panic!("unexpected {other}"),
+    /// }
+    /// ```
     pub fn with_details(mut self, payload: Payload) -> Self {
         if let ActivityError::Application { details, .. } = &mut self {
             *details = Some(payload);
@@ -156,6 +193,16 @@ impl ActivityError {
     }
 
     /// Whether a retry policy may retry this failure at all.
+    ///
+    /// ```
+    /// use hb_runtime::{ActivityError, CancelReason};
+    ///
+    /// assert!(ActivityError::retryable("Timeout", "slow upstream").is_retryable());
+    /// let paused = ActivityError::Cancelled { reason: CancelReason::Paused, details: None };
+    /// assert!(paused.is_retryable()); // resumed once unpaused
+    /// let cancelled = ActivityError::Cancelled { reason: CancelReason::Requested, details: None };
+    /// assert!(!cancelled.is_retryable() && cancelled.is_cancelled());
+    /// ```
     pub fn is_retryable(&self) -> bool {
         match self {
             ActivityError::Application { non_retryable, .. } => !non_retryable,
@@ -193,6 +240,23 @@ impl From<serde_json::Error> for ActivityError {
 }
 
 /// Turns any `Result<T, E: Display>` into `Result<T, ActivityError>` with a chosen retry class.
+///
+/// ```
+/// use hb_runtime::prelude::*;
+///
+/// let err = "x".parse::<u32>().retryable().unwrap_err();
+/// assert_eq!(err.error_type(), "Error");
+/// assert!(err.is_retryable());
+///
+/// let err = "x".parse::<u32>().non_retryable("BadNumber").unwrap_err();
+/// assert_eq!(err.error_type(), "BadNumber");
+/// assert!(!err.is_retryable());
+///
+/// // Retried unless the activity's `retry(non_retryable = [..])` lists it.
+/// let err = "x".parse::<u32>().error_type("ParseFailed").unwrap_err();
+/// assert_eq!(err.error_type(), "ParseFailed");
+/// assert!(err.is_retryable());
+/// ```
 pub trait ResultExt<T> {
     /// A failure that may be retried, with error type `"Error"`.
     fn retryable(self) -> Result<T, ActivityError>;
@@ -215,6 +279,31 @@ impl<T, E: fmt::Display> ResultExt<T> for Result<T, E> {
 }
 
 /// A checkpoint that could not be stored or sent. The previous checkpoint is kept.
+///
+/// Returned by [`ActivityContext::checkpoint`](crate::ActivityContext::checkpoint) and
+/// [`flush`](crate::ActivityContext::flush); `?` turns it into a non-retryable
+/// [`ActivityError::Checkpoint`].
+///
+/// ```
+/// use hb_runtime::prelude::*;
+///
+/// #[activity(heartbeat_timeout = "10s", max_checkpoint_size = 64)]
+/// async fn note(ctx: ActivityContext, #[checkpoint] mut log: Vec<String>, line: String) -> Result<(), ActivityError> {
+///     assert!(matches!(ctx.checkpoint(&0u64), Err(CheckpointError::WrongType { .. })));
+///     log.push(line);
+///     ctx.checkpoint(&log)?; // stored; its size is checked when it is encoded
+///     ctx.flush().await?;    // encodes it now: too large
+///     Ok(())
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let run = hb_runtime::testing::ActivityEnvironment::new().run(note, "x".repeat(100)).await;
+/// match run.result.unwrap_err() {
+///     ActivityError::Checkpoint(CheckpointError::TooLarge { size, limit, .. }) => assert!(size > limit),
+///     other => panic!("unexpected {other}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum CheckpointError {
@@ -267,6 +356,23 @@ impl CheckpointError {
 }
 
 /// A backend could not be reached or refused a call.
+///
+/// ```
+/// use hb_runtime::error::TransportErrorKind;
+/// use hb_runtime::transport::{MemoryTransport, TaskToken, Transport};
+/// use hb_runtime::TransportError;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let backend = MemoryTransport::new();
+/// backend.set_unavailable(true);
+/// let err = backend.heartbeat(&TaskToken::new(*b"t1"), None).await.unwrap_err();
+/// assert_eq!(err.kind, TransportErrorKind::Unavailable);
+///
+/// // What a transport of your own returns:
+/// let err = TransportError::new(TransportErrorKind::NotFound, "unknown task token");
+/// assert_eq!(err.to_string(), "not found: unknown task token");
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{kind}: {message}")]
 #[non_exhaustive]
@@ -278,6 +384,19 @@ pub struct TransportError {
 }
 
 /// The kind of a [`TransportError`].
+///
+/// The heartbeat pump retries [`Unavailable`](Self::Unavailable) at the next interval and stops
+/// the attempt on [`NotFound`](Self::NotFound) ([`CancelReason::NotFound`]).
+///
+/// ```
+/// use hb_runtime::error::{TransportError, TransportErrorKind};
+///
+/// fn worth_retrying(e: &TransportError) -> bool {
+///     e.kind == TransportErrorKind::Unavailable
+/// }
+/// assert!(worth_retrying(&TransportError::new(TransportErrorKind::Unavailable, "connection reset")));
+/// assert!(!worth_retrying(&TransportError::new(TransportErrorKind::NotFound, "attempt ended")));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum TransportErrorKind {

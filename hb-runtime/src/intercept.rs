@@ -39,6 +39,46 @@ use crate::payload::Payload;
 pub type AttemptResult = Result<Payload, ActivityError>;
 
 /// Code that runs around every attempt.
+///
+/// Add one with [`AttemptRunner::interceptor`](crate::runner::AttemptRunner::interceptor) (or
+/// [`ActivityEnvironment::interceptor`](crate::testing::ActivityEnvironment::interceptor) in tests):
+///
+/// ```
+/// use hb_runtime::intercept::{AttemptResult, Interceptor, Next};
+/// use hb_runtime::prelude::*;
+/// use hb_runtime::runner::{AttemptRequest, AttemptRunner};
+/// use hb_runtime::transport::{MemoryTransport, TaskToken};
+/// use hb_runtime::{BoxFuture, Payload};
+/// use std::sync::atomic::{AtomicUsize, Ordering};
+/// use std::sync::Arc;
+///
+/// /// Counts the attempts that started.
+/// #[derive(Clone, Default)]
+/// struct Attempts(Arc<AtomicUsize>);
+///
+/// impl Interceptor for Attempts {
+///     fn intercept<'a>(&'a self, _ctx: &'a ActivityContext, next: Next<'a>) -> BoxFuture<'a, AttemptResult> {
+///         self.0.fetch_add(1, Ordering::Relaxed);
+///         next.run()
+///     }
+/// }
+///
+/// #[activity(heartbeat_timeout = "10s")]
+/// async fn answer(ctx: ActivityContext) -> Result<u64, ActivityError> {
+///     Ok(42)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let attempts = Attempts::default();
+/// let runner = AttemptRunner::new(MemoryTransport::new()).interceptor(attempts.clone());
+/// for attempt in 1..=2 {
+///     let token = TaskToken::new(format!("a#{attempt}"));
+///     let request = AttemptRequest::new("a", token, Payload::json(&()).unwrap()).attempt(attempt);
+///     runner.start(&answer(), request).run().await.result.unwrap();
+/// }
+/// assert_eq!(attempts.0.load(Ordering::Relaxed), 2);
+/// # }
+/// ```
 pub trait Interceptor: Send + Sync + 'static {
     /// Runs around the rest of the chain: call `next.run()` to go on (or don't, to short-cut
     /// the attempt with your own result).
@@ -50,6 +90,39 @@ pub trait Interceptor: Send + Sync + 'static {
 }
 
 /// The rest of the interceptor chain, ending in the activity's body.
+///
+/// Call [`run`](Self::run) to go on, or drop it to short-cut the attempt:
+///
+/// ```
+/// use hb_runtime::intercept::{AttemptResult, Interceptor, Next};
+/// use hb_runtime::prelude::*;
+/// use hb_runtime::BoxFuture;
+///
+/// /// Refuses every attempt (to be retried elsewhere) while the worker drains.
+/// struct Draining(bool);
+///
+/// impl Interceptor for Draining {
+///     fn intercept<'a>(&'a self, _ctx: &'a ActivityContext, next: Next<'a>) -> BoxFuture<'a, AttemptResult> {
+///         if self.0 {
+///             return Box::pin(async { Err(ActivityError::retryable("Draining", "worker is draining")) });
+///         }
+///         next.run()
+///     }
+/// }
+///
+/// #[activity(heartbeat_timeout = "10s")]
+/// async fn answer(ctx: ActivityContext) -> Result<u64, ActivityError> {
+///     Ok(42)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// use hb_runtime::testing::ActivityEnvironment;
+/// let run = ActivityEnvironment::new().interceptor(Draining(true)).run(answer, ()).await;
+/// assert_eq!(run.result.unwrap_err().error_type(), "Draining");
+/// let run = ActivityEnvironment::new().interceptor(Draining(false)).run(answer, ()).await;
+/// assert_eq!(run.result.unwrap(), 42);
+/// # }
+/// ```
 pub struct Next<'a> {
     rest: &'a [Arc<dyn Interceptor>],
     ctx: &'a ActivityContext,

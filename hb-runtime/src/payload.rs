@@ -31,6 +31,17 @@ pub struct Payload {
 
 impl Payload {
     /// A payload from raw parts.
+    ///
+    /// ```
+    /// use hb_runtime::Payload;
+    /// use std::collections::BTreeMap;
+    ///
+    /// let metadata = BTreeMap::from([("encoding".to_owned(), b"binary/plain".to_vec())]);
+    /// let p = Payload::new(metadata, vec![1, 2, 3]);
+    /// assert_eq!(p.encoding(), Some("binary/plain"));
+    /// let (metadata, data) = p.into_parts();
+    /// assert_eq!((metadata.len(), data), (1, vec![1, 2, 3]));
+    /// ```
     pub fn new(metadata: BTreeMap<String, Vec<u8>>, data: Vec<u8>) -> Self {
         let only_json = metadata.len() == 1
             && metadata.get("encoding").map(Vec::as_slice) == Some(JSON_PLAIN.as_bytes());
@@ -54,6 +65,15 @@ impl Payload {
     }
 
     /// Decodes the payload's JSON into `T`.
+    ///
+    /// ```
+    /// use hb_runtime::Payload;
+    ///
+    /// let p = Payload::from_json_bytes(br#"{"id":7,"tags":["a"]}"#.to_vec());
+    /// let v: serde_json::Value = p.decode().unwrap();
+    /// assert_eq!(v["id"], 7);
+    /// assert!(p.decode::<u64>().is_err());
+    /// ```
     pub fn decode<T: DeserializeOwned>(&self) -> Result<T, serde_json::Error> {
         serde_json::from_slice(&self.data)
     }

@@ -24,6 +24,31 @@ use crate::state::StateMap;
 use crate::transport::{TaskToken, Transport};
 
 /// What a backend hands the runner to start one attempt.
+///
+/// ```
+/// use hb_runtime::checkpoint::encode_payload;
+/// use hb_runtime::prelude::*;
+/// use hb_runtime::runner::{AttemptRequest, AttemptRunner};
+/// use hb_runtime::transport::{MemoryTransport, TaskToken};
+/// use hb_runtime::{ActivityOptions, Payload};
+/// use std::time::{Duration, SystemTime};
+///
+/// #[activity(heartbeat_timeout = "10s")]
+/// async fn resume(ctx: ActivityContext, #[checkpoint] next: u64) -> Result<(u32, u64), ActivityError> {
+///     Ok((ctx.info().attempt, next))
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// // The third attempt of "job-7", resuming from checkpoint 40, due within the hour.
+/// let request = AttemptRequest::new("job-7", TaskToken::new(*b"job-7#3"), Payload::json(&()).unwrap())
+///     .attempt(3)
+///     .details(Some(encode_payload(&40u64).unwrap()))
+///     .deadline(Some(SystemTime::now() + Duration::from_secs(3600)))
+///     .options(ActivityOptions::new().heartbeat_timeout(Duration::from_secs(30)));
+/// let outcome = AttemptRunner::new(MemoryTransport::new()).start(&resume(), request).run().await;
+/// assert_eq!(outcome.result.unwrap().decode::<(u32, u64)>().unwrap(), (3, 40));
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct AttemptRequest {
@@ -83,6 +108,28 @@ impl AttemptRequest {
 }
 
 /// How an attempt ended, as reported to the backend.
+///
+/// ```
+/// use hb_runtime::checkpoint::decode_payload;
+/// use hb_runtime::prelude::*;
+/// use hb_runtime::runner::{AttemptRequest, AttemptRunner};
+/// use hb_runtime::transport::{MemoryTransport, TaskToken};
+/// use hb_runtime::Payload;
+///
+/// #[activity(heartbeat_timeout = "10s")]
+/// async fn give_up(ctx: ActivityContext, #[checkpoint] done: u64) -> Result<(), ActivityError> {
+///     ctx.checkpoint(&7u64)?;
+///     Err(ActivityError::non_retryable("Broken", "row 8 is corrupt"))
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let request = AttemptRequest::new("g-1", TaskToken::new(*b"g1"), Payload::json(&()).unwrap());
+/// let outcome = AttemptRunner::new(MemoryTransport::new()).start(&give_up(), request).run().await;
+/// assert_eq!(outcome.result.unwrap_err().error_type(), "Broken");
+/// assert_eq!(decode_payload::<u64>(outcome.details.as_ref().unwrap()).unwrap(), 7);
+/// assert_eq!(outcome.cancel_reason, None);
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct AttemptOutcome {
@@ -296,7 +343,35 @@ pub(crate) fn detached_context<C: crate::Checkpoint>(
     ActivityContext::from_shared(Arc::new(shared))
 }
 
-/// An attempt ready to run; await [`run`](Self::run) to drive it.
+/// An attempt ready to run; await [`run`](Self::run) to drive it, or spawn
+/// [`into_future`](Self::into_future) and keep its [`handle`](Self::handle).
+///
+/// ```
+/// use hb_runtime::prelude::*;
+/// use hb_runtime::runner::{AttemptRequest, AttemptRunner};
+/// use hb_runtime::transport::{MemoryTransport, RecordedCall, TaskToken};
+/// use hb_runtime::Payload;
+///
+/// #[activity(heartbeat_timeout = "10s")]
+/// async fn forever(ctx: ActivityContext) -> Result<(), ActivityError> {
+///     std::future::pending().await
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let transport = MemoryTransport::new();
+/// let runner = AttemptRunner::new(transport.clone());
+/// let request = AttemptRequest::new("f-1", TaskToken::new(*b"f1"), Payload::json(&()).unwrap());
+/// let running = runner.start(&forever(), request);
+/// let handle = running.handle();
+/// let task = tokio::spawn(running.into_future());
+///
+/// handle.cancel(CancelReason::Requested);
+/// let outcome = task.await.unwrap();
+/// assert!(outcome.result.unwrap_err().is_cancelled());
+/// assert_eq!(outcome.cancel_reason, Some(CancelReason::Requested));
+/// assert!(matches!(transport.calls().last(), Some(RecordedCall::Cancelled { .. })));
+/// # }
+/// ```
 pub struct RunningAttempt {
     handle: AttemptHandle,
     future: BoxFuture<'static, AttemptOutcome>,
@@ -328,6 +403,31 @@ impl fmt::Debug for RunningAttempt {
 }
 
 /// Cancels a running attempt from outside: what backends call to push a cancel.
+///
+/// ```
+/// use hb_runtime::prelude::*;
+/// use hb_runtime::runner::{AttemptRequest, AttemptRunner};
+/// use hb_runtime::transport::{MemoryTransport, TaskToken};
+/// use hb_runtime::Payload;
+///
+/// #[activity(heartbeat_timeout = "10s")]
+/// async fn forever(ctx: ActivityContext) -> Result<(), ActivityError> {
+///     std::future::pending().await
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let runner = AttemptRunner::new(MemoryTransport::new());
+/// let request = AttemptRequest::new("f-1", TaskToken::new(*b"f1"), Payload::json(&()).unwrap());
+/// let running = runner.start(&forever(), request);
+/// let handle = running.handle();
+/// assert_eq!(handle.context().info().activity_id, "f-1");
+///
+/// handle.cancel(CancelReason::WorkerShutdown);
+/// assert_eq!(handle.context().cancel_reason(), Some(CancelReason::WorkerShutdown));
+/// let err = running.run().await.result.unwrap_err();
+/// assert!(err.is_retryable()); // a shutdown is retried on another worker
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct AttemptHandle {
     shared: Arc<Shared>,

@@ -31,6 +31,29 @@ use std::fmt;
 use std::sync::Arc;
 
 /// A map from type to one shared value of that type.
+///
+/// Fill one and give it to a runner with
+/// [`AttemptRunner::state`](crate::runner::AttemptRunner::state) (tests use
+/// [`ActivityEnvironment::with_state`](crate::testing::ActivityEnvironment::with_state)).
+///
+/// ```
+/// use hb_runtime::runner::AttemptRunner;
+/// use hb_runtime::transport::MemoryTransport;
+/// use hb_runtime::StateMap;
+///
+/// #[derive(Clone, Debug, PartialEq)]
+/// struct ApiKey(String);
+///
+/// let mut state = StateMap::new();
+/// assert!(state.is_empty());
+/// state.insert(ApiKey("k-1".into()));
+/// assert_eq!(state.get::<ApiKey>().unwrap(), ApiKey("k-1".into()));
+/// assert!(state.require::<ApiKey>().is_ok());
+/// assert!(state.require::<u32>().is_err());
+///
+/// let runner = AttemptRunner::new(MemoryTransport::new()).state(state);
+/// assert!(runner.state_map().get::<ApiKey>().is_ok());
+/// ```
 #[derive(Clone, Default)]
 pub struct StateMap {
     values: HashMap<TypeId, (Arc<dyn Any + Send + Sync>, &'static str)>,
@@ -83,6 +106,30 @@ impl fmt::Debug for StateMap {
 }
 
 /// An activity takes a `#[state]` parameter whose type the worker was not given.
+///
+/// The attempt fails with [`ActivityError::MissingState`](crate::ActivityError::MissingState)
+/// before its body runs:
+///
+/// ```
+/// use hb_runtime::prelude::*;
+/// use hb_runtime::MissingState;
+///
+/// #[derive(Clone)]
+/// struct Db;
+///
+/// #[activity(heartbeat_timeout = "10s")]
+/// async fn query(ctx: ActivityContext, #[state] db: Db) -> Result<(), ActivityError> {
+///     Ok(())
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let run = hb_runtime::testing::ActivityEnvironment::new().run(query, ()).await; // no `Db` given
+/// match run.result.unwrap_err() {
+///     ActivityError::MissingState(e) => assert_eq!(e, MissingState::of::<Db>()),
+///     other => panic!("unexpected {other}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("no worker state of type `{type_name}`: add it with `.state(value)` on the worker (or `.with_state(value)` on the test environment)")]
 #[non_exhaustive]

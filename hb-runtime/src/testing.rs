@@ -59,6 +59,26 @@ use crate::state::StateMap;
 use crate::transport::{HeartbeatReply, MemoryTransport, RecordedCall, TaskToken};
 
 /// One heartbeat as the test backend received it, decoded.
+///
+/// ```
+/// use hb_runtime::prelude::*;
+/// use std::time::Duration;
+///
+/// #[activity(heartbeat_timeout = "10s")]
+/// async fn once(ctx: ActivityContext, #[checkpoint] n: u64) -> Result<(), ActivityError> {
+///     ctx.checkpoint(&(n + 1))?;
+///     tokio::time::sleep(Duration::from_secs(7)).await;
+///     Ok(())
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let run = hb_runtime::testing::ActivityEnvironment::new().run(once, ()).await;
+/// let [beat] = &run.heartbeats[..] else { panic!("one heartbeat expected") };
+/// assert_eq!(beat.at, Duration::from_secs(5)); // every 5 s: half the timeout
+/// assert_eq!(beat.checkpoint, Some(1));
+/// assert_eq!(beat.details.as_ref().unwrap().data(), br#"{"_hb_v":1,"_hb_value":1}"#);
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Heartbeat<T> {
@@ -71,6 +91,30 @@ pub struct Heartbeat<T> {
 }
 
 /// What one test run of an activity produced.
+///
+/// ```
+/// use hb_runtime::prelude::*;
+/// use std::time::Duration;
+///
+/// #[activity(heartbeat_timeout = "4s")]
+/// async fn steps(ctx: ActivityContext, #[checkpoint] mut done: u64, n: u64) -> Result<u64, ActivityError> {
+///     while done < n {
+///         tokio::time::sleep(Duration::from_secs(1)).await;
+///         done += 1;
+///         ctx.checkpoint(&done)?;
+///     }
+///     Ok(done)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let run = hb_runtime::testing::ActivityEnvironment::new().run(steps, 5).await;
+/// assert_eq!(run.result.as_ref().ok(), Some(&5));
+/// assert!(!run.timed_out && run.cancel_reason.is_none());
+/// assert!(run.elapsed >= Duration::from_secs(5));
+/// assert_eq!(run.max_heartbeat_gap(), Duration::from_secs(2)); // within the 4 s timeout
+/// assert_eq!(run.last_checkpoint, Some(5));
+/// # }
+/// ```
 #[non_exhaustive]
 pub struct TestRun<A: Activity> {
     /// The typed result.
@@ -126,7 +170,34 @@ type OptionsFn = Arc<dyn Fn(ActivityOptions) -> ActivityOptions + Send + Sync>;
 ///
 /// The simulated backend enforces `heartbeat_timeout` and `start_to_close_timeout` as a server
 /// would: it cancels the attempt with [`CancelReason::TimedOut`] and the run reports
-/// `timed_out = true`.
+/// `timed_out = true`. The builder methods set up one run; see also the [module](self) example.
+///
+/// ```
+/// use hb_runtime::prelude::*;
+/// use hb_runtime::testing::ActivityEnvironment;
+/// use std::time::Duration;
+///
+/// #[activity(heartbeat_timeout = "10s", start_to_close_timeout = "1m")]
+/// async fn slow(ctx: ActivityContext) -> Result<(), ActivityError> {
+///     tokio::time::sleep(Duration::from_secs(90)).await;
+///     Ok(())
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// let run = ActivityEnvironment::new().run(slow, ()).await;
+/// assert!(run.timed_out);
+/// assert_eq!(run.cancel_reason, Some(CancelReason::TimedOut));
+///
+/// // Give this run more time, or turn the simulated timeouts off.
+/// let run = ActivityEnvironment::new()
+///     .options(|o| o.start_to_close_timeout(Duration::from_secs(120)))
+///     .run(slow, ())
+///     .await;
+/// assert!(run.result.is_ok());
+/// let run = ActivityEnvironment::new().without_timeouts().run(slow, ()).await;
+/// assert!(run.result.is_ok());
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct ActivityEnvironment {
     transport: MemoryTransport,
@@ -217,6 +288,26 @@ impl ActivityEnvironment {
     }
 
     /// Replies `reply` to heartbeat number `n` and every one after.
+    ///
+    /// ```
+    /// use hb_runtime::prelude::*;
+    /// use hb_runtime::testing::ActivityEnvironment;
+    /// use hb_runtime::transport::HeartbeatReply;
+    /// use std::time::Duration;
+    ///
+    /// #[activity(heartbeat_timeout = "10s")]
+    /// async fn nap(ctx: ActivityContext) -> Result<(), ActivityError> {
+    ///     tokio::time::sleep(Duration::from_secs(60)).await;
+    ///     Ok(())
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// // The backend forgot the attempt (it was reset): the attempt stops at the 2nd heartbeat.
+    /// let run = ActivityEnvironment::new().reply_from(2, HeartbeatReply::not_found()).run(nap, ()).await;
+    /// assert_eq!(run.cancel_reason, Some(CancelReason::NotFound));
+    /// assert_eq!(run.heartbeats.len(), 2);
+    /// # }
+    /// ```
     pub fn reply_from(self, n: usize, reply: HeartbeatReply) -> Self {
         self.transport.reply_from(n, reply);
         self
@@ -246,6 +337,22 @@ impl ActivityEnvironment {
 
     /// Heartbeats through the production pump (its own thread, real time) instead of a
     /// scheduler on the test's runtime. Use it with an unpaused clock.
+    ///
+    /// ```
+    /// use hb_runtime::prelude::*;
+    /// use std::time::Duration;
+    ///
+    /// #[activity(heartbeat_timeout = "100ms")]
+    /// async fn hog(ctx: ActivityContext) -> Result<(), ActivityError> {
+    ///     std::thread::sleep(Duration::from_millis(400)); // blocks the test's runtime
+    ///     Ok(())
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let run = hb_runtime::testing::ActivityEnvironment::new().production_pump().run(hog, ()).await;
+    /// assert!(!run.heartbeats.is_empty()); // sent from the pump's own thread meanwhile
+    /// # }
+    /// ```
     pub fn production_pump(mut self) -> Self {
         self.production_pump = true;
         self
@@ -264,6 +371,27 @@ impl ActivityEnvironment {
     }
 
     /// The in-memory backend, to watch heartbeats while a run is under way.
+    ///
+    /// ```
+    /// use hb_runtime::prelude::*;
+    /// use std::time::Duration;
+    ///
+    /// #[activity(heartbeat_timeout = "10s")]
+    /// async fn nap(ctx: ActivityContext) -> Result<(), ActivityError> {
+    ///     tokio::time::sleep(Duration::from_secs(60)).await;
+    ///     Ok(())
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let env = hb_runtime::testing::ActivityEnvironment::new();
+    /// let (run, two_early) = tokio::join!(
+    ///     env.run(nap, ()),
+    ///     env.transport().wait_for_heartbeats(2, Duration::from_secs(11)),
+    /// );
+    /// assert!(two_early); // at 5 s and 10 s
+    /// assert!(run.result.is_ok());
+    /// # }
+    /// ```
     pub fn transport(&self) -> &MemoryTransport {
         &self.transport
     }
@@ -282,6 +410,24 @@ impl ActivityEnvironment {
     }
 
     /// Runs one attempt with a raw input payload (to test bad input).
+    ///
+    /// ```
+    /// use hb_runtime::prelude::*;
+    /// use hb_runtime::Payload;
+    ///
+    /// #[activity(heartbeat_timeout = "10s")]
+    /// async fn square(ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
+    ///     Ok(n * n)
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let env = hb_runtime::testing::ActivityEnvironment::new();
+    /// let run = env.run_payload(square, Payload::json(&"seven").unwrap()).await;
+    /// let err = run.result.unwrap_err();
+    /// assert!(matches!(err, ActivityError::BadInput { .. }));
+    /// assert!(!err.is_retryable());
+    /// # }
+    /// ```
     pub async fn run_payload<F: IntoActivity>(
         &self,
         activity: F,

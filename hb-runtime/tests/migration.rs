@@ -276,10 +276,7 @@ async fn a_restarted_attempt_overwrites_the_bad_details_with_its_own_checkpoint(
         .run(step_v2, ())
         .await;
     run.result.as_ref().unwrap();
-    assert_eq!(
-        run.last_checkpoint,
-        Some(ProgressV2 { next: 1, total: 0 })
-    );
+    assert_eq!(run.last_checkpoint, Some(ProgressV2 { next: 1, total: 0 }));
 }
 
 /// Runs strict_v2 with `details` and returns its BadCheckpoint error, after checking everything

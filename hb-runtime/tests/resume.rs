@@ -141,10 +141,7 @@ async fn a_retry_resumes_where_the_failed_attempt_stopped() {
         .run(sum_items, (items.clone(), Some(6)))
         .await;
     assert_eq!(first.result.as_ref().unwrap_err().error_type(), "Flaky");
-    assert_eq!(
-        first.last_checkpoint,
-        Some(Progress { next: 6, total: 10 })
-    );
+    assert_eq!(first.last_checkpoint, Some(Progress { next: 6, total: 10 }));
 
     // The backend hands the failed attempt's last details to the retry.
     let second = ActivityEnvironment::new()

@@ -26,7 +26,27 @@ use crate::intercept::{AttemptResult, Interceptor, Next};
 /// flushes its latest checkpoint when it ends (success, error, cancel, panic).
 ///
 /// Every attempt run through [`AttemptRunner`](crate::runner::AttemptRunner) has it as the
-/// outermost interceptor; you do not add it yourself.
+/// outermost interceptor; you do not add it yourself. What it guarantees: a checkpoint stored
+/// just before the attempt ends reaches the backend, even when no heartbeat was due yet.
+///
+/// ```
+/// use hb_runtime::prelude::*;
+///
+/// #[activity(heartbeat_timeout = "10s")]
+/// async fn fail_fast(ctx: ActivityContext, #[checkpoint] n: u64) -> Result<(), ActivityError> {
+///     ctx.checkpoint(&(n + 1))?;
+///     Err(ActivityError::retryable("Flaky", "try again"))
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let run = hb_runtime::testing::ActivityEnvironment::new().run(fail_fast, ()).await;
+/// assert!(run.result.is_err());
+/// // Flushed on the way out, so the retry resumes from 1.
+/// assert_eq!(run.heartbeats.len(), 1);
+/// assert_eq!(run.heartbeats[0].checkpoint, Some(1));
+/// assert_eq!(run.last_checkpoint, Some(1));
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct HeartbeatInterceptor {
     pump: Pump,
@@ -34,6 +54,13 @@ pub struct HeartbeatInterceptor {
 
 impl HeartbeatInterceptor {
     /// An interceptor heartbeating through `pump`.
+    ///
+    /// ```
+    /// use hb_runtime::heartbeat::{HeartbeatInterceptor, Pump};
+    ///
+    /// let interceptor = HeartbeatInterceptor::new(Pump::dedicated());
+    /// assert!(format!("{interceptor:?}").contains("dedicated thread"));
+    /// ```
     pub fn new(pump: Pump) -> Self {
         HeartbeatInterceptor { pump }
     }

@@ -32,6 +32,15 @@ struct Counters {
 }
 
 /// Figures of a [`Pump`], for monitoring and benchmarks.
+///
+/// ```
+/// use hb_runtime::heartbeat::Pump;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let stats = Pump::on_current_runtime().stats();
+/// assert_eq!((stats.active, stats.ticks), (0, 0)); // nothing registered yet
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PumpStats {
@@ -44,6 +53,39 @@ pub struct PumpStats {
 /// One scheduler heartbeating every registered attempt at its interval.
 ///
 /// Cheap to clone. All attempts of a process share [`Pump::global`] unless told otherwise.
+/// Give a runner another one with [`AttemptRunner::pump`](crate::runner::AttemptRunner::pump),
+/// and watch it with [`stats`](Self::stats):
+///
+/// ```
+/// use hb_runtime::heartbeat::Pump;
+/// use hb_runtime::prelude::*;
+/// use hb_runtime::runner::{AttemptRequest, AttemptRunner};
+/// use hb_runtime::transport::{MemoryTransport, TaskToken};
+/// use hb_runtime::Payload;
+/// use std::time::Duration;
+///
+/// #[activity(heartbeat_timeout = "20ms")]
+/// async fn wait(ctx: ActivityContext) -> Result<(), ActivityError> {
+///     ctx.cancelled().await;
+///     Ok(())
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let pump = Pump::dedicated();
+/// let transport = MemoryTransport::new();
+/// let runner = AttemptRunner::new(transport.clone()).pump(pump.clone());
+/// let request = AttemptRequest::new("wait-1", TaskToken::new(*b"w1"), Payload::json(&()).unwrap());
+/// let running = runner.start(&wait(), request);
+/// let handle = running.handle();
+/// let task = tokio::spawn(running.into_future());
+///
+/// assert!(transport.wait_for_heartbeats(1, Duration::from_secs(5)).await);
+/// assert_eq!(pump.stats().active, 1); // the attempt is registered
+/// assert!(pump.stats().ticks >= 1);
+/// handle.cancel(CancelReason::Requested);
+/// task.await.unwrap();
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct Pump {
     inner: Arc<PumpInner>,
@@ -62,7 +104,32 @@ impl Pump {
     /// The process-wide pump, on a dedicated thread named `hb-pump` (started on first use).
     ///
     /// Its own single-threaded tokio runtime runs the scheduler and the heartbeat sends, so an
-    /// activity that blocks its executor still heartbeats.
+    /// activity that blocks its executor still heartbeats. [`AttemptRunner::new`] uses it:
+    ///
+    /// ```
+    /// use hb_runtime::prelude::*;
+    /// use hb_runtime::runner::{AttemptRequest, AttemptRunner};
+    /// use hb_runtime::transport::{MemoryTransport, TaskToken};
+    /// use hb_runtime::Payload;
+    /// use std::time::Duration;
+    ///
+    /// #[activity(heartbeat_timeout = "100ms")]
+    /// async fn hog(ctx: ActivityContext) -> Result<(), ActivityError> {
+    ///     std::thread::sleep(Duration::from_millis(400)); // blocks its executor (use run_blocking)
+    ///     Ok(())
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let transport = MemoryTransport::new();
+    /// let runner = AttemptRunner::new(transport.clone()); // heartbeats through Pump::global()
+    /// let request = AttemptRequest::new("hog-1", TaskToken::new(*b"h1"), Payload::json(&()).unwrap());
+    /// runner.start(&hog(), request).run().await.result.unwrap();
+    /// // The hb-pump thread heartbeated while the executor was blocked.
+    /// assert!(transport.heartbeat_count() >= 1);
+    /// # }
+    /// ```
+    ///
+    /// [`AttemptRunner::new`]: crate::runner::AttemptRunner::new
     pub fn global() -> Pump {
         static GLOBAL: OnceLock<Pump> = OnceLock::new();
         GLOBAL.get_or_init(Pump::dedicated).clone()
@@ -70,6 +137,19 @@ impl Pump {
 
     /// A new pump on a new dedicated thread; it stops when the last clone is dropped and its
     /// attempts have ended.
+    ///
+    /// For a group of attempts that should not share the global pump's thread:
+    ///
+    /// ```
+    /// use hb_runtime::heartbeat::Pump;
+    /// use hb_runtime::runner::AttemptRunner;
+    /// use hb_runtime::transport::MemoryTransport;
+    ///
+    /// let pump = Pump::dedicated();
+    /// let runner = AttemptRunner::new(MemoryTransport::new()).pump(pump.clone());
+    /// assert_eq!(runner.pump_handle().stats(), pump.stats());
+    /// assert!(format!("{pump:?}").contains("dedicated thread"));
+    /// ```
     pub fn dedicated() -> Pump {
         let (tx, rx) = mpsc::unbounded_channel();
         let (handle_tx, handle_rx) = std::sync::mpsc::channel();
@@ -113,6 +193,32 @@ impl Pump {
     /// milliseconds. It shares the executor with the activities, so prefer
     /// [`Pump::global`] in production.
     ///
+    /// ```
+    /// use hb_runtime::heartbeat::Pump;
+    /// use hb_runtime::prelude::*;
+    /// use hb_runtime::runner::{AttemptRequest, AttemptRunner};
+    /// use hb_runtime::transport::{MemoryTransport, TaskToken};
+    /// use hb_runtime::Payload;
+    /// use std::time::Duration;
+    ///
+    /// #[activity(heartbeat_timeout = "10s")]
+    /// async fn nap(ctx: ActivityContext, secs: u64) -> Result<(), ActivityError> {
+    ///     tokio::time::sleep(Duration::from_secs(secs)).await;
+    ///     Ok(())
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let pump = Pump::on_current_runtime();
+    /// let transport = MemoryTransport::new();
+    /// let runner = AttemptRunner::new(transport.clone()).pump(pump.clone());
+    /// let request = AttemptRequest::new("nap-1", TaskToken::new(*b"n1"), Payload::json(&12).unwrap());
+    /// runner.start(&nap(), request).run().await.result.unwrap();
+    /// // One heartbeat every 5 s (half the timeout) of the 12 s nap, in no real time.
+    /// assert_eq!(pump.stats().ticks, 2);
+    /// assert_eq!(transport.heartbeat_count(), 2);
+    /// # }
+    /// ```
+    ///
     /// # Panics
     /// Outside a tokio runtime.
     pub fn on_current_runtime() -> Pump {
@@ -131,7 +237,7 @@ impl Pump {
         }
     }
 
-    /// Current figures.
+    /// Current figures; see the example on [`Pump`].
     pub fn stats(&self) -> PumpStats {
         PumpStats {
             active: self.inner.stats.active.load(Ordering::Relaxed),

@@ -12,6 +12,22 @@ use crate::error::{ActivityError, TransportError, TransportErrorKind};
 use crate::payload::Payload;
 
 /// One heartbeat as the backend received it.
+///
+/// ```
+/// use hb_runtime::checkpoint::encode_payload;
+/// use hb_runtime::transport::{MemoryTransport, TaskToken, Transport};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let t = MemoryTransport::new();
+/// let token = TaskToken::new(*b"a1");
+/// let details = encode_payload(&3u64).unwrap();
+/// t.heartbeat(&token, Some(&details)).await.unwrap();
+/// let received = &t.heartbeats()[0];
+/// assert_eq!(received.token, token);
+/// assert_eq!(received.details, Some(details));
+/// assert_eq!(t.last_heartbeat_at(), Some(received.at));
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct RecordedHeartbeat {
@@ -24,6 +40,24 @@ pub struct RecordedHeartbeat {
 }
 
 /// Any call a [`MemoryTransport`] received.
+///
+/// ```
+/// use hb_runtime::prelude::*;
+/// use hb_runtime::transport::RecordedCall;
+///
+/// #[activity(heartbeat_timeout = "10s")]
+/// async fn answer(ctx: ActivityContext) -> Result<u64, ActivityError> {
+///     Ok(42)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let run = hb_runtime::testing::ActivityEnvironment::new().run(answer, ()).await;
+/// match run.calls.last() {
+///     Some(RecordedCall::Completed { output, .. }) => assert_eq!(output.decode::<u64>().unwrap(), 42),
+///     other => panic!("unexpected {other:?}"),
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum RecordedCall {
@@ -113,6 +147,16 @@ impl MemoryTransport {
     }
 
     /// Answers every later heartbeat with `reply`.
+    ///
+    /// ```
+    /// use hb_runtime::transport::{HeartbeatReply, MemoryTransport, TaskToken, Transport};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let t = MemoryTransport::new();
+    /// t.set_reply(HeartbeatReply::pause());
+    /// assert!(t.heartbeat(&TaskToken::new(*b"a1"), None).await.unwrap().paused);
+    /// # }
+    /// ```
     pub fn set_reply(&self, reply: HeartbeatReply) {
         self.lock().sticky = reply;
     }
@@ -166,6 +210,18 @@ impl MemoryTransport {
     }
 
     /// A receiver of the heartbeat count, to wait on any number of heartbeats.
+    ///
+    /// ```
+    /// use hb_runtime::transport::{MemoryTransport, TaskToken, Transport};
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let t = MemoryTransport::new();
+    /// let mut count = t.subscribe();
+    /// t.heartbeat(&TaskToken::new(*b"a1"), None).await.unwrap();
+    /// count.changed().await.unwrap();
+    /// assert_eq!(*count.borrow(), 1);
+    /// # }
+    /// ```
     pub fn subscribe(&self) -> watch::Receiver<usize> {
         self.count.subscribe()
     }

@@ -16,6 +16,15 @@ use crate::error::{ActivityError, TransportError};
 use crate::payload::Payload;
 
 /// Opaque bytes that identify one attempt to its backend.
+///
+/// ```
+/// use hb_runtime::transport::TaskToken;
+///
+/// let token = TaskToken::new(vec![0xbe, 0xef]);
+/// assert_eq!(token.as_bytes(), &[0xbe, 0xef]);
+/// assert_eq!(token.to_string(), "beef"); // lower-case hex, for logs
+/// assert_eq!(token, TaskToken::new(*b"\xbe\xef"));
+/// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct TaskToken(Arc<[u8]>);
 
@@ -48,6 +57,26 @@ impl fmt::Display for TaskToken {
 }
 
 /// What a backend answers to a heartbeat.
+///
+/// A [`Transport`] returns one from [`heartbeat`](Transport::heartbeat); any flag set makes the
+/// attempt stop (with the matching [`CancelReason`](crate::CancelReason)).
+///
+/// ```
+/// use hb_runtime::transport::HeartbeatReply;
+///
+/// assert!(!HeartbeatReply::ok().stops());
+/// assert_eq!(HeartbeatReply::default(), HeartbeatReply::ok());
+/// for reply in [
+///     HeartbeatReply::cancel(),
+///     HeartbeatReply::pause(),
+///     HeartbeatReply::timed_out(),
+///     HeartbeatReply::not_found(),
+/// ] {
+///     assert!(reply.stops());
+/// }
+/// assert!(HeartbeatReply::cancel().cancel_requested);
+/// assert!(HeartbeatReply::pause().paused);
+/// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HeartbeatReply {
@@ -109,6 +138,52 @@ impl HeartbeatReply {
 ///
 /// Futures returned here run on the heartbeat pump's thread (heartbeats) or on the worker's
 /// executor (reports); they must not block a thread.
+///
+/// A minimal backend that keeps the outputs of completed attempts:
+///
+/// ```
+/// use hb_runtime::prelude::*;
+/// use hb_runtime::runner::{AttemptRequest, AttemptRunner};
+/// use hb_runtime::transport::{HeartbeatReply, TaskToken, Transport};
+/// use hb_runtime::{BoxFuture, Payload, TransportError};
+/// use std::sync::{Arc, Mutex};
+///
+/// #[derive(Default)]
+/// struct Outputs(Mutex<Vec<Payload>>);
+///
+/// impl Transport for Outputs {
+///     fn heartbeat<'a>(&'a self, _token: &'a TaskToken, _details: Option<&'a Payload>)
+///         -> BoxFuture<'a, Result<HeartbeatReply, TransportError>> {
+///         Box::pin(async { Ok(HeartbeatReply::ok()) })
+///     }
+///     fn complete<'a>(&'a self, _token: &'a TaskToken, output: Payload)
+///         -> BoxFuture<'a, Result<(), TransportError>> {
+///         self.0.lock().unwrap().push(output);
+///         Box::pin(async { Ok(()) })
+///     }
+///     fn fail<'a>(&'a self, _: &'a TaskToken, _: &'a ActivityError, _: Option<&'a Payload>)
+///         -> BoxFuture<'a, Result<(), TransportError>> {
+///         Box::pin(async { Ok(()) })
+///     }
+///     fn cancelled<'a>(&'a self, _: &'a TaskToken, _: Option<&'a Payload>)
+///         -> BoxFuture<'a, Result<(), TransportError>> {
+///         Box::pin(async { Ok(()) })
+///     }
+/// }
+///
+/// #[activity(heartbeat_timeout = "10s")]
+/// async fn double(ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
+///     Ok(n * 2)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let outputs = Arc::new(Outputs::default());
+/// let runner = AttemptRunner::new(outputs.clone()); // an `Arc` of a transport is one too
+/// let request = AttemptRequest::new("d-1", TaskToken::new(*b"d1"), Payload::json(&21).unwrap());
+/// runner.start(&double(), request).run().await;
+/// assert_eq!(outputs.0.lock().unwrap()[0].decode::<u64>().unwrap(), 42);
+/// # }
+/// ```
 pub trait Transport: Send + Sync + 'static {
     /// Records a heartbeat of attempt `token`, with the latest encoded checkpoint when there is
     /// one, and returns the backend's flags.
