@@ -6,6 +6,7 @@
 //! The criterion figure is CPU time of the `hb-pump` thread (from
 //! `/proc/self/task/<tid>/schedstat`) per heartbeat, encoding and transport call included.
 //! Memory per attempt (everything an attempt costs: its task, context, pump entry) is printed
+//! (exact heap bytes, counted by `stats_alloc`, against the same body run as a plain tokio task)
 //! before the criterion run.
 
 use std::hint::black_box;
@@ -22,6 +23,16 @@ use hb_runtime::{
     Payload, TransportError,
 };
 use serde::{Deserialize, Serialize};
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+
+// Counts heap bytes exactly (no backtraces, a few atomics per allocation).
+#[global_allocator]
+static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+
+fn live_bytes(region: &Region<'_, std::alloc::System>) -> i64 {
+    let s = region.change();
+    s.bytes_allocated as i64 - s.bytes_deallocated as i64 + s.bytes_reallocated as i64
+}
 
 const ATTEMPTS: usize = 10_000;
 
@@ -110,13 +121,6 @@ impl Transport for Counting {
     }
 }
 
-fn rss_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/statm")
-        .ok()
-        .and_then(|s| s.split_whitespace().nth(1)?.parse::<u64>().ok())
-        .map_or(0, |pages| pages * 4096)
-}
-
 /// CPU nanoseconds used so far by the thread named `hb-pump`.
 fn pump_cpu_ns() -> u64 {
     let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
@@ -134,13 +138,13 @@ fn pump_cpu_ns() -> u64 {
     0
 }
 
-/// The same body as `Worker`, as plain tokio tasks without hb: the baseline memory.
-async fn plain_body(stop: tokio_util_free::Stop) {
+/// The same body as `Worker`, as a plain tokio task without hb: the baseline.
+async fn plain_body(stop: Arc<std::sync::atomic::AtomicBool>) {
     let mut p = Progress {
         total: 1_000_000,
         ..Progress::default()
     };
-    while !stop.is_set() {
+    while !stop.load(Ordering::Relaxed) {
         p.next += 1;
         p.bytes += 4096;
         black_box(&p);
@@ -148,27 +152,10 @@ async fn plain_body(stop: tokio_util_free::Stop) {
     }
 }
 
-mod tokio_util_free {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::sync::Arc;
-    #[derive(Clone, Default)]
-    pub(crate) struct Stop(Arc<AtomicBool>);
-    impl Stop {
-        pub(crate) fn is_set(&self) -> bool {
-            self.0.load(Ordering::Relaxed)
-        }
-    }
-}
-
-/// Runs in a child process (`HB_BENCH_BASELINE=1`): RSS growth of 10,000 plain tasks.
-fn baseline_child() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let stop = tokio_util_free::Stop::default();
-    let before = rss_bytes();
+/// Heap bytes per task of 10,000 plain tasks running the same loop (ids included).
+fn baseline_heap_per_task(rt: &tokio::runtime::Runtime) -> i64 {
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let region = Region::new(GLOBAL);
     let joins: Vec<_> = (0..ATTEMPTS)
         .map(|i| {
             let id = format!("a{i}");
@@ -179,33 +166,29 @@ fn baseline_child() {
             })
         })
         .collect();
-    std::thread::sleep(Duration::from_millis(1600));
-    let after = rss_bytes();
-    println!("{}", after.saturating_sub(before) / ATTEMPTS as u64);
-    black_box(joins);
-    std::process::exit(0);
-}
-
-fn baseline_per_task() -> Option<u64> {
-    let out = std::process::Command::new(std::env::current_exe().ok()?)
-        .env("HB_BENCH_BASELINE", "1")
-        .output()
-        .ok()?;
-    String::from_utf8_lossy(&out.stdout).trim().parse().ok()
+    std::thread::sleep(Duration::from_millis(1200));
+    let per_task = live_bytes(&region) / ATTEMPTS as i64;
+    stop.store(true, Ordering::Relaxed);
+    rt.block_on(async {
+        for j in joins {
+            let _ = j.await;
+        }
+    });
+    per_task
 }
 
 fn bench_pump(c: &mut Criterion) {
-    let baseline = baseline_per_task();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .unwrap();
+    let baseline = baseline_heap_per_task(&rt);
     let transport = Counting::default();
     let pump = Pump::global();
     let runner = AttemptRunner::new(transport.clone()).pump(pump.clone());
 
-    let rss_before = rss_bytes();
+    let region = Region::new(GLOBAL);
     let mut handles = Vec::with_capacity(ATTEMPTS);
     let mut joins = Vec::with_capacity(ATTEMPTS);
     for i in 0..ATTEMPTS {
@@ -225,17 +208,13 @@ fn bench_pump(c: &mut Criterion) {
     while transport.0.load(Ordering::Relaxed) < 3 * ATTEMPTS as u64 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let rss_after = rss_bytes();
-    let checkpoint_bytes = std::mem::size_of::<Progress>() as u64
-        + hb_runtime::checkpoint::encode(&Progress::default())
-            .unwrap()
-            .len() as u64;
-    let per_attempt = rss_after.saturating_sub(rss_before) / ATTEMPTS as u64;
+    let per_attempt = live_bytes(&region) / ATTEMPTS as i64;
+    let checkpoint_bytes = std::mem::size_of::<Progress>() as i64
+        + hb_runtime::checkpoint::encode(&Progress::default()).unwrap().len() as i64;
     println!(
-        "pump: {} attempts registered; RSS per attempt = {per_attempt} bytes; the same body as a plain tokio task = {} bytes; hb's share = {} bytes, of which the checkpoint (value + encoded) is {checkpoint_bytes} bytes",
+        "pump: {} attempts heartbeating; heap per attempt = {per_attempt} bytes; the same body as a plain tokio task = {baseline} bytes; hb's share = {} bytes per attempt, of which the checkpoint (value + encoded) is {checkpoint_bytes} bytes",
         pump.stats().active,
-        baseline.map_or("?".to_owned(), |b| b.to_string()),
-        baseline.map_or("?".to_owned(), |b| per_attempt.saturating_sub(b).to_string()),
+        per_attempt - baseline,
     );
 
     c.benchmark_group("pump")
@@ -271,9 +250,6 @@ fn bench_pump(c: &mut Criterion) {
 criterion_group!(benches, bench_pump);
 
 fn main() {
-    if std::env::var_os("HB_BENCH_BASELINE").is_some() {
-        baseline_child();
-    }
     benches();
     Criterion::default().configure_from_args().final_summary();
 }
