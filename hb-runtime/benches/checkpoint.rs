@@ -6,12 +6,11 @@
 //! `record_heartbeat` costs 489 ns per call and leaves ~790 bytes per call behind.
 
 use std::hint::black_box;
-use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{criterion_group, Criterion};
 use hb_runtime::runner::{AttemptRequest, AttemptRunner};
-use hb_runtime::transport::TaskToken;
+use hb_runtime::transport::{NullTransport, TaskToken};
 use hb_runtime::{
     Activity, ActivityContext, ActivityError, ActivityOptions, BoxFuture, Checkpoint, Payload,
 };
@@ -83,7 +82,7 @@ fn bench_checkpoint(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let runner = AttemptRunner::new(MemoryTransportless::default());
+    let runner = AttemptRunner::new(NullTransport::new());
     let running = runner.start(
         &Park,
         AttemptRequest::new(
@@ -107,45 +106,6 @@ fn bench_checkpoint(c: &mut Criterion) {
     group.finish();
 }
 
-/// A transport that answers every heartbeat and keeps nothing (so the bench measures hb, not
-/// a recorder's growth).
-#[derive(Default, Clone)]
-struct MemoryTransportless(Arc<std::sync::atomic::AtomicU64>);
-
-impl hb_runtime::transport::Transport for MemoryTransportless {
-    fn heartbeat<'a>(
-        &'a self,
-        _: &'a TaskToken,
-        _: Option<&'a Payload>,
-    ) -> BoxFuture<'a, Result<hb_runtime::transport::HeartbeatReply, hb_runtime::TransportError>>
-    {
-        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        Box::pin(async { Ok(hb_runtime::transport::HeartbeatReply::ok()) })
-    }
-    fn complete<'a>(
-        &'a self,
-        _: &'a TaskToken,
-        _: Payload,
-    ) -> BoxFuture<'a, Result<(), hb_runtime::TransportError>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn fail<'a>(
-        &'a self,
-        _: &'a TaskToken,
-        _: &'a ActivityError,
-        _: Option<&'a Payload>,
-    ) -> BoxFuture<'a, Result<(), hb_runtime::TransportError>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn cancelled<'a>(
-        &'a self,
-        _: &'a TaskToken,
-        _: Option<&'a Payload>,
-    ) -> BoxFuture<'a, Result<(), hb_runtime::TransportError>> {
-        Box::pin(async { Ok(()) })
-    }
-}
-
 /// RSS growth over 1,000,000 checkpoint calls on a running, heartbeating attempt.
 fn memory_report() {
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -153,7 +113,7 @@ fn memory_report() {
         .enable_all()
         .build()
         .unwrap();
-    let transport = MemoryTransportless::default();
+    let transport = NullTransport::new();
     let runner = AttemptRunner::new(transport.clone());
     let running = runner.start(
         &Park,
@@ -182,7 +142,7 @@ fn memory_report() {
         "memory: RSS growth after 1,000,000 checkpoint calls = {} bytes ({} KiB); heartbeats sent meanwhile: {}",
         after as i64 - before as i64,
         (after as i64 - before as i64) / 1024,
-        transport.0.load(std::sync::atomic::Ordering::Relaxed),
+        transport.heartbeats(),
     );
 }
 

@@ -10,17 +10,17 @@
 //! before the criterion run.
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::{criterion_group, Criterion};
 use hb_runtime::heartbeat::Pump;
 use hb_runtime::runner::{AttemptRequest, AttemptRunner};
-use hb_runtime::transport::{HeartbeatReply, TaskToken, Transport};
+use hb_runtime::transport::{NullTransport, TaskToken};
 use hb_runtime::{
     Activity, ActivityContext, ActivityError, ActivityOptions, BoxFuture, CancelReason, Checkpoint,
-    Payload, TransportError,
+    Payload,
 };
 use serde::{Deserialize, Serialize};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
@@ -80,44 +80,6 @@ impl Activity for Worker {
             }
             Ok(())
         })
-    }
-}
-
-/// Counts heartbeats and keeps nothing.
-#[derive(Default, Clone)]
-struct Counting(Arc<AtomicU64>);
-
-impl Transport for Counting {
-    fn heartbeat<'a>(
-        &'a self,
-        _: &'a TaskToken,
-        details: Option<&'a Payload>,
-    ) -> BoxFuture<'a, Result<HeartbeatReply, TransportError>> {
-        black_box(details);
-        self.0.fetch_add(1, Ordering::Relaxed);
-        Box::pin(async { Ok(HeartbeatReply::ok()) })
-    }
-    fn complete<'a>(
-        &'a self,
-        _: &'a TaskToken,
-        _: Payload,
-    ) -> BoxFuture<'a, Result<(), TransportError>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn fail<'a>(
-        &'a self,
-        _: &'a TaskToken,
-        _: &'a ActivityError,
-        _: Option<&'a Payload>,
-    ) -> BoxFuture<'a, Result<(), TransportError>> {
-        Box::pin(async { Ok(()) })
-    }
-    fn cancelled<'a>(
-        &'a self,
-        _: &'a TaskToken,
-        _: Option<&'a Payload>,
-    ) -> BoxFuture<'a, Result<(), TransportError>> {
-        Box::pin(async { Ok(()) })
     }
 }
 
@@ -184,7 +146,7 @@ fn bench_pump(c: &mut Criterion) {
         .build()
         .unwrap();
     let baseline = baseline_heap_per_task(&rt);
-    let transport = Counting::default();
+    let transport = NullTransport::new();
     let pump = Pump::global();
     let runner = AttemptRunner::new(transport.clone()).pump(pump.clone());
 
@@ -205,12 +167,14 @@ fn bench_pump(c: &mut Criterion) {
     }
     // Let every attempt heartbeat a few times so all buffers are at their steady size.
     let deadline = Instant::now() + Duration::from_secs(10);
-    while transport.0.load(Ordering::Relaxed) < 3 * ATTEMPTS as u64 && Instant::now() < deadline {
+    while transport.heartbeats() < 3 * ATTEMPTS as u64 && Instant::now() < deadline {
         std::thread::sleep(Duration::from_millis(50));
     }
     let per_attempt = live_bytes(&region) / ATTEMPTS as i64;
     let checkpoint_bytes = std::mem::size_of::<Progress>() as i64
-        + hb_runtime::checkpoint::encode(&Progress::default()).unwrap().len() as i64;
+        + hb_runtime::checkpoint::encode(&Progress::default())
+            .unwrap()
+            .len() as i64;
     println!(
         "pump: {} attempts heartbeating; heap per attempt = {per_attempt} bytes; the same body as a plain tokio task = {baseline} bytes; hb's share = {} bytes per attempt, of which the checkpoint (value + encoded) is {checkpoint_bytes} bytes",
         pump.stats().active,
@@ -223,14 +187,14 @@ fn bench_pump(c: &mut Criterion) {
         .measurement_time(Duration::from_millis(400))
         .bench_function("cpu_per_heartbeat/10k_attempts_1s_interval", |b| {
             b.iter_custom(|iters| {
-                let start_beats = transport.0.load(Ordering::Relaxed);
+                let start_beats = transport.heartbeats();
                 let start_cpu = pump_cpu_ns();
                 // At least 2,000 heartbeats (~0.2 s) per sample, so the thread's CPU clock moves.
                 let want = iters.max(2_000);
-                while transport.0.load(Ordering::Relaxed) - start_beats < want {
+                while transport.heartbeats() - start_beats < want {
                     std::thread::sleep(Duration::from_micros(200));
                 }
-                let beats = transport.0.load(Ordering::Relaxed) - start_beats;
+                let beats = transport.heartbeats() - start_beats;
                 let cpu = pump_cpu_ns() - start_cpu;
                 // Scale to exactly `iters` heartbeats.
                 Duration::from_nanos(cpu * iters / beats.max(1))

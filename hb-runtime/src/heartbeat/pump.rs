@@ -151,39 +151,29 @@ impl Pump {
     /// assert!(format!("{pump:?}").contains("dedicated thread"));
     /// ```
     pub fn dedicated() -> Pump {
-        let (tx, rx) = mpsc::unbounded_channel();
-        let (handle_tx, handle_rx) = std::sync::mpsc::channel();
-        let stats = Arc::new(Counters::default());
-        let thread_stats = stats.clone();
-        std::thread::Builder::new()
-            .name("hb-pump".into())
-            .spawn(move || {
-                let rt = match tokio::runtime::Builder::new_current_thread()
-                    .enable_time()
-                    .build()
-                {
-                    Ok(rt) => rt,
-                    Err(e) => {
-                        tracing::error!(error = %e, "cannot build the heartbeat pump's runtime");
-                        return;
-                    }
-                };
-                let _ = handle_tx.send(rt.handle().clone());
-                rt.block_on(schedule(rx, thread_stats));
-            })
-            .expect("spawning the hb-pump thread");
-        let handle = handle_rx
-            .recv()
-            .expect("the hb-pump thread could not start its runtime");
-        Pump {
-            inner: Arc::new(PumpInner {
-                tx,
-                handle,
-                next_id: AtomicU64::new(1),
-                stats,
-                home: "dedicated thread",
-            }),
-        }
+        Pump::with_scheduler("dedicated thread", |rx, stats| {
+            let (handle_tx, handle_rx) = std::sync::mpsc::channel();
+            std::thread::Builder::new()
+                .name("hb-pump".into())
+                .spawn(move || {
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_time()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            tracing::error!(error = %e, "cannot build the heartbeat pump's runtime");
+                            return;
+                        }
+                    };
+                    let _ = handle_tx.send(rt.handle().clone());
+                    rt.block_on(schedule(rx, stats));
+                })
+                .expect("spawning the hb-pump thread");
+            handle_rx
+                .recv()
+                .expect("the hb-pump thread could not start its runtime")
+        })
     }
 
     /// A pump whose scheduler runs as a task on the current tokio runtime.
@@ -222,17 +212,28 @@ impl Pump {
     /// # Panics
     /// Outside a tokio runtime.
     pub fn on_current_runtime() -> Pump {
+        Pump::with_scheduler("current runtime", |rx, stats| {
+            let handle = Handle::current();
+            handle.spawn(schedule(rx, stats));
+            handle
+        })
+    }
+
+    /// A pump whose scheduler `spawn` starts, returning the runtime it runs on.
+    fn with_scheduler(
+        home: &'static str,
+        spawn: impl FnOnce(mpsc::UnboundedReceiver<Command>, Arc<Counters>) -> Handle,
+    ) -> Pump {
         let (tx, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(Counters::default());
-        let handle = Handle::current();
-        handle.spawn(schedule(rx, stats.clone()));
+        let handle = spawn(rx, stats.clone());
         Pump {
             inner: Arc::new(PumpInner {
                 tx,
                 handle,
                 next_id: AtomicU64::new(1),
                 stats,
-                home: "current runtime",
+                home,
             }),
         }
     }

@@ -5,11 +5,13 @@
 //! implementations must not block: hand work to a channel or await I/O.
 
 mod memory;
+mod null;
 
 use std::fmt;
 use std::sync::Arc;
 
 pub use memory::{MemoryTransport, RecordedCall, RecordedHeartbeat};
+pub use null::NullTransport;
 
 use crate::definition::BoxFuture;
 use crate::error::{ActivityError, TransportError};
