@@ -115,7 +115,7 @@ pub(crate) struct Shared {
     pub(crate) info: ActivityInfo,
     pub(crate) options: AttemptOptions,
     pub(crate) slot: Box<dyn ErasedSlot>,
-    pub(crate) cancel: CancellationToken,
+    pub(crate) cancel: Cancellation,
     pub(crate) reason: OnceLock<CancelReason>,
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) state: Arc<StateMap>,
@@ -252,13 +252,21 @@ impl ActivityContext {
     /// # }
     /// ```
     pub async fn cancelled(&self) {
-        self.inner.cancel.cancelled().await
+        loop {
+            let notified = self.inner.cancel.notify.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.is_cancelled() {
+                return;
+            }
+            notified.await;
+        }
     }
 
     /// Whether the attempt has been asked to stop.
     #[inline]
     pub fn is_cancelled(&self) -> bool {
-        self.inner.cancel.is_cancelled()
+        self.inner.is_cancelled()
     }
 
     /// Why the attempt was asked to stop, once it was.
@@ -291,7 +299,12 @@ impl ActivityContext {
     /// # }
     /// ```
     pub fn cancellation_token(&self) -> CancellationToken {
-        self.inner.cancel.child_token()
+        let token = self.inner.cancel.token.get_or_init(CancellationToken::new);
+        // A cancel that raced with the token's creation may not have seen it.
+        if self.is_cancelled() {
+            token.cancel();
+        }
+        token.child_token()
     }
 
     /// Progress (done/total) of the latest checkpoint, from `#[checkpoint(done)]`/`total` fields.
@@ -372,6 +385,11 @@ impl ActivityContext {
 }
 
 impl Shared {
+    #[inline]
+    pub(crate) fn is_cancelled(&self) -> bool {
+        self.cancel.flag.load(Ordering::SeqCst)
+    }
+
     pub(crate) fn new(
         info: ActivityInfo,
         options: &ActivityOptions,
@@ -387,7 +405,7 @@ impl Shared {
             info,
             options: options.into(),
             slot,
-            cancel: CancellationToken::new(),
+            cancel: Cancellation::default(),
             reason: OnceLock::new(),
             transport,
             state,
@@ -404,7 +422,13 @@ impl Shared {
             let _g = self.span.enter();
             tracing::info!(%reason, "activity cancel delivered");
         }
-        self.cancel.cancel();
+        self.cancel.flag.store(true, Ordering::SeqCst);
+        self.cancel.notify.notify_waiters();
+        if let Some(token) = self.cancel.token.get() {
+            token.cancel();
+        }
+        // The attempt's task sees the cancel on its next poll: make that now.
+        self.polls.wake_task();
     }
 
     /// Applies a backend's heartbeat reply.
@@ -432,6 +456,15 @@ impl fmt::Debug for ActivityContext {
             .field("cancel_reason", &self.cancel_reason())
             .finish_non_exhaustive()
     }
+}
+
+/// An attempt's cancellation state: a flag, waiters of `cancelled()`, and a
+/// `CancellationToken` made only if asked for (most attempts never are).
+#[derive(Default)]
+pub(crate) struct Cancellation {
+    flag: AtomicBool,
+    notify: tokio::sync::Notify,
+    token: OnceLock<CancellationToken>,
 }
 
 /// The latest checkpoint of one attempt, typed; the pump reads it through [`ErasedSlot`].

@@ -17,7 +17,7 @@ use crate::checkpoint;
 use crate::context::{ActivityContext, ActivityInfo, Shared, Slot};
 use crate::definition::{Activity, ActivityOptions, BadCheckpointPolicy, BoxFuture, CancelMode};
 use crate::error::{ActivityError, CancelReason};
-use crate::heartbeat::{self, HeartbeatInterceptor, Pump, TrackedFuture};
+use crate::heartbeat::{self, HeartbeatInterceptor, Pump, Tracked, TrackedFuture};
 use crate::intercept::{AttemptResult, Interceptor, Next};
 use crate::payload::Payload;
 use crate::state::StateMap;
@@ -460,20 +460,17 @@ async fn guard<O: serde::Serialize>(
     ctx: ActivityContext,
     body: BoxFuture<'static, Result<O, ActivityError>>,
 ) -> AttemptResult {
-    let mut body = AssertUnwindSafe(TrackedFuture::new(body, ctx.inner.clone()))
-        .catch_unwind()
-        .map(|r| {
-            r.unwrap_or_else(|panic| {
-                let message = panic_message(panic.as_ref());
-                tracing::error!(%message, "activity panicked");
-                Err(ActivityError::Panicked { message })
-            })
-        });
-    let result = tokio::select! {
-        biased;
-        r = &mut body => r,
+    let mut body = AssertUnwindSafe(body).catch_unwind().map(|r| {
+        r.unwrap_or_else(|panic| {
+            let message = panic_message(panic.as_ref());
+            tracing::error!(%message, "activity panicked");
+            Err(ActivityError::Panicked { message })
+        })
+    });
+    let result = match TrackedFuture::new(&mut body, &ctx.inner).await {
+        Tracked::Done(r) => r,
         // Boxed so the grace-period state does not enlarge the future for the whole run.
-        _ = ctx.cancelled() => Box::pin(after_cancel(&ctx, body)).await,
+        Tracked::Cancelled => Box::pin(after_cancel(&ctx, body)).await,
     };
     result.and_then(|output| {
         Payload::json(&output).map_err(|e| ActivityError::BadOutput {

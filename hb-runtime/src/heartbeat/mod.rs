@@ -14,7 +14,7 @@ mod poll;
 mod pump;
 mod send;
 
-pub(crate) use poll::{PollTracker, TrackedFuture};
+pub(crate) use poll::{PollTracker, Tracked, TrackedFuture};
 pub use pump::{Pump, PumpStats};
 pub(crate) use send::{final_details, send_now, SendState};
 
@@ -23,7 +23,8 @@ use crate::definition::BoxFuture;
 use crate::intercept::{AttemptResult, Interceptor, Next};
 
 /// The built-in interceptor: heartbeats the attempt through a [`Pump`] while it runs and
-/// flushes its latest checkpoint when it ends (success, error, cancel, panic).
+/// has its latest checkpoint flushed when it ends (success, error, cancel, panic, or its
+/// future dropped mid-run).
 ///
 /// Every attempt run through [`AttemptRunner`](crate::runner::AttemptRunner) has it as the
 /// outermost interceptor; you do not add it yourself. What it guarantees: a checkpoint stored
@@ -75,8 +76,8 @@ impl Interceptor for HeartbeatInterceptor {
         Box::pin(async move {
             let mut registration = self.pump.register(ctx.inner.clone());
             let result = next.run().await;
-            // Boxed so the flush state does not enlarge the future for the whole run.
-            Box::pin(send::flush_final(&ctx.inner)).await;
+            // The runner flushes the final checkpoint as it reports the outcome (after every
+            // interceptor has run); a registration dropped mid-run flushes from the pump.
             registration.finish();
             result
         })

@@ -1,5 +1,9 @@
 //! Tracks whether the body's future is being polled, so the pump can warn about a blocked or
 //! starved executor. The activity side only does atomic stores; the pump does all timing.
+//!
+//! The attempt's [`Shared`] state is itself the waker handed to the body: a wake records the
+//! fact and wakes the task's own waker. A cancel wakes that same waker, so the attempt sees it
+//! at once without a cancellation future of its own.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -7,29 +11,32 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 
+use crate::context::Shared;
+
 /// Counters shared between the body's future and the pump.
 #[derive(Default)]
 pub(crate) struct PollTracker {
     polls: AtomicU64,
     in_poll: AtomicBool,
-    waker: Arc<WakeRecorder>,
-}
-
-#[derive(Default)]
-struct WakeRecorder {
     woken: AtomicBool,
-    inner: Mutex<Option<Waker>>,
+    /// The waker of the task driving the attempt.
+    task: Mutex<Option<Waker>>,
 }
 
-impl Wake for WakeRecorder {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref()
+impl PollTracker {
+    /// `(polls started, inside a poll now, woken and not yet polled)`.
+    pub(crate) fn snapshot(&self) -> (u64, bool, bool) {
+        (
+            self.polls.load(Ordering::Acquire),
+            self.in_poll.load(Ordering::Acquire),
+            self.woken.load(Ordering::Acquire),
+        )
     }
 
-    fn wake_by_ref(self: &Arc<Self>) {
-        self.woken.store(true, Ordering::Release);
+    /// Wakes the task driving the attempt (a cancel arrived).
+    pub(crate) fn wake_task(&self) {
         let waker = self
-            .inner
+            .task
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone();
@@ -39,52 +46,59 @@ impl Wake for WakeRecorder {
     }
 }
 
-impl PollTracker {
-    /// `(polls started, inside a poll now, woken and not yet polled)`.
-    pub(crate) fn snapshot(&self) -> (u64, bool, bool) {
-        (
-            self.polls.load(Ordering::Acquire),
-            self.in_poll.load(Ordering::Acquire),
-            self.waker.woken.load(Ordering::Acquire),
-        )
+impl Wake for Shared {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref()
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.polls.woken.store(true, Ordering::Release);
+        self.polls.wake_task();
     }
 }
 
-/// Wraps the body's future, recording its polls and wakes in a [`PollTracker`].
-pub(crate) struct TrackedFuture<F> {
-    inner: F,
-    shared: Arc<crate::context::Shared>,
+/// The outcome of polling a [`TrackedFuture`]: the body's output, or a cancel seen first.
+pub(crate) enum Tracked<T> {
+    Done(T),
+    Cancelled,
 }
 
-impl<F> TrackedFuture<F> {
-    pub(crate) fn new(inner: F, shared: Arc<crate::context::Shared>) -> Self {
+/// Wraps the body's future: records its polls and wakes in the [`PollTracker`], and resolves
+/// to [`Tracked::Cancelled`] once the attempt is cancelled and the body is still pending.
+pub(crate) struct TrackedFuture<'a, F> {
+    inner: &'a mut F,
+    shared: &'a Arc<Shared>,
+}
+
+impl<'a, F> TrackedFuture<'a, F> {
+    pub(crate) fn new(inner: &'a mut F, shared: &'a Arc<Shared>) -> Self {
         TrackedFuture { inner, shared }
     }
 }
 
-impl<F: Future + Unpin> Future for TrackedFuture<F> {
-    type Output = F::Output;
+impl<F: Future + Unpin> Future for TrackedFuture<'_, F> {
+    type Output = Tracked<F::Output>;
 
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
-        let tracker = &self.shared.polls;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let shared = self.shared;
+        let tracker = &shared.polls;
         {
-            let mut slot = tracker
-                .waker
-                .inner
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
+            let mut slot = tracker.task.lock().unwrap_or_else(PoisonError::into_inner);
             match &*slot {
                 Some(w) if w.will_wake(cx.waker()) => {}
                 _ => *slot = Some(cx.waker().clone()),
             }
         }
-        tracker.waker.woken.store(false, Ordering::Release);
+        tracker.woken.store(false, Ordering::Release);
         tracker.polls.fetch_add(1, Ordering::AcqRel);
         tracker.in_poll.store(true, Ordering::Release);
-        let waker = Waker::from(tracker.waker.clone());
-        let mut inner_cx = Context::from_waker(&waker);
-        let out = Pin::new(&mut self.inner).poll(&mut inner_cx);
-        self.shared.polls.in_poll.store(false, Ordering::Release);
-        out
+        let waker = Waker::from(shared.clone());
+        let out = Pin::new(&mut *self.inner).poll(&mut Context::from_waker(&waker));
+        tracker.in_poll.store(false, Ordering::Release);
+        match out {
+            Poll::Ready(v) => Poll::Ready(Tracked::Done(v)),
+            Poll::Pending if shared.is_cancelled() => Poll::Ready(Tracked::Cancelled),
+            Poll::Pending => Poll::Pending,
+        }
     }
 }

@@ -229,11 +229,11 @@ pub(crate) async fn flush_final(shared: &Arc<Shared>) {
     }
 }
 
-/// The latest encoded checkpoint, for the attempt's final report. Marks the attempt ended:
-/// later `flush()`es return `Closed` and the pump sends nothing more.
+/// The final flush, then the latest encoded checkpoint for the attempt's report. Marks the
+/// attempt ended: later `flush()`es return `Closed` and the pump sends nothing more.
 pub(crate) async fn final_details(shared: &Arc<Shared>) -> Option<Payload> {
-    let mut s = shared.send.lock().await;
-    let _ = encode_latest(shared, &mut s);
+    flush_final(shared).await;
+    let s = shared.send.lock().await;
     shared
         .ended
         .store(true, std::sync::atomic::Ordering::Release);
