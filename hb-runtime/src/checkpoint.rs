@@ -4,15 +4,16 @@
 //! # The envelope
 //!
 //! A checkpoint is sent as a `json/plain` [`Payload`] whose JSON is the checkpoint's own fields
-//! plus one reserved key, `"_hb_v"`, holding [`Checkpoint::VERSION`]:
+//! plus reserved keys: `"_hb_v"` holding [`Checkpoint::VERSION`], and `"_hb_p"` holding
+//! `[done, total]` when the type reports [`Checkpoint::progress`]:
 //!
 //! ```text
-//! {"_hb_v":2,"next":41,"total":100}
+//! {"_hb_v":2,"_hb_p":[41,100],"next":41,"total":100}
 //! ```
 //!
 //! so a Python caller reads `details[0]["next"]` as it would from any activity. A checkpoint that
 //! does not serialise to a JSON object (a bare `u64`, a tuple) is wrapped as
-//! `{"_hb_v":1,"_hb_value":41}`. Details without `"_hb_v"` (written by a non-hb activity) are
+//! `{"_hb_v":1,"_hb_p":[41,null],"_hb_value":41}`. Details without `"_hb_v"` (written by a non-hb activity) are
 //! read as the current version.
 
 use std::fmt;
@@ -26,6 +27,9 @@ use crate::payload::Payload;
 pub const VERSION_KEY: &str = "_hb_v";
 /// The reserved envelope key wrapping a checkpoint that is not a JSON object.
 pub const VALUE_KEY: &str = "_hb_value";
+/// The reserved envelope key holding `[done, total]` progress (from `#[checkpoint(done)]` and
+/// `#[checkpoint(total)]`), so tools read progress without knowing the checkpoint's type.
+pub const PROGRESS_KEY: &str = "_hb_p";
 
 /// Progress state an activity saves with [`ActivityContext::checkpoint`](crate::ActivityContext::checkpoint)
 /// and a retry resumes from.
@@ -296,7 +300,7 @@ where
 /// struct Cursor { next: u64 }
 ///
 /// assert_eq!(encode(&Cursor { next: 41 }).unwrap(), br#"{"_hb_v":2,"next":41}"#);
-/// assert_eq!(encode(&41u64).unwrap(), br#"{"_hb_v":1,"_hb_value":41}"#);
+/// assert_eq!(encode(&41u64).unwrap(), br#"{"_hb_v":1,"_hb_p":[41,null],"_hb_value":41}"#);
 /// ```
 pub fn encode<T: Checkpoint>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
     let body = serde_json::to_vec(value)?;
@@ -305,6 +309,18 @@ pub fn encode<T: Checkpoint>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
     out.extend_from_slice(VERSION_KEY.as_bytes());
     out.extend_from_slice(b"\":");
     out.extend_from_slice(T::VERSION.to_string().as_bytes());
+    if let Some(p) = value.progress() {
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(PROGRESS_KEY.as_bytes());
+        out.extend_from_slice(b"\":[");
+        out.extend_from_slice(p.done.to_string().as_bytes());
+        out.push(b',');
+        match p.total {
+            Some(t) => out.extend_from_slice(t.to_string().as_bytes()),
+            None => out.extend_from_slice(b"null"),
+        }
+        out.push(b']');
+    }
     if body.first() == Some(&b'{') {
         if body.len() > 2 {
             out.push(b',');
@@ -318,6 +334,23 @@ pub fn encode<T: Checkpoint>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
         out.push(b'}');
     }
     Ok(out)
+}
+
+/// The progress recorded in an encoded checkpoint's envelope, whatever its type.
+///
+/// ```
+/// use hb_runtime::checkpoint::{encode_payload, progress_of};
+/// let p = encode_payload(&41u64).unwrap();
+/// assert_eq!(progress_of(&p).unwrap().done, 41);
+/// ```
+pub fn progress_of(payload: &Payload) -> Option<Progress> {
+    #[derive(Deserialize)]
+    struct Envelope {
+        #[serde(rename = "_hb_p")]
+        progress: Option<(u64, Option<u64>)>,
+    }
+    let env: Envelope = serde_json::from_slice(payload.data()).ok()?;
+    env.progress.map(|(done, total)| Progress { done, total })
 }
 
 /// Encodes `value` as a `json/plain` checkpoint payload.
@@ -345,7 +378,7 @@ pub fn encode_payload<T: Checkpoint>(value: &T) -> Result<Payload, serde_json::E
 /// ```
 /// use hb_runtime::checkpoint::{decode_payload, encode_payload};
 /// let p = encode_payload(&41u64).unwrap();
-/// assert_eq!(p.data(), br#"{"_hb_v":1,"_hb_value":41}"#);
+/// assert_eq!(p.data(), br#"{"_hb_v":1,"_hb_p":[41,null],"_hb_value":41}"#);
 /// assert_eq!(decode_payload::<u64>(&p).unwrap(), 41);
 /// ```
 pub fn decode_payload<T: Checkpoint>(payload: &Payload) -> Result<T, CheckpointDecodeError> {
@@ -360,6 +393,7 @@ pub fn decode_payload<T: Checkpoint>(payload: &Payload) -> Result<T, CheckpointD
     let (version, value) = match value {
         serde_json::Value::Object(mut map) if map.contains_key(VERSION_KEY) => {
             let v = map.remove(VERSION_KEY).unwrap_or_default();
+            map.remove(PROGRESS_KEY);
             let version = v
                 .as_u64()
                 .and_then(|v| u32::try_from(v).ok())

@@ -76,7 +76,7 @@ use crate::transport::{HeartbeatReply, MemoryTransport, RecordedCall, TaskToken}
 /// let [beat] = &run.heartbeats[..] else { panic!("one heartbeat expected") };
 /// assert_eq!(beat.at, Duration::from_secs(5)); // every 5 s: half the timeout
 /// assert_eq!(beat.checkpoint, Some(1));
-/// assert_eq!(beat.details.as_ref().unwrap().data(), br#"{"_hb_v":1,"_hb_value":1}"#);
+/// assert_eq!(beat.details.as_ref().unwrap().data(), br#"{"_hb_v":1,"_hb_p":[1,null],"_hb_value":1}"#);
 /// # }
 /// ```
 #[derive(Debug, Clone)]

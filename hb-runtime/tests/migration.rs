@@ -174,7 +174,7 @@ async fn the_migrated_checkpoint_is_sent_back_in_the_new_version() {
     let value: serde_json::Value = serde_json::from_slice(sent.data()).unwrap();
     assert_eq!(
         value,
-        serde_json::json!({"_hb_v": 2, "next": 3, "total": 0})
+        serde_json::json!({"_hb_v": 2, "_hb_p": [3, 0], "next": 3, "total": 0})
     );
 }
 
@@ -200,7 +200,10 @@ async fn heartbeats_carry_the_fields_at_the_top_level_of_a_versioned_envelope() 
     run.result.as_ref().unwrap();
     let sent = run.heartbeats[0].details.as_ref().unwrap();
     assert_eq!(sent.encoding(), Some("json/plain"));
-    assert_eq!(sent.data(), br#"{"_hb_v":2,"next":41,"total":100}"#);
+    assert_eq!(
+        sent.data(),
+        br#"{"_hb_v":2,"_hb_p":[41,100],"next":41,"total":100}"#
+    );
     // What a Python caller does: details[0]["next"].
     let value: serde_json::Value = serde_json::from_slice(sent.data()).unwrap();
     assert_eq!(value["next"], 41);
@@ -229,7 +232,7 @@ async fn a_scalar_checkpoint_is_wrapped_in_the_envelope() {
     run.result.as_ref().unwrap();
     assert_eq!(
         run.final_details.unwrap().data(),
-        br#"{"_hb_v":1,"_hb_value":41}"#
+        br#"{"_hb_v":1,"_hb_p":[41,null],"_hb_value":41}"#
     );
 }
 
