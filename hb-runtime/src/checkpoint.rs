@@ -170,6 +170,25 @@ pub struct CheckpointDecodeError {
     pub message: String,
 }
 
+impl CheckpointDecodeError {
+    /// An error decoding `T` from details written at `version`, for hand-written
+    /// [`Checkpoint::decode_version`] implementations.
+    ///
+    /// ```
+    /// use hb_runtime::CheckpointDecodeError;
+    /// let e = CheckpointDecodeError::new::<u64>(Some(3), "no migration from version 3");
+    /// assert!(e.to_string().contains("version 3"));
+    /// ```
+    pub fn new<T: Checkpoint>(version: Option<u32>, message: impl Into<String>) -> Self {
+        CheckpointDecodeError {
+            type_name: T::TYPE_NAME,
+            version,
+            expected: T::VERSION,
+            message: message.into(),
+        }
+    }
+}
+
 /// Decodes `value` written at `version` as the current version of `T`.
 ///
 /// The building block of [`Checkpoint::decode_version`]: a hand-written migration handles the
@@ -321,11 +340,19 @@ pub fn encode<T: Checkpoint>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
         }
         out.push(b']');
     }
-    if body.first() == Some(&b'{') {
-        if body.len() > 2 {
+    // An object's fields are spliced in beside the envelope keys, unless one of its keys could
+    // be mistaken for a reserved one: then (like any non-object) it is wrapped whole.
+    let splice = body.first() == Some(&b'{') && !contains(&body, b"\"_hb_");
+    if splice {
+        let rest = &body[1..];
+        let empty = rest
+            .iter()
+            .find(|b| !b.is_ascii_whitespace())
+            .is_none_or(|b| *b == b'}');
+        if !empty {
             out.push(b',');
         }
-        out.extend_from_slice(&body[1..]);
+        out.extend_from_slice(rest);
     } else {
         out.extend_from_slice(b",\"");
         out.extend_from_slice(VALUE_KEY.as_bytes());
@@ -334,6 +361,10 @@ pub fn encode<T: Checkpoint>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
         out.push(b'}');
     }
     Ok(out)
+}
+
+fn contains(haystack: &[u8], needle: &[u8]) -> bool {
+    haystack.windows(needle.len()).any(|w| w == needle)
 }
 
 /// The progress recorded in an encoded checkpoint's envelope, whatever its type.

@@ -144,8 +144,9 @@ impl ActivityContext {
     /// with the next heartbeat; the retry of a failed attempt resumes from it.
     ///
     /// This is built for hot loops: it copies `value` into a preallocated slot under an
-    /// uncontended lock (no serialisation, no I/O, no allocation once the slot holds a value
-    /// whose `Clone` reuses its buffers via `clone_from`).
+    /// uncontended lock with `clone_from` — no serialisation, no I/O. A checkpoint of plain
+    /// numbers (the common case) allocates nothing; `String` or `Vec` fields allocate as their
+    /// `Clone` does (`#[derive(Clone)]` does not reuse buffers), so keep checkpoints small.
     ///
     /// # Errors
     /// - [`CheckpointError::WrongType`] when `T` is not the activity's checkpoint type (nothing stored).
@@ -201,9 +202,7 @@ impl ActivityContext {
     /// [`CheckpointError::Closed`] once the attempt has ended (a clone of the context that
     /// outlived it, e.g. in a `run_blocking` closure after an abort).
     pub async fn flush(&self) -> Result<(), CheckpointError> {
-        crate::heartbeat::send_now(&self.inner, true)
-            .await
-            .map(|_| ())
+        crate::heartbeat::send_now(&self.inner).await
     }
 
     /// The latest checkpoint: the last one stored by this attempt, else the one it resumed from.
@@ -301,6 +300,7 @@ impl ActivityContext {
     pub fn cancellation_token(&self) -> CancellationToken {
         let token = self.inner.cancel.token.get_or_init(CancellationToken::new);
         // A cancel that raced with the token's creation may not have seen it.
+        std::sync::atomic::fence(Ordering::SeqCst);
         if self.is_cancelled() {
             token.cancel();
         }

@@ -213,6 +213,10 @@ impl ActivityError {
                     CancelReason::WorkerShutdown | CancelReason::Paused | CancelReason::TimedOut
                 )
             }
+            // A heartbeat the backend did not take (an outage) may work next attempt.
+            ActivityError::Checkpoint(CheckpointError::Transport(e)) => {
+                e.kind != TransportErrorKind::NotFound
+            }
             ActivityError::BadCheckpoint(_)
             | ActivityError::BadInput { .. }
             | ActivityError::Checkpoint(_)

@@ -166,6 +166,7 @@ pub struct AttemptOutcome {
 pub struct AttemptRunner {
     transport: Arc<dyn Transport>,
     pump: Pump,
+    /// The heartbeat interceptor first, then the user's.
     chain: Arc<[Arc<dyn Interceptor>]>,
     state: Arc<StateMap>,
 }
@@ -196,6 +197,7 @@ impl AttemptRunner {
 
     /// Heartbeats through `pump` instead.
     pub fn pump(mut self, pump: Pump) -> Self {
+        // The chain always starts with the one heartbeat interceptor (see `new`).
         let mut chain: Vec<_> = self.chain.iter().skip(1).cloned().collect();
         chain.insert(0, Arc::new(HeartbeatInterceptor::new(pump.clone())));
         self.chain = Arc::from(chain);
@@ -304,7 +306,15 @@ impl AttemptRunner {
         };
         let future = async move {
             let guarded = guard(ctx.clone(), body);
-            let result = Next::new(&chain, &ctx, Box::pin(guarded)).run().await;
+            // A panicking interceptor fails the attempt like a panicking body.
+            let result = AssertUnwindSafe(Next::new(&chain, &ctx, Box::pin(guarded)).run())
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|panic| {
+                    let message = panic_message(panic.as_ref());
+                    tracing::error!(%message, "an interceptor panicked");
+                    Err(ActivityError::Panicked { message })
+                });
             // Boxed so the reporting state does not enlarge the future for the whole run.
             Box::pin(report(&shared, result)).await
         }
@@ -493,8 +503,11 @@ async fn after_cancel<O>(
     match ctx.inner.options.cancel {
         CancelMode::Cooperative => {
             let grace = ctx.inner.options.cancel_grace;
-            match tokio::time::timeout(grace, &mut body).await {
-                Ok(r) => r,
+            // Still tracked, so a blocked executor during the grace period is reported too.
+            let tracked = TrackedFuture::new(&mut body, &ctx.inner).ignoring_cancel();
+            match tokio::time::timeout(grace, tracked).await {
+                Ok(Tracked::Done(r)) => r,
+                Ok(Tracked::Cancelled) => Err(cancelled),
                 Err(_) => {
                     tracing::warn!(
                         ?grace,
@@ -513,7 +526,7 @@ async fn after_cancel<O>(
 
 /// Reports the result to the transport with the latest checkpoint.
 async fn report(shared: &Arc<Shared>, mut result: AttemptResult) -> AttemptOutcome {
-    let details = heartbeat::final_details(shared).await;
+    let details = heartbeat::finish(shared).await;
     if let Err(ActivityError::Cancelled { details: d, .. }) = &mut result {
         *d = details.clone();
     }

@@ -210,6 +210,7 @@ pub struct ActivityEnvironment {
     production_pump: bool,
     simulate_timeouts: bool,
     interceptors: Vec<Arc<dyn Interceptor>>,
+    runs: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl fmt::Debug for ActivityEnvironment {
@@ -244,6 +245,7 @@ impl ActivityEnvironment {
             production_pump: false,
             simulate_timeouts: true,
             interceptors: Vec::new(),
+            runs: Arc::default(),
         }
     }
 
@@ -449,19 +451,23 @@ impl ActivityEnvironment {
         for i in &self.interceptors {
             runner = runner.interceptor(SharedInterceptor(i.clone()));
         }
-        let request = AttemptRequest::new(
-            self.activity_id.clone(),
-            TaskToken::new(format!("{}#{}", self.activity_id, self.attempt)),
-            input,
-        )
-        .attempt(self.attempt)
-        .details(self.details.clone())
-        .deadline(
-            options
-                .start_to_close_timeout
-                .map(|t| std::time::SystemTime::now() + t),
-        )
-        .options(options);
+        // Each run is its own attempt to the backend, so a reused environment's runs (and
+        // their scripted replies, heartbeat counts and timeouts) do not mix.
+        let run = self.runs.fetch_add(1, Ordering::Relaxed);
+        let token = TaskToken::new(if run == 0 {
+            format!("{}#{}", self.activity_id, self.attempt)
+        } else {
+            format!("{}#{}#run{}", self.activity_id, self.attempt, run + 1)
+        });
+        let request = AttemptRequest::new(self.activity_id.clone(), token.clone(), input)
+            .attempt(self.attempt)
+            .details(self.details.clone())
+            .deadline(
+                options
+                    .start_to_close_timeout
+                    .map(|t| std::time::SystemTime::now() + t),
+            )
+            .options(options);
 
         let start = Instant::now();
         let running = runner.start(&activity, request);
@@ -480,7 +486,7 @@ impl ActivityEnvironment {
                         return std::future::pending().await;
                     };
                     loop {
-                        let last = transport.last_heartbeat_at().unwrap_or(start);
+                        let last = transport.last_heartbeat_of(&token).unwrap_or(start);
                         let deadline = last + timeout;
                         if Instant::now() >= deadline {
                             return;

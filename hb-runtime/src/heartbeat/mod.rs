@@ -16,7 +16,7 @@ mod send;
 
 pub(crate) use poll::{PollTracker, Tracked, TrackedFuture};
 pub use pump::{Pump, PumpStats};
-pub(crate) use send::{final_details, send_now, SendState};
+pub(crate) use send::{finish, send_now, SendState};
 
 use crate::context::ActivityContext;
 use crate::definition::BoxFuture;
@@ -54,15 +54,9 @@ pub struct HeartbeatInterceptor {
 }
 
 impl HeartbeatInterceptor {
-    /// An interceptor heartbeating through `pump`.
-    ///
-    /// ```
-    /// use hb_runtime::heartbeat::{HeartbeatInterceptor, Pump};
-    ///
-    /// let interceptor = HeartbeatInterceptor::new(Pump::dedicated());
-    /// assert!(format!("{interceptor:?}").contains("dedicated thread"));
-    /// ```
-    pub fn new(pump: Pump) -> Self {
+    /// An interceptor heartbeating through `pump`. Crate-private: the runner adds exactly one,
+    /// so an attempt is never registered with a pump twice.
+    pub(crate) fn new(pump: Pump) -> Self {
         HeartbeatInterceptor { pump }
     }
 }
@@ -75,6 +69,10 @@ impl Interceptor for HeartbeatInterceptor {
     ) -> BoxFuture<'a, AttemptResult> {
         Box::pin(async move {
             let mut registration = self.pump.register(ctx.inner.clone());
+            // Stall detection counts from when the attempt runs, not from when it was prepared.
+            if let Ok(mut s) = ctx.inner.send.try_lock() {
+                s.mark_progress();
+            }
             let result = next.run().await;
             // The runner flushes the final checkpoint as it reports the outcome (after every
             // interceptor has run); a registration dropped mid-run flushes from the pump.

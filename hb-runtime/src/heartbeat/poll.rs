@@ -68,11 +68,22 @@ pub(crate) enum Tracked<T> {
 pub(crate) struct TrackedFuture<'a, F> {
     inner: &'a mut F,
     shared: &'a Arc<Shared>,
+    cancel_aware: bool,
 }
 
 impl<'a, F> TrackedFuture<'a, F> {
     pub(crate) fn new(inner: &'a mut F, shared: &'a Arc<Shared>) -> Self {
-        TrackedFuture { inner, shared }
+        TrackedFuture {
+            inner,
+            shared,
+            cancel_aware: true,
+        }
+    }
+
+    /// Polls the body to its end even once cancelled (the cooperative grace period).
+    pub(crate) fn ignoring_cancel(mut self) -> Self {
+        self.cancel_aware = false;
+        self
     }
 }
 
@@ -97,7 +108,9 @@ impl<F: Future + Unpin> Future for TrackedFuture<'_, F> {
         tracker.in_poll.store(false, Ordering::Release);
         match out {
             Poll::Ready(v) => Poll::Ready(Tracked::Done(v)),
-            Poll::Pending if shared.is_cancelled() => Poll::Ready(Tracked::Cancelled),
+            Poll::Pending if self.cancel_aware && shared.is_cancelled() => {
+                Poll::Ready(Tracked::Cancelled)
+            }
             Poll::Pending => Poll::Pending,
         }
     }

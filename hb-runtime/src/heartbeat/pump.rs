@@ -6,7 +6,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use futures_util::future::poll_fn;
-use tokio::runtime::Handle;
 use tokio::sync::mpsc;
 use tokio_util::time::{delay_queue, DelayQueue};
 
@@ -15,11 +14,12 @@ use crate::context::Shared;
 enum Command {
     Add(u64, Arc<Shared>),
     Remove(u64),
+    /// The final flush of an attempt dropped mid-run.
+    Finish(Arc<Shared>),
 }
 
 struct PumpInner {
     tx: mpsc::UnboundedSender<Command>,
-    handle: Handle,
     next_id: AtomicU64,
     stats: Arc<Counters>,
     home: &'static str,
@@ -156,8 +156,9 @@ impl Pump {
             std::thread::Builder::new()
                 .name("hb-pump".into())
                 .spawn(move || {
+                    // All drivers: transports await network I/O on this runtime.
                     let rt = match tokio::runtime::Builder::new_current_thread()
-                        .enable_time()
+                        .enable_all()
                         .build()
                     {
                         Ok(rt) => rt,
@@ -166,13 +167,13 @@ impl Pump {
                             return;
                         }
                     };
-                    let _ = handle_tx.send(rt.handle().clone());
+                    let _ = handle_tx.send(());
                     rt.block_on(schedule(rx, stats));
                 })
                 .expect("spawning the hb-pump thread");
             handle_rx
                 .recv()
-                .expect("the hb-pump thread could not start its runtime")
+                .expect("the hb-pump thread could not start its runtime");
         })
     }
 
@@ -213,24 +214,21 @@ impl Pump {
     /// Outside a tokio runtime.
     pub fn on_current_runtime() -> Pump {
         Pump::with_scheduler("current runtime", |rx, stats| {
-            let handle = Handle::current();
-            handle.spawn(schedule(rx, stats));
-            handle
+            tokio::spawn(schedule(rx, stats));
         })
     }
 
     /// A pump whose scheduler `spawn` starts, returning the runtime it runs on.
     fn with_scheduler(
         home: &'static str,
-        spawn: impl FnOnce(mpsc::UnboundedReceiver<Command>, Arc<Counters>) -> Handle,
+        spawn: impl FnOnce(mpsc::UnboundedReceiver<Command>, Arc<Counters>),
     ) -> Pump {
         let (tx, rx) = mpsc::unbounded_channel();
         let stats = Arc::new(Counters::default());
-        let handle = spawn(rx, stats.clone());
+        spawn(rx, stats.clone());
         Pump {
             inner: Arc::new(PumpInner {
                 tx,
-                handle,
                 next_id: AtomicU64::new(1),
                 stats,
                 home,
@@ -277,12 +275,12 @@ impl Drop for Registration {
     fn drop(&mut self) {
         let _ = self.pump.inner.tx.send(Command::Remove(self.id));
         if !self.finished {
-            let shared = self.shared.clone();
-            tracing::debug!(parent: &shared.span, "attempt dropped mid-run; flushing its checkpoint from the pump");
-            self.pump
+            tracing::debug!(parent: &self.shared.span, "attempt dropped mid-run; flushing its checkpoint from the pump");
+            let _ = self
+                .pump
                 .inner
-                .handle
-                .spawn(async move { super::send::flush_final(&shared).await });
+                .tx
+                .send(Command::Finish(self.shared.clone()));
         }
     }
 }
@@ -290,6 +288,8 @@ impl Drop for Registration {
 async fn schedule(mut rx: mpsc::UnboundedReceiver<Command>, stats: Arc<Counters>) {
     let mut queue: DelayQueue<u64> = DelayQueue::new();
     let mut entries: HashMap<u64, (Arc<Shared>, delay_queue::Key)> = HashMap::new();
+    // Heartbeats and final flushes in flight; drained before the scheduler returns.
+    let mut sends = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             cmd = rx.recv() => match cmd {
@@ -305,17 +305,23 @@ async fn schedule(mut rx: mpsc::UnboundedReceiver<Command>, stats: Arc<Counters>
                         stats.active.fetch_sub(1, Ordering::Relaxed);
                     }
                 }
+                Some(Command::Finish(shared)) => {
+                    sends.spawn(async move {
+                        super::send::finish(&shared).await;
+                    });
+                }
             },
             Some(expired) = poll_fn(|cx| queue.poll_expired(cx)), if !queue.is_empty() => {
                 let id = expired.into_inner();
                 if let Some((shared, key)) = entries.get_mut(&id) {
                     *key = queue.insert(id, shared.info.heartbeat_interval);
                     stats.ticks.fetch_add(1, Ordering::Relaxed);
-                    tokio::spawn(super::send::beat(shared.clone()));
+                    sends.spawn(super::send::beat(shared.clone()));
                 }
             }
+            Some(_) = sends.join_next(), if !sends.is_empty() => {}
         }
     }
-    // Senders gone: let in-flight heartbeats finish.
-    entries.clear();
+    // Every handle is gone: let the heartbeats and final flushes under way finish.
+    while sends.join_next().await.is_some() {}
 }

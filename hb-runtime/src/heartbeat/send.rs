@@ -1,12 +1,13 @@
 //! Encoding and sending one attempt's heartbeats; shared by the pump, `flush()` and the final flush.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use crate::context::Shared;
-use crate::error::{CheckpointError, TransportErrorKind};
+use crate::error::{CheckpointError, TransportError, TransportErrorKind};
 use crate::payload::Payload;
 use crate::transport::HeartbeatReply;
 
@@ -33,6 +34,11 @@ pub(crate) struct SendState {
 }
 
 impl SendState {
+    /// Counts from now for stall detection.
+    pub(crate) fn mark_progress(&mut self) {
+        self.last_progress = Instant::now();
+    }
+
     /// Why the current checkpoint was refused, if it was.
     pub(crate) fn rejected(&self) -> Option<&CheckpointError> {
         self.rejected.as_deref()
@@ -81,26 +87,41 @@ fn encode_latest(shared: &Shared, s: &mut SendState) -> Result<(), CheckpointErr
     }
 }
 
+/// How long one heartbeat call may take before it counts as failed: a backend that stops
+/// answering must not hold the attempt (its flushes and its final report) forever.
+fn call_timeout(shared: &Shared) -> Duration {
+    shared.info.heartbeat_interval.max(Duration::from_secs(1))
+}
+
+/// Sends the latest payload, bounded by [`call_timeout`].
+async fn send(shared: &Shared, s: &SendState) -> Result<HeartbeatReply, TransportError> {
+    let call = shared
+        .transport
+        .heartbeat(&shared.info.task_token, s.last.as_ref());
+    match tokio::time::timeout(call_timeout(shared), call).await {
+        Ok(r) => r,
+        Err(_) => Err(TransportError::new(
+            TransportErrorKind::Unavailable,
+            format!(
+                "the backend did not answer a heartbeat within {:?}",
+                call_timeout(shared)
+            ),
+        )),
+    }
+}
+
 /// `flush()`: encode the current value and send it now, waiting for any heartbeat in flight.
-pub(crate) async fn send_now(
-    shared: &Arc<Shared>,
-    apply: bool,
-) -> Result<HeartbeatReply, CheckpointError> {
+pub(crate) async fn send_now(shared: &Arc<Shared>) -> Result<(), CheckpointError> {
     let mut s = shared.send.lock().await;
-    if shared.ended.load(std::sync::atomic::Ordering::Acquire) {
+    if shared.ended.load(Ordering::Acquire) {
         return Err(CheckpointError::Closed);
     }
     encode_latest(shared, &mut s)?;
-    let reply = shared
-        .transport
-        .heartbeat(&shared.info.task_token, s.last.as_ref())
-        .await?;
+    let reply = send(shared, &s).await?;
     s.delivered_seq = s.encoded_seq;
-    if apply {
-        shared.apply_reply(&reply);
-    }
+    shared.apply_reply(&reply);
     tracing::debug!(parent: &shared.span, bytes = s.last.as_ref().map_or(0, Payload::len), "heartbeat (flush)");
-    Ok(reply)
+    Ok(())
 }
 
 /// One pump tick of one attempt.
@@ -110,7 +131,7 @@ pub(crate) async fn beat(shared: Arc<Shared>) {
         tracing::trace!(parent: &shared.span, "heartbeat skipped: one is in flight");
         return;
     };
-    if shared.ended.load(std::sync::atomic::Ordering::Acquire) {
+    if shared.ended.load(Ordering::Acquire) {
         return;
     }
     let now = Instant::now();
@@ -144,7 +165,7 @@ pub(crate) async fn beat(shared: Arc<Shared>) {
 
     // A refusal is reported once: when this tick encoded the refused value. One already seen
     // (by an earlier tick, or by `flush()`, which returns it itself) is not flagged again.
-    let fresh = shared.slot.seq() != s.encoded_seq;
+    let fresh = seq != s.encoded_seq;
     if let Err(e) = encode_latest(&shared, &mut s) {
         if fresh {
             tracing::warn!(parent: &shared.span, error = %e, "checkpoint refused; heartbeating with the previous one");
@@ -152,11 +173,7 @@ pub(crate) async fn beat(shared: Arc<Shared>) {
         }
     }
     let bytes = s.last.as_ref().map_or(0, Payload::len);
-    match shared
-        .transport
-        .heartbeat(&shared.info.task_token, s.last.as_ref())
-        .await
-    {
+    match send(&shared, &s).await {
         Ok(reply) => {
             s.delivered_seq = s.encoded_seq;
             tracing::debug!(parent: &shared.span, bytes, ?reply, "heartbeat");
@@ -202,40 +219,27 @@ fn check_blocked(shared: &Shared, s: &mut SendState, now: Instant, interval: Dur
     }
 }
 
-/// The final flush: encode the latest checkpoint and send it unless the backend has it already.
-pub(crate) async fn flush_final(shared: &Arc<Shared>) {
+/// The final flush: encode the latest checkpoint, send it unless the backend has it already,
+/// and mark the attempt ended (later `flush()`es return `Closed`; the pump sends nothing more).
+/// Returns the latest encoded checkpoint, for the attempt's report.
+pub(crate) async fn finish(shared: &Arc<Shared>) -> Option<Payload> {
     let mut s = shared.send.lock().await;
-    if shared.ended.load(std::sync::atomic::Ordering::Acquire) {
-        return;
+    if shared.ended.swap(true, Ordering::AcqRel) {
+        return s.last.clone();
     }
     if let Err(e) = encode_latest(shared, &mut s) {
         tracing::warn!(parent: &shared.span, error = %e, "final checkpoint refused; the previous one stands");
     }
-    if s.encoded_seq == s.delivered_seq || s.last.is_none() {
-        return;
-    }
-    match shared
-        .transport
-        .heartbeat(&shared.info.task_token, s.last.as_ref())
-        .await
-    {
-        Ok(_) => {
-            s.delivered_seq = s.encoded_seq;
-            tracing::debug!(parent: &shared.span, "final checkpoint flushed");
-        }
-        Err(e) => {
-            tracing::warn!(parent: &shared.span, error = %e, "final heartbeat failed; the report carries the checkpoint")
+    if s.encoded_seq != s.delivered_seq && s.last.is_some() {
+        match send(shared, &s).await {
+            Ok(_) => {
+                s.delivered_seq = s.encoded_seq;
+                tracing::debug!(parent: &shared.span, "final checkpoint flushed");
+            }
+            Err(e) => {
+                tracing::warn!(parent: &shared.span, error = %e, "final heartbeat failed; the report carries the checkpoint")
+            }
         }
     }
-}
-
-/// The final flush, then the latest encoded checkpoint for the attempt's report. Marks the
-/// attempt ended: later `flush()`es return `Closed` and the pump sends nothing more.
-pub(crate) async fn final_details(shared: &Arc<Shared>) -> Option<Payload> {
-    flush_final(shared).await;
-    let s = shared.send.lock().await;
-    shared
-        .ended
-        .store(true, std::sync::atomic::Ordering::Release);
     s.last.clone()
 }

@@ -92,6 +92,8 @@ pub enum RecordedCall {
 struct Inner {
     calls: Vec<RecordedCall>,
     heartbeats: usize,
+    /// Heartbeats per attempt: scripted replies count each attempt's own.
+    per_token: std::collections::HashMap<TaskToken, usize>,
     sticky: HeartbeatReply,
     scripted: Vec<(usize, HeartbeatReply)>,
     unavailable: bool,
@@ -161,7 +163,8 @@ impl MemoryTransport {
         self.lock().sticky = reply;
     }
 
-    /// Answers heartbeat number `n` (1-based) and every one after it with `reply`.
+    /// Answers heartbeat number `n` (1-based, counted per attempt) and every one after it
+    /// with `reply`.
     pub fn reply_from(&self, n: usize, reply: HeartbeatReply) {
         self.lock().scripted.push((n, reply));
     }
@@ -189,6 +192,15 @@ impl MemoryTransport {
     }
 
     /// When the last heartbeat arrived.
+    /// When the last heartbeat of attempt `token` arrived.
+    pub fn last_heartbeat_of(&self, token: &TaskToken) -> Option<Instant> {
+        self.lock().calls.iter().rev().find_map(|c| match c {
+            RecordedCall::Heartbeat(h) if &h.token == token => Some(h.at),
+            _ => None,
+        })
+    }
+
+    /// When the last heartbeat (of any attempt) arrived.
     pub fn last_heartbeat_at(&self) -> Option<Instant> {
         self.lock().calls.iter().rev().find_map(|c| match c {
             RecordedCall::Heartbeat(h) => Some(h.at),
@@ -246,7 +258,12 @@ impl Transport for MemoryTransport {
                 ))
             } else {
                 g.heartbeats += 1;
-                let n = g.heartbeats;
+                let total = g.heartbeats;
+                let n = {
+                    let c = g.per_token.entry(token.clone()).or_insert(0);
+                    *c += 1;
+                    *c
+                };
                 g.calls.push(RecordedCall::Heartbeat(RecordedHeartbeat {
                     at: Instant::now(),
                     token: token.clone(),
@@ -259,12 +276,12 @@ impl Transport for MemoryTransport {
                     .find(|(from, _)| n >= *from)
                     .map(|(_, r)| *r)
                     .unwrap_or(g.sticky);
-                Ok((n, reply))
+                Ok((total, reply))
             }
         };
         Box::pin(async move {
-            let (n, reply) = result?;
-            self.count.send_replace(n);
+            let (total, reply) = result?;
+            self.count.send_replace(total);
             Ok(reply)
         })
     }
