@@ -60,6 +60,8 @@
 pub mod checkpoint;
 pub mod context;
 pub mod definition;
+#[cfg(feature = "engine")]
+pub mod engine;
 pub mod error;
 pub mod heartbeat;
 pub mod intercept;

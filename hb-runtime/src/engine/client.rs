@@ -1,0 +1,525 @@
+//! Starting, awaiting, cancelling, describing and listing engine activities.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::oneshot;
+
+use super::core::{self, Closed, Live};
+use super::record::{ActivityFailure, ActivityRow, ActivityState, StoredOptions};
+use super::store::Write;
+use super::{Engine, EngineError, Inner};
+use crate::checkpoint::{self, Checkpoint, Progress};
+use crate::definition::{Activity, IntoActivity, RetryPolicy};
+use crate::payload::Payload;
+use crate::transport::{HeartbeatReply, TaskToken};
+
+/// How to start an activity: its id (the idempotency key) and per-start overrides of the
+/// activity's own options.
+///
+/// ```
+/// use hb_runtime::engine::StartOptions;
+/// use std::time::Duration;
+/// let o = StartOptions::id("batch-42")
+///     .heartbeat_timeout(Duration::from_secs(30))
+///     .fail_if_exists();
+/// assert_eq!(o.activity_id(), "batch-42");
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct StartOptions {
+    id: String,
+    heartbeat_timeout: Option<Duration>,
+    start_to_close_timeout: Option<Duration>,
+    schedule_to_close_timeout: Option<Duration>,
+    retry: Option<RetryPolicy>,
+    fail_if_exists: bool,
+}
+
+impl StartOptions {
+    /// Start with activity id `id`.
+    pub fn id(id: impl Into<String>) -> Self {
+        StartOptions {
+            id: id.into(),
+            heartbeat_timeout: None,
+            start_to_close_timeout: None,
+            schedule_to_close_timeout: None,
+            retry: None,
+            fail_if_exists: false,
+        }
+    }
+
+    /// The activity id.
+    pub fn activity_id(&self) -> &str {
+        &self.id
+    }
+
+    /// Overrides `heartbeat_timeout`.
+    pub fn heartbeat_timeout(mut self, d: Duration) -> Self {
+        self.heartbeat_timeout = Some(d);
+        self
+    }
+
+    /// Overrides `start_to_close_timeout`.
+    pub fn start_to_close_timeout(mut self, d: Duration) -> Self {
+        self.start_to_close_timeout = Some(d);
+        self
+    }
+
+    /// Overrides `schedule_to_close_timeout`.
+    pub fn schedule_to_close_timeout(mut self, d: Duration) -> Self {
+        self.schedule_to_close_timeout = Some(d);
+        self
+    }
+
+    /// Overrides the retry policy.
+    pub fn retry(mut self, policy: RetryPolicy) -> Self {
+        self.retry = Some(policy);
+        self
+    }
+
+    /// Refuse with [`EngineError::AlreadyStarted`] when the id exists, instead of returning
+    /// the existing activity's handle (the default: starting is idempotent by id).
+    pub fn fail_if_exists(mut self) -> Self {
+        self.fail_if_exists = true;
+        self
+    }
+}
+
+/// What the engine knows of one activity.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Description {
+    /// The activity id.
+    pub id: String,
+    /// The activity type.
+    pub activity_type: String,
+    /// Where it is.
+    pub state: ActivityState,
+    /// The latest attempt started (0 before the first).
+    pub attempt: u32,
+    /// Done/total from the last checkpoint (`#[checkpoint(done)]`/`total` fields).
+    pub progress: Option<Progress>,
+    /// The last checkpoint, encoded.
+    pub details: Option<Payload>,
+    /// When the current attempt last heartbeated.
+    pub last_heartbeat: Option<SystemTime>,
+    /// When the current attempt started.
+    pub attempt_started: Option<SystemTime>,
+    /// The last failure (of an attempt, or the final one).
+    pub last_failure: Option<ActivityFailure>,
+    /// Whether a cancel was requested.
+    pub cancel_requested: bool,
+    /// When it was started.
+    pub scheduled_at: SystemTime,
+    /// When the next attempt is due (backing off).
+    pub next_attempt_at: Option<SystemTime>,
+    /// When it closed.
+    pub closed_at: Option<SystemTime>,
+}
+
+impl Description {
+    /// The last checkpoint, decoded as `T`.
+    pub fn checkpoint<T: Checkpoint>(&self) -> Option<T> {
+        self.details
+            .as_ref()
+            .and_then(|d| checkpoint::decode_payload(d).ok())
+    }
+}
+
+fn time(ms: i64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+}
+
+impl Description {
+    fn from_live(l: &Live) -> Self {
+        let state = l.closing.as_ref().map_or(l.state, |c| c.state);
+        Description {
+            id: l.id.to_string(),
+            activity_type: l.activity_type.clone(),
+            state,
+            attempt: l.attempt,
+            progress: l.details.as_ref().and_then(checkpoint::progress_of),
+            details: l.details.clone(),
+            last_heartbeat: l.last_heartbeat_ms.map(time),
+            attempt_started: l.started_ms.map(time),
+            last_failure: l
+                .closing
+                .as_ref()
+                .and_then(|c| c.failure.clone())
+                .or_else(|| l.last_failure.clone()),
+            cancel_requested: l.cancel_requested,
+            scheduled_at: time(l.scheduled_at),
+            next_attempt_at: l.next_attempt_ms.map(time),
+            closed_at: None,
+        }
+    }
+
+    pub(crate) fn from_row(r: ActivityRow) -> Self {
+        let details = r.details.map(Payload::from_json_bytes);
+        Description {
+            id: r.id.to_string(),
+            activity_type: r.activity_type,
+            state: r.state,
+            attempt: r.attempt,
+            progress: details.as_ref().and_then(checkpoint::progress_of),
+            details,
+            last_heartbeat: r.last_heartbeat_at.map(time),
+            attempt_started: r.attempt_started_at.map(time),
+            last_failure: r.failure.as_deref().and_then(ActivityFailure::from_json),
+            cancel_requested: r.cancel_requested,
+            scheduled_at: time(r.scheduled_at),
+            next_attempt_at: r.next_attempt_at.map(time),
+            closed_at: r.closed_at.map(time),
+        }
+    }
+}
+
+/// Which activities [`Client::list`] returns.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct ListFilter {
+    /// Only these states (all when empty).
+    pub states: Vec<ActivityState>,
+    /// At most this many, newest first (default 1,000).
+    pub limit: Option<usize>,
+}
+
+impl ListFilter {
+    /// Everything.
+    pub fn all() -> Self {
+        Self::default()
+    }
+
+    /// Only activities in `state`.
+    pub fn state(state: ActivityState) -> Self {
+        ListFilter {
+            states: vec![state],
+            limit: None,
+        }
+    }
+}
+
+/// Starts and follows activities on an [`Engine`].
+#[derive(Clone)]
+pub struct Client {
+    engine: Engine,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("engine", &self.engine)
+            .finish()
+    }
+}
+
+impl Client {
+    pub(crate) fn new(engine: Engine) -> Self {
+        Client { engine }
+    }
+
+    fn inner(&self) -> &Arc<Inner> {
+        &self.engine.inner
+    }
+
+    /// Starts `activity` with `input`; returns once the start is stored.
+    ///
+    /// Idempotent by id: when an activity with this id exists (running or closed), its handle
+    /// is returned and `input` is ignored — unless [`StartOptions::fail_if_exists`] was set
+    /// ([`EngineError::AlreadyStarted`]). An existing id of another type is
+    /// [`EngineError::WrongType`].
+    pub async fn start<F: IntoActivity>(
+        &self,
+        activity: F,
+        input: <F::Activity as Activity>::Input,
+        options: StartOptions,
+    ) -> Result<ActivityHandle<F::Activity>, EngineError> {
+        let activity = activity.into_activity();
+        let name = <F::Activity as Activity>::NAME;
+        let input = Payload::json(&input).map_err(|e| EngineError::BadInput {
+            activity_type: name.to_owned(),
+            message: e.to_string(),
+        })?;
+        let mut o = Activity::options(&activity);
+        if let Some(d) = options.heartbeat_timeout {
+            o.heartbeat_timeout = Some(d);
+        }
+        if let Some(d) = options.start_to_close_timeout {
+            o.start_to_close_timeout = Some(d);
+        }
+        if let Some(d) = options.schedule_to_close_timeout {
+            o.schedule_to_close_timeout = Some(d);
+        }
+        if let Some(r) = options.retry {
+            o.retry = r;
+        }
+        let stored = StoredOptions::from_options(&o);
+        self.start_raw(name, &options.id, input, stored, options.fail_if_exists)
+            .await?;
+        Ok(self.handle(options.id))
+    }
+
+    async fn start_raw(
+        &self,
+        activity_type: &str,
+        id: &str,
+        input: Payload,
+        options: StoredOptions,
+        fail_if_exists: bool,
+    ) -> Result<(), EngineError> {
+        let existing = |found: String| {
+            if fail_if_exists {
+                Err(EngineError::AlreadyStarted {
+                    id: id.to_owned(),
+                    activity_type: found,
+                })
+            } else if found != activity_type {
+                Err(EngineError::WrongType {
+                    id: id.to_owned(),
+                    found,
+                    expected: activity_type.to_owned(),
+                })
+            } else {
+                Ok(())
+            }
+        };
+        if let Some(t) = self
+            .inner()
+            .lock()
+            .live
+            .get(id)
+            .map(|l| l.activity_type.clone())
+        {
+            return existing(t);
+        }
+        let inner = self.inner().clone();
+        let key = id.to_owned();
+        let stored = tokio::task::spawn_blocking(move || inner.reader.get(&key))
+            .await
+            .map_err(|_| EngineError::Closed)??;
+        if let Some(row) = stored {
+            return existing(row.activity_type);
+        }
+        let scheduled_at = core::now_ms();
+        let id: Arc<str> = Arc::from(id);
+        let row = ActivityRow {
+            id: id.clone(),
+            activity_type: activity_type.to_owned(),
+            state: ActivityState::Scheduled,
+            attempt: 0,
+            input: input.data().to_vec(),
+            options: serde_json::to_string(&options).unwrap_or_default(),
+            details: None,
+            output: None,
+            failure: None,
+            cancel_requested: false,
+            scheduled_at,
+            attempt_started_at: None,
+            last_heartbeat_at: None,
+            next_attempt_at: None,
+            closed_at: None,
+        };
+        let live = Live::from_row(row.clone());
+        // Stored first: the writer applies writes in order, so the insert precedes anything a
+        // worker writes about the activity.
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut core = self.inner().lock();
+            if let Some(l) = core.live.get(&id) {
+                let found = l.activity_type.clone();
+                drop(core);
+                return existing(found);
+            }
+            self.inner().writer.send(
+                Write::Insert(Box::new(row)),
+                Some(Box::new(move |r| {
+                    let _ = tx.send(r);
+                })),
+            );
+            let mut fx = core::Effects::default();
+            core.admit(live, &mut fx);
+            drop(core);
+            core::apply(self.inner(), fx);
+        }
+        match rx.await.unwrap_or(Err(EngineError::Closed)) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // Not stored: forget it, so nothing runs that a restart would not know.
+                self.inner().lock().live.remove(&id);
+                Err(e)
+            }
+        }
+    }
+
+    /// A handle to activity `id` (no check that it exists: its calls say so).
+    pub fn handle<A: Activity>(&self, id: impl Into<String>) -> ActivityHandle<A> {
+        ActivityHandle {
+            id: id.into(),
+            client: self.clone(),
+            _a: PhantomData,
+        }
+    }
+
+    /// Asks activity `id` to stop: a running attempt is cancelled at once (pushed to it), an
+    /// activity waiting to run or to retry is cancelled directly. Returns its state afterwards.
+    pub async fn cancel(&self, id: &str) -> Result<ActivityState, EngineError> {
+        if let Some(state) = self.inner().change(|core, fx| core.cancel(id, fx)) {
+            return Ok(state);
+        }
+        self.describe(id).await.map(|d| d.state)
+    }
+
+    /// What the engine knows of activity `id`.
+    pub async fn describe(&self, id: &str) -> Result<Description, EngineError> {
+        if let Some(d) = self.inner().lock().live.get(id).map(Description::from_live) {
+            return Ok(d);
+        }
+        let inner = self.inner().clone();
+        let key = id.to_owned();
+        let row = tokio::task::spawn_blocking(move || inner.reader.get(&key))
+            .await
+            .map_err(|_| EngineError::Closed)??;
+        row.map(Description::from_row)
+            .ok_or_else(|| EngineError::NotFound { id: id.to_owned() })
+    }
+
+    /// Activities matching `filter`, newest first.
+    pub async fn list(&self, filter: ListFilter) -> Result<Vec<Description>, EngineError> {
+        let inner = self.inner().clone();
+        let limit = filter.limit.unwrap_or(1000);
+        let states = filter.states.clone();
+        let rows = tokio::task::spawn_blocking(move || inner.reader.list(&states, limit))
+            .await
+            .map_err(|_| EngineError::Closed)??;
+        // Open activities: the in-memory view is fresher than the last committed row.
+        let core = self.inner().lock();
+        Ok(rows
+            .into_iter()
+            .map(|r| match core.live.get(&r.id) {
+                Some(l) => Description::from_live(l),
+                None => Description::from_row(r),
+            })
+            .filter(|d| filter.states.is_empty() || filter.states.contains(&d.state))
+            .collect())
+    }
+
+    /// Heartbeats attempt `token` from outside the activity (another thread or task), with
+    /// `details` as its new checkpoint. From another process, use
+    /// [`request_heartbeat`](super::request_heartbeat).
+    pub fn heartbeat(
+        &self,
+        token: &TaskToken,
+        details: Option<&Payload>,
+    ) -> Result<HeartbeatReply, EngineError> {
+        self.inner()
+            .change(|core, fx| core.heartbeat(token, details, fx))
+            .map_err(|e| EngineError::NotFound { id: e.message })
+    }
+
+    /// Waits for activity `id` to close.
+    async fn wait(&self, id: &str) -> Result<Closed, EngineError> {
+        let rx = {
+            let mut core = self.inner().lock();
+            match core.live.get_mut(id) {
+                Some(live) => {
+                    let (tx, rx) = oneshot::channel();
+                    live.waiters.push(tx);
+                    Some(rx)
+                }
+                None => None,
+            }
+        };
+        if let Some(rx) = rx {
+            return rx.await.map_err(|_| EngineError::Closed);
+        }
+        let d = self.describe(id).await?;
+        if !d.state.is_closed() {
+            // Committed as open but not in memory: only while the engine shuts down.
+            return Err(EngineError::Closed);
+        }
+        let inner = self.inner().clone();
+        let key = id.to_owned();
+        let row = tokio::task::spawn_blocking(move || inner.reader.get(&key))
+            .await
+            .map_err(|_| EngineError::Closed)??
+            .ok_or_else(|| EngineError::NotFound { id: id.to_owned() })?;
+        Ok(Closed {
+            state: row.state,
+            output: row.output.map(Payload::from_json_bytes),
+            failure: row.failure.as_deref().and_then(ActivityFailure::from_json),
+        })
+    }
+}
+
+/// A typed handle to one activity.
+pub struct ActivityHandle<A: Activity> {
+    id: String,
+    client: Client,
+    _a: PhantomData<fn() -> A>,
+}
+
+impl<A: Activity> Clone for ActivityHandle<A> {
+    fn clone(&self) -> Self {
+        ActivityHandle {
+            id: self.id.clone(),
+            client: self.client.clone(),
+            _a: PhantomData,
+        }
+    }
+}
+
+impl<A: Activity> fmt::Debug for ActivityHandle<A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ActivityHandle")
+            .field("id", &self.id)
+            .field("activity_type", &A::NAME)
+            .finish()
+    }
+}
+
+impl<A: Activity> ActivityHandle<A> {
+    /// The activity id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Waits for the activity to close and returns its output or how it failed:
+    /// [`ActivityFailure::Application`], [`ActivityFailure::Timeout`] (with the last
+    /// checkpoint), [`ActivityFailure::Cancelled`], or [`ActivityFailure::RetriesExhausted`]
+    /// with the last attempt's failure.
+    pub async fn result(&self) -> Result<A::Output, ActivityFailure> {
+        let closed = self.client.wait(&self.id).await?;
+        match (closed.state, closed.output, closed.failure) {
+            (ActivityState::Completed, Some(out), _) => {
+                out.decode().map_err(|e| ActivityFailure::BadOutput {
+                    message: e.to_string(),
+                })
+            }
+            (_, _, Some(f)) => Err(f),
+            (state, ..) => Err(ActivityFailure::Application {
+                error_type: "Unknown".into(),
+                message: format!("the activity closed as {state} without a recorded outcome"),
+                non_retryable: true,
+                details: None,
+            }),
+        }
+    }
+
+    /// Asks the activity to stop; see [`Client::cancel`].
+    pub async fn cancel(&self) -> Result<ActivityState, EngineError> {
+        self.client.cancel(&self.id).await
+    }
+
+    /// What the engine knows of the activity.
+    pub async fn describe(&self) -> Result<Description, EngineError> {
+        self.client.describe(&self.id).await
+    }
+
+    /// The last checkpoint, typed.
+    pub async fn checkpoint(&self) -> Result<Option<A::Checkpoint>, EngineError> {
+        Ok(self.describe().await?.checkpoint())
+    }
+}

@@ -1,0 +1,716 @@
+//! The engine's in-memory state machine: every open activity, the ready queues, timeouts and
+//! retries. Durable state is written through the store's writer; waiters of a closed activity
+//! are answered only once its closing write is committed.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use super::record::{ActivityFailure, ActivityRow, ActivityState, StoredOptions, TimeoutKind};
+use super::store::Write;
+use super::Inner;
+use crate::error::{ActivityError, CancelReason, TransportError, TransportErrorKind};
+use crate::payload::Payload;
+use crate::runner::AttemptHandle;
+use crate::transport::{HeartbeatReply, TaskToken};
+
+/// Milliseconds since the Unix epoch.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+/// The tokio instant of a past (or future) wall-clock time in ms.
+pub(crate) fn instant_of(ms: i64) -> Instant {
+    let now = Instant::now();
+    let delta = ms - now_ms();
+    if delta >= 0 {
+        now + Duration::from_millis(delta as u64)
+    } else {
+        now.checked_sub(Duration::from_millis(delta.unsigned_abs()))
+            .unwrap_or(now)
+    }
+}
+
+/// The task token of attempt `attempt` of `id`.
+pub(crate) fn token_of(id: &str, attempt: u32) -> TaskToken {
+    TaskToken::new(format!("{id}#{attempt}"))
+}
+
+/// Splits a task token into the activity id and the attempt.
+pub(crate) fn parse_token(token: &TaskToken) -> Option<(&str, u32)> {
+    let s = std::str::from_utf8(token.as_bytes()).ok()?;
+    let (id, attempt) = s.rsplit_once('#')?;
+    Some((id, attempt.parse().ok()?))
+}
+
+/// How a closed activity ended.
+#[derive(Debug, Clone)]
+pub(crate) struct Closed {
+    pub(crate) state: ActivityState,
+    pub(crate) output: Option<Payload>,
+    pub(crate) failure: Option<ActivityFailure>,
+}
+
+/// An activity not yet closed.
+pub(crate) struct Live {
+    pub(crate) id: Arc<str>,
+    pub(crate) activity_type: String,
+    pub(crate) state: ActivityState,
+    /// The latest attempt started (0 before the first).
+    pub(crate) attempt: u32,
+    pub(crate) input: Payload,
+    pub(crate) details: Option<Payload>,
+    pub(crate) options: StoredOptions,
+    pub(crate) scheduled_at: i64,
+    pub(crate) started: Option<Instant>,
+    pub(crate) started_ms: Option<i64>,
+    pub(crate) last_heartbeat: Option<Instant>,
+    pub(crate) last_heartbeat_ms: Option<i64>,
+    pub(crate) next_attempt_ms: Option<i64>,
+    pub(crate) cancel_requested: bool,
+    pub(crate) handle: Option<AttemptHandle>,
+    pub(crate) last_failure: Option<ActivityFailure>,
+    /// Set once the closing write is queued; the entry goes when it is committed.
+    pub(crate) closing: Option<Closed>,
+    pub(crate) waiters: Vec<oneshot::Sender<Closed>>,
+}
+
+impl Live {
+    pub(crate) fn from_row(row: ActivityRow) -> Self {
+        let options = serde_json::from_str(&row.options).unwrap_or_else(|e| {
+            tracing::warn!(id = %row.id, error = %e, "unreadable stored options; using defaults");
+            StoredOptions::from_options(&crate::ActivityOptions::new())
+        });
+        Live {
+            id: row.id,
+            activity_type: row.activity_type,
+            state: row.state,
+            attempt: row.attempt,
+            input: Payload::from_json_bytes(row.input),
+            details: row.details.map(Payload::from_json_bytes),
+            options,
+            scheduled_at: row.scheduled_at,
+            started: row.attempt_started_at.map(instant_of),
+            started_ms: row.attempt_started_at,
+            last_heartbeat: row.last_heartbeat_at.map(instant_of),
+            last_heartbeat_ms: row.last_heartbeat_at,
+            next_attempt_ms: row.next_attempt_at,
+            cancel_requested: row.cancel_requested,
+            handle: None,
+            last_failure: row.failure.as_deref().and_then(ActivityFailure::from_json),
+            closing: None,
+            waiters: Vec::new(),
+        }
+    }
+
+    fn is_current(&self, attempt: u32) -> bool {
+        self.closing.is_none() && self.state == ActivityState::Running && self.attempt == attempt
+    }
+}
+
+/// A timer of the engine's one deadline queue.
+#[derive(Debug, Clone)]
+pub(crate) struct Timer {
+    pub(crate) id: Arc<str>,
+    pub(crate) attempt: u32,
+    pub(crate) kind: TimerKind,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TimerKind {
+    Heartbeat,
+    StartToClose,
+    ScheduleToClose,
+    Retry,
+}
+
+/// An attempt handed to a worker.
+#[derive(Debug)]
+pub(crate) struct Task {
+    pub(crate) id: Arc<str>,
+    pub(crate) activity_type: String,
+    pub(crate) attempt: u32,
+    pub(crate) token: TaskToken,
+    pub(crate) input: Payload,
+    pub(crate) details: Option<Payload>,
+    pub(crate) options: StoredOptions,
+    pub(crate) deadline: Option<SystemTime>,
+}
+
+/// The mutable state behind the engine's lock.
+#[derive(Default)]
+pub(crate) struct Core {
+    pub(crate) live: HashMap<Arc<str>, Live>,
+    pub(crate) ready: HashMap<String, VecDeque<Arc<str>>>,
+}
+
+/// What the core asks for after a change, done once the lock is released.
+#[derive(Default)]
+pub(crate) struct Effects {
+    pub(crate) writes: Vec<Write>,
+    pub(crate) timers: Vec<(Timer, Instant)>,
+    pub(crate) cancels: Vec<(AttemptHandle, CancelReason)>,
+    pub(crate) closed: Vec<Arc<str>>,
+    pub(crate) ready: bool,
+}
+
+impl Core {
+    fn push_ready(&mut self, live: &Live, fx: &mut Effects) {
+        self.ready
+            .entry(live.activity_type.clone())
+            .or_default()
+            .push_back(live.id.clone());
+        fx.ready = true;
+    }
+
+    /// Adds an activity (new or recovered) and arms its timers.
+    pub(crate) fn admit(&mut self, mut live: Live, fx: &mut Effects) {
+        let now = Instant::now();
+        if let Some(stc) = live.options.schedule_to_close() {
+            fx.timers.push((
+                Timer {
+                    id: live.id.clone(),
+                    attempt: 0,
+                    kind: TimerKind::ScheduleToClose,
+                },
+                instant_of(live.scheduled_at) + stc,
+            ));
+        }
+        match live.state {
+            ActivityState::Scheduled => self.push_ready(&live, fx),
+            ActivityState::BackingOff => fx.timers.push((
+                Timer {
+                    id: live.id.clone(),
+                    attempt: live.attempt,
+                    kind: TimerKind::Retry,
+                },
+                live.next_attempt_ms.map_or(now, instant_of),
+            )),
+            ActivityState::Running => {
+                // Recovered: the process that ran this attempt is gone. It times out from its
+                // last heartbeat as if it had simply stopped heartbeating.
+                let since = live.last_heartbeat.or(live.started).unwrap_or(now);
+                let ht = live.options.heartbeat_timeout();
+                let stc = live.options.start_to_close();
+                if ht.is_none() && stc.is_none() {
+                    live.started = Some(now);
+                }
+                fx.timers.push((
+                    Timer {
+                        id: live.id.clone(),
+                        attempt: live.attempt,
+                        kind: TimerKind::Heartbeat,
+                    },
+                    since + ht.or(stc).unwrap_or(Duration::ZERO),
+                ));
+            }
+            _ => return,
+        }
+        self.live.insert(live.id.clone(), live);
+    }
+
+    /// Takes the next ready attempt of one of `types`, marking it running.
+    pub(crate) fn take(&mut self, types: &[&str], fx: &mut Effects) -> Option<Task> {
+        for t in types {
+            let Some(queue) = self.ready.get_mut(*t) else {
+                continue;
+            };
+            while let Some(id) = queue.pop_front() {
+                let Some(live) = self.live.get_mut(&id) else {
+                    continue;
+                };
+                if live.state != ActivityState::Scheduled || live.closing.is_some() {
+                    continue;
+                }
+                let now = Instant::now();
+                let now_ms = now_ms();
+                live.attempt += 1;
+                live.state = ActivityState::Running;
+                live.started = Some(now);
+                live.started_ms = Some(now_ms);
+                live.last_heartbeat = None;
+                live.last_heartbeat_ms = None;
+                fx.writes.push(Write::Started {
+                    id: id.clone(),
+                    attempt: live.attempt,
+                    at: now_ms,
+                });
+                let mut deadline = None;
+                if let Some(stc) = live.options.start_to_close() {
+                    fx.timers.push((
+                        Timer {
+                            id: id.clone(),
+                            attempt: live.attempt,
+                            kind: TimerKind::StartToClose,
+                        },
+                        now + stc,
+                    ));
+                    deadline = Some(SystemTime::now() + stc);
+                }
+                if let Some(ht) = live.options.heartbeat_timeout() {
+                    fx.timers.push((
+                        Timer {
+                            id: id.clone(),
+                            attempt: live.attempt,
+                            kind: TimerKind::Heartbeat,
+                        },
+                        now + ht,
+                    ));
+                }
+                if let Some(s2c) = live.options.schedule_to_close() {
+                    let end =
+                        UNIX_EPOCH + Duration::from_millis(live.scheduled_at.max(0) as u64) + s2c;
+                    deadline = Some(deadline.map_or(end, |d: SystemTime| d.min(end)));
+                }
+                return Some(Task {
+                    id: id.clone(),
+                    activity_type: live.activity_type.clone(),
+                    attempt: live.attempt,
+                    token: token_of(&id, live.attempt),
+                    input: live.input.clone(),
+                    details: live.details.clone(),
+                    options: live.options.clone(),
+                    deadline,
+                });
+            }
+        }
+        None
+    }
+
+    /// A heartbeat of attempt `token`.
+    pub(crate) fn heartbeat(
+        &mut self,
+        token: &TaskToken,
+        details: Option<&Payload>,
+        fx: &mut Effects,
+    ) -> Result<HeartbeatReply, TransportError> {
+        let (id, attempt) = parse_token(token).ok_or_else(|| {
+            TransportError::new(TransportErrorKind::NotFound, "not an engine task token")
+        })?;
+        let Some(live) = self.live.get_mut(id) else {
+            return Ok(HeartbeatReply::not_found());
+        };
+        if !live.is_current(attempt) {
+            return Ok(if live.attempt == attempt {
+                HeartbeatReply::timed_out()
+            } else {
+                HeartbeatReply::not_found()
+            });
+        }
+        let now_ms = now_ms();
+        live.last_heartbeat = Some(Instant::now());
+        live.last_heartbeat_ms = Some(now_ms);
+        if let Some(d) = details {
+            live.details = Some(d.clone());
+        }
+        fx.writes.push(Write::Heartbeat {
+            id: live.id.clone(),
+            details: details.map(|d| d.data().to_vec()),
+            at: now_ms,
+        });
+        Ok(if live.cancel_requested {
+            HeartbeatReply::cancel()
+        } else {
+            HeartbeatReply::ok()
+        })
+    }
+
+    /// Closes activity `id` for good.
+    fn close(&mut self, id: &Arc<str>, closed: Closed, fx: &mut Effects) {
+        let Some(live) = self.live.get_mut(id) else {
+            return;
+        };
+        live.handle = None;
+        live.state = closed.state;
+        fx.writes.push(Write::Transition {
+            id: id.clone(),
+            state: closed.state,
+            attempt: live.attempt,
+            details: live.details.as_ref().map(|d| d.data().to_vec()),
+            output: closed.output.as_ref().map(|o| o.data().to_vec()),
+            failure: closed.failure.as_ref().map(ActivityFailure::to_json),
+            next_attempt_at: None,
+            closed_at: Some(now_ms()),
+        });
+        live.closing = Some(closed);
+        fx.closed.push(id.clone());
+    }
+
+    /// Attempt `attempt` completed with `output`.
+    pub(crate) fn complete(
+        &mut self,
+        id: &str,
+        attempt: u32,
+        output: Payload,
+        fx: &mut Effects,
+    ) -> bool {
+        let Some(live) = self.live.get(id) else {
+            return false;
+        };
+        if !live.is_current(attempt) {
+            return false;
+        }
+        let id = live.id.clone();
+        self.close(
+            &id,
+            Closed {
+                state: ActivityState::Completed,
+                output: Some(output),
+                failure: None,
+            },
+            fx,
+        );
+        true
+    }
+
+    /// Attempt `attempt` stopped after a cancel request.
+    pub(crate) fn cancelled(
+        &mut self,
+        id: &str,
+        attempt: u32,
+        details: Option<Payload>,
+        fx: &mut Effects,
+    ) -> bool {
+        let Some(live) = self.live.get_mut(id) else {
+            return false;
+        };
+        if !live.is_current(attempt) {
+            return false;
+        }
+        if details.is_some() {
+            live.details = details;
+        }
+        let id = live.id.clone();
+        let details = live.details.clone();
+        self.close(
+            &id,
+            Closed {
+                state: ActivityState::Cancelled,
+                output: None,
+                failure: Some(ActivityFailure::Cancelled { details }),
+            },
+            fx,
+        );
+        true
+    }
+
+    /// Attempt `attempt` failed: retry it or close the activity.
+    pub(crate) fn failed(
+        &mut self,
+        id: &str,
+        attempt: u32,
+        error: &ActivityError,
+        details: Option<Payload>,
+        fx: &mut Effects,
+    ) -> bool {
+        let Some(live) = self.live.get_mut(id) else {
+            return false;
+        };
+        if !live.is_current(attempt) {
+            return false;
+        }
+        if details.is_some() {
+            live.details = details;
+        }
+        let failure = ActivityFailure::from_attempt(error, live.details.clone());
+        // A worker shutting down is not the activity's fault: retry at once.
+        let immediate = matches!(
+            error,
+            ActivityError::Cancelled {
+                reason: CancelReason::WorkerShutdown | CancelReason::Paused,
+                ..
+            }
+        );
+        let id = live.id.clone();
+        self.attempt_failed(&id, failure, error.is_retryable(), immediate, fx);
+        true
+    }
+
+    /// Decides between a retry and the end, after the current attempt failed.
+    fn attempt_failed(
+        &mut self,
+        id: &Arc<str>,
+        failure: ActivityFailure,
+        retryable: bool,
+        immediate: bool,
+        fx: &mut Effects,
+    ) {
+        let Some(live) = self.live.get_mut(id) else {
+            return;
+        };
+        live.handle = None;
+        let error_type = match &failure {
+            ActivityFailure::Application { error_type, .. } => error_type.as_str(),
+            ActivityFailure::Timeout { .. } => "Timeout",
+            _ => "Error",
+        };
+        let attempts_left = live.options.may_retry(live.attempt, error_type);
+        let delay = if immediate {
+            Duration::ZERO
+        } else {
+            live.options.retry_delay(live.attempt)
+        };
+        let next_ms = now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+        let before_deadline = live
+            .options
+            .schedule_to_close_ms
+            .is_none_or(|s2c| next_ms < live.scheduled_at + s2c as i64);
+        if retryable && attempts_left && before_deadline && delay.is_zero() {
+            // Retried at once (worker shutdown, or a zero interval): ready again now.
+            live.state = ActivityState::Scheduled;
+            live.next_attempt_ms = None;
+            live.last_failure = Some(failure.clone());
+            fx.writes.push(Write::Transition {
+                id: id.clone(),
+                state: ActivityState::Scheduled,
+                attempt: live.attempt,
+                details: live.details.as_ref().map(|d| d.data().to_vec()),
+                output: None,
+                failure: Some(failure.to_json()),
+                next_attempt_at: None,
+                closed_at: None,
+            });
+            let key = (live.activity_type.clone(), live.id.clone());
+            self.ready.entry(key.0).or_default().push_back(key.1);
+            fx.ready = true;
+            tracing::info!(activity_id = %id, attempt = live.attempt, %failure, "attempt failed; retrying now");
+            return;
+        }
+        if retryable && attempts_left && before_deadline {
+            live.state = ActivityState::BackingOff;
+            live.next_attempt_ms = Some(next_ms);
+            live.last_failure = Some(failure.clone());
+            fx.writes.push(Write::Transition {
+                id: id.clone(),
+                state: ActivityState::BackingOff,
+                attempt: live.attempt,
+                details: live.details.as_ref().map(|d| d.data().to_vec()),
+                output: None,
+                failure: Some(failure.to_json()),
+                next_attempt_at: Some(next_ms),
+                closed_at: None,
+            });
+            fx.timers.push((
+                Timer {
+                    id: id.clone(),
+                    attempt: live.attempt,
+                    kind: TimerKind::Retry,
+                },
+                Instant::now() + delay,
+            ));
+            tracing::info!(activity_id = %id, attempt = live.attempt, ?delay, %failure, "attempt failed; retrying");
+            return;
+        }
+        let state = if matches!(failure, ActivityFailure::Timeout { .. }) {
+            ActivityState::TimedOut
+        } else {
+            ActivityState::Failed
+        };
+        let failure = if retryable && !attempts_left && live.attempt > 1 {
+            ActivityFailure::RetriesExhausted {
+                attempts: live.attempt,
+                last: Box::new(failure),
+            }
+        } else {
+            failure
+        };
+        tracing::info!(activity_id = %id, attempt = live.attempt, %failure, "activity failed");
+        self.close(
+            id,
+            Closed {
+                state,
+                output: None,
+                failure: Some(failure),
+            },
+            fx,
+        );
+    }
+
+    /// A timer fired.
+    pub(crate) fn on_timer(&mut self, t: &Timer, fx: &mut Effects) {
+        let Some(live) = self.live.get_mut(&t.id) else {
+            return;
+        };
+        if live.closing.is_some() {
+            return;
+        }
+        match t.kind {
+            TimerKind::Heartbeat | TimerKind::StartToClose => {
+                if !live.is_current(t.attempt) {
+                    return;
+                }
+                let now = Instant::now();
+                let kind = if t.kind == TimerKind::Heartbeat {
+                    if let (Some(ht), Some(since)) = (
+                        live.options.heartbeat_timeout(),
+                        live.last_heartbeat.or(live.started),
+                    ) {
+                        let deadline = since + ht;
+                        if now < deadline {
+                            // A heartbeat arrived since the timer was armed: re-arm at the
+                            // new deadline instead of resetting on every heartbeat.
+                            fx.timers.push((t.clone(), deadline));
+                            return;
+                        }
+                    }
+                    if live.options.heartbeat_timeout().is_some() {
+                        TimeoutKind::Heartbeat
+                    } else {
+                        TimeoutKind::StartToClose
+                    }
+                } else {
+                    TimeoutKind::StartToClose
+                };
+                if let Some(h) = live.handle.take() {
+                    fx.cancels.push((h, CancelReason::TimedOut));
+                }
+                let failure = ActivityFailure::Timeout {
+                    kind,
+                    last_details: live.details.clone(),
+                };
+                tracing::warn!(activity_id = %t.id, attempt = t.attempt, %kind, "attempt timed out");
+                let id = t.id.clone();
+                self.attempt_failed(&id, failure, true, false, fx);
+            }
+            TimerKind::ScheduleToClose => {
+                if let Some(h) = live.handle.take() {
+                    fx.cancels.push((h, CancelReason::TimedOut));
+                }
+                let failure = ActivityFailure::Timeout {
+                    kind: TimeoutKind::ScheduleToClose,
+                    last_details: live.details.clone(),
+                };
+                let id = t.id.clone();
+                self.close(
+                    &id,
+                    Closed {
+                        state: ActivityState::TimedOut,
+                        output: None,
+                        failure: Some(failure),
+                    },
+                    fx,
+                );
+            }
+            TimerKind::Retry => {
+                if live.state != ActivityState::BackingOff || live.attempt != t.attempt {
+                    return;
+                }
+                live.state = ActivityState::Scheduled;
+                live.next_attempt_ms = None;
+                fx.writes.push(Write::Transition {
+                    id: live.id.clone(),
+                    state: ActivityState::Scheduled,
+                    attempt: live.attempt,
+                    details: None,
+                    output: None,
+                    failure: None,
+                    next_attempt_at: None,
+                    closed_at: None,
+                });
+                let key = (live.activity_type.clone(), live.id.clone());
+                self.ready.entry(key.0).or_default().push_back(key.1);
+                fx.ready = true;
+            }
+        }
+    }
+
+    /// A cancel request. Returns the state the activity is in afterwards.
+    pub(crate) fn cancel(&mut self, id: &str, fx: &mut Effects) -> Option<ActivityState> {
+        let live = self.live.get_mut(id)?;
+        if let Some(c) = &live.closing {
+            return Some(c.state);
+        }
+        match live.state {
+            ActivityState::Scheduled | ActivityState::BackingOff => {
+                let id = live.id.clone();
+                let details = live.details.clone();
+                self.close(
+                    &id,
+                    Closed {
+                        state: ActivityState::Cancelled,
+                        output: None,
+                        failure: Some(ActivityFailure::Cancelled { details }),
+                    },
+                    fx,
+                );
+                Some(ActivityState::Cancelled)
+            }
+            ActivityState::Running => {
+                if !live.cancel_requested {
+                    live.cancel_requested = true;
+                    fx.writes.push(Write::CancelRequested {
+                        id: live.id.clone(),
+                    });
+                }
+                if let Some(h) = &live.handle {
+                    fx.cancels.push((h.clone(), CancelReason::Requested));
+                }
+                Some(ActivityState::Running)
+            }
+            s => Some(s),
+        }
+    }
+}
+
+/// Applies effects: queue writes (the closing ones answer their waiters once committed), arm
+/// timers, push cancels, wake workers.
+pub(crate) fn apply(inner: &Arc<Inner>, fx: Effects) {
+    for (handle, reason) in fx.cancels {
+        handle.cancel(reason);
+    }
+    let closed: std::collections::HashSet<Arc<str>> = fx.closed.into_iter().collect();
+    for w in fx.writes {
+        let ack = match &w {
+            Write::Transition {
+                id,
+                closed_at: Some(_),
+                ..
+            } if closed.contains(id) => {
+                let weak: Weak<Inner> = Arc::downgrade(inner);
+                let id = id.clone();
+                Some(Box::new(move |r: Result<(), super::EngineError>| {
+                    if let Some(inner) = weak.upgrade() {
+                        inner.on_closed_committed(&id, r);
+                    }
+                })
+                    as Box<dyn FnOnce(Result<(), super::EngineError>) + Send>)
+            }
+            _ => None,
+        };
+        inner.writer.send(w, ack);
+    }
+    for (timer, at) in fx.timers {
+        let _ = inner.timers.send((timer, at));
+    }
+    if fx.ready {
+        inner.ready.notify_waiters();
+    }
+}
+
+/// The engine's one deadline queue: a task that fires timers into the core.
+pub(crate) async fn run_timers(
+    weak: Weak<Inner>,
+    mut rx: mpsc::UnboundedReceiver<(Timer, Instant)>,
+) {
+    let mut queue: tokio_util::time::DelayQueue<Timer> = tokio_util::time::DelayQueue::new();
+    loop {
+        tokio::select! {
+            cmd = rx.recv() => match cmd {
+                Some((timer, at)) => { queue.insert_at(timer, at); }
+                None => break,
+            },
+            Some(expired) = futures_util::future::poll_fn(|cx| queue.poll_expired(cx)), if !queue.is_empty() => {
+                let Some(inner) = weak.upgrade() else { break };
+                let timer = expired.into_inner();
+                let mut fx = Effects::default();
+                inner.lock().on_timer(&timer, &mut fx);
+                apply(&inner, fx);
+            }
+        }
+    }
+}

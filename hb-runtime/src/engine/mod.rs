@@ -1,0 +1,359 @@
+//! The embedded durable engine: hb's default backend. No server: one SQLite file.
+//!
+//! ```no_run
+//! use hb_runtime::engine::{Engine, StartOptions};
+//! use hb_runtime::prelude::*;
+//!
+//! #[activity(heartbeat_timeout = "10s", retry(max_attempts = 5))]
+//! async fn double(ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
+//!     Ok(n * 2)
+//! }
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let engine = Engine::open("hb.db").await?;
+//! let _worker = engine.worker().register(double).max_concurrent(64).spawn()?;
+//! let handle = engine.client().start(double, 21, StartOptions::id("double-1")).await?;
+//! assert_eq!(handle.result().await?, 42);
+//! # Ok(()) }
+//! ```
+//!
+//! # Semantics
+//!
+//! As Temporal defines them: `start_to_close_timeout` bounds one attempt,
+//! `schedule_to_close_timeout` the whole activity, `heartbeat_timeout` the silence between
+//! heartbeats. A failed or timed-out attempt is retried by its [`RetryPolicy`](crate::RetryPolicy)
+//! and every retry receives the last checkpoint. A cancel reaches a running attempt at once
+//! (pushed, not on its next heartbeat); one not running yet is cancelled directly. Every timer
+//! lives in one deadline queue.
+//!
+//! # Durability
+//!
+//! Every state change and heartbeat is written to the file before it is acknowledged
+//! (`result()` returns only once the completion is stored), batched into few transactions. The
+//! file is in WAL mode with `synchronous = NORMAL`: it survives the process being killed
+//! (`kill -9`) at any point. After such a crash, reopening the file times the attempts that
+//! were running out from their last heartbeat and retries them from their last checkpoint.
+//!
+//! Only one process may open a file for writing (a lock file beside it, `<file>.lock`, says
+//! which); the `hb` command-line tool reads it meanwhile, and its `cancel` is queued in the
+//! file for the engine to apply.
+
+mod client;
+mod core;
+mod error;
+mod record;
+mod store;
+mod worker;
+
+pub use client::{ActivityHandle, Client, Description, ListFilter, StartOptions};
+pub use error::EngineError;
+pub use record::{ActivityFailure, ActivityState, TimeoutKind};
+pub use worker::{Worker, WorkerHandle};
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Notify};
+
+use self::core::{apply, Core, Effects, Live};
+use self::store::{Reader, Writer};
+
+/// The shared state of one engine.
+pub(crate) struct Inner {
+    pub(crate) path: PathBuf,
+    pub(crate) writer: Writer,
+    pub(crate) reader: Reader,
+    core: Mutex<Core>,
+    pub(crate) ready: Notify,
+    pub(crate) timers: mpsc::UnboundedSender<(core::Timer, tokio::time::Instant)>,
+    _lock: Option<store::FileLock>,
+    stop: tokio_util::sync::CancellationToken,
+}
+
+impl Inner {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Core> {
+        self.core.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `f` on the core and applies its effects.
+    pub(crate) fn change<T>(self: &Arc<Self>, f: impl FnOnce(&mut Core, &mut Effects) -> T) -> T {
+        let mut fx = Effects::default();
+        let out = f(&mut self.lock(), &mut fx);
+        apply(self, fx);
+        out
+    }
+
+    /// A closing write was committed (or failed): answer the waiters and forget the activity.
+    pub(crate) fn on_closed_committed(&self, id: &Arc<str>, result: Result<(), EngineError>) {
+        let live = self.lock().live.remove(id);
+        let Some(live) = live else { return };
+        let closed = match result {
+            Ok(()) => live.closing.unwrap_or(core::Closed {
+                state: live.state,
+                output: None,
+                failure: None,
+            }),
+            // Nothing of the closing write was stored: the file still holds the activity as it
+            // was, and reopening the file recovers it from there.
+            Err(e) => core::Closed {
+                state: live.state,
+                output: None,
+                failure: Some(ActivityFailure::Engine(e)),
+            },
+        };
+        for w in live.waiters {
+            let _ = w.send(closed.clone());
+        }
+    }
+}
+
+/// The embedded engine: durable activities in one SQLite file.
+///
+/// Cheap to clone; clones share the engine. Background tasks stop when the last clone is
+/// dropped (or at [`Engine::close`]).
+#[derive(Clone)]
+pub struct Engine {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Engine {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Engine")
+            .field("path", &self.inner.path)
+            .field("open_activities", &self.inner.lock().live.len())
+            .finish()
+    }
+}
+
+impl Engine {
+    /// Opens (or creates, mode 0600) the engine file at `path` and recovers what was running.
+    ///
+    /// # Errors
+    /// [`EngineError::Locked`] when another process has it open, [`EngineError::Foreign`],
+    /// [`EngineError::Corrupt`] or [`EngineError::NewerSchema`] for a file hb will not touch,
+    /// [`EngineError::Storage`] for I/O failures.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Engine, EngineError> {
+        let path = path.as_ref().to_path_buf();
+        let opened = tokio::task::spawn_blocking(move || -> Result<_, EngineError> {
+            let lock = store::lock(&path)?;
+            let write = store::open_write(&path)?;
+            let read = store::open_read(&path)?;
+            Ok((path, lock, write, read))
+        })
+        .await
+        .map_err(|_| EngineError::Closed)??;
+        let (path, lock, write, read) = opened;
+        Self::start(path, Some(lock), write, read).await
+    }
+
+    /// An engine in memory, for tests: the same engine, nothing on disk.
+    pub async fn in_memory() -> Result<Engine, EngineError> {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let uri = format!(
+            "file:hb-memory-{}-{n}?mode=memory&cache=shared",
+            std::process::id()
+        );
+        let path = PathBuf::from(&uri);
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE
+            | rusqlite::OpenFlags::SQLITE_OPEN_CREATE
+            | rusqlite::OpenFlags::SQLITE_OPEN_URI
+            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let write = rusqlite::Connection::open_with_flags(&uri, flags)
+            .map_err(|e| EngineError::sqlite(&path, e))?;
+        store::init(&write, &path)?;
+        let read = rusqlite::Connection::open_with_flags(&uri, flags)
+            .map_err(|e| EngineError::sqlite(&path, e))?;
+        Self::start(path, None, write, read).await
+    }
+
+    async fn start(
+        path: PathBuf,
+        lock: Option<store::FileLock>,
+        write: rusqlite::Connection,
+        read: rusqlite::Connection,
+    ) -> Result<Engine, EngineError> {
+        let reader = Reader::new(read, path.clone());
+        let rows = reader.open_rows()?;
+        let writer = store::spawn_writer(write, path.clone());
+        let (timers, timer_rx) = mpsc::unbounded_channel();
+        let inner = Arc::new(Inner {
+            path,
+            writer,
+            reader,
+            core: Mutex::new(Core::default()),
+            ready: Notify::new(),
+            timers,
+            _lock: lock,
+            stop: tokio_util::sync::CancellationToken::new(),
+        });
+        let recovered = rows.len();
+        inner.change(|core, fx| {
+            for row in rows {
+                core.admit(Live::from_row(row), fx);
+            }
+        });
+        if recovered > 0 {
+            tracing::info!(path = %inner.path.display(), recovered, "engine recovered open activities");
+        }
+        tokio::spawn(core::run_timers(Arc::downgrade(&inner), timer_rx));
+        tokio::spawn(poll_requests(Arc::downgrade(&inner), inner.stop.clone()));
+        Ok(Engine { inner })
+    }
+
+    /// A worker builder: register activities, then `spawn()`.
+    pub fn worker(&self) -> Worker {
+        Worker::new(self.clone())
+    }
+
+    /// A client: start, await, cancel, describe and list activities.
+    pub fn client(&self) -> Client {
+        Client::new(self.clone())
+    }
+
+    /// The file this engine writes (a `file:` URI for an in-memory engine).
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// `PRAGMA integrity_check` of the file: `"ok"` when it is sound.
+    pub async fn integrity_check(&self) -> Result<String, EngineError> {
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || inner.reader.integrity_check())
+            .await
+            .map_err(|_| EngineError::Closed)?
+    }
+
+    /// Stops the engine's background tasks. Pending writes are still committed.
+    pub fn close(&self) {
+        self.inner.stop.cancel();
+    }
+}
+
+/// Applies requests other processes queued in the file (the CLI's `cancel`, heartbeats by task
+/// token), a few times a second.
+async fn poll_requests(weak: std::sync::Weak<Inner>, stop: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let Some(inner) = weak.upgrade() else { return };
+        let reader_inner = inner.clone();
+        let requests =
+            match tokio::task::spawn_blocking(move || reader_inner.reader.requests()).await {
+                Ok(Ok(r)) => r,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cannot read queued requests");
+                    continue;
+                }
+                Err(_) => return,
+            };
+        for (seq, kind, activity_id, token, details) in requests {
+            match (kind.as_str(), activity_id, token) {
+                ("cancel", Some(id), _) => {
+                    inner.change(|core, fx| core.cancel(&id, fx));
+                }
+                ("heartbeat", _, Some(token)) => {
+                    let token = crate::transport::TaskToken::new(token.into_bytes());
+                    let details = details.map(crate::Payload::from_json_bytes);
+                    let _ = inner.change(|core, fx| core.heartbeat(&token, details.as_ref(), fx));
+                }
+                (other, ..) => tracing::warn!(kind = other, "ignoring an unknown queued request"),
+            }
+            inner.writer.send(store::Write::DeleteRequest { seq }, None);
+        }
+    }
+}
+
+/// Queues a cancel of activity `id` in the engine file at `path`, for the engine that has it
+/// open (or the next to open it) to apply. What `hb cancel` does.
+pub fn request_cancel(path: impl AsRef<Path>, id: &str) -> Result<(), EngineError> {
+    store::insert_request(
+        path.as_ref(),
+        "cancel",
+        Some(id),
+        None,
+        None,
+        core::now_ms(),
+    )
+}
+
+/// Queues a heartbeat of attempt `token` with `details` in the engine file at `path`: how a
+/// process other than the engine's heartbeats an attempt.
+pub fn request_heartbeat(
+    path: impl AsRef<Path>,
+    token: &crate::transport::TaskToken,
+    details: Option<&crate::Payload>,
+) -> Result<(), EngineError> {
+    let token = String::from_utf8_lossy(token.as_bytes()).into_owned();
+    store::insert_request(
+        path.as_ref(),
+        "heartbeat",
+        None,
+        Some(&token),
+        details.map(|d| d.data()),
+        core::now_ms(),
+    )
+}
+
+/// The transport workers use: calls straight into the engine.
+#[derive(Clone)]
+pub(crate) struct EngineTransport {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl crate::transport::Transport for EngineTransport {
+    fn heartbeat<'a>(
+        &'a self,
+        token: &'a crate::transport::TaskToken,
+        details: Option<&'a crate::Payload>,
+    ) -> crate::BoxFuture<'a, Result<crate::transport::HeartbeatReply, crate::TransportError>> {
+        let r = self
+            .inner
+            .change(|core, fx| core.heartbeat(token, details, fx));
+        Box::pin(async move { r })
+    }
+
+    fn complete<'a>(
+        &'a self,
+        token: &'a crate::transport::TaskToken,
+        output: crate::Payload,
+    ) -> crate::BoxFuture<'a, Result<(), crate::TransportError>> {
+        if let Some((id, attempt)) = core::parse_token(token) {
+            self.inner
+                .change(|core, fx| core.complete(id, attempt, output, fx));
+        }
+        Box::pin(async { Ok(()) })
+    }
+
+    fn fail<'a>(
+        &'a self,
+        token: &'a crate::transport::TaskToken,
+        error: &'a crate::ActivityError,
+        last_details: Option<&'a crate::Payload>,
+    ) -> crate::BoxFuture<'a, Result<(), crate::TransportError>> {
+        if let Some((id, attempt)) = core::parse_token(token) {
+            self.inner
+                .change(|core, fx| core.failed(id, attempt, error, last_details.cloned(), fx));
+        }
+        Box::pin(async { Ok(()) })
+    }
+
+    fn cancelled<'a>(
+        &'a self,
+        token: &'a crate::transport::TaskToken,
+        details: Option<&'a crate::Payload>,
+    ) -> crate::BoxFuture<'a, Result<(), crate::TransportError>> {
+        if let Some((id, attempt)) = core::parse_token(token) {
+            self.inner
+                .change(|core, fx| core.cancelled(id, attempt, details.cloned(), fx));
+        }
+        Box::pin(async { Ok(()) })
+    }
+}

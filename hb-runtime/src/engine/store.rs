@@ -1,0 +1,487 @@
+//! The engine's SQLite file: schema, opening checks, the batching writer thread and reads.
+//!
+//! One writer thread owns the write connection. Writes arrive over a channel; the thread drains
+//! every write waiting, applies them in one transaction and commits, then acknowledges them:
+//! under load one commit carries thousands of writes. Heartbeat writes for the same activity
+//! within one batch coalesce to the newest.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+
+use super::error::EngineError;
+use super::record::{ActivityRow, ActivityState};
+
+/// What identifies an hb engine file (`PRAGMA application_id`, "hb\0\1").
+pub(crate) const APPLICATION_ID: i32 = 0x6862_0001;
+/// The schema this build writes and reads.
+pub(crate) const SCHEMA_VERSION: i32 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS activities (
+    id TEXT PRIMARY KEY NOT NULL,
+    type TEXT NOT NULL,
+    state INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    input BLOB NOT NULL,
+    options TEXT NOT NULL,
+    details BLOB,
+    output BLOB,
+    failure TEXT,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    scheduled_at INTEGER NOT NULL,
+    attempt_started_at INTEGER,
+    last_heartbeat_at INTEGER,
+    next_attempt_at INTEGER,
+    closed_at INTEGER
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS activities_by_state ON activities(state);
+CREATE TABLE IF NOT EXISTS requests (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind TEXT NOT NULL,
+    activity_id TEXT,
+    task_token TEXT,
+    details BLOB,
+    at INTEGER NOT NULL
+);
+";
+
+/// A write for the writer thread.
+#[derive(Debug)]
+pub(crate) enum Write {
+    Insert(Box<ActivityRow>),
+    /// A new attempt started.
+    Started {
+        id: Arc<str>,
+        attempt: u32,
+        at: i64,
+    },
+    Heartbeat {
+        id: Arc<str>,
+        details: Option<Vec<u8>>,
+        at: i64,
+    },
+    /// Any change of state with its fields (completion, failure, retry scheduling, cancel).
+    Transition {
+        id: Arc<str>,
+        state: ActivityState,
+        attempt: u32,
+        details: Option<Vec<u8>>,
+        output: Option<Vec<u8>>,
+        failure: Option<String>,
+        next_attempt_at: Option<i64>,
+        closed_at: Option<i64>,
+    },
+    CancelRequested {
+        id: Arc<str>,
+    },
+    DeleteRequest {
+        seq: i64,
+    },
+}
+
+type Ack = Box<dyn FnOnce(Result<(), EngineError>) + Send>;
+
+/// A handle to the writer thread.
+#[derive(Clone)]
+pub(crate) struct Writer {
+    tx: mpsc::Sender<(Write, Option<Ack>)>,
+}
+
+impl Writer {
+    /// Queues `write`; `ack` runs once it is committed (or failed).
+    pub(crate) fn send(&self, write: Write, ack: Option<Ack>) {
+        if let Err(mpsc::SendError((_, Some(ack)))) = self.tx.send((write, ack)) {
+            ack(Err(EngineError::Closed));
+        }
+    }
+}
+
+/// The lock that keeps a second process from writing the same file.
+#[derive(Debug)]
+pub(crate) struct FileLock {
+    _file: std::fs::File,
+}
+
+pub(crate) fn lock_path(db: &Path) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push(".lock");
+    PathBuf::from(p)
+}
+
+/// Takes the writer lock of `db`, or says who holds it.
+pub(crate) fn lock(db: &Path) -> Result<FileLock, EngineError> {
+    use std::io::Write as _;
+    let path = lock_path(db);
+    let mut file = open_private(&path, false)?;
+    match file.try_lock() {
+        Ok(()) => {
+            let _ = file.set_len(0);
+            let _ = write!(file, "{}", std::process::id());
+            Ok(FileLock { _file: file })
+        }
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            Err(EngineError::Locked {
+                path: db.to_path_buf(),
+                holder: holder.trim().parse().ok(),
+            })
+        }
+        Err(std::fs::TryLockError::Error(e)) => Err(EngineError::io(&path, e)),
+    }
+}
+
+/// Opens (creating if needed) a file readable and writable by its owner only.
+fn open_private(path: &Path, truncate: bool) -> Result<std::fs::File, EngineError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(truncate)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| EngineError::io(path, e))
+}
+
+/// Opens the engine file for writing: creates it (mode 0600) or checks it is an hb file of a
+/// schema this build knows, then sets WAL and creates the tables.
+pub(crate) fn open_write(path: &Path) -> Result<Connection, EngineError> {
+    let existed = path.exists();
+    if !existed {
+        open_private(path, false)?;
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| EngineError::sqlite(path, e))?;
+    check_identity(&conn, path, true)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;",
+    )
+    .map_err(|e| EngineError::sqlite(path, e))?;
+    init(&conn, path)?;
+    Ok(conn)
+}
+
+/// Creates the tables (if missing) and stamps the file as hb's.
+pub(crate) fn init(conn: &Connection, path: &Path) -> Result<(), EngineError> {
+    conn.execute_batch(SCHEMA)
+        .map_err(|e| EngineError::sqlite(path, e))?;
+    conn.execute_batch(&format!(
+        "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
+    ))
+    .map_err(|e| EngineError::sqlite(path, e))
+}
+
+/// Opens the engine file read-only (for the CLI and describe/list): never creates or changes it.
+pub(crate) fn open_read(path: &Path) -> Result<Connection, EngineError> {
+    if !path.exists() {
+        return Err(EngineError::Missing {
+            path: path.to_path_buf(),
+        });
+    }
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(|e| EngineError::sqlite(path, e))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(|e| EngineError::sqlite(path, e))?;
+    check_identity(&conn, path, false)?;
+    Ok(conn)
+}
+
+/// Refuses files that are not SQLite, belong to something else, or have a newer schema.
+fn check_identity(conn: &Connection, path: &Path, may_init: bool) -> Result<(), EngineError> {
+    let pragma = |name: &str| -> Result<i32, EngineError> {
+        conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+            .map_err(|e| EngineError::sqlite(path, e))
+    };
+    let app = pragma("application_id")?;
+    let version = pragma("user_version")?;
+    let tables: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table'",
+            [],
+            |r| r.get(0),
+        )
+        .map_err(|e| EngineError::sqlite(path, e))?;
+    if app == 0 && tables == 0 {
+        return if may_init {
+            Ok(())
+        } else {
+            Err(EngineError::Foreign {
+                path: path.to_path_buf(),
+                reason: "an empty SQLite file, not an hb engine file".into(),
+            })
+        };
+    }
+    if app != APPLICATION_ID {
+        return Err(EngineError::Foreign {
+            path: path.to_path_buf(),
+            reason: format!("SQLite application_id is {app:#x}, not hb's {APPLICATION_ID:#x}"),
+        });
+    }
+    if version > SCHEMA_VERSION {
+        return Err(EngineError::NewerSchema {
+            path: path.to_path_buf(),
+            found: version,
+            supported: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
+/// Starts the writer thread over `conn`.
+pub(crate) fn spawn_writer(conn: Connection, path: PathBuf) -> Writer {
+    let (tx, rx) = mpsc::channel::<(Write, Option<Ack>)>();
+    std::thread::Builder::new()
+        .name("hb-engine-writer".into())
+        .spawn(move || writer_loop(conn, path, rx))
+        .expect("spawning the hb engine writer thread");
+    Writer { tx }
+}
+
+fn writer_loop(mut conn: Connection, path: PathBuf, rx: mpsc::Receiver<(Write, Option<Ack>)>) {
+    let mut batch = Vec::with_capacity(1024);
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        while batch.len() < 16_384 {
+            match rx.try_recv() {
+                Ok(w) => batch.push(w),
+                Err(_) => break,
+            }
+        }
+        let result = apply(&mut conn, &mut batch).map_err(|e| EngineError::sqlite(&path, e));
+        if let Err(e) = &result {
+            tracing::error!(error = %e, writes = batch.len(), "engine write failed; nothing of this batch was stored");
+        }
+        for (_, ack) in batch.drain(..) {
+            if let Some(ack) = ack {
+                ack(result.clone());
+            }
+        }
+    }
+}
+
+fn apply(conn: &mut Connection, batch: &mut [(Write, Option<Ack>)]) -> rusqlite::Result<()> {
+    // Only the newest heartbeat of each activity in the batch is written.
+    let mut newest_heartbeat: HashMap<&str, usize> = HashMap::new();
+    for (i, (w, _)) in batch.iter().enumerate() {
+        if let Write::Heartbeat { id, .. } = w {
+            newest_heartbeat.insert(id, i);
+        }
+    }
+    let tx = conn.transaction()?;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO activities (id, type, state, attempt, input, options, details, scheduled_at, next_attempt_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        )?;
+        let mut started = tx.prepare_cached(
+            "UPDATE activities SET state = ?2, attempt = ?3, attempt_started_at = ?4, last_heartbeat_at = NULL WHERE id = ?1",
+        )?;
+        let mut heartbeat = tx.prepare_cached(
+            "UPDATE activities SET details = coalesce(?2, details), last_heartbeat_at = ?3 WHERE id = ?1",
+        )?;
+        let mut transition = tx.prepare_cached(
+            "UPDATE activities SET state = ?2, attempt = ?3, details = coalesce(?4, details), output = ?5,
+             failure = coalesce(?6, failure), next_attempt_at = ?7, closed_at = ?8 WHERE id = ?1",
+        )?;
+        let mut cancel =
+            tx.prepare_cached("UPDATE activities SET cancel_requested = 1 WHERE id = ?1")?;
+        let mut delete_request = tx.prepare_cached("DELETE FROM requests WHERE seq = ?1")?;
+        for (i, (w, _)) in batch.iter().enumerate() {
+            match w {
+                Write::Insert(row) => {
+                    insert.execute(params![
+                        &*row.id,
+                        row.activity_type,
+                        row.state as i64,
+                        row.attempt,
+                        row.input,
+                        row.options,
+                        row.details,
+                        row.scheduled_at,
+                        row.next_attempt_at,
+                    ])?;
+                }
+                Write::Started { id, attempt, at } => {
+                    started.execute(params![&**id, ActivityState::Running as i64, attempt, at])?;
+                }
+                Write::Heartbeat { id, details, at } => {
+                    if newest_heartbeat.get(&**id) == Some(&i) {
+                        heartbeat.execute(params![&**id, details, at])?;
+                    }
+                }
+                Write::Transition {
+                    id,
+                    state,
+                    attempt,
+                    details,
+                    output,
+                    failure,
+                    next_attempt_at,
+                    closed_at,
+                } => {
+                    transition.execute(params![
+                        &**id,
+                        *state as i64,
+                        attempt,
+                        details,
+                        output,
+                        failure,
+                        next_attempt_at,
+                        closed_at
+                    ])?;
+                }
+                Write::CancelRequested { id } => {
+                    cancel.execute(params![&**id])?;
+                }
+                Write::DeleteRequest { seq } => {
+                    delete_request.execute(params![seq])?;
+                }
+            }
+        }
+    }
+    tx.commit()
+}
+
+const ROW_COLUMNS: &str = "id, type, state, attempt, input, options, details, output, failure,
+    cancel_requested, scheduled_at, attempt_started_at, last_heartbeat_at, next_attempt_at, closed_at";
+
+fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ActivityRow> {
+    let state: i64 = r.get(2)?;
+    Ok(ActivityRow {
+        id: Arc::from(r.get::<_, String>(0)?),
+        activity_type: r.get(1)?,
+        state: ActivityState::from_i64(state).unwrap_or(ActivityState::Unknown),
+        attempt: r.get(3)?,
+        input: r.get(4)?,
+        options: r.get(5)?,
+        details: r.get(6)?,
+        output: r.get(7)?,
+        failure: r.get(8)?,
+        cancel_requested: r.get::<_, i64>(9)? != 0,
+        scheduled_at: r.get(10)?,
+        attempt_started_at: r.get(11)?,
+        last_heartbeat_at: r.get(12)?,
+        next_attempt_at: r.get(13)?,
+        closed_at: r.get(14)?,
+    })
+}
+
+/// A read connection shared by describe/list.
+pub(crate) struct Reader {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl Reader {
+    pub(crate) fn new(conn: Connection, path: PathBuf) -> Self {
+        Reader {
+            conn: Mutex::new(conn),
+            path,
+        }
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, EngineError> {
+        let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&conn).map_err(|e| EngineError::sqlite(&self.path, e))
+    }
+
+    pub(crate) fn get(&self, id: &str) -> Result<Option<ActivityRow>, EngineError> {
+        self.with(|c| {
+            c.prepare_cached(&format!(
+                "SELECT {ROW_COLUMNS} FROM activities WHERE id = ?1"
+            ))?
+            .query_row([id], row_from)
+            .optional()
+        })
+    }
+
+    /// Rows in `states` (all when empty), newest first, at most `limit`.
+    pub(crate) fn list(
+        &self,
+        states: &[ActivityState],
+        limit: usize,
+    ) -> Result<Vec<ActivityRow>, EngineError> {
+        self.with(|c| {
+            let filter = if states.is_empty() {
+                String::new()
+            } else {
+                let list: Vec<String> = states.iter().map(|s| (*s as i64).to_string()).collect();
+                format!("WHERE state IN ({})", list.join(","))
+            };
+            let mut stmt = c.prepare(&format!(
+                "SELECT {ROW_COLUMNS} FROM activities {filter} ORDER BY scheduled_at DESC, id LIMIT ?1"
+            ))?;
+            let rows = stmt.query_map([limit as i64], row_from)?;
+            rows.collect()
+        })
+    }
+
+    /// Every activity not yet closed (for recovery).
+    pub(crate) fn open_rows(&self) -> Result<Vec<ActivityRow>, EngineError> {
+        self.list(
+            &[
+                ActivityState::Scheduled,
+                ActivityState::Running,
+                ActivityState::BackingOff,
+            ],
+            usize::MAX >> 1,
+        )
+    }
+
+    /// Requests other processes left in the file: `(seq, kind, activity_id, task_token, details)`.
+    #[allow(clippy::type_complexity)]
+    pub(crate) fn requests(
+        &self,
+    ) -> Result<Vec<(i64, String, Option<String>, Option<String>, Option<Vec<u8>>)>, EngineError>
+    {
+        self.with(|c| {
+            let mut stmt = c.prepare_cached(
+                "SELECT seq, kind, activity_id, task_token, details FROM requests ORDER BY seq LIMIT 1000",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+            })?;
+            rows.collect()
+        })
+    }
+
+    /// `PRAGMA integrity_check` of the file.
+    pub(crate) fn integrity_check(&self) -> Result<String, EngineError> {
+        self.with(|c| c.query_row("PRAGMA integrity_check", [], |r| r.get(0)))
+    }
+}
+
+/// Adds a request row from outside the engine process (the CLI, an external heartbeater).
+pub(crate) fn insert_request(
+    path: &Path,
+    kind: &str,
+    activity_id: Option<&str>,
+    task_token: Option<&str>,
+    details: Option<&[u8]>,
+    at: i64,
+) -> Result<(), EngineError> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_WRITE)
+        .map_err(|e| EngineError::sqlite(path, e))?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))
+        .map_err(|e| EngineError::sqlite(path, e))?;
+    check_identity(&conn, path, false)?;
+    conn.execute(
+        "INSERT INTO requests (kind, activity_id, task_token, details, at) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![kind, activity_id, task_token, details, at],
+    )
+    .map_err(|e| EngineError::sqlite(path, e))?;
+    Ok(())
+}

@@ -1,0 +1,293 @@
+//! Workers run the engine's attempts: registered activities, a concurrency limit, graceful
+//! shutdown.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::{Engine, EngineError, EngineTransport};
+use crate::definition::{Activity, ActivityOptions, IntoActivity};
+use crate::error::CancelReason;
+use crate::intercept::Interceptor;
+use crate::runner::{AttemptHandle, AttemptRequest, AttemptRunner, RunningAttempt};
+use crate::state::{MissingState, StateMap};
+
+/// An activity behind a pointer, whatever its type.
+trait DynActivity: Send + Sync {
+    fn options(&self) -> ActivityOptions;
+    fn check_state(&self, state: &StateMap) -> Result<(), MissingState>;
+    fn start(&self, runner: &AttemptRunner, request: AttemptRequest) -> RunningAttempt;
+}
+
+impl<A: Activity> DynActivity for A {
+    fn options(&self) -> ActivityOptions {
+        Activity::options(self)
+    }
+    fn check_state(&self, state: &StateMap) -> Result<(), MissingState> {
+        Activity::check_state(self, state)
+    }
+    fn start(&self, runner: &AttemptRunner, request: AttemptRequest) -> RunningAttempt {
+        runner.start(self, request)
+    }
+}
+
+/// Runs attempts of the activities registered with it.
+///
+/// ```
+/// use hb_runtime::engine::{Engine, StartOptions};
+/// use hb_runtime::prelude::*;
+/// use std::sync::Arc;
+/// use std::time::Duration;
+///
+/// #[derive(Debug)]
+/// struct Greeting(String);
+///
+/// #[activity(heartbeat_timeout = "10s")]
+/// async fn greet(ctx: ActivityContext, #[state] g: Arc<Greeting>, name: String) -> Result<String, ActivityError> {
+///     Ok(format!("{} {name}", g.0))
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let engine = Engine::in_memory().await?;
+/// let worker = engine
+///     .worker()
+///     .register(greet)
+///     .state(Arc::new(Greeting("hello".into())))
+///     .max_concurrent(16)
+///     .shutdown_grace(Duration::from_secs(5))
+///     .spawn()?;
+/// let h = engine.client().start(greet, "hb".to_string(), StartOptions::id("g1")).await?;
+/// assert_eq!(h.result().await?, "hello hb");
+/// worker.shutdown().await;
+/// # Ok(()) }
+/// ```
+pub struct Worker {
+    engine: Engine,
+    activities: HashMap<&'static str, Arc<dyn DynActivity>>,
+    max_concurrent: usize,
+    state: StateMap,
+    shutdown_grace: Duration,
+    interceptors: Vec<Arc<dyn Interceptor>>,
+}
+
+impl fmt::Debug for Worker {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Worker")
+            .field("activities", &self.activities.keys().collect::<Vec<_>>())
+            .field("max_concurrent", &self.max_concurrent)
+            .field("state", &self.state)
+            .field("shutdown_grace", &self.shutdown_grace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    pub(crate) fn new(engine: Engine) -> Self {
+        Worker {
+            engine,
+            activities: HashMap::new(),
+            max_concurrent: 100,
+            state: StateMap::new(),
+            shutdown_grace: Duration::from_secs(10),
+            interceptors: Vec::new(),
+        }
+    }
+
+    /// Runs `activity` (an `#[activity]` function's name).
+    pub fn register<F: IntoActivity>(mut self, activity: F) -> Self {
+        let a = activity.into_activity();
+        self.activities
+            .insert(<F::Activity as Activity>::NAME, Arc::new(a));
+        self
+    }
+
+    /// Runs at most `n` attempts at once (default 100).
+    pub fn max_concurrent(mut self, n: usize) -> Self {
+        self.max_concurrent = n.max(1);
+        self
+    }
+
+    /// Provides a resource activities take as a `#[state]` parameter.
+    pub fn state<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.state.insert(value);
+        self
+    }
+
+    /// How long [`WorkerHandle::shutdown`] lets running attempts finish before cancelling
+    /// them with [`CancelReason::WorkerShutdown`] (default 10 s).
+    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
+        self.shutdown_grace = grace;
+        self
+    }
+
+    /// Adds an interceptor around every attempt.
+    pub fn interceptor(mut self, interceptor: impl Interceptor) -> Self {
+        self.interceptors.push(Arc::new(interceptor));
+        self
+    }
+
+    /// Starts polling for attempts on the current tokio runtime.
+    ///
+    /// # Errors
+    /// [`EngineError::MissingState`] when a registered activity takes a `#[state]` the worker
+    /// was not given.
+    pub fn spawn(self) -> Result<WorkerHandle, EngineError> {
+        for a in self.activities.values() {
+            a.check_state(&self.state)?;
+        }
+        let mut runner = AttemptRunner::new(EngineTransport {
+            inner: self.engine.inner.clone(),
+        })
+        .state(self.state);
+        for i in self.interceptors {
+            runner = runner.interceptor(Shared(i));
+        }
+        let stop = CancellationToken::new();
+        let running: Arc<Mutex<HashMap<u64, AttemptHandle>>> = Arc::default();
+        let join = tokio::spawn(poll(
+            self.engine,
+            self.activities,
+            runner,
+            self.max_concurrent,
+            stop.clone(),
+            running.clone(),
+            self.shutdown_grace,
+        ));
+        Ok(WorkerHandle { stop, join })
+    }
+}
+
+struct Shared(Arc<dyn Interceptor>);
+
+impl Interceptor for Shared {
+    fn intercept<'a>(
+        &'a self,
+        ctx: &'a crate::ActivityContext,
+        next: crate::intercept::Next<'a>,
+    ) -> crate::BoxFuture<'a, crate::intercept::AttemptResult> {
+        self.0.intercept(ctx, next)
+    }
+}
+
+/// A running worker.
+#[derive(Debug)]
+pub struct WorkerHandle {
+    stop: CancellationToken,
+    join: tokio::task::JoinHandle<()>,
+}
+
+impl WorkerHandle {
+    /// Stops taking attempts, lets running ones finish within the worker's `shutdown_grace`,
+    /// then cancels the rest with [`CancelReason::WorkerShutdown`] and waits for them to report
+    /// (their last checkpoints flushed).
+    ///
+    /// A shutdown consumes the attempt it interrupts, like Temporal's: the retry follows at
+    /// once (no backoff), resumes from the flushed checkpoint, and counts against
+    /// `max_attempts`.
+    pub async fn shutdown(self) {
+        self.stop.cancel();
+        let _ = self.join.await;
+    }
+}
+
+async fn poll(
+    engine: Engine,
+    activities: HashMap<&'static str, Arc<dyn DynActivity>>,
+    runner: AttemptRunner,
+    max_concurrent: usize,
+    stop: CancellationToken,
+    running: Arc<Mutex<HashMap<u64, AttemptHandle>>>,
+    grace: Duration,
+) {
+    let types: Vec<&str> = activities.keys().copied().collect();
+    let permits = Arc::new(tokio::sync::Semaphore::new(max_concurrent));
+    let mut tasks = JoinSet::new();
+    let inner = engine.inner.clone();
+    let mut next_key = 0u64;
+    loop {
+        let permit = tokio::select! {
+            p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = stop.cancelled() => break,
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
+        };
+        let task = loop {
+            let notified = inner.ready.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            let mut fx = super::core::Effects::default();
+            let task = inner.lock().take(&types, &mut fx);
+            super::core::apply(&inner, fx);
+            if let Some(t) = task {
+                break Some(t);
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = stop.cancelled() => break None,
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+        };
+        let Some(task) = task else { break };
+        let Some(activity) = activities.get(task.activity_type.as_str()) else {
+            continue;
+        };
+        let options = task.options.apply_to(activity.options());
+        let request = AttemptRequest::new(task.id.to_string(), task.token, task.input)
+            .attempt(task.attempt)
+            .details(task.details)
+            .deadline(task.deadline)
+            .options(options);
+        let attempt = activity.start(&runner, request);
+        let handle = attempt.handle();
+        inner.change(|core, fx| {
+            if let Some(live) = core.live.get_mut(&task.id) {
+                if live.attempt == task.attempt {
+                    live.handle = Some(handle.clone());
+                    // A cancel requested before the handle existed is delivered now.
+                    if live.cancel_requested {
+                        fx.cancels.push((handle.clone(), CancelReason::Requested));
+                    }
+                }
+            }
+        });
+        let key = next_key;
+        next_key += 1;
+        running
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(key, handle);
+        let running = running.clone();
+        tasks.spawn(async move {
+            attempt.run().await;
+            running
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .remove(&key);
+            drop(permit);
+        });
+    }
+    // Shutdown: a grace period for running attempts, then WorkerShutdown for the rest.
+    if !tasks.is_empty() {
+        let drained =
+            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+        if drained.is_err() {
+            let handles: Vec<AttemptHandle> = running
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .values()
+                .cloned()
+                .collect();
+            tracing::info!(
+                attempts = handles.len(),
+                "worker shutdown: cancelling attempts still running after the grace period"
+            );
+            for h in handles {
+                h.cancel(CancelReason::WorkerShutdown);
+            }
+            while tasks.join_next().await.is_some() {}
+        }
+    }
+}
