@@ -41,12 +41,14 @@
 mod client;
 mod core;
 mod error;
+mod inspect;
 mod record;
 mod store;
 mod worker;
 
 pub use client::{ActivityHandle, Client, Description, ListFilter, StartOptions};
 pub use error::EngineError;
+pub use inspect::Inspector;
 pub use record::{ActivityFailure, ActivityState, TimeoutKind};
 pub use worker::{Worker, WorkerHandle};
 
@@ -110,6 +112,27 @@ impl Inner {
     }
 }
 
+/// Options of [`Engine::open_with`].
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct EngineOptions {
+    max_file_size: Option<u64>,
+}
+
+impl EngineOptions {
+    /// Caps the file at about `bytes`: a write that would grow it further fails as a full disk
+    /// would ([`EngineError::Storage`], nothing of that write stored), instead of filling the disk.
+    ///
+    /// ```
+    /// let o = hb_runtime::engine::EngineOptions::default().max_file_size(64 << 20);
+    /// # let _ = o;
+    /// ```
+    pub fn max_file_size(mut self, bytes: u64) -> Self {
+        self.max_file_size = Some(bytes);
+        self
+    }
+}
+
 /// The embedded engine: durable activities in one SQLite file.
 ///
 /// Cheap to clone; clones share the engine. Background tasks stop when the last clone is
@@ -136,10 +159,21 @@ impl Engine {
     /// [`EngineError::Corrupt`] or [`EngineError::NewerSchema`] for a file hb will not touch,
     /// [`EngineError::Storage`] for I/O failures.
     pub async fn open(path: impl AsRef<Path>) -> Result<Engine, EngineError> {
+        Self::open_with(path, EngineOptions::default()).await
+    }
+
+    /// [`Engine::open`] with options.
+    pub async fn open_with(
+        path: impl AsRef<Path>,
+        options: EngineOptions,
+    ) -> Result<Engine, EngineError> {
         let path = path.as_ref().to_path_buf();
         let opened = tokio::task::spawn_blocking(move || -> Result<_, EngineError> {
             let lock = store::lock(&path)?;
             let write = store::open_write(&path)?;
+            if let Some(max) = options.max_file_size {
+                store::limit_size(&write, &path, max)?;
+            }
             let read = store::open_read(&path)?;
             Ok((path, lock, write, read))
         })

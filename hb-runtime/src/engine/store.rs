@@ -134,6 +134,20 @@ pub(crate) fn lock(db: &Path) -> Result<FileLock, EngineError> {
     }
 }
 
+/// Whether some process holds the writer lock of `db` (without taking it).
+pub(crate) fn is_locked(db: &Path) -> bool {
+    let Ok(file) = std::fs::File::open(lock_path(db)) else {
+        return false;
+    };
+    match file.try_lock_shared() {
+        Ok(()) => {
+            let _ = file.unlock();
+            false
+        }
+        Err(_) => true,
+    }
+}
+
 /// Opens (creating if needed) a file readable and writable by its owner only.
 fn open_private(path: &Path, truncate: bool) -> Result<std::fs::File, EngineError> {
     use std::os::unix::fs::OpenOptionsExt;
@@ -176,6 +190,16 @@ pub(crate) fn init(conn: &Connection, path: &Path) -> Result<(), EngineError> {
         "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
     ))
     .map_err(|e| EngineError::sqlite(path, e))
+}
+
+/// Caps the file's size (`PRAGMA max_page_count`).
+pub(crate) fn limit_size(conn: &Connection, path: &Path, bytes: u64) -> Result<(), EngineError> {
+    let page: i64 = conn
+        .query_row("PRAGMA page_size", [], |r| r.get(0))
+        .map_err(|e| EngineError::sqlite(path, e))?;
+    let pages = (bytes / page.max(512) as u64).max(1);
+    conn.query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()))
+        .map_err(|e| EngineError::sqlite(path, e))
 }
 
 /// Opens the engine file read-only (for the CLI and describe/list): never creates or changes it.

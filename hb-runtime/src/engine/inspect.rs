@@ -1,0 +1,86 @@
+//! Reading an engine file from outside the engine's process: what the `hb` CLI uses.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use super::client::{Description, ListFilter};
+use super::store::{self, Reader};
+use super::EngineError;
+
+/// A read-only view of an engine file. Never creates, locks or changes the file; works while
+/// an engine has it open.
+///
+/// ```
+/// use hb_runtime::engine::{Engine, Inspector, ListFilter, EngineError};
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), EngineError> {
+/// let dir = std::env::temp_dir().join(format!("hb-doc-inspect-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir).unwrap();
+/// let path = dir.join("hb.db");
+/// let engine = Engine::open(&path).await?;
+/// let inspector = Inspector::open(&path)?;
+/// assert!(inspector.list(&ListFilter::all())?.is_empty());
+/// assert!(matches!(Inspector::open(dir.join("missing.db")), Err(EngineError::Missing { .. })));
+/// # drop(engine); std::fs::remove_dir_all(&dir).ok(); Ok(()) }
+/// ```
+pub struct Inspector {
+    reader: Reader,
+    path: PathBuf,
+}
+
+impl fmt::Debug for Inspector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Inspector")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl Inspector {
+    /// Opens `path` read-only.
+    ///
+    /// # Errors
+    /// [`EngineError::Missing`], [`EngineError::Foreign`], [`EngineError::Corrupt`],
+    /// [`EngineError::NewerSchema`], [`EngineError::Storage`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Inspector, EngineError> {
+        let path = path.as_ref().to_path_buf();
+        let conn = store::open_read(&path)?;
+        Ok(Inspector {
+            reader: Reader::new(conn, path.clone()),
+            path,
+        })
+    }
+
+    /// The file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Activities matching `filter`, newest first.
+    pub fn list(&self, filter: &ListFilter) -> Result<Vec<Description>, EngineError> {
+        Ok(self
+            .reader
+            .list(&filter.states, filter.limit.unwrap_or(1000))?
+            .into_iter()
+            .map(Description::from_row)
+            .collect())
+    }
+
+    /// Activity `id`.
+    pub fn get(&self, id: &str) -> Result<Description, EngineError> {
+        self.reader
+            .get(id)?
+            .map(Description::from_row)
+            .ok_or_else(|| EngineError::NotFound { id: id.to_owned() })
+    }
+
+    /// Whether an engine process holds the file for writing now.
+    pub fn engine_running(&self) -> bool {
+        store::is_locked(&self.path)
+    }
+
+    /// `PRAGMA integrity_check`: `"ok"` when the file is sound.
+    pub fn integrity_check(&self) -> Result<String, EngineError> {
+        self.reader.integrity_check()
+    }
+}
