@@ -1,18 +1,24 @@
-//! A batch activity that dies partway through and resumes from its checkpoint.
+//! hb in one minute: a batch activity on the durable embedded engine, whose first attempt dies
+//! partway and whose retry resumes from the last checkpoint.
 //!
 //! Run: `cargo run --example quickstart`
 //!
-//! The first attempt processes items until it fails at item 37 (a simulated crash); its last
-//! checkpoint was flushed as it ended. The retry reads that checkpoint and carries on from
-//! there instead of starting over. (This example runs each attempt through hb's test kit,
-//! which stands in for a backend; the durable embedded engine serves the same activity.)
+//! What happens:
+//! 1. An engine opens a SQLite file (in the temp directory) and a worker registers
+//!    `process_batch`.
+//! 2. A client starts it on 200 items. Every item is checkpointed (`ctx.checkpoint(&p)`, a few
+//!    nanoseconds); the heartbeat pump ships the latest checkpoint every 250 ms.
+//! 3. Attempt 1 panics at item 120 (a simulated crash). Its last checkpoint was flushed as it
+//!    died, so the engine's retry (attempt 2) starts at item 120, not 0.
+//! 4. The report says which item the retry resumed from.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use hb_runtime::engine::{ActivityState, Engine, StartOptions};
 use hb_runtime::prelude::*;
-use hb_runtime::testing::ActivityEnvironment;
+use indicatif::{ProgressBar, ProgressStyle};
 
-/// Progress through a batch: the next item to process.
+/// How far the batch got: what a retry resumes from.
 #[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug)]
 #[checkpoint(version = 1)]
 struct Progress {
@@ -26,8 +32,9 @@ struct Progress {
 #[derive(Serialize, Deserialize, Debug)]
 struct Batch {
     items: u64,
-    /// Fail once this item is reached (simulates a crash on the first attempt).
-    crash_at: Option<u64>,
+    item_ms: u64,
+    /// The first attempt dies when it reaches this item.
+    crash_at: u64,
 }
 
 #[derive(Serialize, Deserialize, Debug)]
@@ -38,11 +45,11 @@ struct Report {
     sum: u64,
 }
 
-/// Sums the squares of `0..items`, one item every 10 ms, checkpointing after each.
+/// Sums the squares of `0..items`, one item every `item_ms`.
 #[activity(
-    heartbeat_timeout = "2s",
+    heartbeat_timeout = "500ms",
     start_to_close_timeout = "1m",
-    retry(max_attempts = 3, initial_interval = "100ms")
+    retry(max_attempts = 3, initial_interval = "200ms")
 )]
 async fn process_batch(
     ctx: ActivityContext,
@@ -52,13 +59,10 @@ async fn process_batch(
     let resumed_from = p.next;
     p.total = batch.items;
     while p.next < batch.items {
-        if Some(p.next) == batch.crash_at {
-            return Err(ActivityError::retryable(
-                "Crash",
-                format!("simulated crash at item {}", p.next),
-            ));
+        if ctx.info().attempt == 1 && p.next == batch.crash_at {
+            panic!("simulated crash at item {}", p.next);
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(batch.item_ms)).await;
         p.sum += p.next * p.next;
         p.next += 1;
         ctx.checkpoint(&p)?;
@@ -71,55 +75,93 @@ async fn process_batch(
     })
 }
 
+/// Prints above the bar, or plainly when there is no terminal to draw it on.
+fn say(bar: &ProgressBar, line: String) {
+    if bar.is_hidden() {
+        println!("{line}");
+    } else {
+        bar.println(line);
+    }
+}
+
 #[tokio::main]
-async fn main() {
-    let items = 100;
-    println!("attempt 1: processing {items} items");
-    let first = ActivityEnvironment::new()
-        .activity_id("batch-42")
-        .run(
-            process_batch,
-            Batch {
-                items,
-                crash_at: Some(37),
-            },
-        )
-        .await;
-    let checkpoint = first.last_checkpoint.expect("a checkpoint was flushed");
-    let err = first.result.expect_err("the first attempt crashes");
-    println!(
-        "attempt 1 failed: {err} (retryable: {}); {} heartbeats sent; last checkpoint: item {} of {}",
-        err.is_retryable(),
-        first.heartbeats.len(),
-        checkpoint.next,
-        checkpoint.total
-    );
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // A quiet panic message: the crash is on purpose.
+    std::panic::set_hook(Box::new(|_| {}));
+    let path = std::env::temp_dir().join(format!("hb-quickstart-{}.db", std::process::id()));
+    let started = Instant::now();
 
-    let policy = hb_runtime::Activity::options(&process_batch()).retry;
-    assert!(policy.should_retry(1, &err));
-    println!(
-        "retrying in {:?} (policy: {:?})",
-        policy.delay_after(1),
-        policy
-    );
-    tokio::time::sleep(policy.delay_after(1)).await;
+    let engine = Engine::open(&path).await?;
+    println!("engine file: {}", path.display());
+    let worker = engine
+        .worker()
+        .register(process_batch)
+        .max_concurrent(4)
+        .spawn()?;
 
-    let second = ActivityEnvironment::new()
-        .activity_id("batch-42")
-        .attempt(2)
-        .with_checkpoint(checkpoint)
-        .run(
-            process_batch,
-            Batch {
-                items,
-                crash_at: None,
-            },
-        )
-        .await;
-    let report = second.result.expect("the retry completes");
+    let batch = Batch {
+        items: 200,
+        item_ms: 10,
+        crash_at: 120,
+    };
+    let handle = engine
+        .client()
+        .start(process_batch, batch, StartOptions::id("batch-42"))
+        .await?;
+
+    let bar = ProgressBar::new(200);
+    bar.set_style(
+        ProgressStyle::with_template("{prefix:>10} [{bar:40}] {pos:>3}/{len} {msg}")?
+            .progress_chars("=> "),
+    );
+    let mut attempt_seen = 0;
+    loop {
+        let d = handle.describe().await?;
+        if d.attempt != attempt_seen {
+            if attempt_seen > 0 {
+                let resumed = d.checkpoint::<Progress>().map_or(0, |p| p.next);
+                let why = d
+                    .last_failure
+                    .as_ref()
+                    .map_or_else(String::new, |f| f.to_string());
+                say(&bar, format!(
+                    "attempt {attempt_seen} died: {why}\nattempt {} resumes from item {resumed} (its last checkpoint)",
+                    d.attempt
+                ));
+            }
+            if attempt_seen == 0 {
+                say(&bar, format!("attempt {} started", d.attempt));
+            }
+            attempt_seen = d.attempt;
+            bar.set_prefix(format!("attempt {}", d.attempt));
+        }
+        if let Some(p) = d.progress {
+            bar.set_position(p.done);
+        }
+        bar.set_message(d.state.to_string());
+        if d.state.is_closed() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    bar.finish();
+
+    let report = handle.result().await?;
     println!(
-        "attempt {} resumed from item {} and processed {} items; sum of squares = {}",
+        "\nreport: attempt {} resumed from item {} and processed {} items; sum of squares = {}",
         report.attempt, report.resumed_from, report.processed, report.sum
     );
-    assert_eq!(report.sum, (0..items).map(|i| i * i).sum::<u64>());
+    let expected: u64 = (0..200u64).map(|i| i * i).sum();
+    assert_eq!(report.sum, expected, "every item counted exactly once");
+    assert_eq!(handle.describe().await?.state, ActivityState::Completed);
+    println!("done in {:.1?}", started.elapsed());
+
+    worker.shutdown().await;
+    drop(engine);
+    for suffix in ["", "-wal", "-shm", ".lock"] {
+        let mut p = path.clone().into_os_string();
+        p.push(suffix);
+        let _ = std::fs::remove_file(p);
+    }
+    Ok(())
 }

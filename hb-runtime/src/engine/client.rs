@@ -295,14 +295,6 @@ impl Client {
         {
             return existing(t);
         }
-        let inner = self.inner().clone();
-        let key = id.to_owned();
-        let stored = tokio::task::spawn_blocking(move || inner.reader.get(&key))
-            .await
-            .map_err(|_| EngineError::Closed)??;
-        if let Some(row) = stored {
-            return existing(row.activity_type);
-        }
         let scheduled_at = core::now_ms();
         let id: Arc<str> = Arc::from(id);
         let row = ActivityRow {
@@ -323,34 +315,40 @@ impl Client {
             closed_at: None,
         };
         let live = Live::from_row(row.clone());
-        // Stored first: the writer applies writes in order, so the insert precedes anything a
-        // worker writes about the activity.
+        // The primary key decides between concurrent starts of one id (no read first): the
+        // activity becomes runnable only once its row is stored.
         let (tx, rx) = oneshot::channel();
-        {
-            let mut core = self.inner().lock();
-            if let Some(l) = core.live.get(&id) {
-                let found = l.activity_type.clone();
-                drop(core);
-                return existing(found);
-            }
-            self.inner().writer.send(
-                Write::Insert(Box::new(row)),
-                Some(Box::new(move |r| {
-                    let _ = tx.send(r);
-                })),
-            );
-            let mut fx = core::Effects::default();
-            core.admit(live, &mut fx);
-            drop(core);
-            core::apply(self.inner(), fx);
+        self.inner().writer.send(
+            Write::Insert(Box::new(row)),
+            Some(Box::new(move |r| {
+                let _ = tx.send(r);
+            })),
+        );
+        let inserted = rx.await.unwrap_or(Err(EngineError::Closed))?;
+        if inserted {
+            self.inner().change(|core, fx| core.admit(live, fx));
+            return Ok(());
         }
-        match rx.await.unwrap_or(Err(EngineError::Closed)) {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                // Not stored: forget it, so nothing runs that a restart would not know.
-                self.inner().lock().live.remove(&id);
-                Err(e)
-            }
+        if let Some(t) = self
+            .inner()
+            .lock()
+            .live
+            .get(&id)
+            .map(|l| l.activity_type.clone())
+        {
+            return existing(t);
+        }
+        let inner = self.inner().clone();
+        let key = id.to_string();
+        let stored = tokio::task::spawn_blocking(move || inner.reader.get(&key))
+            .await
+            .map_err(|_| EngineError::Closed)??;
+        match stored {
+            Some(row) => existing(row.activity_type),
+            None => Err(EngineError::Storage {
+                path: self.inner().path.clone(),
+                message: format!("activity `{id}` was neither inserted nor found"),
+            }),
         }
     }
 

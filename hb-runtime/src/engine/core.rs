@@ -673,12 +673,11 @@ pub(crate) fn apply(inner: &Arc<Inner>, fx: Effects) {
             } if closed.contains(id) => {
                 let weak: Weak<Inner> = Arc::downgrade(inner);
                 let id = id.clone();
-                Some(Box::new(move |r: Result<(), super::EngineError>| {
+                Some(Box::new(move |r: Result<bool, super::EngineError>| {
                     if let Some(inner) = weak.upgrade() {
                         inner.on_closed_committed(&id, r);
                     }
-                })
-                    as Box<dyn FnOnce(Result<(), super::EngineError>) + Send>)
+                }) as super::store::Ack)
             }
             _ => None,
         };

@@ -89,11 +89,11 @@ impl Inner {
     }
 
     /// A closing write was committed (or failed): answer the waiters and forget the activity.
-    pub(crate) fn on_closed_committed(&self, id: &Arc<str>, result: Result<(), EngineError>) {
+    pub(crate) fn on_closed_committed(&self, id: &Arc<str>, result: Result<bool, EngineError>) {
         let live = self.lock().live.remove(id);
         let Some(live) = live else { return };
         let closed = match result {
-            Ok(()) => live.closing.unwrap_or(core::Closed {
+            Ok(_) => live.closing.unwrap_or(core::Closed {
                 state: live.state,
                 output: None,
                 failure: None,

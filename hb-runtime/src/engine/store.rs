@@ -83,7 +83,9 @@ pub(crate) enum Write {
     },
 }
 
-type Ack = Box<dyn FnOnce(Result<(), EngineError>) + Send>;
+/// Runs once a write is committed: `Ok(true)` when it changed the file (`Ok(false)`: an
+/// insert of an id that exists), or why nothing of its batch was stored.
+pub(crate) type Ack = Box<dyn FnOnce(Result<bool, EngineError>) + Send>;
 
 /// A handle to the writer thread.
 #[derive(Clone)]
@@ -282,18 +284,28 @@ fn writer_loop(mut conn: Connection, path: PathBuf, rx: mpsc::Receiver<(Write, O
             }
         }
         let result = apply(&mut conn, &mut batch).map_err(|e| EngineError::sqlite(&path, e));
-        if let Err(e) = &result {
-            tracing::error!(error = %e, writes = batch.len(), "engine write failed; nothing of this batch was stored");
-        }
-        for (_, ack) in batch.drain(..) {
-            if let Some(ack) = ack {
-                ack(result.clone());
+        match result {
+            Ok(changed) => {
+                for ((_, ack), changed) in batch.drain(..).zip(changed) {
+                    if let Some(ack) = ack {
+                        ack(Ok(changed));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, writes = batch.len(), "engine write failed; nothing of this batch was stored");
+                for (_, ack) in batch.drain(..) {
+                    if let Some(ack) = ack {
+                        ack(Err(e.clone()));
+                    }
+                }
             }
         }
     }
 }
 
-fn apply(conn: &mut Connection, batch: &mut [(Write, Option<Ack>)]) -> rusqlite::Result<()> {
+fn apply(conn: &mut Connection, batch: &mut [(Write, Option<Ack>)]) -> rusqlite::Result<Vec<bool>> {
+    let mut changed = vec![true; batch.len()];
     // Only the newest heartbeat of each activity in the batch is written.
     let mut newest_heartbeat: HashMap<&str, usize> = HashMap::new();
     for (i, (w, _)) in batch.iter().enumerate() {
@@ -304,7 +316,7 @@ fn apply(conn: &mut Connection, batch: &mut [(Write, Option<Ack>)]) -> rusqlite:
     let tx = conn.transaction()?;
     {
         let mut insert = tx.prepare_cached(
-            "INSERT INTO activities (id, type, state, attempt, input, options, details, scheduled_at, next_attempt_at)
+            "INSERT OR IGNORE INTO activities (id, type, state, attempt, input, options, details, scheduled_at, next_attempt_at)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )?;
         let mut started = tx.prepare_cached(
@@ -323,17 +335,18 @@ fn apply(conn: &mut Connection, batch: &mut [(Write, Option<Ack>)]) -> rusqlite:
         for (i, (w, _)) in batch.iter().enumerate() {
             match w {
                 Write::Insert(row) => {
-                    insert.execute(params![
-                        &*row.id,
-                        row.activity_type,
-                        row.state as i64,
-                        row.attempt,
-                        row.input,
-                        row.options,
-                        row.details,
-                        row.scheduled_at,
-                        row.next_attempt_at,
-                    ])?;
+                    changed[i] = 1
+                        == insert.execute(params![
+                            &*row.id,
+                            row.activity_type,
+                            row.state as i64,
+                            row.attempt,
+                            row.input,
+                            row.options,
+                            row.details,
+                            row.scheduled_at,
+                            row.next_attempt_at,
+                        ])?;
                 }
                 Write::Started { id, attempt, at } => {
                     started.execute(params![&**id, ActivityState::Running as i64, attempt, at])?;
@@ -373,7 +386,8 @@ fn apply(conn: &mut Connection, batch: &mut [(Write, Option<Ack>)]) -> rusqlite:
             }
         }
     }
-    tx.commit()
+    tx.commit()?;
+    Ok(changed)
 }
 
 const ROW_COLUMNS: &str = "id, type, state, attempt, input, options, details, output, failure,
