@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 #[non_exhaustive]
 pub enum EngineError {
     /// Another process holds the file for writing.
-    #[error("{} is in use by another process{}; only one engine may write a file at a time (the hb CLI reads it meanwhile)", path.display(), holder.map(|p| format!(" (pid {p})")).unwrap_or_default())]
+    #[error("{} is in use by {}; only one engine may write a file at a time (the hb CLI reads it meanwhile)", path.display(), holder_text(*holder))]
     Locked {
         /// The engine file.
         path: PathBuf,
@@ -93,6 +93,16 @@ pub enum EngineError {
     /// The engine has shut down.
     #[error("the engine has shut down")]
     Closed,
+}
+
+fn holder_text(holder: Option<u32>) -> String {
+    match holder {
+        Some(pid) if pid == std::process::id() => {
+            format!("another engine of this process (pid {pid})")
+        }
+        Some(pid) => format!("another process (pid {pid})"),
+        None => "another process".to_owned(),
+    }
 }
 
 impl EngineError {

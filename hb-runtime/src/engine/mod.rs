@@ -67,12 +67,35 @@ use self::store::{Reader, Writer};
 pub(crate) struct Inner {
     pub(crate) path: PathBuf,
     pub(crate) writer: Writer,
-    pub(crate) reader: Reader,
+    pub(crate) reader: Arc<Reader>,
     core: Mutex<Core>,
     pub(crate) ready: Notify,
     pub(crate) timers: mpsc::UnboundedSender<(core::Timer, tokio::time::Instant)>,
-    _lock: Option<store::FileLock>,
+    /// The writer thread; it holds the file's lock until it has finished.
+    writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     stop: tokio_util::sync::CancellationToken,
+}
+
+impl Drop for Inner {
+    /// The last handle is gone: stop the background tasks, and let the writer commit what is
+    /// queued, checkpoint the WAL and release the file before this returns, so the file can be
+    /// reopened at once (by this process or another).
+    fn drop(&mut self) {
+        self.stop.cancel();
+        self.writer.send(store::Write::Stop, None);
+        let thread = self
+            .writer_thread
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(t) = thread {
+            // Dropped by the writer thread itself (an acknowledgement held the last handle):
+            // it finishes on its own.
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
+        }
+    }
 }
 
 impl Inner {
@@ -169,13 +192,27 @@ impl Engine {
     ) -> Result<Engine, EngineError> {
         let path = path.as_ref().to_path_buf();
         let opened = tokio::task::spawn_blocking(move || -> Result<_, EngineError> {
+            let lock_existed = store::lock_path(&path).exists();
             let lock = store::lock(&path)?;
-            let write = store::open_write(&path)?;
-            if let Some(max) = options.max_file_size {
-                store::limit_size(&write, &path, max)?;
+            let opened = (|| {
+                let write = store::open_write(&path)?;
+                if let Some(max) = options.max_file_size {
+                    store::limit_size(&write, &path, max)?;
+                }
+                let read = store::open_read(&path)?;
+                Ok((write, read))
+            })();
+            match opened {
+                Ok((write, read)) => Ok((path, lock, write, read)),
+                Err(e) => {
+                    // Leave nothing behind beside a file we refused.
+                    drop(lock);
+                    if !lock_existed {
+                        let _ = std::fs::remove_file(store::lock_path(&path));
+                    }
+                    Err(e)
+                }
             }
-            let read = store::open_read(&path)?;
-            Ok((path, lock, write, read))
         })
         .await
         .map_err(|_| EngineError::Closed)??;
@@ -210,9 +247,10 @@ impl Engine {
         write: rusqlite::Connection,
         read: rusqlite::Connection,
     ) -> Result<Engine, EngineError> {
-        let reader = Reader::new(read, path.clone());
+        let reader = Arc::new(Reader::new(read, path.clone()));
+        // Everything is read (and a damaged file refused) before anything is written.
         let rows = reader.open_rows()?;
-        let writer = store::spawn_writer(write, path.clone());
+        let (writer, writer_thread) = store::spawn_writer(write, path.clone(), lock);
         let (timers, timer_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
             path,
@@ -221,7 +259,7 @@ impl Engine {
             core: Mutex::new(Core::default()),
             ready: Notify::new(),
             timers,
-            _lock: lock,
+            writer_thread: Mutex::new(Some(writer_thread)),
             stop: tokio_util::sync::CancellationToken::new(),
         });
         let recovered = rows.len();
@@ -277,17 +315,22 @@ async fn poll_requests(weak: std::sync::Weak<Inner>, stop: tokio_util::sync::Can
             _ = tick.tick() => {}
             _ = stop.cancelled() => return,
         }
+        // Only the reader is held across the read: the engine may go away meanwhile.
+        let Some(reader) = weak.upgrade().map(|i| i.reader.clone()) else {
+            return;
+        };
+        let requests = match tokio::task::spawn_blocking(move || reader.requests()).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::warn!(error = %e, "cannot read queued requests");
+                continue;
+            }
+            Err(_) => return,
+        };
+        if requests.is_empty() {
+            continue;
+        }
         let Some(inner) = weak.upgrade() else { return };
-        let reader_inner = inner.clone();
-        let requests =
-            match tokio::task::spawn_blocking(move || reader_inner.reader.requests()).await {
-                Ok(Ok(r)) => r,
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "cannot read queued requests");
-                    continue;
-                }
-                Err(_) => return,
-            };
         for (seq, kind, activity_id, token, details) in requests {
             match (kind.as_str(), activity_id, token) {
                 ("cancel", Some(id), _) => {

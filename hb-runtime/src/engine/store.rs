@@ -78,6 +78,8 @@ pub(crate) enum Write {
     CancelRequested {
         id: Arc<str>,
     },
+    /// Ends the writer thread once everything before it is committed.
+    Stop,
     DeleteRequest {
         seq: i64,
     },
@@ -184,8 +186,16 @@ pub(crate) fn open_write(path: &Path) -> Result<Connection, EngineError> {
     Ok(conn)
 }
 
-/// Creates the tables (if missing) and stamps the file as hb's.
+/// Creates the tables (if missing) and stamps the file as hb's. An hb file of this schema is
+/// not written to at all: a damaged one must be refused before anything touches it.
 pub(crate) fn init(conn: &Connection, path: &Path) -> Result<(), EngineError> {
+    let stamp = |name: &str| -> Result<i32, EngineError> {
+        conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
+            .map_err(|e| EngineError::sqlite(path, e))
+    };
+    if stamp("application_id")? == APPLICATION_ID && stamp("user_version")? == SCHEMA_VERSION {
+        return Ok(());
+    }
     conn.execute_batch(SCHEMA)
         .map_err(|e| EngineError::sqlite(path, e))?;
     conn.execute_batch(&format!(
@@ -264,25 +274,41 @@ fn check_identity(conn: &Connection, path: &Path, may_init: bool) -> Result<(), 
 }
 
 /// Starts the writer thread over `conn`.
-pub(crate) fn spawn_writer(conn: Connection, path: PathBuf) -> Writer {
+/// Starts the writer thread over `conn`. It holds the file's lock until it has committed every
+/// write, checkpointed the WAL into the file and closed its connection.
+pub(crate) fn spawn_writer(
+    conn: Connection,
+    path: PathBuf,
+    lock: Option<FileLock>,
+) -> (Writer, std::thread::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel::<(Write, Option<Ack>)>();
-    std::thread::Builder::new()
+    let thread = std::thread::Builder::new()
         .name("hb-engine-writer".into())
-        .spawn(move || writer_loop(conn, path, rx))
+        .spawn(move || {
+            let conn = writer_loop(conn, path, rx);
+            let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
+            drop(conn);
+            drop(lock);
+        })
         .expect("spawning the hb engine writer thread");
-    Writer { tx }
+    (Writer { tx }, thread)
 }
 
-fn writer_loop(mut conn: Connection, path: PathBuf, rx: mpsc::Receiver<(Write, Option<Ack>)>) {
+fn writer_loop(
+    mut conn: Connection,
+    path: PathBuf,
+    rx: mpsc::Receiver<(Write, Option<Ack>)>,
+) -> Connection {
     let mut batch = Vec::with_capacity(1024);
     while let Ok(first) = rx.recv() {
         batch.push(first);
-        while batch.len() < 16_384 {
+        while batch.len() < 16_384 && !matches!(batch.last(), Some((Write::Stop, _))) {
             match rx.try_recv() {
                 Ok(w) => batch.push(w),
                 Err(_) => break,
             }
         }
+        let stop = matches!(batch.last(), Some((Write::Stop, _)));
         let result = apply(&mut conn, &mut batch).map_err(|e| EngineError::sqlite(&path, e));
         match result {
             Ok(changed) => {
@@ -301,7 +327,11 @@ fn writer_loop(mut conn: Connection, path: PathBuf, rx: mpsc::Receiver<(Write, O
                 }
             }
         }
+        if stop {
+            break;
+        }
     }
+    conn
 }
 
 fn apply(conn: &mut Connection, batch: &mut [(Write, Option<Ack>)]) -> rusqlite::Result<Vec<bool>> {
@@ -383,6 +413,7 @@ fn apply(conn: &mut Connection, batch: &mut [(Write, Option<Ack>)]) -> rusqlite:
                 Write::DeleteRequest { seq } => {
                     delete_request.execute(params![seq])?;
                 }
+                Write::Stop => {}
             }
         }
     }
