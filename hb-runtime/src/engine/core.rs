@@ -296,6 +296,22 @@ impl Core {
             return Ok(HeartbeatReply::not_found());
         };
         if !live.is_current(attempt) {
+            // The last word of an attempt the engine already timed out (its final flush): the
+            // retry, not started yet, resumes from it.
+            let awaiting_retry = matches!(
+                live.state,
+                ActivityState::BackingOff | ActivityState::Scheduled
+            );
+            if live.attempt == attempt && live.closing.is_none() && awaiting_retry {
+                if let Some(d) = details {
+                    live.details = Some(d.clone());
+                    fx.writes.push(Write::Heartbeat {
+                        id: live.id.clone(),
+                        details: Some(d.data().to_vec()),
+                        at: now_ms(),
+                    });
+                }
+            }
             return Ok(if live.attempt == attempt {
                 HeartbeatReply::timed_out()
             } else {
