@@ -30,11 +30,15 @@ async fn count_primes(
         s.total = limit;
         while s.next < limit {
             let n = s.next;
-            if n >= 2 && (2..).take_while(|d| d * d <= n).all(|d| n % d != 0) {
+            if n >= 2
+                && (2..)
+                    .take_while(|d| d * d <= n)
+                    .all(|d| !n.is_multiple_of(d))
+            {
                 s.found += 1;
             }
             s.next += 1;
-            if n % 4096 == 0 {
+            if n.is_multiple_of(4096) {
                 ctx.checkpoint(&s)?;
                 if ctx.is_cancelled() {
                     return Err(ActivityError::retryable("Cancelled", "stopped"));

@@ -223,14 +223,14 @@ enum StoredFailure {
         error_type: String,
         message: String,
         non_retryable: bool,
-        details: Option<Box<serde_json::value::RawValue>>,
+        details: Option<serde_json::Value>,
     },
     Timeout {
         timeout: TimeoutKind,
-        details: Option<Box<serde_json::value::RawValue>>,
+        details: Option<serde_json::Value>,
     },
     Cancelled {
-        details: Option<Box<serde_json::value::RawValue>>,
+        details: Option<serde_json::Value>,
     },
     RetriesExhausted {
         attempts: u32,
@@ -241,15 +241,14 @@ enum StoredFailure {
     },
 }
 
-fn raw(p: &Option<Payload>) -> Option<Box<serde_json::value::RawValue>> {
-    p.as_ref().and_then(|p| {
-        serde_json::value::RawValue::from_string(String::from_utf8_lossy(p.data()).into_owned())
-            .ok()
-    })
+fn raw(p: &Option<Payload>) -> Option<serde_json::Value> {
+    p.as_ref()
+        .and_then(|p| serde_json::from_slice(p.data()).ok())
 }
 
-fn payload(r: Option<Box<serde_json::value::RawValue>>) -> Option<Payload> {
-    r.map(|r| Payload::from_json_bytes(r.get().as_bytes().to_vec()))
+fn payload(v: Option<serde_json::Value>) -> Option<Payload> {
+    v.and_then(|v| serde_json::to_vec(&v).ok())
+        .map(Payload::from_json_bytes)
 }
 
 impl From<&ActivityFailure> for StoredFailure {

@@ -1,0 +1,78 @@
+//! `hb show ID`: everything stored of one activity.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::SystemTime;
+
+use hb_runtime::engine::Inspector;
+use hb_runtime::Payload;
+
+use crate::fmt;
+use crate::Failure;
+
+pub(crate) fn run(path: &Path, id: &str, raw: bool) -> Result<(), Failure> {
+    let inspector = Inspector::open(path)?;
+    let d = inspector.get(id)?;
+    let now = SystemTime::now();
+    let time = |t: Option<SystemTime>| t.map_or_else(|| "-".to_owned(), |t| fmt::time(t, now));
+    let mut out = String::new();
+    field(&mut out, "id", fmt::clean(&d.id));
+    field(&mut out, "type", fmt::clean(&d.activity_type));
+    field(&mut out, "state", d.state.to_string());
+    field(&mut out, "attempt", d.attempt.to_string());
+    field(&mut out, "progress", fmt::progress(d.progress));
+    field(
+        &mut out,
+        "cancel requested",
+        if d.cancel_requested { "yes" } else { "no" }.to_owned(),
+    );
+    field(&mut out, "scheduled", fmt::time(d.scheduled_at, now));
+    field(&mut out, "attempt started", time(d.attempt_started));
+    field(&mut out, "last heartbeat", time(d.last_heartbeat));
+    field(&mut out, "next attempt", time(d.next_attempt_at));
+    field(&mut out, "closed", time(d.closed_at));
+    match &d.last_failure {
+        None => field(&mut out, "last failure", "-".to_owned()),
+        Some(f) => {
+            out.push_str("last failure:\n");
+            fmt::failure(f, &mut out, "  ");
+            // The failure's own details, when they say more than the checkpoint below.
+            if let Some(details) = f.last_details() {
+                if !same_json(d.details.as_ref(), details) {
+                    out.push_str("  details:\n");
+                    out.push_str(&fmt::checkpoint(details, raw, "    ").0);
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    match &d.details {
+        None => out.push_str("checkpoint:       -\n"),
+        Some(p) => {
+            let (text, version) = fmt::checkpoint(p, raw, "  ");
+            match version {
+                Some(v) => {
+                    let _ = writeln!(out, "checkpoint (version {v}):");
+                }
+                None => out.push_str("checkpoint:\n"),
+            }
+            out.push_str(&text);
+            out.push('\n');
+        }
+    }
+    crate::print(&out)
+}
+
+/// Whether `a` and `b` hold the same JSON (whatever the key order or spacing).
+fn same_json(a: Option<&Payload>, b: &Payload) -> bool {
+    let Some(a) = a else { return false };
+    if a.data() == b.data() {
+        return true;
+    }
+    let value = |p: &Payload| serde_json::from_slice::<serde_json::Value>(p.data()).ok();
+    matches!((value(a), value(b)), (Some(x), Some(y)) if x == y)
+}
+
+fn field(out: &mut String, name: &str, value: String) {
+    let _ = writeln!(out, "{:<18}{value}", format!("{name}:"));
+}
