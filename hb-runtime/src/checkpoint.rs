@@ -322,42 +322,38 @@ where
 /// assert_eq!(encode(&41u64).unwrap(), br#"{"_hb_v":1,"_hb_p":[41,null],"_hb_value":41}"#);
 /// ```
 pub fn encode<T: Checkpoint>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
-    let body = serde_json::to_vec(value)?;
-    let mut out = Vec::with_capacity(body.len() + 24);
-    out.extend_from_slice(b"{\"");
-    out.extend_from_slice(VERSION_KEY.as_bytes());
-    out.extend_from_slice(b"\":");
-    out.extend_from_slice(T::VERSION.to_string().as_bytes());
+    use std::io::Write as _;
+    // The envelope keys first, then the value serialised straight after them: one buffer.
+    let mut out = Vec::with_capacity(64);
+    let _ = write!(out, "{{\"{VERSION_KEY}\":{}", T::VERSION);
     if let Some(p) = value.progress() {
-        out.extend_from_slice(b",\"");
-        out.extend_from_slice(PROGRESS_KEY.as_bytes());
-        out.extend_from_slice(b"\":[");
-        out.extend_from_slice(p.done.to_string().as_bytes());
-        out.push(b',');
+        let _ = write!(out, ",\"{PROGRESS_KEY}\":[{},", p.done);
         match p.total {
-            Some(t) => out.extend_from_slice(t.to_string().as_bytes()),
-            None => out.extend_from_slice(b"null"),
+            Some(t) => {
+                let _ = write!(out, "{t}]");
+            }
+            None => out.extend_from_slice(b"null]"),
         }
-        out.push(b']');
     }
+    let at = out.len();
+    serde_json::to_writer(&mut out, value)?;
+    let body = &out[at..];
     // An object's fields are spliced in beside the envelope keys, unless one of its keys could
     // be mistaken for a reserved one: then (like any non-object) it is wrapped whole.
-    let splice = body.first() == Some(&b'{') && !contains(&body, b"\"_hb_");
-    if splice {
-        let rest = &body[1..];
-        let empty = rest
+    if body.first() == Some(&b'{') && !contains(body, b"\"_hb_") {
+        let empty = body[1..]
             .iter()
             .find(|b| !b.is_ascii_whitespace())
             .is_none_or(|b| *b == b'}');
-        if !empty {
-            out.push(b',');
+        if empty {
+            out.truncate(at);
+            out.push(b'}');
+        } else {
+            out[at] = b',';
         }
-        out.extend_from_slice(rest);
     } else {
-        out.extend_from_slice(b",\"");
-        out.extend_from_slice(VALUE_KEY.as_bytes());
-        out.extend_from_slice(b"\":");
-        out.extend_from_slice(&body);
+        let key = format!(",\"{VALUE_KEY}\":");
+        out.splice(at..at, key.bytes());
         out.push(b'}');
     }
     Ok(out)

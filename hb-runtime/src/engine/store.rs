@@ -39,6 +39,13 @@ CREATE TABLE IF NOT EXISTS activities (
     closed_at INTEGER
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS activities_by_state ON activities(state);
+-- Heartbeats of running attempts, apart from the wide activity rows: thousands a second touch
+-- few small pages here. A state change folds the latest one into `activities`.
+CREATE TABLE IF NOT EXISTS heartbeats (
+    id TEXT PRIMARY KEY NOT NULL,
+    details BLOB,
+    at INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS requests (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL,
@@ -273,7 +280,11 @@ fn check_identity(conn: &Connection, path: &Path, may_init: bool) -> Result<(), 
     Ok(())
 }
 
-/// Starts the writer thread over `conn`.
+/// The most writes one transaction carries.
+const MAX_BATCH: usize = 16_384;
+/// How long the writer gathers writes nobody waits on (heartbeats) before committing them.
+const GROUP_DELAY: std::time::Duration = std::time::Duration::from_millis(5);
+
 /// Starts the writer thread over `conn`. It holds the file's lock until it has committed every
 /// write, checkpointed the WAL into the file and closed its connection.
 pub(crate) fn spawn_writer(
@@ -283,7 +294,7 @@ pub(crate) fn spawn_writer(
 ) -> (Writer, std::thread::JoinHandle<()>) {
     let (tx, rx) = mpsc::channel::<(Write, Option<Ack>)>();
     let thread = std::thread::Builder::new()
-        .name("hb-engine-writer".into())
+        .name("hb-writer".into())
         .spawn(move || {
             let conn = writer_loop(conn, path, rx);
             let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
@@ -300,13 +311,27 @@ fn writer_loop(
     rx: mpsc::Receiver<(Write, Option<Ack>)>,
 ) -> Connection {
     let mut batch = Vec::with_capacity(1024);
-    while let Ok(first) = rx.recv() {
-        batch.push(first);
-        while batch.len() < 16_384 && !matches!(batch.last(), Some((Write::Stop, _))) {
+    let drain = |batch: &mut Vec<(Write, Option<Ack>)>| {
+        while batch.len() < MAX_BATCH && !matches!(batch.last(), Some((Write::Stop, _))) {
             match rx.try_recv() {
                 Ok(w) => batch.push(w),
                 Err(_) => break,
             }
+        }
+    };
+    while let Ok(first) = rx.recv() {
+        batch.push(first);
+        drain(&mut batch);
+        // Nobody waits on a batch of heartbeats alone: gather more for a moment, so thousands
+        // of heartbeats a second make a few commits, not thousands (and senders do not wake
+        // this thread for each one).
+        if batch.len() < MAX_BATCH
+            && batch
+                .iter()
+                .all(|(w, ack)| ack.is_none() && !matches!(w, Write::Stop))
+        {
+            std::thread::sleep(GROUP_DELAY);
+            drain(&mut batch);
         }
         let stop = matches!(batch.last(), Some((Write::Stop, _)));
         let result = apply(&mut conn, &mut batch).map_err(|e| EngineError::sqlite(&path, e));
@@ -353,8 +378,14 @@ fn apply(conn: &mut Connection, batch: &mut [(Write, Option<Ack>)]) -> rusqlite:
             "UPDATE activities SET state = ?2, attempt = ?3, attempt_started_at = ?4, last_heartbeat_at = NULL WHERE id = ?1",
         )?;
         let mut heartbeat = tx.prepare_cached(
-            "UPDATE activities SET details = coalesce(?2, details), last_heartbeat_at = ?3 WHERE id = ?1",
+            "INSERT INTO heartbeats (id, details, at) VALUES (?1, ?2, ?3)
+             ON CONFLICT (id) DO UPDATE SET details = coalesce(excluded.details, details), at = excluded.at",
         )?;
+        let mut fold = tx.prepare_cached(
+            "UPDATE activities SET details = coalesce(h.details, activities.details), last_heartbeat_at = h.at
+             FROM (SELECT details, at FROM heartbeats WHERE id = ?1) AS h WHERE activities.id = ?1",
+        )?;
+        let mut forget = tx.prepare_cached("DELETE FROM heartbeats WHERE id = ?1")?;
         let mut transition = tx.prepare_cached(
             "UPDATE activities SET state = ?2, attempt = ?3, details = coalesce(?4, details), output = ?5,
              failure = coalesce(?6, failure), next_attempt_at = ?7, closed_at = ?8 WHERE id = ?1",
@@ -379,6 +410,7 @@ fn apply(conn: &mut Connection, batch: &mut [(Write, Option<Ack>)]) -> rusqlite:
                         ])?;
                 }
                 Write::Started { id, attempt, at } => {
+                    forget.execute(params![&**id])?;
                     started.execute(params![&**id, ActivityState::Running as i64, attempt, at])?;
                 }
                 Write::Heartbeat { id, details, at } => {
@@ -396,6 +428,8 @@ fn apply(conn: &mut Connection, batch: &mut [(Write, Option<Ack>)]) -> rusqlite:
                     next_attempt_at,
                     closed_at,
                 } => {
+                    fold.execute(params![&**id])?;
+                    forget.execute(params![&**id])?;
                     transition.execute(params![
                         &**id,
                         *state as i64,
@@ -421,8 +455,11 @@ fn apply(conn: &mut Connection, batch: &mut [(Write, Option<Ack>)]) -> rusqlite:
     Ok(changed)
 }
 
-const ROW_COLUMNS: &str = "id, type, state, attempt, input, options, details, output, failure,
-    cancel_requested, scheduled_at, attempt_started_at, last_heartbeat_at, next_attempt_at, closed_at";
+/// The columns of an activity row, the latest heartbeat folded in (from `ROW_FROM`).
+const ROW_COLUMNS: &str = "a.id, a.type, a.state, a.attempt, a.input, a.options,
+    coalesce(h.details, a.details), a.output, a.failure, a.cancel_requested, a.scheduled_at,
+    a.attempt_started_at, coalesce(h.at, a.last_heartbeat_at), a.next_attempt_at, a.closed_at";
+const ROW_FROM: &str = "activities a LEFT JOIN heartbeats h ON h.id = a.id";
 
 fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ActivityRow> {
     let state: i64 = r.get(2)?;
@@ -470,7 +507,7 @@ impl Reader {
     pub(crate) fn get(&self, id: &str) -> Result<Option<ActivityRow>, EngineError> {
         self.with(|c| {
             c.prepare_cached(&format!(
-                "SELECT {ROW_COLUMNS} FROM activities WHERE id = ?1"
+                "SELECT {ROW_COLUMNS} FROM {ROW_FROM} WHERE a.id = ?1"
             ))?
             .query_row([id], row_from)
             .optional()
@@ -488,10 +525,10 @@ impl Reader {
                 String::new()
             } else {
                 let list: Vec<String> = states.iter().map(|s| (*s as i64).to_string()).collect();
-                format!("WHERE state IN ({})", list.join(","))
+                format!("WHERE a.state IN ({})", list.join(","))
             };
             let mut stmt = c.prepare(&format!(
-                "SELECT {ROW_COLUMNS} FROM activities {filter} ORDER BY scheduled_at DESC, id LIMIT ?1"
+                "SELECT {ROW_COLUMNS} FROM {ROW_FROM} {filter} ORDER BY a.scheduled_at DESC, a.id LIMIT ?1"
             ))?;
             let rows = stmt.query_map([limit as i64], row_from)?;
             rows.collect()

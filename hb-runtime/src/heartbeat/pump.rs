@@ -285,7 +285,26 @@ impl Drop for Registration {
     }
 }
 
+/// When an attempt with `interval` is next due: `interval` from now, rounded up to a slot of
+/// 1/20 of the interval (at most 10 ms) so that thousands of attempts wake the pump a hundred
+/// times a second, not a thousand.
+fn next_tick(epoch: tokio::time::Instant, interval: std::time::Duration) -> tokio::time::Instant {
+    let slot = (interval / 20)
+        .clamp(
+            std::time::Duration::from_millis(1),
+            std::time::Duration::from_millis(10),
+        )
+        .as_nanos()
+        .max(1);
+    let due = (tokio::time::Instant::now() + interval)
+        .saturating_duration_since(epoch)
+        .as_nanos();
+    let rounded = due.div_ceil(slot) * slot;
+    epoch + std::time::Duration::from_nanos(u64::try_from(rounded).unwrap_or(u64::MAX))
+}
+
 async fn schedule(mut rx: mpsc::UnboundedReceiver<Command>, stats: Arc<Counters>) {
+    let epoch = tokio::time::Instant::now();
     let mut queue: DelayQueue<u64> = DelayQueue::new();
     let mut entries: HashMap<u64, (Arc<Shared>, delay_queue::Key)> = HashMap::new();
     // Heartbeats and final flushes in flight; drained before the scheduler returns.
@@ -295,7 +314,7 @@ async fn schedule(mut rx: mpsc::UnboundedReceiver<Command>, stats: Arc<Counters>
             cmd = rx.recv() => match cmd {
                 None => break,
                 Some(Command::Add(id, shared)) => {
-                    let key = queue.insert(id, shared.info.heartbeat_interval);
+                    let key = queue.insert_at(id, next_tick(epoch, shared.info.heartbeat_interval));
                     entries.insert(id, (shared, key));
                     stats.active.fetch_add(1, Ordering::Relaxed);
                 }
@@ -314,9 +333,14 @@ async fn schedule(mut rx: mpsc::UnboundedReceiver<Command>, stats: Arc<Counters>
             Some(expired) = poll_fn(|cx| queue.poll_expired(cx)), if !queue.is_empty() => {
                 let id = expired.into_inner();
                 if let Some((shared, key)) = entries.get_mut(&id) {
-                    *key = queue.insert(id, shared.info.heartbeat_interval);
+                    *key = queue.insert_at(id, next_tick(epoch, shared.info.heartbeat_interval));
                     stats.ticks.fetch_add(1, Ordering::Relaxed);
-                    sends.spawn(super::send::beat(shared.clone()));
+                    // Most transports answer at once (the embedded engine does): run the tick
+                    // inline and make it a task only if it has to wait.
+                    let mut tick = Box::pin(super::send::beat(shared.clone()));
+                    if futures_util::FutureExt::now_or_never(&mut tick).is_none() {
+                        sends.spawn(tick);
+                    }
                 }
             }
             Some(_) = sends.join_next(), if !sends.is_empty() => {}
