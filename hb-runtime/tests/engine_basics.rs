@@ -325,3 +325,54 @@ async fn a_missing_state_is_refused_when_the_worker_spawns() {
         Err(EngineError::MissingState(_))
     ));
 }
+
+/// Parks until released through `GATE`, counting how many run at once.
+static GATE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(0);
+static RUNNING: AtomicU32 = AtomicU32::new(0);
+static MOST: AtomicU32 = AtomicU32::new(0);
+
+#[activity(start_to_close_timeout = "1m")]
+async fn gated(_ctx: ActivityContext, n: u32) -> Result<u32, ActivityError> {
+    let now = RUNNING.fetch_add(1, Ordering::SeqCst) + 1;
+    MOST.fetch_max(now, Ordering::SeqCst);
+    GATE.acquire().await.unwrap().forget();
+    RUNNING.fetch_sub(1, Ordering::SeqCst);
+    Ok(n)
+}
+
+#[tokio::test]
+async fn a_worker_runs_at_most_max_concurrent_attempts_at_once() {
+    let engine = Engine::in_memory().await.unwrap();
+    let _w = engine
+        .worker()
+        .register(gated)
+        .max_concurrent(2)
+        .spawn()
+        .unwrap();
+    let client = engine.client();
+    let mut handles = Vec::new();
+    for i in 0..5 {
+        handles.push(
+            client
+                .start(gated, i, StartOptions::id(format!("gated-{i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    // Two run; the other three wait for a permit.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while RUNNING.load(Ordering::SeqCst) < 2 {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let running = client
+        .list(ListFilter::state(ActivityState::Running))
+        .await
+        .unwrap();
+    assert_eq!(running.len(), 2);
+    GATE.add_permits(5);
+    for (i, h) in handles.iter().enumerate() {
+        assert_eq!(h.result().await.unwrap(), i as u32);
+    }
+    assert_eq!(MOST.load(Ordering::SeqCst), 2);
+}
