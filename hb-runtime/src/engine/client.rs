@@ -88,7 +88,55 @@ impl StartOptions {
     }
 }
 
-/// What the engine knows of one activity.
+/// What the engine knows of one activity: from [`Client::describe`], [`Client::list`] and
+/// [`ActivityHandle::describe`].
+///
+/// ```
+/// use hb_runtime::engine::{ActivityFailure, ActivityState, Engine, StartOptions};
+/// use hb_runtime::prelude::*;
+///
+/// #[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug)]
+/// struct Rows {
+///     #[checkpoint(done)]
+///     done: u64,
+///     #[checkpoint(total)]
+///     total: u64,
+/// }
+///
+/// #[activity(heartbeat_timeout = "10s", retry(max_attempts = 3))]
+/// async fn import(ctx: ActivityContext, #[checkpoint] mut rows: Rows, bad_row: u64)
+///     -> Result<(), ActivityError>
+/// {
+///     rows.total = 10;
+///     while rows.done < rows.total {
+///         if rows.done == bad_row {
+///             return Err(ActivityError::non_retryable("BadRow", format!("row {bad_row}")));
+///         }
+///         rows.done += 1;
+///         ctx.checkpoint(&rows)?;
+///     }
+///     Ok(())
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let engine = Engine::in_memory().await?;
+/// let _worker = engine.worker().register(import).spawn()?;
+/// let handle = engine.client().start(import, 4, StartOptions::id("import-1")).await?;
+/// assert!(handle.result().await.is_err());
+///
+/// let d = handle.describe().await?;
+/// assert_eq!((d.id.as_str(), d.activity_type.as_str()), ("import-1", "import"));
+/// assert_eq!(d.state, ActivityState::Failed);
+/// assert_eq!(d.attempt, 1); // non-retryable: no second attempt
+/// assert_eq!(d.progress.unwrap().to_string(), "4/10");
+/// assert!(matches!(
+///     d.last_failure,
+///     Some(ActivityFailure::Application { ref error_type, .. }) if error_type == "BadRow"
+/// ));
+/// assert!(!d.cancel_requested);
+/// assert!(d.closed_at.is_some() && d.next_attempt_at.is_none());
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct Description {
@@ -121,7 +169,34 @@ pub struct Description {
 }
 
 impl Description {
-    /// The last checkpoint, decoded as `T`.
+    /// The last checkpoint, decoded as `T`; `None` when there is none or it is not a `T`.
+    ///
+    /// ```
+    /// use hb_runtime::engine::{Engine, StartOptions};
+    /// use hb_runtime::prelude::*;
+    ///
+    /// #[activity(heartbeat_timeout = "10s")]
+    /// async fn count_to(ctx: ActivityContext, #[checkpoint] mut next: u64, to: u64)
+    ///     -> Result<(), ActivityError>
+    /// {
+    ///     while next < to {
+    ///         next += 1;
+    ///         ctx.checkpoint(&next)?;
+    ///     }
+    ///     Ok(())
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let engine = Engine::in_memory().await?;
+    /// let _worker = engine.worker().register(count_to).spawn()?;
+    /// let client = engine.client();
+    /// client.start(count_to, 5, StartOptions::id("count")).await?.result().await?;
+    ///
+    /// let d = client.describe("count").await?;
+    /// assert_eq!(d.checkpoint::<u64>(), Some(5));
+    /// assert_eq!(d.checkpoint::<String>(), None);
+    /// # Ok(()) }
+    /// ```
     pub fn checkpoint<T: Checkpoint>(&self) -> Option<T> {
         self.details
             .as_ref()
@@ -177,7 +252,18 @@ impl Description {
     }
 }
 
-/// Which activities [`Client::list`] returns.
+/// Which activities [`Client::list`] (and [`Inspector::list`](super::Inspector::list)) return.
+///
+/// ```
+/// use hb_runtime::engine::{ActivityState, ListFilter};
+///
+/// assert!(ListFilter::all().states.is_empty()); // every state
+/// assert_eq!(ListFilter::state(ActivityState::Running).states, [ActivityState::Running]);
+///
+/// let mut open = ListFilter::all();
+/// open.states = vec![ActivityState::Scheduled, ActivityState::Running];
+/// open.limit = Some(20); // the 20 newest
+/// ```
 #[derive(Debug, Clone, Default)]
 #[non_exhaustive]
 pub struct ListFilter {
@@ -202,7 +288,31 @@ impl ListFilter {
     }
 }
 
-/// Starts and follows activities on an [`Engine`].
+/// Starts and follows activities on an [`Engine`]: from [`Engine::client`], cheap to clone.
+///
+/// ```
+/// use hb_runtime::engine::{ActivityState, Engine, ListFilter, StartOptions};
+/// use hb_runtime::prelude::*;
+///
+/// #[activity(heartbeat_timeout = "10s")]
+/// async fn double(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
+///     Ok(n * 2)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let engine = Engine::in_memory().await?;
+/// let _worker = engine.worker().register(double).spawn()?;
+/// let client = engine.client();
+/// let handle = client.start(double, 21, StartOptions::id("double-21")).await?;
+/// assert_eq!(handle.result().await?, 42);
+///
+/// // Anyone with the id can follow it.
+/// let again = client.handle::<double>("double-21");
+/// assert_eq!(again.result().await?, 42);
+/// assert_eq!(client.describe("double-21").await?.state, ActivityState::Completed);
+/// assert_eq!(client.list(ListFilter::all()).await?.len(), 1);
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Client {
     engine: Engine,
@@ -231,6 +341,30 @@ impl Client {
     /// is returned and `input` is ignored — unless [`StartOptions::fail_if_exists`] was set
     /// ([`EngineError::AlreadyStarted`]). An existing id of another type is
     /// [`EngineError::WrongType`].
+    ///
+    /// ```
+    /// use hb_runtime::engine::{Engine, EngineError, StartOptions};
+    /// use hb_runtime::prelude::*;
+    ///
+    /// #[activity(heartbeat_timeout = "10s")]
+    /// async fn double(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
+    ///     Ok(n * 2)
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let engine = Engine::in_memory().await?;
+    /// let client = engine.client();
+    /// client.start(double, 1, StartOptions::id("d")).await?;
+    /// // The same id again: the same activity, and this input is ignored.
+    /// let handle = client.start(double, 2, StartOptions::id("d")).await?;
+    /// let _worker = engine.worker().register(double).spawn()?;
+    /// assert_eq!(handle.result().await?, 2);
+    ///
+    /// let strict = StartOptions::id("d").fail_if_exists();
+    /// let refused = client.start(double, 3, strict).await;
+    /// assert!(matches!(refused, Err(EngineError::AlreadyStarted { .. })));
+    /// # Ok(()) }
+    /// ```
     pub async fn start<F: IntoActivity>(
         &self,
         activity: F,
@@ -363,6 +497,39 @@ impl Client {
 
     /// Asks activity `id` to stop: a running attempt is cancelled at once (pushed to it), an
     /// activity waiting to run or to retry is cancelled directly. Returns its state afterwards.
+    ///
+    /// ```
+    /// use hb_runtime::engine::{ActivityFailure, ActivityState, Engine, StartOptions};
+    /// use hb_runtime::prelude::*;
+    /// use std::sync::Arc;
+    /// use tokio::sync::Notify;
+    ///
+    /// #[activity(heartbeat_timeout = "10s")]
+    /// async fn wait(_ctx: ActivityContext, #[state] started: Arc<Notify>)
+    ///     -> Result<(), ActivityError>
+    /// {
+    ///     started.notify_one();
+    ///     std::future::pending().await // until the cancel drops it
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let engine = Engine::in_memory().await?;
+    /// let client = engine.client();
+    ///
+    /// // Not running (no worker yet): cancelled at once.
+    /// client.start(wait, (), StartOptions::id("queued")).await?;
+    /// assert_eq!(client.cancel("queued").await?, ActivityState::Cancelled);
+    ///
+    /// // Running: the attempt is told at once, and the activity closes when it has stopped.
+    /// let started = Arc::new(Notify::new());
+    /// let _worker = engine.worker().register(wait).state(started.clone()).spawn()?;
+    /// let handle = client.start(wait, (), StartOptions::id("running")).await?;
+    /// started.notified().await;
+    /// assert_eq!(client.cancel("running").await?, ActivityState::Running);
+    /// assert!(matches!(handle.result().await, Err(ActivityFailure::Cancelled { .. })));
+    /// assert_eq!(client.cancel("running").await?, ActivityState::Cancelled);
+    /// # Ok(()) }
+    /// ```
     pub async fn cancel(&self, id: &str) -> Result<ActivityState, EngineError> {
         if let Some(state) = self.inner().change(|core, fx| core.cancel(id, fx)) {
             return Ok(state);
@@ -371,6 +538,34 @@ impl Client {
     }
 
     /// What the engine knows of activity `id`.
+    ///
+    /// # Errors
+    /// [`EngineError::NotFound`] when no activity has this id.
+    ///
+    /// ```
+    /// use hb_runtime::engine::{ActivityState, Engine, EngineError, StartOptions};
+    /// use hb_runtime::prelude::*;
+    ///
+    /// #[activity(heartbeat_timeout = "10s")]
+    /// async fn double(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
+    ///     Ok(n * 2)
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let engine = Engine::in_memory().await?;
+    /// let client = engine.client();
+    /// client.start(double, 1, StartOptions::id("d")).await?;
+    /// let d = client.describe("d").await?;
+    /// assert_eq!((d.state, d.attempt), (ActivityState::Scheduled, 0)); // no worker yet
+    ///
+    /// let _worker = engine.worker().register(double).spawn()?;
+    /// client.handle::<double>("d").result().await?;
+    /// let d = client.describe("d").await?;
+    /// assert_eq!((d.state, d.attempt), (ActivityState::Completed, 1));
+    ///
+    /// assert!(matches!(client.describe("nope").await, Err(EngineError::NotFound { .. })));
+    /// # Ok(()) }
+    /// ```
     pub async fn describe(&self, id: &str) -> Result<Description, EngineError> {
         if let Some(d) = self.inner().lock().live.get(id).map(Description::from_live) {
             return Ok(d);
@@ -385,6 +580,37 @@ impl Client {
     }
 
     /// Activities matching `filter`, newest first.
+    ///
+    /// ```
+    /// use hb_runtime::engine::{ActivityState, Engine, ListFilter, StartOptions};
+    /// use hb_runtime::prelude::*;
+    ///
+    /// #[activity(heartbeat_timeout = "10s")]
+    /// async fn double(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
+    ///     Ok(n * 2)
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let engine = Engine::in_memory().await?;
+    /// let client = engine.client();
+    /// for n in 0..3 {
+    ///     client.start(double, n, StartOptions::id(format!("d{n}"))).await?;
+    /// }
+    /// let first = client.handle::<double>("d0");
+    /// first.cancel().await?;
+    /// assert!(first.result().await.is_err()); // cancelled, and stored
+    ///
+    /// assert_eq!(client.list(ListFilter::all()).await?.len(), 3);
+    /// let waiting = client.list(ListFilter::state(ActivityState::Scheduled)).await?;
+    /// let mut ids: Vec<_> = waiting.iter().map(|d| d.id.as_str()).collect();
+    /// ids.sort();
+    /// assert_eq!(ids, ["d1", "d2"]);
+    ///
+    /// let mut newest = ListFilter::all();
+    /// newest.limit = Some(1);
+    /// assert_eq!(client.list(newest).await?.len(), 1);
+    /// # Ok(()) }
+    /// ```
     pub async fn list(&self, filter: ListFilter) -> Result<Vec<Description>, EngineError> {
         let inner = self.inner().clone();
         let limit = filter.limit.unwrap_or(1000);
@@ -407,6 +633,51 @@ impl Client {
     /// Heartbeats attempt `token` from outside the activity (another thread or task), with
     /// `details` as its new checkpoint. From another process, use
     /// [`request_heartbeat`](super::request_heartbeat).
+    ///
+    /// The reply says whether the work should go on: it [`stops`](HeartbeatReply::stops) once
+    /// a cancel was requested or the attempt has ended.
+    ///
+    /// # Errors
+    /// [`EngineError::NotFound`] for a token that is not one of this engine's.
+    ///
+    /// ```
+    /// use hb_runtime::engine::{Engine, EngineError, StartOptions};
+    /// use hb_runtime::prelude::*;
+    /// use hb_runtime::transport::TaskToken;
+    /// use hb_runtime::Payload;
+    /// use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+    ///
+    /// /// Hands its task token to whoever does the work, and waits for the cancel.
+    /// #[activity(heartbeat_timeout = "30s")]
+    /// async fn external(
+    ///     ctx: ActivityContext,
+    ///     #[state] tokens: UnboundedSender<TaskToken>,
+    /// ) -> Result<(), ActivityError> {
+    ///     tokens.send(ctx.info().task_token.clone()).ok();
+    ///     std::future::pending().await // until the cancel drops it
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let engine = Engine::in_memory().await?;
+    /// let (tx, mut tokens) = unbounded_channel();
+    /// let _worker = engine.worker().register(external).state(tx).spawn()?;
+    /// let client = engine.client();
+    /// let handle = client.start(external, (), StartOptions::id("ext")).await?;
+    /// let token = tokens.recv().await.unwrap();
+    ///
+    /// let step = Payload::json(&serde_json::json!({ "step": 1 }))?;
+    /// assert!(!client.heartbeat(&token, Some(&step))?.stops());
+    /// let d = handle.describe().await?;
+    /// assert_eq!(d.details, Some(step));
+    /// assert!(d.last_heartbeat.is_some());
+    ///
+    /// handle.cancel().await?;
+    /// let _ = handle.result().await;
+    /// assert!(client.heartbeat(&token, None)?.stops()); // the attempt has ended
+    /// let stranger = TaskToken::new(*b"not-a-token");
+    /// assert!(matches!(client.heartbeat(&stranger, None), Err(EngineError::NotFound { .. })));
+    /// # Ok(()) }
+    /// ```
     pub fn heartbeat(
         &self,
         token: &TaskToken,
@@ -452,7 +723,30 @@ impl Client {
     }
 }
 
-/// A typed handle to one activity.
+/// A typed handle to one activity: from [`Client::start`] or [`Client::handle`]. Cheap to
+/// clone; it holds the id, not the activity.
+///
+/// ```
+/// use hb_runtime::engine::{ActivityState, Engine, StartOptions};
+/// use hb_runtime::prelude::*;
+///
+/// #[activity(heartbeat_timeout = "10s")]
+/// async fn double(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
+///     Ok(n * 2)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let engine = Engine::in_memory().await?;
+/// let _worker = engine.worker().register(double).spawn()?;
+/// let handle = engine.client().start(double, 21, StartOptions::id("d")).await?;
+/// assert_eq!(handle.id(), "d");
+/// let output: u64 = handle.result().await?;
+/// assert_eq!(output, 42);
+/// assert_eq!(handle.describe().await?.state, ActivityState::Completed);
+/// // Cancelling a closed activity changes nothing.
+/// assert_eq!(handle.cancel().await?, ActivityState::Completed);
+/// # Ok(()) }
+/// ```
 pub struct ActivityHandle<A: Activity> {
     id: String,
     client: Client,
@@ -488,6 +782,34 @@ impl<A: Activity> ActivityHandle<A> {
     /// [`ActivityFailure::Application`], [`ActivityFailure::Timeout`] (with the last
     /// checkpoint), [`ActivityFailure::Cancelled`], or [`ActivityFailure::RetriesExhausted`]
     /// with the last attempt's failure.
+    ///
+    /// ```
+    /// use hb_runtime::engine::{ActivityFailure, Engine, StartOptions};
+    /// use hb_runtime::prelude::*;
+    ///
+    /// #[activity(heartbeat_timeout = "10s")]
+    /// async fn parse(_ctx: ActivityContext, text: String) -> Result<u64, ActivityError> {
+    ///     text.trim().parse().map_err(|e| ActivityError::non_retryable("BadNumber", e))
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let engine = Engine::in_memory().await?;
+    /// let _worker = engine.worker().register(parse).spawn()?;
+    /// let client = engine.client();
+    ///
+    /// let ok = client.start(parse, " 42 ".into(), StartOptions::id("p1")).await?;
+    /// assert_eq!(ok.result().await?, 42);
+    ///
+    /// let bad = client.start(parse, "forty-two".into(), StartOptions::id("p2")).await?;
+    /// match bad.result().await {
+    ///     Err(ActivityFailure::Application { error_type, non_retryable, .. }) => {
+    ///         assert_eq!(error_type, "BadNumber");
+    ///         assert!(non_retryable);
+    ///     }
+    ///     other => panic!("expected the activity's own error, got {other:?}"),
+    /// }
+    /// # Ok(()) }
+    /// ```
     pub async fn result(&self) -> Result<A::Output, ActivityFailure> {
         let closed = self.client.wait(&self.id).await?;
         match (closed.state, closed.output, closed.failure) {
@@ -517,6 +839,32 @@ impl<A: Activity> ActivityHandle<A> {
     }
 
     /// The last checkpoint, typed.
+    ///
+    /// ```
+    /// use hb_runtime::engine::{Engine, StartOptions};
+    /// use hb_runtime::prelude::*;
+    ///
+    /// #[activity(heartbeat_timeout = "10s")]
+    /// async fn count_to(ctx: ActivityContext, #[checkpoint] mut next: u64, to: u64)
+    ///     -> Result<(), ActivityError>
+    /// {
+    ///     while next < to {
+    ///         next += 1;
+    ///         ctx.checkpoint(&next)?;
+    ///     }
+    ///     Ok(())
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let engine = Engine::in_memory().await?;
+    /// let handle = engine.client().start(count_to, 5, StartOptions::id("count")).await?;
+    /// assert_eq!(handle.checkpoint().await?, None); // no worker has run it yet
+    ///
+    /// let _worker = engine.worker().register(count_to).spawn()?;
+    /// handle.result().await?;
+    /// assert_eq!(handle.checkpoint().await?, Some(5));
+    /// # Ok(()) }
+    /// ```
     pub async fn checkpoint(&self) -> Result<Option<A::Checkpoint>, EngineError> {
         Ok(self.describe().await?.checkpoint())
     }

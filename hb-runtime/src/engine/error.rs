@@ -3,6 +3,41 @@
 use std::path::{Path, PathBuf};
 
 /// What went wrong opening or using an engine file.
+///
+/// Each variant carries what a caller needs to act on it (the path, the id, the types):
+///
+/// ```
+/// use hb_runtime::engine::{Engine, EngineError, StartOptions};
+/// use hb_runtime::prelude::*;
+///
+/// #[activity(heartbeat_timeout = "10s")]
+/// async fn double(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
+///     Ok(n * 2)
+/// }
+///
+/// #[activity(heartbeat_timeout = "10s")]
+/// async fn greet(_ctx: ActivityContext, name: String) -> Result<String, ActivityError> {
+///     Ok(format!("hello {name}"))
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let engine = Engine::in_memory().await?;
+/// let client = engine.client();
+/// client.start(double, 1, StartOptions::id("job")).await?;
+///
+/// match client.start(greet, "hb".into(), StartOptions::id("job")).await {
+///     Err(EngineError::WrongType { id, found, expected }) => {
+///         assert_eq!(id, "job");
+///         assert_eq!((found.as_str(), expected.as_str()), ("double", "greet"));
+///     }
+///     other => panic!("expected WrongType, got {other:?}"),
+/// }
+///
+/// let err = client.describe("nope").await.unwrap_err();
+/// assert_eq!(err, EngineError::NotFound { id: "nope".into() });
+/// assert_eq!(err.to_string(), "no activity with id `nope`");
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum EngineError {
@@ -55,7 +90,8 @@ pub enum EngineError {
         /// What failed.
         message: String,
     },
-    /// An activity with this id exists already (and `StartOptions::if_exists` said to refuse).
+    /// An activity with this id exists already (and
+    /// [`StartOptions::fail_if_exists`](super::StartOptions::fail_if_exists) said to refuse).
     #[error("an activity with id `{id}` was already started (type {activity_type})")]
     AlreadyStarted {
         /// The id.

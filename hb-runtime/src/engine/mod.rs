@@ -160,6 +160,32 @@ impl EngineOptions {
 ///
 /// Cheap to clone; clones share the engine. Background tasks stop when the last clone is
 /// dropped (or at [`Engine::close`]).
+///
+/// [`worker`](Engine::worker) runs activities, [`client`](Engine::client) starts and follows
+/// them:
+///
+/// ```
+/// use hb_runtime::engine::{ActivityState, Engine, StartOptions};
+/// use hb_runtime::prelude::*;
+///
+/// #[activity(heartbeat_timeout = "10s")]
+/// async fn double(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
+///     Ok(n * 2)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let engine = Engine::in_memory().await?;
+/// let _worker = engine.worker().register(double).spawn()?;
+/// let client = engine.client();
+/// let handle = client.start(double, 21, StartOptions::id("double-21")).await?;
+/// assert_eq!(handle.result().await?, 42);
+/// assert_eq!(client.describe("double-21").await?.state, ActivityState::Completed);
+///
+/// // An in-memory engine's path is a `file:` URI; its database is sound.
+/// assert!(engine.path().to_string_lossy().starts_with("file:"));
+/// assert_eq!(engine.integrity_check().await?, "ok");
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct Engine {
     pub(crate) inner: Arc<Inner>,
@@ -181,11 +207,77 @@ impl Engine {
     /// [`EngineError::Locked`] when another process has it open, [`EngineError::Foreign`],
     /// [`EngineError::Corrupt`] or [`EngineError::NewerSchema`] for a file hb will not touch,
     /// [`EngineError::Storage`] for I/O failures.
+    ///
+    /// # Examples
+    ///
+    /// What a file holds outlives the engine that wrote it:
+    ///
+    /// ```
+    /// use hb_runtime::engine::{ActivityState, Engine, EngineError, StartOptions};
+    /// use hb_runtime::prelude::*;
+    ///
+    /// #[activity(heartbeat_timeout = "10s")]
+    /// async fn double(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
+    ///     Ok(n * 2)
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = std::env::temp_dir().join(format!("hb-doc-open-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// let path = dir.join("hb.db");
+    ///
+    /// // Started with no worker to run it; one engine at a time writes the file.
+    /// let engine = Engine::open(&path).await?;
+    /// assert_eq!(engine.path(), path);
+    /// engine.client().start(double, 21, StartOptions::id("d")).await?;
+    /// assert!(matches!(Engine::open(&path).await, Err(EngineError::Locked { .. })));
+    /// drop(engine);
+    ///
+    /// // Reopened, the file still has it waiting; a worker runs it now.
+    /// let engine = Engine::open(&path).await?;
+    /// let client = engine.client();
+    /// assert_eq!(client.describe("d").await?.state, ActivityState::Scheduled);
+    /// let _worker = engine.worker().register(double).spawn()?;
+    /// assert_eq!(client.handle::<double>("d").result().await?, 42);
+    /// # _worker.shutdown().await;
+    /// # drop((client, engine));
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok(()) }
+    /// ```
     pub async fn open(path: impl AsRef<Path>) -> Result<Engine, EngineError> {
         Self::open_with(path, EngineOptions::default()).await
     }
 
     /// [`Engine::open`] with options.
+    ///
+    /// ```
+    /// use hb_runtime::engine::{Engine, EngineError, EngineOptions, StartOptions};
+    /// use hb_runtime::prelude::*;
+    ///
+    /// #[activity(heartbeat_timeout = "10s")]
+    /// async fn measure(_ctx: ActivityContext, text: String) -> Result<usize, ActivityError> {
+    ///     Ok(text.len())
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = std::env::temp_dir().join(format!("hb-doc-open-with-{}", std::process::id()));
+    /// std::fs::create_dir_all(&dir)?;
+    /// let path = dir.join("hb.db");
+    /// let options = EngineOptions::default().max_file_size(256 << 10);
+    /// let engine = Engine::open_with(&path, options).await?;
+    /// let client = engine.client();
+    /// client.start(measure, "small".into(), StartOptions::id("small")).await?;
+    ///
+    /// // A start that does not fit under the cap is refused, and nothing of it is stored.
+    /// let big = "x".repeat(1 << 20);
+    /// let refused = client.start(measure, big, StartOptions::id("big")).await;
+    /// assert!(matches!(refused, Err(EngineError::Storage { .. })));
+    /// assert!(matches!(client.describe("big").await, Err(EngineError::NotFound { .. })));
+    /// assert!(client.describe("small").await.is_ok());
+    /// # drop((client, engine));
+    /// # std::fs::remove_dir_all(&dir)?;
+    /// # Ok(()) }
+    /// ```
     pub async fn open_with(
         path: impl AsRef<Path>,
         options: EngineOptions,
@@ -221,6 +313,26 @@ impl Engine {
     }
 
     /// An engine in memory, for tests: the same engine, nothing on disk.
+    ///
+    /// Each call is a new, empty engine:
+    ///
+    /// ```
+    /// use hb_runtime::engine::{Engine, EngineError, StartOptions};
+    /// use hb_runtime::prelude::*;
+    ///
+    /// #[activity(heartbeat_timeout = "10s")]
+    /// async fn noop(_ctx: ActivityContext) -> Result<(), ActivityError> {
+    ///     Ok(())
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let a = Engine::in_memory().await?;
+    /// let b = Engine::in_memory().await?;
+    /// a.client().start(noop, (), StartOptions::id("job")).await?;
+    /// assert!(a.client().describe("job").await.is_ok());
+    /// assert!(matches!(b.client().describe("job").await, Err(EngineError::NotFound { .. })));
+    /// # Ok(()) }
+    /// ```
     pub async fn in_memory() -> Result<Engine, EngineError> {
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -300,6 +412,27 @@ impl Engine {
     }
 
     /// Stops the engine's background tasks. Pending writes are still committed.
+    ///
+    /// ```
+    /// use hb_runtime::engine::{ActivityState, Engine, StartOptions};
+    /// use hb_runtime::prelude::*;
+    ///
+    /// #[activity(heartbeat_timeout = "10s")]
+    /// async fn double(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
+    ///     Ok(n * 2)
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let engine = Engine::in_memory().await?;
+    /// let worker = engine.worker().register(double).spawn()?;
+    /// let handle = engine.client().start(double, 4, StartOptions::id("last")).await?;
+    /// assert_eq!(handle.result().await?, 8);
+    /// worker.shutdown().await;
+    /// engine.close();
+    /// // What was stored still answers.
+    /// assert_eq!(handle.describe().await?.state, ActivityState::Completed);
+    /// # Ok(()) }
+    /// ```
     pub fn close(&self) {
         self.inner.stop.cancel();
     }
@@ -350,6 +483,31 @@ async fn poll_requests(weak: std::sync::Weak<Inner>, stop: tokio_util::sync::Can
 
 /// Queues a cancel of activity `id` in the engine file at `path`, for the engine that has it
 /// open (or the next to open it) to apply. What `hb cancel` does.
+///
+/// ```
+/// use hb_runtime::engine::{request_cancel, ActivityFailure, Engine, StartOptions};
+/// use hb_runtime::prelude::*;
+///
+/// #[activity(heartbeat_timeout = "10s")]
+/// async fn double(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
+///     Ok(n * 2)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = std::env::temp_dir().join(format!("hb-doc-request-cancel-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let path = dir.join("hb.db");
+/// let engine = Engine::open(&path).await?;
+/// // No worker runs it: it waits.
+/// let handle = engine.client().start(double, 1, StartOptions::id("queued")).await?;
+///
+/// // From any process; the engine applies it within a fraction of a second.
+/// request_cancel(&path, "queued")?;
+/// assert!(matches!(handle.result().await, Err(ActivityFailure::Cancelled { .. })));
+/// # drop((handle, engine));
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
 pub fn request_cancel(path: impl AsRef<Path>, id: &str) -> Result<(), EngineError> {
     store::insert_request(
         path.as_ref(),
@@ -363,6 +521,50 @@ pub fn request_cancel(path: impl AsRef<Path>, id: &str) -> Result<(), EngineErro
 
 /// Queues a heartbeat of attempt `token` with `details` in the engine file at `path`: how a
 /// process other than the engine's heartbeats an attempt.
+///
+/// ```
+/// use hb_runtime::engine::{
+///     request_cancel, request_heartbeat, ActivityFailure, Engine, StartOptions,
+/// };
+/// use hb_runtime::prelude::*;
+/// use hb_runtime::transport::TaskToken;
+/// use hb_runtime::Payload;
+/// use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+///
+/// /// Hands its task token to whoever does the work, and waits for the cancel.
+/// #[activity(heartbeat_timeout = "30s")]
+/// async fn external(
+///     ctx: ActivityContext,
+///     #[state] tokens: UnboundedSender<TaskToken>,
+/// ) -> Result<(), ActivityError> {
+///     tokens.send(ctx.info().task_token.clone()).ok();
+///     std::future::pending().await // until the cancel drops it
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = std::env::temp_dir().join(format!("hb-doc-request-heartbeat-{}", std::process::id()));
+/// std::fs::create_dir_all(&dir)?;
+/// let path = dir.join("hb.db");
+/// let engine = Engine::open(&path).await?;
+/// let (tx, mut tokens) = unbounded_channel();
+/// let _worker = engine.worker().register(external).state(tx).spawn()?;
+/// let handle = engine.client().start(external, (), StartOptions::id("ext")).await?;
+/// let token = tokens.recv().await.unwrap();
+///
+/// // What the other process does: report progress, later cancel. The engine applies both,
+/// // in order.
+/// let step = Payload::json(&serde_json::json!({ "step": 1 }))?;
+/// request_heartbeat(&path, &token, Some(&step))?;
+/// request_cancel(&path, "ext")?;
+/// match handle.result().await {
+///     Err(ActivityFailure::Cancelled { details }) => assert_eq!(details, Some(step)),
+///     other => panic!("expected Cancelled, got {other:?}"),
+/// }
+/// # _worker.shutdown().await;
+/// # drop((handle, engine));
+/// # std::fs::remove_dir_all(&dir)?;
+/// # Ok(()) }
+/// ```
 pub fn request_heartbeat(
     path: impl AsRef<Path>,
     token: &crate::transport::TaskToken,

@@ -11,6 +11,21 @@ use crate::error::ActivityError;
 use crate::payload::Payload;
 
 /// Where an activity is in its life.
+///
+/// ```
+/// use hb_runtime::engine::ActivityState;
+///
+/// assert!(!ActivityState::BackingOff.is_closed());
+/// assert!(ActivityState::TimedOut.is_closed());
+/// assert_eq!(ActivityState::BackingOff.as_str(), "backing_off");
+/// assert_eq!(ActivityState::BackingOff.to_string(), "backing_off");
+///
+/// // `parse` reads what `as_str` writes, and a few spellings people type.
+/// assert_eq!(ActivityState::parse("timed_out"), Some(ActivityState::TimedOut));
+/// assert_eq!(ActivityState::parse("timed-out"), Some(ActivityState::TimedOut));
+/// assert_eq!(ActivityState::parse("canceled"), Some(ActivityState::Cancelled));
+/// assert_eq!(ActivityState::parse("paused"), None);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -95,6 +110,30 @@ impl fmt::Display for ActivityState {
 }
 
 /// Which timeout fired.
+///
+/// ```
+/// use hb_runtime::engine::{ActivityFailure, ActivityState, Engine, StartOptions, TimeoutKind};
+/// use hb_runtime::prelude::*;
+///
+/// #[activity(start_to_close_timeout = "50ms", retry(max_attempts = 1))]
+/// async fn too_slow(_ctx: ActivityContext) -> Result<(), ActivityError> {
+///     std::future::pending().await // never finishes on its own
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let engine = Engine::in_memory().await?;
+/// let _worker = engine.worker().register(too_slow).spawn()?;
+/// let handle = engine.client().start(too_slow, (), StartOptions::id("slow")).await?;
+/// match handle.result().await {
+///     Err(ActivityFailure::Timeout { kind, .. }) => {
+///         assert_eq!(kind, TimeoutKind::StartToClose);
+///         assert_eq!(kind.to_string(), "start-to-close");
+///     }
+///     other => panic!("expected a timeout, got {other:?}"),
+/// }
+/// assert_eq!(handle.describe().await?.state, ActivityState::TimedOut);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -118,6 +157,42 @@ impl fmt::Display for TimeoutKind {
 }
 
 /// How an activity (or one of its attempts) failed, as a client sees it.
+///
+/// ```
+/// use hb_runtime::checkpoint::decode_payload;
+/// use hb_runtime::engine::{ActivityFailure, Engine, StartOptions};
+/// use hb_runtime::prelude::*;
+///
+/// #[activity(heartbeat_timeout = "10s", retry(max_attempts = 2, initial_interval = "10ms"))]
+/// async fn flaky(ctx: ActivityContext, #[checkpoint] mut tries: u64)
+///     -> Result<(), ActivityError>
+/// {
+///     tries += 1;
+///     ctx.checkpoint(&tries)?;
+///     Err(ActivityError::retryable("Flaky", "not this time"))
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let engine = Engine::in_memory().await?;
+/// let _worker = engine.worker().register(flaky).spawn()?;
+/// let handle = engine.client().start(flaky, (), StartOptions::id("flaky")).await?;
+/// let failure = handle.result().await.unwrap_err();
+///
+/// let ActivityFailure::RetriesExhausted { attempts, last } = &failure else {
+///     panic!("expected RetriesExhausted, got {failure:?}");
+/// };
+/// assert_eq!(*attempts, 2);
+/// match &**last {
+///     ActivityFailure::Application { error_type, non_retryable, .. } => {
+///         assert_eq!(error_type, "Flaky");
+///         assert!(!non_retryable);
+///     }
+///     other => panic!("expected the activity's own error, got {other:?}"),
+/// }
+/// // The last checkpoint comes with the failure: attempt 2 resumed from attempt 1's.
+/// assert_eq!(decode_payload::<u64>(failure.last_details().unwrap())?, 2);
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ActivityFailure {
@@ -167,7 +242,25 @@ pub enum ActivityFailure {
 }
 
 impl ActivityFailure {
-    /// The last checkpoint carried by the failure, if any.
+    /// The last checkpoint carried by the failure, if any: for
+    /// [`RetriesExhausted`](Self::RetriesExhausted), the last attempt's.
+    ///
+    /// ```
+    /// use hb_runtime::checkpoint::{decode_payload, encode_payload};
+    /// use hb_runtime::engine::{ActivityFailure, TimeoutKind};
+    ///
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let timeout = ActivityFailure::Timeout {
+    ///     kind: TimeoutKind::Heartbeat,
+    ///     last_details: Some(encode_payload(&7u64)?),
+    /// };
+    /// let failure = ActivityFailure::RetriesExhausted { attempts: 3, last: Box::new(timeout) };
+    /// assert_eq!(decode_payload::<u64>(failure.last_details().unwrap())?, 7);
+    ///
+    /// let undecodable = ActivityFailure::BadOutput { message: "expected u64".into() };
+    /// assert!(undecodable.last_details().is_none());
+    /// # Ok(()) }
+    /// ```
     pub fn last_details(&self) -> Option<&Payload> {
         match self {
             ActivityFailure::Application { details, .. } => details.as_ref(),

@@ -173,7 +173,30 @@ impl Interceptor for Shared {
     }
 }
 
-/// A running worker.
+/// A running worker, from [`Worker::spawn`].
+///
+/// ```
+/// use hb_runtime::engine::{Engine, StartOptions};
+/// use hb_runtime::prelude::*;
+///
+/// #[activity(heartbeat_timeout = "10s")]
+/// async fn double(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
+///     Ok(n * 2)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let engine = Engine::in_memory().await?;
+/// let client = engine.client();
+/// let worker = engine.worker().register(double).spawn()?;
+/// assert_eq!(client.start(double, 1, StartOptions::id("a")).await?.result().await?, 2);
+/// worker.shutdown().await;
+///
+/// // Started with no worker: it waits for the next one.
+/// let later = client.start(double, 2, StartOptions::id("b")).await?;
+/// let _worker = engine.worker().register(double).spawn()?;
+/// assert_eq!(later.result().await?, 4);
+/// # Ok(()) }
+/// ```
 #[derive(Debug)]
 pub struct WorkerHandle {
     stop: CancellationToken,
@@ -188,6 +211,56 @@ impl WorkerHandle {
     /// A shutdown consumes the attempt it interrupts, like Temporal's: the retry follows at
     /// once (no backoff), resumes from the flushed checkpoint, and counts against
     /// `max_attempts`.
+    ///
+    /// ```
+    /// use hb_runtime::engine::{ActivityFailure, ActivityState, Engine, StartOptions};
+    /// use hb_runtime::prelude::*;
+    /// use std::sync::Arc;
+    /// use std::time::Duration;
+    /// use tokio::sync::Notify;
+    ///
+    /// /// Saves step 1, then waits; a retry resumes from step 1 and returns it.
+    /// #[activity(heartbeat_timeout = "10s")]
+    /// async fn resumable(
+    ///     ctx: ActivityContext,
+    ///     #[state] started: Arc<Notify>,
+    ///     #[checkpoint] mut step: u64,
+    /// ) -> Result<u64, ActivityError> {
+    ///     if step == 0 {
+    ///         step = 1;
+    ///         ctx.checkpoint(&step)?;
+    ///         started.notify_one();
+    ///         std::future::pending::<()>().await; // until the shutdown drops this attempt
+    ///     }
+    ///     Ok(step)
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let engine = Engine::in_memory().await?;
+    /// let started = Arc::new(Notify::new());
+    /// let worker = engine
+    ///     .worker()
+    ///     .register(resumable)
+    ///     .state(started.clone())
+    ///     .shutdown_grace(Duration::from_millis(20))
+    ///     .spawn()?;
+    /// let handle = engine.client().start(resumable, (), StartOptions::id("r")).await?;
+    /// started.notified().await;
+    /// worker.shutdown().await; // 20 ms of grace, then the attempt is cancelled
+    ///
+    /// let d = handle.describe().await?;
+    /// assert_eq!(d.state, ActivityState::Scheduled); // the retry is due at once
+    /// let Some(ActivityFailure::Application { error_type, .. }) = d.last_failure else {
+    ///     panic!("expected the attempt's failure");
+    /// };
+    /// assert_eq!(error_type, "WorkerShutdown");
+    ///
+    /// // The next worker resumes it from the flushed checkpoint.
+    /// let _worker = engine.worker().register(resumable).state(started).spawn()?;
+    /// assert_eq!(handle.result().await?, 1);
+    /// assert_eq!(handle.describe().await?.attempt, 2);
+    /// # Ok(()) }
+    /// ```
     pub async fn shutdown(self) {
         self.stop.cancel();
         let _ = self.join.await;
