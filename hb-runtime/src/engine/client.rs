@@ -224,7 +224,7 @@ impl Description {
                 .closing
                 .as_ref()
                 .and_then(|c| c.failure.clone())
-                .or_else(|| l.last_failure.clone()),
+                .or_else(|| l.last_failure.as_deref().cloned()),
             cancel_requested: l.cancel_requested,
             scheduled_at: time(l.scheduled_at),
             next_attempt_at: l.next_attempt_ms.map(time),

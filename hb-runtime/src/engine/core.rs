@@ -74,9 +74,10 @@ pub(crate) struct Live {
     pub(crate) next_attempt_ms: Option<i64>,
     pub(crate) cancel_requested: bool,
     pub(crate) handle: Option<AttemptHandle>,
-    pub(crate) last_failure: Option<ActivityFailure>,
+    /// Boxed, like `closing`: rare, and every open activity carries the field.
+    pub(crate) last_failure: Option<Box<ActivityFailure>>,
     /// Set once the closing write is queued; the entry goes when it is committed.
-    pub(crate) closing: Option<Closed>,
+    pub(crate) closing: Option<Box<Closed>>,
     pub(crate) waiters: Vec<oneshot::Sender<Closed>>,
 }
 
@@ -102,7 +103,11 @@ impl Live {
             next_attempt_ms: row.next_attempt_at,
             cancel_requested: row.cancel_requested,
             handle: None,
-            last_failure: row.failure.as_deref().and_then(ActivityFailure::from_json),
+            last_failure: row
+                .failure
+                .as_deref()
+                .and_then(ActivityFailure::from_json)
+                .map(Box::new),
             closing: None,
             waiters: Vec::new(),
         }
@@ -353,7 +358,7 @@ impl Core {
             next_attempt_at: None,
             closed_at: Some(now_ms()),
         });
-        live.closing = Some(closed);
+        live.closing = Some(Box::new(closed));
         fx.closed.push(id.clone());
     }
 
@@ -480,7 +485,7 @@ impl Core {
             // Retried at once (worker shutdown, or a zero interval): ready again now.
             live.state = ActivityState::Scheduled;
             live.next_attempt_ms = None;
-            live.last_failure = Some(failure.clone());
+            live.last_failure = Some(Box::new(failure.clone()));
             fx.writes.push(Write::Transition {
                 id: id.clone(),
                 state: ActivityState::Scheduled,
@@ -500,7 +505,7 @@ impl Core {
         if retryable && attempts_left && before_deadline {
             live.state = ActivityState::BackingOff;
             live.next_attempt_ms = Some(next_ms);
-            live.last_failure = Some(failure.clone());
+            live.last_failure = Some(Box::new(failure.clone()));
             fx.writes.push(Write::Transition {
                 id: id.clone(),
                 state: ActivityState::BackingOff,

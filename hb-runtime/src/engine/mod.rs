@@ -116,7 +116,7 @@ impl Inner {
         let live = self.lock().live.remove(id);
         let Some(live) = live else { return };
         let closed = match result {
-            Ok(_) => live.closing.unwrap_or(core::Closed {
+            Ok(_) => live.closing.map(|c| *c).unwrap_or(core::Closed {
                 state: live.state,
                 output: None,
                 failure: None,

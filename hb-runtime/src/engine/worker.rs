@@ -173,7 +173,9 @@ impl Interceptor for Shared {
     }
 }
 
-/// A running worker, from [`Worker::spawn`].
+/// A running worker, from [`Worker::spawn`]. Dropping the handle leaves the worker running (it
+/// holds the engine, and a file engine's lock, until its runtime ends): call
+/// [`shutdown`](Self::shutdown) to stop it.
 ///
 /// ```
 /// use hb_runtime::engine::{Engine, StartOptions};
