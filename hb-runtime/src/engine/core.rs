@@ -389,6 +389,19 @@ impl Core {
         true
     }
 
+    /// The activity attempt `attempt` reports about, if that attempt is still the current one;
+    /// its last checkpoint (if it sent one) becomes the activity's.
+    fn reporting(&mut self, id: &str, attempt: u32, details: Option<Payload>) -> Option<&mut Live> {
+        let live = self.live.get_mut(id)?;
+        if !live.is_current(attempt) {
+            return None;
+        }
+        if details.is_some() {
+            live.details = details;
+        }
+        Some(live)
+    }
+
     /// Attempt `attempt` stopped after a cancel request.
     pub(crate) fn cancelled(
         &mut self,
@@ -397,15 +410,9 @@ impl Core {
         details: Option<Payload>,
         fx: &mut Effects,
     ) -> bool {
-        let Some(live) = self.live.get_mut(id) else {
+        let Some(live) = self.reporting(id, attempt, details) else {
             return false;
         };
-        if !live.is_current(attempt) {
-            return false;
-        }
-        if details.is_some() {
-            live.details = details;
-        }
         let id = live.id.clone();
         let details = live.details.clone();
         self.close(
@@ -429,15 +436,9 @@ impl Core {
         details: Option<Payload>,
         fx: &mut Effects,
     ) -> bool {
-        let Some(live) = self.live.get_mut(id) else {
+        let Some(live) = self.reporting(id, attempt, details) else {
             return false;
         };
-        if !live.is_current(attempt) {
-            return false;
-        }
-        if details.is_some() {
-            live.details = details;
-        }
         let failure = ActivityFailure::from_attempt(error, live.details.clone());
         // A worker shutting down is not the activity's fault: retry at once.
         let immediate = matches!(
