@@ -376,3 +376,32 @@ async fn a_worker_runs_at_most_max_concurrent_attempts_at_once() {
     }
     assert_eq!(MOST.load(Ordering::SeqCst), 2);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_in_memory_engine_reads_while_it_writes() {
+    // Reads (list, describe of closed activities) run on their own connection while the writer
+    // commits; on a shared-cache in-memory database they must not fail as "locked".
+    let engine = Engine::in_memory().await.unwrap();
+    let _w = engine.worker().register(batch).spawn().unwrap();
+    let client = engine.client();
+    let writers = tokio::spawn({
+        let client = client.clone();
+        async move {
+            for i in 0..300 {
+                let job = Job {
+                    items: 1,
+                    fail_first_at: None,
+                    item_ms: 0,
+                };
+                client
+                    .start(batch, job, StartOptions::id(format!("rw-{i}")))
+                    .await
+                    .unwrap();
+            }
+        }
+    });
+    while !writers.is_finished() {
+        client.list(ListFilter::all()).await.unwrap();
+    }
+    writers.await.unwrap();
+}

@@ -350,6 +350,10 @@ impl Engine {
         store::init(&write, &path)?;
         let read = rusqlite::Connection::open_with_flags(&uri, flags)
             .map_err(|e| EngineError::sqlite(&path, e))?;
+        // Connections to one in-memory database share its cache, where a reader would otherwise
+        // fail at once (SQLITE_LOCKED, no busy wait) while the writer holds its tables.
+        read.pragma_update(None, "read_uncommitted", true)
+            .map_err(|e| EngineError::sqlite(&path, e))?;
         Self::start(path, None, write, read).await
     }
 
