@@ -567,7 +567,13 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn describe(&self, id: &str) -> Result<Description, EngineError> {
-        if let Some(d) = self.inner().lock().live.get(id).map(Description::from_live) {
+        if let Some(d) = self
+            .inner()
+            .lock()
+            .live
+            .get(id)
+            .map(|l| Description::from_live(l))
+        {
             return Ok(d);
         }
         let inner = self.inner().clone();

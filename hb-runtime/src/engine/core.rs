@@ -150,7 +150,8 @@ pub(crate) struct Task {
 /// The mutable state behind the engine's lock.
 #[derive(Default)]
 pub(crate) struct Core {
-    pub(crate) live: HashMap<Arc<str>, Live>,
+    /// Boxed: the table's slots stay small (it keeps spare capacity), each `Live` exact-sized.
+    pub(crate) live: HashMap<Arc<str>, Box<Live>>,
     pub(crate) ready: HashMap<String, VecDeque<Arc<str>>>,
 }
 
@@ -216,7 +217,7 @@ impl Core {
             }
             _ => return,
         }
-        self.live.insert(live.id.clone(), live);
+        self.live.insert(live.id.clone(), Box::new(live));
     }
 
     /// Takes the next ready attempt of one of `types`, marking it running.
