@@ -65,7 +65,8 @@ pub(crate) struct Live {
     pub(crate) attempt: u32,
     pub(crate) input: Payload,
     pub(crate) details: Option<Payload>,
-    pub(crate) options: StoredOptions,
+    /// Shared by the open activities of one type with the same options (see `Core::admit`).
+    pub(crate) options: Arc<StoredOptions>,
     pub(crate) scheduled_at: i64,
     pub(crate) started: Option<Instant>,
     pub(crate) started_ms: Option<i64>,
@@ -94,7 +95,7 @@ impl Live {
             attempt: row.attempt,
             input: Payload::from_json_bytes(row.input),
             details: row.details.map(Payload::from_json_bytes),
-            options,
+            options: Arc::new(options),
             scheduled_at: row.scheduled_at,
             started: row.attempt_started_at.map(instant_of),
             started_ms: row.attempt_started_at,
@@ -143,13 +144,15 @@ pub(crate) struct Task {
     pub(crate) token: TaskToken,
     pub(crate) input: Payload,
     pub(crate) details: Option<Payload>,
-    pub(crate) options: StoredOptions,
+    pub(crate) options: Arc<StoredOptions>,
     pub(crate) deadline: Option<SystemTime>,
 }
 
 /// The mutable state behind the engine's lock.
 #[derive(Default)]
 pub(crate) struct Core {
+    /// The options of the latest activity admitted per type, to share with the next one.
+    options: HashMap<String, Arc<StoredOptions>>,
     /// Boxed: the table's slots stay small (it keeps spare capacity), each `Live` exact-sized.
     pub(crate) live: HashMap<Arc<str>, Box<Live>>,
     pub(crate) ready: HashMap<String, VecDeque<Arc<str>>>,
@@ -176,6 +179,13 @@ impl Core {
 
     /// Adds an activity (new or recovered) and arms its timers.
     pub(crate) fn admit(&mut self, mut live: Live, fx: &mut Effects) {
+        match self.options.get(&live.activity_type) {
+            Some(shared) if **shared == *live.options => live.options = shared.clone(),
+            _ => {
+                self.options
+                    .insert(live.activity_type.clone(), live.options.clone());
+            }
+        }
         let now = Instant::now();
         if let Some(stc) = live.options.schedule_to_close() {
             fx.timers.push((
