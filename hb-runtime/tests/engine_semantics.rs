@@ -224,3 +224,120 @@ async fn an_attempt_is_heartbeated_by_task_token_from_another_thread_and_process
     drop(engine);
     std::fs::remove_dir_all(&dir).ok();
 }
+
+#[activity(retry(max_attempts = 3, initial_interval = "20ms"))]
+async fn fails_first(ctx: ActivityContext) -> Result<u32, ActivityError> {
+    if ctx.info().attempt == 1 {
+        return Err(ActivityError::retryable("Flaky", "first attempt fails"));
+    }
+    Ok(ctx.info().attempt)
+}
+
+#[tokio::test]
+async fn a_deadline_years_away_does_not_stop_the_engines_timers() {
+    let engine = Engine::in_memory().await.unwrap();
+    let _w = engine
+        .worker()
+        .register(too_slow)
+        .register(fails_first)
+        .spawn()
+        .unwrap();
+    let client = engine.client();
+    let _far = client
+        .start(
+            too_slow,
+            (),
+            StartOptions::id("far")
+                .start_to_close_timeout(Duration::from_secs(3 * 365 * 24 * 3600))
+                .schedule_to_close_timeout(Duration::from_secs(3 * 365 * 24 * 3600)),
+        )
+        .await
+        .unwrap();
+    // Its retry needs the timer task alive.
+    let h = client
+        .start(fails_first, (), StartOptions::id("near"))
+        .await
+        .unwrap();
+    assert_eq!(
+        tokio::time::timeout(Duration::from_secs(20), h.result())
+            .await
+            .expect("the retry timer fired")
+            .unwrap(),
+        2
+    );
+}
+
+#[activity(
+    heartbeat_timeout = "10s",
+    cancel = "cooperative",
+    cancel_grace = "5s",
+    retry(max_attempts = 5, initial_interval = "10ms")
+)]
+async fn fails_when_cancelled(ctx: ActivityContext) -> Result<(), ActivityError> {
+    ctx.cancelled().await;
+    Err(ActivityError::retryable("Interrupted", "gave up on cancel"))
+}
+
+#[tokio::test]
+async fn an_attempt_that_fails_after_a_cancel_request_ends_the_activity_as_cancelled() {
+    let engine = Engine::in_memory().await.unwrap();
+    let _w = engine
+        .worker()
+        .register(fails_when_cancelled)
+        .spawn()
+        .unwrap();
+    let h = engine
+        .client()
+        .start(fails_when_cancelled, (), StartOptions::id("fail-on-cancel"))
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while h.describe().await.unwrap().state != ActivityState::Running {
+        assert!(tokio::time::Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    h.cancel().await.unwrap();
+    assert!(matches!(
+        h.result().await,
+        Err(ActivityFailure::Cancelled { .. })
+    ));
+    assert_eq!(h.describe().await.unwrap().attempt, 1, "not retried");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_that_does_not_fit_fails_alone() {
+    let dir = std::env::temp_dir().join(format!("hb-isolation-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let engine = Engine::open_with(
+        dir.join("hb.db"),
+        hb_runtime::engine::EngineOptions::default().max_file_size(512 * 1024),
+    )
+    .await
+    .unwrap();
+    let client = engine.client();
+    let big = "x".repeat(2 * 1024 * 1024);
+    let mut small = tokio::task::JoinSet::new();
+    for i in 0..50 {
+        let client = client.clone();
+        small.spawn(async move {
+            client
+                .start(
+                    strict,
+                    format!("s{i}"),
+                    StartOptions::id(format!("small-{i}")),
+                )
+                .await
+        });
+    }
+    let big_start = client.start(strict, big, StartOptions::id("too-big")).await;
+    assert!(matches!(
+        big_start,
+        Err(hb_runtime::engine::EngineError::Storage { .. })
+    ));
+    while let Some(r) = small.join_next().await {
+        r.unwrap()
+            .expect("a small start batched with the big one still succeeds");
+    }
+    drop(engine);
+    std::fs::remove_dir_all(&dir).ok();
+}

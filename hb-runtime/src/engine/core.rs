@@ -27,14 +27,20 @@ pub(crate) fn now_ms() -> i64 {
 /// The tokio instant of a past (or future) wall-clock time in ms.
 pub(crate) fn instant_of(ms: i64) -> Instant {
     let now = Instant::now();
-    let delta = ms - now_ms();
+    let delta = ms.saturating_sub(now_ms());
     if delta >= 0 {
-        now + Duration::from_millis(delta as u64)
+        let far = Duration::from_secs(100 * 365 * 24 * 3600);
+        now.checked_add(Duration::from_millis(delta as u64).min(far))
+            .unwrap_or(now)
     } else {
         now.checked_sub(Duration::from_millis(delta.unsigned_abs()))
             .unwrap_or(now)
     }
 }
+
+/// The furthest a timer is armed ahead (tokio-util's delay queue refuses deadlines about two
+/// years out); a later deadline is re-armed each time this much has passed.
+const MAX_TIMER_MS: u64 = 24 * 3600 * 1000;
 
 /// The task token of attempt `attempt` of `id`.
 pub(crate) fn token_of(id: &str, attempt: u32) -> TaskToken {
@@ -125,6 +131,8 @@ pub(crate) struct Timer {
     pub(crate) id: Arc<str>,
     pub(crate) attempt: u32,
     pub(crate) kind: TimerKind,
+    /// Set when the deadline was beyond what one timer can wait: re-armed until then.
+    pub(crate) due: Option<Instant>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -193,6 +201,7 @@ impl Core {
                     id: live.id.clone(),
                     attempt: 0,
                     kind: TimerKind::ScheduleToClose,
+                    due: None,
                 },
                 instant_of(live.scheduled_at) + stc,
             ));
@@ -204,6 +213,7 @@ impl Core {
                     id: live.id.clone(),
                     attempt: live.attempt,
                     kind: TimerKind::Retry,
+                    due: None,
                 },
                 live.next_attempt_ms.map_or(now, instant_of),
             )),
@@ -221,6 +231,7 @@ impl Core {
                         id: live.id.clone(),
                         attempt: live.attempt,
                         kind: TimerKind::Heartbeat,
+                        due: None,
                     },
                     since + ht.or(stc).unwrap_or(Duration::ZERO),
                 ));
@@ -245,7 +256,9 @@ impl Core {
                 }
                 let now = Instant::now();
                 let now_ms = now_ms();
-                live.attempt += 1;
+                live.attempt = live.attempt.saturating_add(1);
+                // The previous attempt's handle must not receive this attempt's cancels.
+                live.handle = None;
                 live.state = ActivityState::Running;
                 live.started = Some(now);
                 live.started_ms = Some(now_ms);
@@ -263,6 +276,7 @@ impl Core {
                             id: id.clone(),
                             attempt: live.attempt,
                             kind: TimerKind::StartToClose,
+                            due: None,
                         },
                         now + stc,
                     ));
@@ -274,6 +288,7 @@ impl Core {
                             id: id.clone(),
                             attempt: live.attempt,
                             kind: TimerKind::Heartbeat,
+                            due: None,
                         },
                         now + ht,
                     ));
@@ -477,6 +492,20 @@ impl Core {
             return;
         };
         live.handle = None;
+        if live.cancel_requested {
+            // Cancelled meanwhile: however the attempt ended, the activity ends as cancelled.
+            let details = live.details.clone();
+            self.close(
+                id,
+                Closed {
+                    state: ActivityState::Cancelled,
+                    output: None,
+                    failure: Some(ActivityFailure::Cancelled { details }),
+                },
+                fx,
+            );
+            return;
+        }
         let error_type = match &failure {
             ActivityFailure::Application { error_type, .. } => error_type.as_str(),
             ActivityFailure::Timeout { .. } => "Timeout",
@@ -489,10 +518,12 @@ impl Core {
             live.options.retry_delay(live.attempt)
         };
         let next_ms = now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
-        let before_deadline = live
-            .options
-            .schedule_to_close_ms
-            .is_none_or(|s2c| next_ms < live.scheduled_at + s2c as i64);
+        let before_deadline = live.options.schedule_to_close_ms.is_none_or(|s2c| {
+            next_ms
+                < live
+                    .scheduled_at
+                    .saturating_add(i64::try_from(s2c).unwrap_or(i64::MAX))
+        });
         if retryable && attempts_left && before_deadline && delay.is_zero() {
             // Retried at once (worker shutdown, or a zero interval): ready again now.
             live.state = ActivityState::Scheduled;
@@ -533,6 +564,7 @@ impl Core {
                     id: id.clone(),
                     attempt: live.attempt,
                     kind: TimerKind::Retry,
+                    due: None,
                 },
                 Instant::now() + delay,
             ));
@@ -566,6 +598,18 @@ impl Core {
 
     /// A timer fired.
     pub(crate) fn on_timer(&mut self, t: &Timer, fx: &mut Effects) {
+        if let Some(due) = t.due {
+            if Instant::now() < due {
+                fx.timers.push((
+                    Timer {
+                        due: None,
+                        ..t.clone()
+                    },
+                    due,
+                ));
+                return;
+            }
+        }
         let Some(live) = self.live.get_mut(&t.id) else {
             return;
         };
@@ -733,7 +777,15 @@ pub(crate) async fn run_timers(
     loop {
         tokio::select! {
             cmd = rx.recv() => match cmd {
-                Some((timer, at)) => { queue.insert_at(timer, at); }
+                Some((timer, at)) => {
+                    let cap = tokio::time::Instant::now() + Duration::from_millis(MAX_TIMER_MS);
+                    if at > cap {
+                        // Fires at the cap, then the core re-arms it for what is left.
+                        queue.insert_at(Timer { due: Some(at), ..timer }, cap);
+                    } else {
+                        queue.insert_at(timer, at);
+                    }
+                }
                 None => break,
             },
             Some(expired) = futures_util::future::poll_fn(|cx| queue.poll_expired(cx)), if !queue.is_empty() => {

@@ -334,7 +334,24 @@ fn writer_loop(
             drain(&mut batch);
         }
         let stop = matches!(batch.last(), Some((Write::Stop, _)));
-        let result = apply(&mut conn, &mut batch).map_err(|e| EngineError::sqlite(&path, e));
+        let mut result = apply(&mut conn, &mut batch).map_err(|e| EngineError::sqlite(&path, e));
+        if result.is_err() && batch.len() > 1 {
+            // One bad write (a full disk for one large input) must not fail the writes batched
+            // with it: replay them one by one, so only the ones that fail report it.
+            for (w, ack) in batch.drain(..) {
+                let mut one = [(w, None)];
+                let r = apply(&mut conn, &mut one)
+                    .map(|changed| changed[0])
+                    .map_err(|e| EngineError::sqlite(&path, e));
+                if let Err(e) = &r {
+                    tracing::error!(error = %e, "engine write failed; it was not stored");
+                }
+                if let Some(ack) = ack {
+                    ack(r);
+                }
+            }
+            result = Ok(Vec::new());
+        }
         match result {
             Ok(changed) => {
                 for ((_, ack), changed) in batch.drain(..).zip(changed) {
@@ -363,9 +380,22 @@ fn apply(conn: &mut Connection, batch: &mut [(Write, Option<Ack>)]) -> rusqlite:
     let mut changed = vec![true; batch.len()];
     // Only the newest heartbeat of each activity in the batch is written.
     let mut newest_heartbeat: HashMap<&str, usize> = HashMap::new();
+    // Activities whose newest heartbeat in the batch carries details: older ones are skipped.
+    let mut newest_with_details: std::collections::HashSet<&str> = std::collections::HashSet::new();
     for (i, (w, _)) in batch.iter().enumerate() {
         if let Write::Heartbeat { id, .. } = w {
             newest_heartbeat.insert(id, i);
+        }
+    }
+    for (id, i) in &newest_heartbeat {
+        if let (
+            Write::Heartbeat {
+                details: Some(_), ..
+            },
+            _,
+        ) = &batch[*i]
+        {
+            newest_with_details.insert(id);
         }
     }
     let tx = conn.transaction()?;
@@ -410,11 +440,17 @@ fn apply(conn: &mut Connection, batch: &mut [(Write, Option<Ack>)]) -> rusqlite:
                         ])?;
                 }
                 Write::Started { id, attempt, at } => {
+                    // A timed-out attempt's last checkpoint may still sit in `heartbeats`.
+                    fold.execute(params![&**id])?;
                     forget.execute(params![&**id])?;
                     started.execute(params![&**id, ActivityState::Running as i64, attempt, at])?;
                 }
                 Write::Heartbeat { id, details, at } => {
-                    if newest_heartbeat.get(&**id) == Some(&i) {
+                    // Every heartbeat is applied in order: one without details keeps the
+                    // details of an earlier one (the statement coalesces), so only the newest
+                    // of each activity is skipped-to when it carries details itself.
+                    let newest = newest_heartbeat.get(&**id) == Some(&i);
+                    if newest || details.is_some() && !newest_with_details.contains(&**id) {
                         heartbeat.execute(params![&**id, details, at])?;
                     }
                 }

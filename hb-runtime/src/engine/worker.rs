@@ -317,16 +317,20 @@ async fn poll(
             .options(options);
         let attempt = activity.start(&runner, request);
         let handle = attempt.handle();
-        inner.change(|core, fx| {
-            if let Some(live) = core.live.get_mut(&task.id) {
-                if live.attempt == task.attempt {
-                    live.handle = Some(handle.clone());
-                    // A cancel requested before the handle existed is delivered now.
-                    if live.cancel_requested {
-                        fx.cancels.push((handle.clone(), CancelReason::Requested));
-                    }
+        inner.change(|core, fx| match core.live.get_mut(&task.id) {
+            Some(live)
+                if live.state == super::ActivityState::Running
+                    && live.closing.is_none()
+                    && live.attempt == task.attempt =>
+            {
+                live.handle = Some(handle.clone());
+                // A cancel requested before the handle existed is delivered now.
+                if live.cancel_requested {
+                    fx.cancels.push((handle.clone(), CancelReason::Requested));
                 }
             }
+            // Timed out or closed before it could start: stop it at once.
+            _ => fx.cancels.push((handle.clone(), CancelReason::TimedOut)),
         });
         let key = next_key;
         next_key += 1;
