@@ -532,6 +532,8 @@ impl Client {
     /// ```
     pub async fn cancel(&self, id: &str) -> Result<ActivityState, EngineError> {
         if let Some(state) = self.inner().change(|core, fx| core.cancel(id, fx)) {
+            // Answer once the cancel is stored, so a crash right after cannot lose it.
+            self.inner().writer.sync().await?;
             return Ok(state);
         }
         self.describe(id).await.map(|d| d.state)

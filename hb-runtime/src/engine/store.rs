@@ -87,6 +87,8 @@ pub(crate) enum Write {
     },
     /// Ends the writer thread once everything before it is committed.
     Stop,
+    /// Writes nothing: its acknowledgement says every write queued before it is committed.
+    Barrier,
     DeleteRequest {
         seq: i64,
     },
@@ -103,6 +105,18 @@ pub(crate) struct Writer {
 }
 
 impl Writer {
+    /// Waits until every write queued so far is committed.
+    pub(crate) async fn sync(&self) -> Result<(), EngineError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.send(
+            Write::Barrier,
+            Some(Box::new(move |r| {
+                let _ = tx.send(r);
+            })),
+        );
+        rx.await.unwrap_or(Err(EngineError::Closed)).map(|_| ())
+    }
+
     /// Queues `write`; `ack` runs once it is committed (or failed).
     pub(crate) fn send(&self, write: Write, ack: Option<Ack>) {
         if let Err(mpsc::SendError((_, Some(ack)))) = self.tx.send((write, ack)) {
@@ -483,7 +497,7 @@ fn apply(conn: &mut Connection, batch: &mut [(Write, Option<Ack>)]) -> rusqlite:
                 Write::DeleteRequest { seq } => {
                     delete_request.execute(params![seq])?;
                 }
-                Write::Stop => {}
+                Write::Stop | Write::Barrier => {}
             }
         }
     }
