@@ -626,16 +626,32 @@ impl Client {
         let rows = tokio::task::spawn_blocking(move || inner.reader.list(&states, limit))
             .await
             .map_err(|_| EngineError::Closed)??;
-        // Open activities: the in-memory view is fresher than the last committed row.
+        // Open activities: the in-memory view is fresher than the last committed row (a state
+        // change may still be on its way to the file), so it decides what matches.
+        let wanted = |s: ActivityState| filter.states.is_empty() || filter.states.contains(&s);
         let core = self.inner().lock();
-        Ok(rows
+        let mut seen = std::collections::HashSet::new();
+        let mut out: Vec<Description> = rows
             .into_iter()
-            .map(|r| match core.live.get(&r.id) {
-                Some(l) => Description::from_live(l),
-                None => Description::from_row(r),
+            .map(|r| {
+                seen.insert(r.id.clone());
+                match core.live.get(&r.id) {
+                    Some(l) => Description::from_live(l),
+                    None => Description::from_row(r),
+                }
             })
-            .filter(|d| filter.states.is_empty() || filter.states.contains(&d.state))
-            .collect())
+            .filter(|d| wanted(d.state))
+            .collect();
+        out.extend(
+            core.live
+                .iter()
+                .filter(|(id, _)| !seen.contains(*id))
+                .map(|(_, l)| Description::from_live(l))
+                .filter(|d| wanted(d.state)),
+        );
+        out.sort_by(|a, b| b.scheduled_at.cmp(&a.scheduled_at).then(a.id.cmp(&b.id)));
+        out.truncate(limit);
+        Ok(out)
     }
 
     /// Heartbeats attempt `token` from outside the activity (another thread or task), with

@@ -171,6 +171,8 @@ pub(crate) struct Core {
 pub(crate) struct Effects {
     pub(crate) writes: Vec<Write>,
     pub(crate) timers: Vec<(Timer, Instant)>,
+    /// Activities whose timers can go (they closed).
+    pub(crate) forget: Vec<Arc<str>>,
     pub(crate) cancels: Vec<(AttemptHandle, CancelReason)>,
     pub(crate) closed: Vec<Arc<str>>,
     pub(crate) ready: bool,
@@ -374,6 +376,7 @@ impl Core {
         };
         live.handle = None;
         live.state = closed.state;
+        fx.forget.push(id.clone());
         fx.writes.push(Write::Transition {
             id: id.clone(),
             state: closed.state,
@@ -761,36 +764,63 @@ pub(crate) fn apply(inner: &Arc<Inner>, fx: Effects) {
         inner.writer.send(w, ack);
     }
     for (timer, at) in fx.timers {
-        let _ = inner.timers.send((timer, at));
+        let _ = inner.timers.send(TimerCommand::Arm(timer, at));
+    }
+    for id in fx.forget {
+        let _ = inner.timers.send(TimerCommand::Forget(id));
     }
     if fx.ready {
         inner.ready.notify_waiters();
     }
 }
 
+/// What the deadline queue is told.
+#[derive(Debug)]
+pub(crate) enum TimerCommand {
+    /// Fire `Timer` at the instant.
+    Arm(Timer, Instant),
+    /// The activity closed: drop its pending timers (a long start-to-close or schedule-to-close
+    /// timeout would otherwise hold memory until its deadline).
+    Forget(Arc<str>),
+}
+
 /// The engine's one deadline queue: a task that fires timers into the core.
-pub(crate) async fn run_timers(
-    weak: Weak<Inner>,
-    mut rx: mpsc::UnboundedReceiver<(Timer, Instant)>,
-) {
+pub(crate) async fn run_timers(weak: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<TimerCommand>) {
+    use tokio_util::time::delay_queue::Key;
     let mut queue: tokio_util::time::DelayQueue<Timer> = tokio_util::time::DelayQueue::new();
+    // The pending timers of each activity, to drop them when it closes.
+    let mut keys: HashMap<Arc<str>, Vec<Key>> = HashMap::new();
     loop {
         tokio::select! {
             cmd = rx.recv() => match cmd {
-                Some((timer, at)) => {
+                Some(TimerCommand::Arm(timer, at)) => {
                     let cap = tokio::time::Instant::now() + Duration::from_millis(MAX_TIMER_MS);
-                    if at > cap {
+                    let id = timer.id.clone();
+                    let key = if at > cap {
                         // Fires at the cap, then the core re-arms it for what is left.
-                        queue.insert_at(Timer { due: Some(at), ..timer }, cap);
+                        queue.insert_at(Timer { due: Some(at), ..timer }, cap)
                     } else {
-                        queue.insert_at(timer, at);
+                        queue.insert_at(timer, at)
+                    };
+                    keys.entry(id).or_default().push(key);
+                }
+                Some(TimerCommand::Forget(id)) => {
+                    for key in keys.remove(&id).unwrap_or_default() {
+                        queue.try_remove(&key);
                     }
                 }
                 None => break,
             },
             Some(expired) = futures_util::future::poll_fn(|cx| queue.poll_expired(cx)), if !queue.is_empty() => {
                 let Some(inner) = weak.upgrade() else { break };
+                let key = expired.key();
                 let timer = expired.into_inner();
+                if let Some(pending) = keys.get_mut(&timer.id) {
+                    pending.retain(|k| *k != key);
+                    if pending.is_empty() {
+                        keys.remove(&timer.id);
+                    }
+                }
                 let mut fx = Effects::default();
                 inner.lock().on_timer(&timer, &mut fx);
                 apply(&inner, fx);

@@ -70,7 +70,7 @@ pub(crate) struct Inner {
     pub(crate) reader: Arc<Reader>,
     core: Mutex<Core>,
     pub(crate) ready: Notify,
-    pub(crate) timers: mpsc::UnboundedSender<(core::Timer, tokio::time::Instant)>,
+    pub(crate) timers: mpsc::UnboundedSender<core::TimerCommand>,
     /// The writer thread; it holds the file's lock until it has finished.
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     stop: tokio_util::sync::CancellationToken,
