@@ -217,15 +217,9 @@ impl ActivityArgs {
             );
             return Ok(());
         }
-        let first = !seen.contains(&key);
-        if first {
-            seen.push(key.clone());
-        } else {
-            cx.error_spanned_by(
-                &meta.path,
-                format!("duplicate option `{key}`: each option may be given once"),
-            );
-        }
+        let first = crate::keys::first_time(cx, seen, &meta.path, &key, || {
+            format!("duplicate option `{key}`: each option may be given once")
+        });
         if key == "retry" {
             let retry = RetryArgs::parse(cx, meta)?;
             if first {
@@ -429,15 +423,9 @@ impl RetryArgs {
             );
             return Ok(());
         }
-        let first = !seen.contains(&key);
-        if first {
-            seen.push(key.clone());
-        } else {
-            cx.error_spanned_by(
-                &meta.path,
-                format!("duplicate retry option `{key}`: each option may be given once"),
-            );
-        }
+        let first = crate::keys::first_time(cx, seen, &meta.path, &key, || {
+            format!("duplicate retry option `{key}`: each option may be given once")
+        });
         let Some(expr) = expect_value(cx, meta, &key)? else {
             return Ok(());
         };

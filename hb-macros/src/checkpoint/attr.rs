@@ -150,15 +150,9 @@ impl ContainerAttrs {
             cx.error_spanned_by(&meta.path, message);
             return Ok(());
         }
-        let first = !seen.contains(&key);
-        if first {
-            seen.push(key.clone());
-        } else {
-            cx.error_spanned_by(
-                &meta.path,
-                format!("duplicate #[checkpoint] option `{key}`"),
-            );
-        }
+        let first = crate::keys::first_time(cx, seen, &meta.path, &key, || {
+            format!("duplicate #[checkpoint] option `{key}`")
+        });
         if !meta.input.peek(Token![=]) {
             skip_value(meta)?;
             let example = match key.as_str() {
