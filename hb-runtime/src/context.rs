@@ -128,6 +128,8 @@ pub(crate) struct Shared {
     pub(crate) send: tokio::sync::Mutex<SendState>,
     pub(crate) polls: crate::heartbeat::PollTracker,
     pub(crate) span: tracing::Span,
+    /// The attempt's place in its pump (set and read on the pump's thread only).
+    pub(crate) pump_slot: std::sync::atomic::AtomicUsize,
 }
 
 impl ActivityContext {
@@ -414,6 +416,7 @@ impl Shared {
             send: tokio::sync::Mutex::new(SendState::new(previous, seen_seq)),
             polls: crate::heartbeat::PollTracker::default(),
             span,
+            pump_slot: std::sync::atomic::AtomicUsize::new(usize::MAX),
         }
     }
 

@@ -4,6 +4,7 @@ use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::fmt;
 
+use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
@@ -20,13 +21,16 @@ pub const JSON_PLAIN: &str = "json/plain";
 /// assert_eq!(p.encoding(), Some("json/plain"));
 /// assert_eq!(p.data(), br#"{"next":3}"#);
 /// ```
+///
+/// Cloning is cheap: the bytes are shared (reference-counted), so a heartbeat's details held by
+/// the pump, the backend and a pending write are one buffer.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Payload {
     /// `None` stands for the one entry `encoding = json/plain`: heartbeats are frequent and a
     /// map per payload would cost more than the checkpoint itself.
     #[allow(clippy::box_collection)] // one pointer in the common case, not a map's three words
     metadata: Option<Box<BTreeMap<String, Vec<u8>>>>,
-    data: Vec<u8>,
+    data: Bytes,
 }
 
 impl Payload {
@@ -47,7 +51,7 @@ impl Payload {
             && metadata.get("encoding").map(Vec::as_slice) == Some(JSON_PLAIN.as_bytes());
         Payload {
             metadata: (!only_json).then(|| Box::new(metadata)),
-            data,
+            data: Bytes::from(data),
         }
     }
 
@@ -55,7 +59,7 @@ impl Payload {
     pub fn from_json_bytes(data: Vec<u8>) -> Self {
         Payload {
             metadata: None,
-            data,
+            data: Bytes::from(data),
         }
     }
 
@@ -104,7 +108,7 @@ impl Payload {
 
     /// Splits the payload into metadata and data.
     pub fn into_parts(self) -> (BTreeMap<String, Vec<u8>>, Vec<u8>) {
-        (self.metadata().into_owned(), self.data)
+        (self.metadata().into_owned(), Vec::from(self.data))
     }
 
     /// The size of the data in bytes.

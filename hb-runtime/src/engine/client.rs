@@ -708,7 +708,7 @@ impl Client {
         details: Option<&Payload>,
     ) -> Result<HeartbeatReply, EngineError> {
         self.inner()
-            .change(|core, fx| core.heartbeat(token, details, fx))
+            .heartbeat(token, details)
             .map_err(|e| EngineError::NotFound { id: e.message })
     }
 

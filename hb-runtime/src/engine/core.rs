@@ -162,7 +162,8 @@ pub(crate) struct Core {
     /// The options of the latest activity admitted per type, to share with the next one.
     options: HashMap<String, Arc<StoredOptions>>,
     /// Boxed: the table's slots stay small (it keeps spare capacity), each `Live` exact-sized.
-    pub(crate) live: HashMap<Arc<str>, Box<Live>>,
+    /// Keyed with foldhash: every heartbeat and timer looks an activity up here.
+    pub(crate) live: foldhash::HashMap<Arc<str>, Box<Live>>,
     pub(crate) ready: HashMap<String, VecDeque<Arc<str>>>,
 }
 
@@ -315,18 +316,18 @@ impl Core {
         None
     }
 
-    /// A heartbeat of attempt `token`.
+    /// A heartbeat of attempt `token`: the reply, and the write to queue (see
+    /// [`Inner::heartbeat`](super::Inner::heartbeat): a heartbeat has no other effect).
     pub(crate) fn heartbeat(
         &mut self,
         token: &TaskToken,
         details: Option<&Payload>,
-        fx: &mut Effects,
-    ) -> Result<HeartbeatReply, TransportError> {
+    ) -> Result<(HeartbeatReply, Option<Write>), TransportError> {
         let (id, attempt) = parse_token(token).ok_or_else(|| {
             TransportError::new(TransportErrorKind::NotFound, "not an engine task token")
         })?;
         let Some(live) = self.live.get_mut(id) else {
-            return Ok(HeartbeatReply::not_found());
+            return Ok((HeartbeatReply::not_found(), None));
         };
         if !live.is_current(attempt) {
             // The last word of an attempt the engine already timed out (its final flush): the
@@ -335,21 +336,24 @@ impl Core {
                 live.state,
                 ActivityState::BackingOff | ActivityState::Scheduled
             );
+            let mut write = None;
             if live.attempt == attempt && live.closing.is_none() && awaiting_retry {
                 if let Some(d) = details {
                     live.details = Some(d.clone());
-                    fx.writes.push(Write::Heartbeat {
+                    write = Some(Write::Heartbeat {
                         id: live.id.clone(),
-                        details: Some(d.data().to_vec()),
+                        details: Some(d.clone()),
                         at: now_ms(),
+                        commit_within: live.options.heartbeat_commit_within(),
                     });
                 }
             }
-            return Ok(if live.attempt == attempt {
+            let reply = if live.attempt == attempt {
                 HeartbeatReply::timed_out()
             } else {
                 HeartbeatReply::not_found()
-            });
+            };
+            return Ok((reply, write));
         }
         let now_ms = now_ms();
         live.last_heartbeat = Some(Instant::now());
@@ -357,16 +361,18 @@ impl Core {
         if let Some(d) = details {
             live.details = Some(d.clone());
         }
-        fx.writes.push(Write::Heartbeat {
+        let write = Write::Heartbeat {
             id: live.id.clone(),
-            details: details.map(|d| d.data().to_vec()),
+            details: details.cloned(),
             at: now_ms,
-        });
-        Ok(if live.cancel_requested {
+            commit_within: live.options.heartbeat_commit_within(),
+        };
+        let reply = if live.cancel_requested {
             HeartbeatReply::cancel()
         } else {
             HeartbeatReply::ok()
-        })
+        };
+        Ok((reply, Some(write)))
     }
 
     /// Closes activity `id` for good.
@@ -381,8 +387,8 @@ impl Core {
             id: id.clone(),
             state: closed.state,
             attempt: live.attempt,
-            details: live.details.as_ref().map(|d| d.data().to_vec()),
-            output: closed.output.as_ref().map(|o| o.data().to_vec()),
+            details: live.details.clone(),
+            output: closed.output.clone(),
             failure: closed.failure.as_ref().map(ActivityFailure::to_json),
             next_attempt_at: None,
             closed_at: Some(now_ms()),
@@ -536,7 +542,7 @@ impl Core {
                 id: id.clone(),
                 state: ActivityState::Scheduled,
                 attempt: live.attempt,
-                details: live.details.as_ref().map(|d| d.data().to_vec()),
+                details: live.details.clone(),
                 output: None,
                 failure: Some(failure.to_json()),
                 next_attempt_at: None,
@@ -556,7 +562,7 @@ impl Core {
                 id: id.clone(),
                 state: ActivityState::BackingOff,
                 attempt: live.attempt,
-                details: live.details.as_ref().map(|d| d.data().to_vec()),
+                details: live.details.clone(),
                 output: None,
                 failure: Some(failure.to_json()),
                 next_attempt_at: Some(next_ms),
@@ -784,45 +790,138 @@ pub(crate) enum TimerCommand {
     Forget(Arc<str>),
 }
 
-/// The engine's one deadline queue: a task that fires timers into the core.
-pub(crate) async fn run_timers(weak: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<TimerCommand>) {
-    use tokio_util::time::delay_queue::Key;
-    let mut queue: tokio_util::time::DelayQueue<Timer> = tokio_util::time::DelayQueue::new();
-    // The pending timers of each activity, to drop them when it closes.
-    let mut keys: HashMap<Arc<str>, Vec<Key>> = HashMap::new();
+/// Starts the engine's one deadline queue on its own thread, `hb-timers`, so timeouts fire on
+/// time even when activity bodies keep the runtime the engine was opened on busy. The thread
+/// ends when the engine is dropped.
+pub(crate) fn spawn_timers(weak: Weak<Inner>, rx: mpsc::UnboundedReceiver<TimerCommand>) {
+    std::thread::Builder::new()
+        .name("hb-timers".into())
+        .spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_time()
+                .build()
+                .expect("building the hb engine timer runtime")
+                .block_on(run_timers(weak, rx));
+        })
+        .expect("spawning the hb engine timer thread");
+}
+
+/// Heartbeat deadlines are rounded up to this step, so that thousands of activities wake the
+/// deadline queue a few hundred times a second at most; a dead attempt is still detected
+/// within `heartbeat_timeout` + 4 ms (plus the queue's own millisecond).
+const HEARTBEAT_TIMER_STEP: Duration = Duration::from_millis(4);
+
+use tokio_util::time::delay_queue::Key;
+
+/// The timers of every open activity, by deadline, and which are pending for each activity
+/// (to drop them when it closes).
+struct Deadlines {
+    queue: tokio_util::time::DelayQueue<Timer>,
+    keys: foldhash::HashMap<Arc<str>, Vec<Key>>,
+    /// What heartbeat deadlines are rounded from.
+    epoch: Instant,
+}
+
+impl Deadlines {
+    fn new() -> Self {
+        Deadlines {
+            queue: tokio_util::time::DelayQueue::new(),
+            keys: foldhash::HashMap::default(),
+            epoch: Instant::now(),
+        }
+    }
+
+    /// Queues `timer` at `at` (a heartbeat deadline rounded up to the step; a far deadline
+    /// capped) and returns its key.
+    fn insert(
+        queue: &mut tokio_util::time::DelayQueue<Timer>,
+        epoch: Instant,
+        timer: Timer,
+        mut at: Instant,
+    ) -> Key {
+        if timer.kind == TimerKind::Heartbeat {
+            let step = HEARTBEAT_TIMER_STEP.as_nanos();
+            let since = at.saturating_duration_since(epoch).as_nanos();
+            let rounded = since.div_ceil(step) * step;
+            at = epoch + Duration::from_nanos(u64::try_from(rounded).unwrap_or(u64::MAX));
+        }
+        let cap = Instant::now() + Duration::from_millis(MAX_TIMER_MS);
+        if at > cap {
+            // Fires at the cap, then the core re-arms it for what is left.
+            queue.insert_at(
+                Timer {
+                    due: Some(at),
+                    ..timer
+                },
+                cap,
+            )
+        } else {
+            queue.insert_at(timer, at)
+        }
+    }
+
+    fn arm(&mut self, timer: Timer, at: Instant) {
+        let id = timer.id.clone();
+        let key = Self::insert(&mut self.queue, self.epoch, timer, at);
+        self.keys.entry(id).or_default().push(key);
+    }
+
+    fn forget(&mut self, id: &str) {
+        for key in self.keys.remove(id).unwrap_or_default() {
+            self.queue.try_remove(&key);
+        }
+    }
+
+    /// The next timer due, waiting for it, with its key (still listed as pending).
+    async fn next(&mut self) -> Option<(Timer, Key)> {
+        let expired = futures_util::future::poll_fn(|cx| self.queue.poll_expired(cx)).await?;
+        let key = expired.key();
+        Some((expired.into_inner(), key))
+    }
+
+    /// `key` of activity `id` fired and the core answered with `rearmed`. The common case, a
+    /// heartbeat timer re-armed for the same activity, takes one lookup.
+    fn fired(&mut self, id: &Arc<str>, key: Key, rearmed: Vec<(Timer, Instant)>) {
+        let mut others = Vec::new();
+        match self.keys.get_mut(id) {
+            Some(pending) => {
+                pending.retain(|k| *k != key);
+                for (timer, at) in rearmed {
+                    if timer.id == *id {
+                        pending.push(Self::insert(&mut self.queue, self.epoch, timer, at));
+                    } else {
+                        others.push((timer, at));
+                    }
+                }
+                if pending.is_empty() {
+                    self.keys.remove(id);
+                }
+            }
+            None => others = rearmed,
+        }
+        for (timer, at) in others {
+            self.arm(timer, at);
+        }
+    }
+}
+
+/// The deadline queue: fires timers into the core.
+async fn run_timers(weak: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<TimerCommand>) {
+    let mut deadlines = Deadlines::new();
     loop {
         tokio::select! {
             cmd = rx.recv() => match cmd {
-                Some(TimerCommand::Arm(timer, at)) => {
-                    let cap = tokio::time::Instant::now() + Duration::from_millis(MAX_TIMER_MS);
-                    let id = timer.id.clone();
-                    let key = if at > cap {
-                        // Fires at the cap, then the core re-arms it for what is left.
-                        queue.insert_at(Timer { due: Some(at), ..timer }, cap)
-                    } else {
-                        queue.insert_at(timer, at)
-                    };
-                    keys.entry(id).or_default().push(key);
-                }
-                Some(TimerCommand::Forget(id)) => {
-                    for key in keys.remove(&id).unwrap_or_default() {
-                        queue.try_remove(&key);
-                    }
-                }
+                Some(TimerCommand::Arm(timer, at)) => deadlines.arm(timer, at),
+                Some(TimerCommand::Forget(id)) => deadlines.forget(&id),
                 None => break,
             },
-            Some(expired) = futures_util::future::poll_fn(|cx| queue.poll_expired(cx)), if !queue.is_empty() => {
+            Some((timer, key)) = deadlines.next(), if !deadlines.queue.is_empty() => {
                 let Some(inner) = weak.upgrade() else { break };
-                let key = expired.key();
-                let timer = expired.into_inner();
-                if let Some(pending) = keys.get_mut(&timer.id) {
-                    pending.retain(|k| *k != key);
-                    if pending.is_empty() {
-                        keys.remove(&timer.id);
-                    }
-                }
                 let mut fx = Effects::default();
                 inner.lock().on_timer(&timer, &mut fx);
+                // Re-armed timers (most often: a heartbeat came since this one was armed) go
+                // straight back into the queue.
+                deadlines.fired(&timer.id, key, std::mem::take(&mut fx.timers));
                 apply(&inner, fx);
             }
         }

@@ -111,6 +111,20 @@ impl Inner {
         out
     }
 
+    /// A heartbeat of attempt `token` (the hot path: no effects but its write, queued after
+    /// the lock is released).
+    pub(crate) fn heartbeat(
+        &self,
+        token: &crate::transport::TaskToken,
+        details: Option<&crate::Payload>,
+    ) -> Result<crate::transport::HeartbeatReply, crate::TransportError> {
+        let (reply, write) = self.lock().heartbeat(token, details)?;
+        if let Some(w) = write {
+            self.writer.send(w, None);
+        }
+        Ok(reply)
+    }
+
     /// A closing write was committed (or failed): answer the waiters and forget the activity.
     pub(crate) fn on_closed_committed(&self, id: &Arc<str>, result: Result<bool, EngineError>) {
         let live = self.lock().live.remove(id);
@@ -387,7 +401,7 @@ impl Engine {
         if recovered > 0 {
             tracing::info!(path = %inner.path.display(), recovered, "engine recovered open activities");
         }
-        tokio::spawn(core::run_timers(Arc::downgrade(&inner), timer_rx));
+        core::spawn_timers(Arc::downgrade(&inner), timer_rx);
         tokio::spawn(poll_requests(Arc::downgrade(&inner), inner.stop.clone()));
         Ok(Engine { inner })
     }
@@ -476,7 +490,7 @@ async fn poll_requests(weak: std::sync::Weak<Inner>, stop: tokio_util::sync::Can
                 ("heartbeat", _, Some(token)) => {
                     let token = crate::transport::TaskToken::new(token.into_bytes());
                     let details = details.map(crate::Payload::from_json_bytes);
-                    let _ = inner.change(|core, fx| core.heartbeat(&token, details.as_ref(), fx));
+                    let _ = inner.heartbeat(&token, details.as_ref());
                 }
                 (other, ..) => tracing::warn!(kind = other, "ignoring an unknown queued request"),
             }
@@ -597,9 +611,7 @@ impl crate::transport::Transport for EngineTransport {
         token: &'a crate::transport::TaskToken,
         details: Option<&'a crate::Payload>,
     ) -> crate::BoxFuture<'a, Result<crate::transport::HeartbeatReply, crate::TransportError>> {
-        let r = self
-            .inner
-            .change(|core, fx| core.heartbeat(token, details, fx));
+        let r = self.inner.heartbeat(token, details);
         Box::pin(async move { r })
     }
 

@@ -433,6 +433,11 @@ fn ms(d: Duration) -> u64 {
 }
 
 impl StoredOptions {
+    /// How long a heartbeat may wait in the writer before it is committed.
+    pub(crate) fn heartbeat_commit_within(&self) -> Duration {
+        super::store::heartbeat_commit_within(self.heartbeat_timeout())
+    }
+
     pub(crate) fn from_options(o: &ActivityOptions) -> Self {
         StoredOptions {
             heartbeat_timeout_ms: o.effective_heartbeat_timeout().map(ms),

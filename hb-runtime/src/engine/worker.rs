@@ -6,7 +6,6 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use super::{Engine, EngineError, EngineTransport};
@@ -107,7 +106,11 @@ impl Worker {
 
     /// Runs at most `n` attempts at once (default 100).
     pub fn max_concurrent(mut self, n: usize) -> Self {
-        self.max_concurrent = n.max(1);
+        // A semaphore's limit (the shutdown waits for all permits at once, as a u32).
+        self.max_concurrent = n.clamp(
+            1,
+            tokio::sync::Semaphore::MAX_PERMITS.min(u32::MAX as usize),
+        );
         self
     }
 
@@ -279,15 +282,14 @@ async fn poll(
     grace: Duration,
 ) {
     let types: Vec<&str> = activities.keys().copied().collect();
+    // A permit per running attempt: all of them back means none is running.
     let permits = Arc::new(tokio::sync::Semaphore::new(max_concurrent));
-    let mut tasks = JoinSet::new();
     let inner = engine.inner.clone();
     let mut next_key = 0u64;
     loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             _ = stop.cancelled() => break,
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => continue,
         };
         let task = loop {
             let notified = inner.ready.notified();
@@ -302,7 +304,6 @@ async fn poll(
             tokio::select! {
                 _ = notified => {}
                 _ = stop.cancelled() => break None,
-                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
             }
         };
         let Some(task) = task else { break };
@@ -339,7 +340,7 @@ async fn poll(
             .unwrap_or_else(PoisonError::into_inner)
             .insert(key, handle);
         let running = running.clone();
-        tasks.spawn(async move {
+        tokio::spawn(async move {
             attempt.run().await;
             running
                 .lock()
@@ -349,9 +350,9 @@ async fn poll(
         });
     }
     // Shutdown: a grace period for running attempts, then WorkerShutdown for the rest.
-    if !tasks.is_empty() {
-        let drained =
-            tokio::time::timeout(grace, async { while tasks.join_next().await.is_some() {} }).await;
+    let all = u32::try_from(max_concurrent).unwrap_or(u32::MAX);
+    if permits.available_permits() < max_concurrent {
+        let drained = tokio::time::timeout(grace, permits.acquire_many(all)).await;
         if drained.is_err() {
             let handles: Vec<AttemptHandle> = running
                 .lock()
@@ -366,7 +367,7 @@ async fn poll(
             for h in handles {
                 h.cancel(CancelReason::WorkerShutdown);
             }
-            while tasks.join_next().await.is_some() {}
+            let _ = permits.acquire_many(all).await;
         }
     }
 }

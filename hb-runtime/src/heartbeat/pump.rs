@@ -1,6 +1,5 @@
 //! The shared heartbeat scheduler.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -12,15 +11,14 @@ use tokio_util::time::{delay_queue, DelayQueue};
 use crate::context::Shared;
 
 enum Command {
-    Add(u64, Arc<Shared>),
-    Remove(u64),
+    Add(Arc<Shared>),
+    Remove(Arc<Shared>),
     /// The final flush of an attempt dropped mid-run.
     Finish(Arc<Shared>),
 }
 
 struct PumpInner {
     tx: mpsc::UnboundedSender<Command>,
-    next_id: AtomicU64,
     stats: Arc<Counters>,
     home: &'static str,
 }
@@ -227,12 +225,7 @@ impl Pump {
         let stats = Arc::new(Counters::default());
         spawn(rx, stats.clone());
         Pump {
-            inner: Arc::new(PumpInner {
-                tx,
-                next_id: AtomicU64::new(1),
-                stats,
-                home,
-            }),
+            inner: Arc::new(PumpInner { tx, stats, home }),
         }
     }
 
@@ -245,11 +238,9 @@ impl Pump {
     }
 
     pub(crate) fn register(&self, shared: Arc<Shared>) -> Registration {
-        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let _ = self.inner.tx.send(Command::Add(id, shared.clone()));
+        let _ = self.inner.tx.send(Command::Add(shared.clone()));
         Registration {
             pump: self.clone(),
-            id,
             shared,
             finished: false,
         }
@@ -260,7 +251,6 @@ impl Pump {
 /// future was dropped before it could flush itself.
 pub(crate) struct Registration {
     pump: Pump,
-    id: u64,
     shared: Arc<Shared>,
     finished: bool,
 }
@@ -273,7 +263,11 @@ impl Registration {
 
 impl Drop for Registration {
     fn drop(&mut self) {
-        let _ = self.pump.inner.tx.send(Command::Remove(self.id));
+        let _ = self
+            .pump
+            .inner
+            .tx
+            .send(Command::Remove(self.shared.clone()));
         if !self.finished {
             tracing::debug!(parent: &self.shared.span, "attempt dropped mid-run; flushing its checkpoint from the pump");
             let _ = self
@@ -305,21 +299,28 @@ fn next_tick(epoch: tokio::time::Instant, interval: std::time::Duration) -> toki
 
 async fn schedule(mut rx: mpsc::UnboundedReceiver<Command>, stats: Arc<Counters>) {
     let epoch = tokio::time::Instant::now();
-    let mut queue: DelayQueue<u64> = DelayQueue::new();
-    let mut entries: HashMap<u64, (Arc<Shared>, delay_queue::Key)> = HashMap::new();
+    // Attempts by slot (kept in the attempt's `pump_slot`), and their next ticks by deadline:
+    // a tick finds its attempt without hashing.
+    let mut queue: DelayQueue<usize> = DelayQueue::new();
+    let mut entries: slab::Slab<(Arc<Shared>, delay_queue::Key)> = slab::Slab::new();
     // Heartbeats and final flushes in flight; drained before the scheduler returns.
     let mut sends = tokio::task::JoinSet::new();
     loop {
         tokio::select! {
             cmd = rx.recv() => match cmd {
                 None => break,
-                Some(Command::Add(id, shared)) => {
-                    let key = queue.insert_at(id, next_tick(epoch, shared.info.heartbeat_interval));
-                    entries.insert(id, (shared, key));
+                Some(Command::Add(shared)) => {
+                    let entry = entries.vacant_entry();
+                    let slot = entry.key();
+                    let key = queue.insert_at(slot, next_tick(epoch, shared.info.heartbeat_interval));
+                    shared.pump_slot.store(slot, Ordering::Relaxed);
+                    entry.insert((shared, key));
                     stats.active.fetch_add(1, Ordering::Relaxed);
                 }
-                Some(Command::Remove(id)) => {
-                    if let Some((_, key)) = entries.remove(&id) {
+                Some(Command::Remove(shared)) => {
+                    let slot = shared.pump_slot.load(Ordering::Relaxed);
+                    if entries.get(slot).is_some_and(|(s, _)| Arc::ptr_eq(s, &shared)) {
+                        let (_, key) = entries.remove(slot);
                         queue.remove(&key);
                         stats.active.fetch_sub(1, Ordering::Relaxed);
                     }
@@ -331,9 +332,9 @@ async fn schedule(mut rx: mpsc::UnboundedReceiver<Command>, stats: Arc<Counters>
                 }
             },
             Some(expired) = poll_fn(|cx| queue.poll_expired(cx)), if !queue.is_empty() => {
-                let id = expired.into_inner();
-                if let Some((shared, key)) = entries.get_mut(&id) {
-                    *key = queue.insert_at(id, next_tick(epoch, shared.info.heartbeat_interval));
+                let slot = expired.into_inner();
+                if let Some((shared, key)) = entries.get_mut(slot) {
+                    *key = queue.insert_at(slot, next_tick(epoch, shared.info.heartbeat_interval));
                     stats.ticks.fetch_add(1, Ordering::Relaxed);
                     // Most transports answer at once (the embedded engine does): run the tick
                     // inline and make it a task only if it has to wait.
