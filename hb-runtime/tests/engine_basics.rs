@@ -405,3 +405,142 @@ async fn an_in_memory_engine_reads_while_it_writes() {
     }
     writers.await.unwrap();
 }
+
+#[tokio::test]
+async fn closing_the_engine_shuts_its_workers_down_and_refuses_new_work() {
+    let engine = Engine::in_memory().await.unwrap();
+    let _w = engine
+        .worker()
+        .register(batch)
+        .shutdown_grace(Duration::from_millis(20))
+        .spawn()
+        .unwrap();
+    let client = engine.client();
+    let h = client
+        .start(
+            batch,
+            Job {
+                items: 10_000,
+                fail_first_at: None,
+                item_ms: 5,
+            },
+            StartOptions::id("closing-1"),
+        )
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while h
+        .describe()
+        .await
+        .unwrap()
+        .progress
+        .is_none_or(|p| p.done < 2)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "never made progress"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // close() returns once the worker has shut down: the attempt was told WorkerShutdown and
+    // reported, its checkpoint flushed.
+    tokio::time::timeout(Duration::from_secs(10), engine.close())
+        .await
+        .expect("close() did not return")
+        .unwrap();
+    let d = h.describe().await.unwrap();
+    assert_eq!(d.state, ActivityState::Scheduled);
+    assert!(d.checkpoint::<Progress>().unwrap().next >= 2);
+    assert!(matches!(
+        d.last_failure,
+        Some(ActivityFailure::Application { ref error_type, .. }) if error_type == "WorkerShutdown"
+    ));
+    // New work is refused; reads still answer.
+    let late = client
+        .start(
+            batch,
+            Job {
+                items: 1,
+                fail_first_at: None,
+                item_ms: 0,
+            },
+            StartOptions::id("closing-2"),
+        )
+        .await;
+    assert!(matches!(late, Err(EngineError::Closed)), "{late:?}");
+    assert!(matches!(
+        client.cancel("closing-1").await,
+        Err(EngineError::Closed)
+    ));
+    assert!(matches!(
+        engine.worker().register(batch).spawn(),
+        Err(EngineError::Closed)
+    ));
+    assert_eq!(client.list(ListFilter::all()).await.unwrap().len(), 1);
+}
+
+/// Counts runs of [`fair_a`] and [`fair_b`] in order.
+static FAIR_LOG: std::sync::Mutex<Vec<char>> = std::sync::Mutex::new(Vec::new());
+
+#[activity(heartbeat_timeout = "10s")]
+async fn fair_a(_ctx: ActivityContext) -> Result<(), ActivityError> {
+    FAIR_LOG.lock().unwrap().push('a');
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    Ok(())
+}
+
+#[activity(heartbeat_timeout = "10s")]
+async fn fair_b(_ctx: ActivityContext) -> Result<(), ActivityError> {
+    FAIR_LOG.lock().unwrap().push('b');
+    tokio::time::sleep(Duration::from_millis(2)).await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_flood_of_one_type_does_not_starve_another() {
+    let engine = Engine::in_memory().await.unwrap();
+    let client = engine.client();
+    // 40 of type a queued before 5 of type b; one worker runs one attempt at a time.
+    let mut handles = Vec::new();
+    for i in 0..40 {
+        handles.push(
+            client
+                .start(fair_a, (), StartOptions::id(format!("a-{i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    let mut bs = Vec::new();
+    for i in 0..5 {
+        bs.push(
+            client
+                .start(fair_b, (), StartOptions::id(format!("b-{i}")))
+                .await
+                .unwrap(),
+        );
+    }
+    let _w = engine
+        .worker()
+        .register(fair_a)
+        .register(fair_b)
+        .max_concurrent(1)
+        .spawn()
+        .unwrap();
+    for h in &bs {
+        tokio::time::timeout(Duration::from_secs(10), h.result())
+            .await
+            .unwrap()
+            .unwrap();
+    }
+    // The types take turns: every b ran before the a's were half done.
+    let log = FAIR_LOG.lock().unwrap().clone();
+    let last_b = log.iter().rposition(|c| *c == 'b').unwrap();
+    let a_before = log[..last_b].iter().filter(|c| **c == 'a').count();
+    assert!(
+        a_before <= 6,
+        "{a_before} attempts of type a ran before the last b: {log:?}"
+    );
+    for h in &handles {
+        h.result().await.unwrap();
+    }
+}

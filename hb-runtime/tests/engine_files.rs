@@ -721,6 +721,12 @@ async fn a_completion_that_does_not_fit_is_reported_and_recovered_after_reopenin
         Ok(Err(ActivityFailure::Engine(EngineError::Storage { .. }))) => {}
         other => panic!("expected a storage failure, got {other:?}"),
     }
+    // The activity stays open, closing, and its write is retried (after 1 s, then 2 s, ...):
+    // a second result() answers with the next try's error, not with "engine closed".
+    match tokio::time::timeout(Duration::from_secs(10), h.result()).await {
+        Ok(Err(ActivityFailure::Engine(EngineError::Storage { .. }))) => {}
+        other => panic!("expected the retried write's storage failure, got {other:?}"),
+    }
     // The file still holds the activity as it was: running its first attempt.
     let d = Inspector::open(&path).unwrap().get("big").unwrap();
     assert_eq!((d.state, d.attempt), (ActivityState::Running, 1));

@@ -340,7 +340,8 @@ impl Client {
     /// Idempotent by id: when an activity with this id exists (running or closed), its handle
     /// is returned and `input` is ignored — unless [`StartOptions::fail_if_exists`] was set
     /// ([`EngineError::AlreadyStarted`]). An existing id of another type is
-    /// [`EngineError::WrongType`].
+    /// [`EngineError::WrongType`]; after [`Engine::close`](super::Engine::close), every start
+    /// is [`EngineError::Closed`].
     ///
     /// ```
     /// use hb_runtime::engine::{Engine, EngineError, StartOptions};
@@ -404,6 +405,9 @@ impl Client {
         options: StoredOptions,
         fail_if_exists: bool,
     ) -> Result<(), EngineError> {
+        if self.inner().stop.is_cancelled() {
+            return Err(EngineError::Closed);
+        }
         let existing = |found: String| {
             if fail_if_exists {
                 Err(EngineError::AlreadyStarted {
@@ -496,7 +500,8 @@ impl Client {
     }
 
     /// Asks activity `id` to stop: a running attempt is cancelled at once (pushed to it), an
-    /// activity waiting to run or to retry is cancelled directly. Returns its state afterwards.
+    /// activity waiting to run or to retry is cancelled directly. Returns its state afterwards
+    /// ([`EngineError::Closed`] after [`Engine::close`](super::Engine::close)).
     ///
     /// ```
     /// use hb_runtime::engine::{ActivityFailure, ActivityState, Engine, StartOptions};
@@ -531,6 +536,9 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn cancel(&self, id: &str) -> Result<ActivityState, EngineError> {
+        if self.inner().stop.is_cancelled() {
+            return Err(EngineError::Closed);
+        }
         if let Some(state) = self.inner().change(|core, fx| core.cancel(id, fx)) {
             // Answer once the cancel is stored, so a crash right after cannot lose it.
             self.inner().writer.sync().await?;

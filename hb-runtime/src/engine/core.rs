@@ -54,6 +54,23 @@ pub(crate) fn parse_token(token: &TaskToken) -> Option<(&str, u32)> {
     Some((id, attempt.parse().ok()?))
 }
 
+/// The longest wait between two tries of a closing write that keeps failing.
+const CLOSING_RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// The write that closes `live` as `closed` (answered through `Inner::on_closed_committed`).
+fn closing_write(live: &Live, closed: &Closed) -> Write {
+    Write::Transition {
+        id: live.id.clone(),
+        state: closed.state,
+        attempt: live.attempt,
+        details: live.details.clone(),
+        output: closed.output.clone(),
+        failure: closed.failure.as_ref().map(ActivityFailure::to_json),
+        next_attempt_at: None,
+        closed_at: Some(now_ms()),
+    }
+}
+
 /// How a closed activity ended.
 #[derive(Debug, Clone)]
 pub(crate) struct Closed {
@@ -80,6 +97,8 @@ pub(crate) struct Live {
     pub(crate) last_heartbeat_ms: Option<i64>,
     pub(crate) next_attempt_ms: Option<i64>,
     pub(crate) cancel_requested: bool,
+    /// How many times the closing write failed (it is retried with backoff).
+    pub(crate) closing_failures: u8,
     pub(crate) handle: Option<AttemptHandle>,
     /// Boxed, like `closing`: rare, and every open activity carries the field.
     pub(crate) last_failure: Option<Box<ActivityFailure>>,
@@ -109,6 +128,7 @@ impl Live {
             last_heartbeat_ms: row.last_heartbeat_at,
             next_attempt_ms: row.next_attempt_at,
             cancel_requested: row.cancel_requested,
+            closing_failures: 0,
             handle: None,
             last_failure: row
                 .failure
@@ -141,6 +161,8 @@ pub(crate) enum TimerKind {
     StartToClose,
     ScheduleToClose,
     Retry,
+    /// Retry of a closing write that failed.
+    StoreClosing,
 }
 
 /// An attempt handed to a worker.
@@ -383,18 +405,33 @@ impl Core {
         live.handle = None;
         live.state = closed.state;
         fx.forget.push(id.clone());
-        fx.writes.push(Write::Transition {
-            id: id.clone(),
-            state: closed.state,
-            attempt: live.attempt,
-            details: live.details.clone(),
-            output: closed.output.clone(),
-            failure: closed.failure.as_ref().map(ActivityFailure::to_json),
-            next_attempt_at: None,
-            closed_at: Some(now_ms()),
-        });
+        fx.writes.push(closing_write(live, &closed));
         live.closing = Some(Box::new(closed));
         fx.closed.push(id.clone());
+    }
+
+    /// The closing write of `id` failed: its waiters (to answer with the error), and when the
+    /// write is retried (the retry timer is armed).
+    pub(crate) fn closing_write_failed(
+        &mut self,
+        id: &Arc<str>,
+        fx: &mut Effects,
+    ) -> Option<(ActivityState, Duration, Vec<oneshot::Sender<Closed>>)> {
+        let live = self.live.get_mut(id)?;
+        live.closing.as_ref()?;
+        let retry_in =
+            Duration::from_secs(1 << live.closing_failures.min(6)).min(CLOSING_RETRY_MAX);
+        live.closing_failures = live.closing_failures.saturating_add(1);
+        fx.timers.push((
+            Timer {
+                id: live.id.clone(),
+                attempt: live.attempt,
+                kind: TimerKind::StoreClosing,
+                due: None,
+            },
+            Instant::now() + retry_in,
+        ));
+        Some((live.state, retry_in, std::mem::take(&mut live.waiters)))
     }
 
     /// Attempt `attempt` completed with `output`.
@@ -622,7 +659,11 @@ impl Core {
         let Some(live) = self.live.get_mut(&t.id) else {
             return;
         };
-        if live.closing.is_some() {
+        if let Some(closed) = &live.closing {
+            if t.kind == TimerKind::StoreClosing {
+                fx.writes.push(closing_write(live, closed));
+                fx.closed.push(live.id.clone());
+            }
             return;
         }
         match t.kind {
@@ -702,6 +743,8 @@ impl Core {
                 self.ready.entry(key.0).or_default().push_back(key.1);
                 fx.ready = true;
             }
+            // Only meaningful while the activity is closing (handled above).
+            TimerKind::StoreClosing => {}
         }
     }
 
@@ -749,6 +792,14 @@ pub(crate) fn apply(inner: &Arc<Inner>, fx: Effects) {
     for (handle, reason) in fx.cancels {
         handle.cancel(reason);
     }
+    // Timers first: a write's acknowledgement (on the writer thread) may arm a timer of its
+    // own, which must not be dropped by a `Forget` queued after it.
+    for id in fx.forget {
+        let _ = inner.timers.send(TimerCommand::Forget(id));
+    }
+    for (timer, at) in fx.timers {
+        let _ = inner.timers.send(TimerCommand::Arm(timer, at));
+    }
     let closed: std::collections::HashSet<Arc<str>> = fx.closed.into_iter().collect();
     for w in fx.writes {
         let ack = match &w {
@@ -769,12 +820,6 @@ pub(crate) fn apply(inner: &Arc<Inner>, fx: Effects) {
         };
         inner.writer.send(w, ack);
     }
-    for (timer, at) in fx.timers {
-        let _ = inner.timers.send(TimerCommand::Arm(timer, at));
-    }
-    for id in fx.forget {
-        let _ = inner.timers.send(TimerCommand::Forget(id));
-    }
     if fx.ready {
         inner.ready.notify_waiters();
     }
@@ -793,7 +838,12 @@ pub(crate) enum TimerCommand {
 /// Starts the engine's one deadline queue on its own thread, `hb-timers`, so timeouts fire on
 /// time even when activity bodies keep the runtime the engine was opened on busy. The thread
 /// ends when the engine is dropped.
-pub(crate) fn spawn_timers(weak: Weak<Inner>, rx: mpsc::UnboundedReceiver<TimerCommand>) {
+pub(crate) fn spawn_timers(
+    weak: Weak<Inner>,
+    rx: mpsc::UnboundedReceiver<TimerCommand>,
+    pending: Arc<std::sync::atomic::AtomicU64>,
+    stop: tokio_util::sync::CancellationToken,
+) {
     std::thread::Builder::new()
         .name("hb-timers".into())
         .spawn(move || {
@@ -801,7 +851,7 @@ pub(crate) fn spawn_timers(weak: Weak<Inner>, rx: mpsc::UnboundedReceiver<TimerC
                 .enable_time()
                 .build()
                 .expect("building the hb engine timer runtime")
-                .block_on(run_timers(weak, rx));
+                .block_on(run_timers(weak, rx, pending, stop));
         })
         .expect("spawning the hb engine timer thread");
 }
@@ -906,10 +956,16 @@ impl Deadlines {
 }
 
 /// The deadline queue: fires timers into the core.
-async fn run_timers(weak: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<TimerCommand>) {
+async fn run_timers(
+    weak: Weak<Inner>,
+    mut rx: mpsc::UnboundedReceiver<TimerCommand>,
+    pending: Arc<std::sync::atomic::AtomicU64>,
+    stop: tokio_util::sync::CancellationToken,
+) {
     let mut deadlines = Deadlines::new();
     loop {
         tokio::select! {
+            _ = stop.cancelled() => break,
             cmd = rx.recv() => match cmd {
                 Some(TimerCommand::Arm(timer, at)) => deadlines.arm(timer, at),
                 Some(TimerCommand::Forget(id)) => deadlines.forget(&id),
@@ -925,5 +981,9 @@ async fn run_timers(weak: Weak<Inner>, mut rx: mpsc::UnboundedReceiver<TimerComm
                 apply(&inner, fx);
             }
         }
+        pending.store(
+            deadlines.queue.len() as u64,
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 }

@@ -28,11 +28,19 @@
 //!
 //! # Durability
 //!
-//! Every state change and heartbeat is written to the file before it is acknowledged
-//! (`result()` returns only once the completion is stored), batched into few transactions. The
-//! file is in WAL mode with `synchronous = NORMAL`: it survives the process being killed
-//! (`kill -9`) at any point. After such a crash, reopening the file times the attempts that
-//! were running out from their last heartbeat and retries them from their last checkpoint.
+//! Every start and state change is written to the file before it is acknowledged
+//! (`result()` returns only once the completion is stored), batched into few transactions.
+//! Heartbeats are committed in groups, each within 1/40 of its heartbeat timeout (5 to 50 ms).
+//! The file is in WAL mode with `synchronous = NORMAL`: it survives the process being killed
+//! (`kill -9`) at any point ([`EngineOptions::power_loss_safe`] for power loss too). After such
+//! a crash, reopening the file times the attempts that were running out from their last
+//! heartbeat and retries them from their last checkpoint.
+//!
+//! A closing write that fails (a full disk) is reported to the activity's waiters as
+//! [`ActivityFailure::Engine`]; the activity stays open in memory and the write is retried
+//! (after 1 s, doubling to 1 min) until it is stored, so a later `result()` answers the
+//! outcome. If the process ends first, the file still holds the activity as it was before,
+//! and reopening recovers it from there (its attempt times out and is retried).
 //!
 //! Only one process may open a file for writing (a lock file beside it, `<file>.lock`, says
 //! which); the `hb` command-line tool reads it meanwhile, and its `cancel` is queued in the
@@ -73,7 +81,14 @@ pub(crate) struct Inner {
     pub(crate) timers: mpsc::UnboundedSender<core::TimerCommand>,
     /// The writer thread; it holds the file's lock until it has finished.
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
-    stop: tokio_util::sync::CancellationToken,
+    /// Cancelled by `close()` (and on drop): workers stop, starts are refused, polling stops.
+    pub(crate) stop: tokio_util::sync::CancellationToken,
+    /// Cancelled once `close()` has drained the workers: the deadline queue stops.
+    timers_stop: tokio_util::sync::CancellationToken,
+    /// The workers' scheduling tasks, for `close()` to wait on.
+    pub(crate) workers: tokio_util::task::TaskTracker,
+    /// Timers in the deadline queue (kept by its thread, for [`Engine::stats`]).
+    pending_timers: Arc<AtomicU64>,
 }
 
 impl Drop for Inner {
@@ -82,6 +97,7 @@ impl Drop for Inner {
     /// reopened at once (by this process or another).
     fn drop(&mut self) {
         self.stop.cancel();
+        self.timers_stop.cancel();
         self.writer.send(store::Write::Stop, None);
         let thread = self
             .writer_thread
@@ -125,28 +141,64 @@ impl Inner {
         Ok(reply)
     }
 
-    /// A closing write was committed (or failed): answer the waiters and forget the activity.
-    pub(crate) fn on_closed_committed(&self, id: &Arc<str>, result: Result<bool, EngineError>) {
-        let live = self.lock().live.remove(id);
-        let Some(live) = live else { return };
-        let closed = match result {
-            Ok(_) => live.closing.map(|c| *c).unwrap_or(core::Closed {
-                state: live.state,
-                output: None,
-                failure: None,
-            }),
-            // Nothing of the closing write was stored: the file still holds the activity as it
-            // was, and reopening the file recovers it from there.
-            Err(e) => core::Closed {
-                state: live.state,
-                output: None,
-                failure: Some(ActivityFailure::Engine(e)),
-            },
-        };
-        for w in live.waiters {
-            let _ = w.send(closed.clone());
+    /// A closing write was committed (or failed). Committed: answer the waiters and forget the
+    /// activity. Failed (a full disk): nothing of it was stored, so the file still holds the
+    /// activity as it was; the waiters get the storage error now, and the activity stays in
+    /// memory, closing, while the write is retried with backoff (1 s doubling to 1 min). If
+    /// the process ends first, reopening the file recovers the activity from what it holds.
+    pub(crate) fn on_closed_committed(
+        self: &Arc<Self>,
+        id: &Arc<str>,
+        result: Result<bool, EngineError>,
+    ) {
+        match result {
+            Ok(_) => {
+                let live = self.lock().live.remove(id);
+                let Some(live) = live else { return };
+                let closed = live.closing.map(|c| *c).unwrap_or(core::Closed {
+                    state: live.state,
+                    output: None,
+                    failure: None,
+                });
+                for w in live.waiters {
+                    let _ = w.send(closed.clone());
+                }
+            }
+            Err(e) => {
+                let mut fx = Effects::default();
+                let failed = self.lock().closing_write_failed(id, &mut fx);
+                apply(self, fx);
+                let Some((state, retry_in, waiters)) = failed else {
+                    return;
+                };
+                tracing::error!(
+                    activity_id = %id,
+                    error = %e,
+                    ?retry_in,
+                    "the activity's closing write failed; it stays open and the write is retried"
+                );
+                let closed = core::Closed {
+                    state,
+                    output: None,
+                    failure: Some(ActivityFailure::Engine(e)),
+                };
+                for w in waiters {
+                    let _ = w.send(closed.clone());
+                }
+            }
         }
     }
+}
+
+/// Figures of an [`Engine`], from [`Engine::stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct EngineStats {
+    /// Activities not closed yet (scheduled, running or backing off), all held in memory.
+    pub open: usize,
+    /// Timers waiting in the engine's deadline queue (timeouts, retry backoffs). A closed
+    /// activity's timers are dropped from it at once, however far their deadlines.
+    pub pending_timers: usize,
 }
 
 /// Options of [`Engine::open_with`].
@@ -154,6 +206,7 @@ impl Inner {
 #[non_exhaustive]
 pub struct EngineOptions {
     max_file_size: Option<u64>,
+    power_loss_safe: bool,
 }
 
 impl EngineOptions {
@@ -166,6 +219,22 @@ impl EngineOptions {
     /// ```
     pub fn max_file_size(mut self, bytes: u64) -> Self {
         self.max_file_size = Some(bytes);
+        self
+    }
+
+    /// Survives power loss and operating-system crashes too, not only the process dying:
+    /// every commit is flushed to the disk (`fsync` of the WAL; SQLite's
+    /// `synchronous = FULL`) before what it carries is acknowledged. Off by default
+    /// (`synchronous = NORMAL`: safe against `kill -9`; a power loss may take back the last
+    /// commits). Each commit then costs a disk flush; the writer's batching keeps that to one
+    /// flush per batch, not per activity.
+    ///
+    /// ```
+    /// let o = hb_runtime::engine::EngineOptions::default().power_loss_safe(true);
+    /// # let _ = o;
+    /// ```
+    pub fn power_loss_safe(mut self, on: bool) -> Self {
+        self.power_loss_safe = on;
         self
     }
 }
@@ -302,6 +371,9 @@ impl Engine {
             let lock = store::lock(&path)?;
             let opened = (|| {
                 let write = store::open_write(&path)?;
+                if options.power_loss_safe {
+                    store::sync_every_commit(&write, &path)?;
+                }
                 if let Some(max) = options.max_file_size {
                     store::limit_size(&write, &path, max)?;
                 }
@@ -391,6 +463,9 @@ impl Engine {
             timers,
             writer_thread: Mutex::new(Some(writer_thread)),
             stop: tokio_util::sync::CancellationToken::new(),
+            timers_stop: tokio_util::sync::CancellationToken::new(),
+            workers: tokio_util::task::TaskTracker::new(),
+            pending_timers: Arc::default(),
         });
         let recovered = rows.len();
         inner.change(|core, fx| {
@@ -401,7 +476,12 @@ impl Engine {
         if recovered > 0 {
             tracing::info!(path = %inner.path.display(), recovered, "engine recovered open activities");
         }
-        core::spawn_timers(Arc::downgrade(&inner), timer_rx);
+        core::spawn_timers(
+            Arc::downgrade(&inner),
+            timer_rx,
+            inner.pending_timers.clone(),
+            inner.timers_stop.clone(),
+        );
         tokio::spawn(poll_requests(Arc::downgrade(&inner), inner.stop.clone()));
         Ok(Engine { inner })
     }
@@ -421,6 +501,34 @@ impl Engine {
         &self.inner.path
     }
 
+    /// Figures for monitoring: open activities held in memory and timers pending in the
+    /// deadline queue. Neither grows with activities that have closed.
+    ///
+    /// ```
+    /// use hb_runtime::engine::{Engine, StartOptions};
+    /// use hb_runtime::prelude::*;
+    ///
+    /// #[activity(heartbeat_timeout = "10s", schedule_to_close_timeout = "1h")]
+    /// async fn double(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
+    ///     Ok(n * 2)
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let engine = Engine::in_memory().await?;
+    /// let handle = engine.client().start(double, 4, StartOptions::id("d")).await?;
+    /// assert_eq!(engine.stats().open, 1); // scheduled; no worker yet
+    /// let _worker = engine.worker().register(double).spawn()?;
+    /// assert_eq!(handle.result().await?, 8);
+    /// assert_eq!(engine.stats().open, 0);
+    /// # Ok(()) }
+    /// ```
+    pub fn stats(&self) -> EngineStats {
+        EngineStats {
+            open: self.inner.lock().live.len(),
+            pending_timers: self.inner.pending_timers.load(Ordering::Relaxed) as usize,
+        }
+    }
+
     /// `PRAGMA integrity_check` of the file: `"ok"` when it is sound.
     pub async fn integrity_check(&self) -> Result<String, EngineError> {
         let inner = self.inner.clone();
@@ -429,10 +537,26 @@ impl Engine {
             .map_err(|_| EngineError::Closed)?
     }
 
-    /// Stops the engine's background tasks. Pending writes are still committed.
+    /// Closes the engine for work, and returns once it is quiet:
+    ///
+    /// 1. every worker of this engine shuts down as [`WorkerHandle::shutdown`] does (its
+    ///    running attempts get its shutdown grace, then `WorkerShutdown`, their checkpoints
+    ///    flushed), and `close` waits for them;
+    /// 2. new starts and cancels fail with [`EngineError::Closed`], and the polling of
+    ///    requests queued in the file (the CLI's `cancel`) stops;
+    /// 3. the deadline queue stops (no timeout or retry fires any more);
+    /// 4. everything written so far is committed.
+    ///
+    /// Reads keep answering: `describe`, `list`, and `result` of an activity that closed. The
+    /// file itself is released (its lock and connections) when the last handle to the engine
+    /// (`Engine`, `Client`, `WorkerHandle`, `ActivityHandle`) is dropped; reopening it then
+    /// recovers what was still open, as after a crash.
+    ///
+    /// # Errors
+    /// [`EngineError::Storage`] if the final commit failed.
     ///
     /// ```
-    /// use hb_runtime::engine::{ActivityState, Engine, StartOptions};
+    /// use hb_runtime::engine::{ActivityState, Engine, EngineError, StartOptions};
     /// use hb_runtime::prelude::*;
     ///
     /// #[activity(heartbeat_timeout = "10s")]
@@ -442,17 +566,22 @@ impl Engine {
     ///
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let engine = Engine::in_memory().await?;
-    /// let worker = engine.worker().register(double).spawn()?;
+    /// let _worker = engine.worker().register(double).spawn()?;
     /// let handle = engine.client().start(double, 4, StartOptions::id("last")).await?;
     /// assert_eq!(handle.result().await?, 8);
-    /// worker.shutdown().await;
-    /// engine.close();
-    /// // What was stored still answers.
+    /// engine.close().await?; // the worker shuts down with it
+    /// // What was stored still answers; new work is refused.
     /// assert_eq!(handle.describe().await?.state, ActivityState::Completed);
+    /// let refused = engine.client().start(double, 5, StartOptions::id("late")).await;
+    /// assert!(matches!(refused, Err(EngineError::Closed)));
     /// # Ok(()) }
     /// ```
-    pub fn close(&self) {
+    pub async fn close(&self) -> Result<(), EngineError> {
         self.inner.stop.cancel();
+        self.inner.workers.close();
+        self.inner.workers.wait().await;
+        self.inner.timers_stop.cancel();
+        self.inner.writer.sync().await
     }
 }
 

@@ -235,6 +235,12 @@ pub(crate) fn init(conn: &Connection, path: &Path) -> Result<(), EngineError> {
     .map_err(|e| EngineError::sqlite(path, e))
 }
 
+/// Flushes every commit to the disk (`PRAGMA synchronous = FULL`).
+pub(crate) fn sync_every_commit(conn: &Connection, path: &Path) -> Result<(), EngineError> {
+    conn.execute_batch("PRAGMA synchronous = FULL;")
+        .map_err(|e| EngineError::sqlite(path, e))
+}
+
 /// Caps the file's size (`PRAGMA max_page_count`).
 pub(crate) fn limit_size(conn: &Connection, path: &Path, bytes: u64) -> Result<(), EngineError> {
     let page: i64 = conn
@@ -703,4 +709,46 @@ pub(crate) fn insert_request(
     )
     .map_err(|e| EngineError::sqlite(path, e))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("hb-store-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir.join("hb.db")
+    }
+
+    fn synchronous(conn: &Connection) -> i64 {
+        conn.query_row("PRAGMA synchronous", [], |r| r.get(0))
+            .unwrap()
+    }
+
+    #[test]
+    fn the_write_connection_syncs_normally_and_fully_when_asked() {
+        let path = scratch("sync");
+        let conn = open_write(&path).unwrap();
+        assert_eq!(synchronous(&conn), 1, "NORMAL by default");
+        sync_every_commit(&conn, &path).unwrap();
+        assert_eq!(synchronous(&conn), 2, "FULL for power_loss_safe");
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(mode, "wal");
+        drop(conn);
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    #[test]
+    fn heartbeats_wait_a_fortieth_of_their_timeout_between_5_and_50_ms() {
+        let ms = std::time::Duration::from_millis;
+        assert_eq!(heartbeat_commit_within(None), ms(50));
+        assert_eq!(heartbeat_commit_within(Some(ms(100))), ms(5));
+        assert_eq!(heartbeat_commit_within(Some(ms(400))), ms(10));
+        assert_eq!(heartbeat_commit_within(Some(ms(2000))), ms(50));
+        assert_eq!(heartbeat_commit_within(Some(ms(3_600_000))), ms(50));
+    }
 }

@@ -137,7 +137,7 @@ impl Worker {
     ///
     /// # Errors
     /// [`EngineError::MissingState`] when a registered activity takes a `#[state]` the worker
-    /// was not given.
+    /// was not given; [`EngineError::Closed`] after [`Engine::close`](super::Engine::close).
     pub fn spawn(self) -> Result<WorkerHandle, EngineError> {
         for a in self.activities.values() {
             a.check_state(&self.state)?;
@@ -149,9 +149,14 @@ impl Worker {
         for i in self.interceptors {
             runner = runner.interceptor(Shared(i));
         }
-        let stop = CancellationToken::new();
+        if self.engine.inner.stop.is_cancelled() {
+            return Err(EngineError::Closed);
+        }
+        // Closing the engine shuts its workers down too.
+        let stop = self.engine.inner.stop.child_token();
         let running: Arc<Mutex<HashMap<u64, AttemptHandle>>> = Arc::default();
-        let join = tokio::spawn(poll(
+        let workers = self.engine.inner.workers.clone();
+        let join = workers.spawn(poll(
             self.engine,
             self.activities,
             runner,
@@ -211,7 +216,11 @@ pub struct WorkerHandle {
 impl WorkerHandle {
     /// Stops taking attempts, lets running ones finish within the worker's `shutdown_grace`,
     /// then cancels the rest with [`CancelReason::WorkerShutdown`] and waits for them to report
-    /// (their last checkpoints flushed).
+    /// (their last checkpoints flushed). The wait is bounded: a cancelled body gets its
+    /// activity's `cancel_grace` (`cancel = "cooperative"`, the default) and is then dropped,
+    /// so shutdown takes at most `shutdown_grace` + the longest `cancel_grace` — unless a body
+    /// blocks its executor thread outright (run such code with `ctx.run_blocking`, whose
+    /// closure is abandoned, not waited for).
     ///
     /// A shutdown consumes the attempt it interrupts, like Temporal's: the retry follows at
     /// once (no backoff), resumes from the flushed checkpoint, and counts against
@@ -281,7 +290,9 @@ async fn poll(
     running: Arc<Mutex<HashMap<u64, AttemptHandle>>>,
     grace: Duration,
 ) {
-    let types: Vec<&str> = activities.keys().copied().collect();
+    // Tried in turn from the one after the type taken last, so a flood of one type does not
+    // starve the others.
+    let mut types: Vec<&str> = activities.keys().copied().collect();
     // A permit per running attempt: all of them back means none is running.
     let permits = Arc::new(tokio::sync::Semaphore::new(max_concurrent));
     let inner = engine.inner.clone();
@@ -299,6 +310,9 @@ async fn poll(
             let task = inner.lock().take(&types, &mut fx);
             super::core::apply(&inner, fx);
             if let Some(t) = task {
+                if let Some(i) = types.iter().position(|n| *n == t.activity_type) {
+                    types.rotate_left(i + 1);
+                }
                 break Some(t);
             }
             tokio::select! {
