@@ -1,7 +1,6 @@
 //! Interceptors: code that runs around every attempt.
 //!
-//! The heartbeat pump is the built-in, outermost one
-//! ([`HeartbeatInterceptor`](crate::heartbeat::HeartbeatInterceptor)); add your own (metrics,
+//! The [heartbeat pump](crate::heartbeat)'s registration is around all of them; add yours (metrics,
 //! tracing fields, rate limits) with `AttemptRunner::interceptor`. Each receives the attempt's
 //! context and a [`Next`] to call the rest of the chain; the innermost step is the body.
 //!

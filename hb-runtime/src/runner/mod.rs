@@ -1,27 +1,27 @@
-//! Running one attempt: decode input and checkpoint, build the context, run the interceptor
-//! chain (heartbeat pump outermost) and the body with its cancel mode, report the outcome.
+//! Running one attempt: decode input and checkpoint, build the context, run the body (inside
+//! the user's interceptors, registered with the heartbeat pump) with its cancel mode, report
+//! the outcome.
 //!
 //! Backends (the embedded engine's worker, the Temporal adapter, the test kit) all run
 //! attempts through [`AttemptRunner`].
 
-use std::any::Any;
+mod attempt;
+
 use std::fmt;
-use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use futures_util::FutureExt;
-use tracing::Instrument;
-
 use crate::checkpoint;
 use crate::context::{ActivityContext, ActivityInfo, Shared, Slot};
-use crate::definition::{Activity, ActivityOptions, BadCheckpointPolicy, BoxFuture, CancelMode};
+use crate::definition::{Activity, ActivityOptions, BadCheckpointPolicy, BoxFuture};
 use crate::error::{ActivityError, CancelReason};
-use crate::heartbeat::{self, HeartbeatInterceptor, Pump, Tracked, TrackedFuture};
-use crate::intercept::{AttemptResult, Interceptor, Next};
+use crate::heartbeat::Pump;
+use crate::intercept::{AttemptResult, Interceptor};
 use crate::payload::Payload;
+
 use crate::state::StateMap;
 use crate::transport::{TaskToken, Transport};
+pub(crate) use attempt::panic_message;
 
 /// What a backend hands the runner to start one attempt.
 ///
@@ -166,7 +166,7 @@ pub struct AttemptOutcome {
 pub struct AttemptRunner {
     transport: Arc<dyn Transport>,
     pump: Pump,
-    /// The heartbeat interceptor first, then the user's.
+    /// The user's interceptors, outermost first (the pump registration is around them all).
     chain: Arc<[Arc<dyn Interceptor>]>,
     state: Arc<StateMap>,
 }
@@ -184,23 +184,16 @@ impl fmt::Debug for AttemptRunner {
 impl AttemptRunner {
     /// A runner reporting to `transport`, heartbeating through [`Pump::global`].
     pub fn new(transport: impl Transport) -> Self {
-        let pump = Pump::global();
         AttemptRunner {
             transport: Arc::new(transport),
-            chain: Arc::from(vec![
-                Arc::new(HeartbeatInterceptor::new(pump.clone())) as Arc<dyn Interceptor>
-            ]),
-            pump,
+            pump: Pump::global(),
+            chain: Arc::from(Vec::new()),
             state: Arc::default(),
         }
     }
 
     /// Heartbeats through `pump` instead.
     pub fn pump(mut self, pump: Pump) -> Self {
-        // The chain always starts with the one heartbeat interceptor (see `new`).
-        let mut chain: Vec<_> = self.chain.iter().skip(1).cloned().collect();
-        chain.insert(0, Arc::new(HeartbeatInterceptor::new(pump.clone())));
-        self.chain = Arc::from(chain);
         self.pump = pump;
         self
     }
@@ -300,25 +293,10 @@ impl AttemptRunner {
             },
         };
 
-        let chain = self.chain.clone();
         let handle = AttemptHandle {
             shared: shared.clone(),
         };
-        let future = async move {
-            let guarded = guard(ctx.clone(), body);
-            // A panicking interceptor fails the attempt like a panicking body.
-            let result = AssertUnwindSafe(Next::new(&chain, &ctx, Box::pin(guarded)).run())
-                .catch_unwind()
-                .await
-                .unwrap_or_else(|panic| {
-                    let message = panic_message(panic.as_ref());
-                    tracing::error!(%message, "an interceptor panicked");
-                    Err(ActivityError::Panicked { message })
-                });
-            // Boxed so the reporting state does not enlarge the future for the whole run.
-            Box::pin(report(&shared, result)).await
-        }
-        .instrument(span);
+        let future = attempt::Attempt::new(ctx, self.pump.clone(), self.chain.clone(), body);
         RunningAttempt {
             handle,
             future: Box::pin(future),
@@ -461,108 +439,5 @@ impl fmt::Debug for AttemptHandle {
             .field("activity_id", &self.shared.info.activity_id)
             .field("attempt", &self.shared.info.attempt)
             .finish_non_exhaustive()
-    }
-}
-
-/// The innermost step: the body with panics caught, polls tracked, and the cancel mode
-/// applied; its output encoded.
-async fn guard<O: serde::Serialize>(
-    ctx: ActivityContext,
-    body: BoxFuture<'static, Result<O, ActivityError>>,
-) -> AttemptResult {
-    let mut body = AssertUnwindSafe(body).catch_unwind().map(|r| {
-        r.unwrap_or_else(|panic| {
-            let message = panic_message(panic.as_ref());
-            tracing::error!(%message, "activity panicked");
-            Err(ActivityError::Panicked { message })
-        })
-    });
-    let result = match TrackedFuture::new(&mut body, &ctx.inner).await {
-        Tracked::Done(r) => r,
-        // Boxed so the grace-period state does not enlarge the future for the whole run.
-        Tracked::Cancelled => Box::pin(after_cancel(&ctx, body)).await,
-    };
-    result.and_then(|output| {
-        Payload::json(&output).map_err(|e| ActivityError::BadOutput {
-            activity: ctx.info().activity_type.to_owned(),
-            message: e.to_string(),
-        })
-    })
-}
-
-/// The cancel mode applied once a cancel arrived.
-async fn after_cancel<O>(
-    ctx: &ActivityContext,
-    mut body: impl std::future::Future<Output = Result<O, ActivityError>> + Unpin,
-) -> Result<O, ActivityError> {
-    let reason = ctx.cancel_reason().unwrap_or(CancelReason::Requested);
-    let cancelled = ActivityError::Cancelled {
-        reason,
-        details: None,
-    };
-    match ctx.inner.options.cancel {
-        CancelMode::Cooperative => {
-            let grace = ctx.inner.options.cancel_grace;
-            // Still tracked, so a blocked executor during the grace period is reported too.
-            let tracked = TrackedFuture::new(&mut body, &ctx.inner).ignoring_cancel();
-            match tokio::time::timeout(grace, tracked).await {
-                Ok(Tracked::Done(r)) => r,
-                Ok(Tracked::Cancelled) => Err(cancelled),
-                Err(_) => {
-                    tracing::warn!(
-                        ?grace,
-                        "activity did not finish within cancel_grace; dropped"
-                    );
-                    Err(cancelled)
-                }
-            }
-        }
-        _ => {
-            tracing::info!(%reason, "activity body dropped on cancel");
-            Err(cancelled)
-        }
-    }
-}
-
-/// Reports the result to the transport with the latest checkpoint.
-async fn report(shared: &Arc<Shared>, mut result: AttemptResult) -> AttemptOutcome {
-    let details = heartbeat::finish(shared).await;
-    if let Err(ActivityError::Cancelled { details: d, .. }) = &mut result {
-        *d = details.clone();
-    }
-    let token = &shared.info.task_token;
-    let transport = &shared.transport;
-    let sent = match &result {
-        Ok(output) => {
-            tracing::debug!("activity completed");
-            transport.complete(token, output.clone()).await
-        }
-        Err(ActivityError::Cancelled {
-            reason: CancelReason::Requested,
-            ..
-        }) => transport.cancelled(token, details.as_ref()).await,
-        Err(e) => {
-            tracing::warn!(error = %e, retryable = e.is_retryable(), "activity attempt failed");
-            transport.fail(token, e, details.as_ref()).await
-        }
-    };
-    if let Err(e) = sent {
-        tracing::warn!(error = %e, "could not report the attempt's outcome to the backend");
-    }
-    AttemptOutcome {
-        result,
-        details,
-        cancel_reason: shared.reason.get().copied(),
-    }
-}
-
-/// The message of a caught panic.
-pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".to_owned()
     }
 }

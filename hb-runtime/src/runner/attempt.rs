@@ -1,0 +1,279 @@
+//! One attempt's future, from its first poll to its report.
+//!
+//! Written by hand rather than as nested `async` blocks: an attempt waits for its whole run
+//! (minutes to hours), and tens of thousands may be in flight, so the state it holds while
+//! the body runs is kept to a context, a pump registration and one boxed future (the body).
+//! Everything only needed at the end (the cancel mode's grace period, the report) is boxed
+//! when it starts.
+
+use std::any::Any;
+use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use futures_util::FutureExt;
+
+use super::AttemptOutcome;
+use crate::context::{ActivityContext, Shared};
+use crate::definition::{BoxFuture, CancelMode};
+use crate::error::{ActivityError, CancelReason};
+use crate::heartbeat::{self, Pump, Registration, Tracked, TrackedFuture};
+use crate::intercept::{AttemptResult, Interceptor, Next};
+use crate::payload::Payload;
+
+/// The body's future: the activity's typed result.
+type Body<O> = BoxFuture<'static, Result<O, ActivityError>>;
+
+/// An attempt as a future (see the module docs).
+pub(super) struct Attempt<O> {
+    ctx: ActivityContext,
+    /// The pump to register with on the first poll, then the registration.
+    pump: Pumped,
+    stage: Stage<O>,
+}
+
+enum Pumped {
+    NotYet(Pump),
+    Registered(Registration),
+    Done,
+}
+
+enum Stage<O> {
+    /// The body, polled here (no interceptors of the user's).
+    Body(Body<O>),
+    /// The body behind the user's interceptors (their chain owns it).
+    Chain(BoxFuture<'static, AttemptResult>),
+    /// Cancelled while running: the cancel mode plays out (grace period, or drop).
+    Cancelled(Body<O>),
+    /// The outcome is being reported, the last checkpoint flushed.
+    Report(BoxFuture<'static, AttemptOutcome>),
+    Done,
+}
+
+impl<O: serde::Serialize + Send + 'static> Attempt<O> {
+    pub(super) fn new(
+        ctx: ActivityContext,
+        pump: Pump,
+        chain: Arc<[Arc<dyn Interceptor>]>,
+        body: Body<O>,
+    ) -> Self {
+        let stage = if chain.is_empty() {
+            Stage::Body(body)
+        } else {
+            let ctx = ctx.clone();
+            Stage::Chain(Box::pin(async move {
+                let guarded = Box::pin(guard(ctx.clone(), body));
+                // A panicking interceptor fails the attempt like a panicking body.
+                AssertUnwindSafe(Next::new(&chain, &ctx, guarded).run())
+                    .catch_unwind()
+                    .await
+                    .unwrap_or_else(|panic| {
+                        let message = panic_message(panic.as_ref());
+                        tracing::error!(%message, "an interceptor panicked");
+                        Err(ActivityError::Panicked { message })
+                    })
+            }))
+        };
+        Attempt {
+            ctx,
+            pump: Pumped::NotYet(pump),
+            stage,
+        }
+    }
+
+    /// The run ended with `result`: leave the pump and report.
+    fn report(&mut self, result: AttemptResult) {
+        // The final checkpoint is flushed by the report; a registration dropped mid-run (the
+        // attempt's future dropped) flushes from the pump instead.
+        if let Pumped::Registered(mut r) = std::mem::replace(&mut self.pump, Pumped::Done) {
+            r.finish();
+        }
+        let shared = self.ctx.inner.clone();
+        self.stage = Stage::Report(Box::pin(async move { report(&shared, result).await }));
+    }
+}
+
+impl<O: serde::Serialize + Send + 'static> Future for Attempt<O> {
+    type Output = AttemptOutcome;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<AttemptOutcome> {
+        let this = self.get_mut();
+        let span = this.ctx.inner.span.clone();
+        let _entered = span.enter();
+        if let Pumped::NotYet(pump) = &this.pump {
+            let registration = pump.register(this.ctx.inner.clone());
+            // Stall detection counts from when the attempt runs, not from when it was prepared.
+            if let Ok(mut s) = this.ctx.inner.send.try_lock() {
+                s.mark_progress();
+            }
+            this.pump = Pumped::Registered(registration);
+        }
+        loop {
+            match &mut this.stage {
+                Stage::Body(body) => {
+                    let shared = &this.ctx.inner;
+                    let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                        Pin::new(&mut TrackedFuture::new(body, shared)).poll(cx)
+                    }));
+                    match polled {
+                        Ok(Poll::Pending) => return Poll::Pending,
+                        Ok(Poll::Ready(Tracked::Done(r))) => {
+                            let result = encode_output(&this.ctx, r);
+                            this.report(result);
+                        }
+                        Ok(Poll::Ready(Tracked::Cancelled)) => {
+                            let Stage::Body(body) = std::mem::replace(&mut this.stage, Stage::Done)
+                            else {
+                                unreachable!("in the body stage")
+                            };
+                            this.stage =
+                                Stage::Cancelled(Box::pin(after_cancel(this.ctx.clone(), body)));
+                        }
+                        Err(panic) => {
+                            let message = panic_message(panic.as_ref());
+                            tracing::error!(%message, "activity panicked");
+                            this.report(Err(ActivityError::Panicked { message }));
+                        }
+                    }
+                }
+                Stage::Cancelled(rest) => {
+                    let Poll::Ready(r) = rest.as_mut().poll(cx) else {
+                        return Poll::Pending;
+                    };
+                    let result = encode_output(&this.ctx, r);
+                    this.report(result);
+                }
+                Stage::Chain(chain) => {
+                    let Poll::Ready(result) = chain.as_mut().poll(cx) else {
+                        return Poll::Pending;
+                    };
+                    this.report(result);
+                }
+                Stage::Report(report) => {
+                    let Poll::Ready(outcome) = report.as_mut().poll(cx) else {
+                        return Poll::Pending;
+                    };
+                    this.stage = Stage::Done;
+                    return Poll::Ready(outcome);
+                }
+                Stage::Done => panic!("an attempt polled after it completed"),
+            }
+        }
+    }
+}
+
+/// The body's output as a payload (or why it cannot be one).
+fn encode_output<O: serde::Serialize>(
+    ctx: &ActivityContext,
+    result: Result<O, ActivityError>,
+) -> AttemptResult {
+    result.and_then(|output| {
+        Payload::json(&output).map_err(|e| ActivityError::BadOutput {
+            activity: ctx.info().activity_type.to_owned(),
+            message: e.to_string(),
+        })
+    })
+}
+
+/// The innermost step under the user's interceptors: the body with panics caught, polls
+/// tracked, and the cancel mode applied; its output encoded.
+async fn guard<O: serde::Serialize>(ctx: ActivityContext, body: Body<O>) -> AttemptResult {
+    let mut body = AssertUnwindSafe(body).catch_unwind().map(|r| {
+        r.unwrap_or_else(|panic| {
+            let message = panic_message(panic.as_ref());
+            tracing::error!(%message, "activity panicked");
+            Err(ActivityError::Panicked { message })
+        })
+    });
+    let result = match TrackedFuture::new(&mut body, &ctx.inner).await {
+        Tracked::Done(r) => r,
+        // Boxed so the grace-period state does not enlarge the future for the whole run.
+        Tracked::Cancelled => Box::pin(after_cancel(ctx.clone(), body)).await,
+    };
+    encode_output(&ctx, result)
+}
+
+/// The cancel mode applied once a cancel arrived.
+async fn after_cancel<O>(
+    ctx: ActivityContext,
+    mut body: impl Future<Output = Result<O, ActivityError>> + Unpin,
+) -> Result<O, ActivityError> {
+    let reason = ctx.cancel_reason().unwrap_or(CancelReason::Requested);
+    let cancelled = ActivityError::Cancelled {
+        reason,
+        details: None,
+    };
+    match ctx.inner.options.cancel {
+        CancelMode::Cooperative => {
+            let grace = ctx.inner.options.cancel_grace;
+            // Still tracked, so a blocked executor during the grace period is reported too.
+            // A panic in it fails the attempt like one before the cancel.
+            let tracked = TrackedFuture::new(&mut body, &ctx.inner).ignoring_cancel();
+            match tokio::time::timeout(grace, AssertUnwindSafe(tracked).catch_unwind()).await {
+                Ok(Ok(Tracked::Done(r))) => r,
+                Ok(Ok(Tracked::Cancelled)) => Err(cancelled),
+                Ok(Err(panic)) => {
+                    let message = panic_message(panic.as_ref());
+                    tracing::error!(%message, "activity panicked");
+                    Err(ActivityError::Panicked { message })
+                }
+                Err(_) => {
+                    tracing::warn!(
+                        ?grace,
+                        "activity did not finish within cancel_grace; dropped"
+                    );
+                    Err(cancelled)
+                }
+            }
+        }
+        _ => {
+            tracing::info!(%reason, "activity body dropped on cancel");
+            Err(cancelled)
+        }
+    }
+}
+
+/// Reports the result to the transport with the latest checkpoint.
+async fn report(shared: &Arc<Shared>, mut result: AttemptResult) -> AttemptOutcome {
+    let details = heartbeat::finish(shared).await;
+    if let Err(ActivityError::Cancelled { details: d, .. }) = &mut result {
+        *d = details.clone();
+    }
+    let token = &shared.info.task_token;
+    let transport = &shared.transport;
+    let sent = match &result {
+        Ok(output) => {
+            tracing::debug!("activity completed");
+            transport.complete(token, output.clone()).await
+        }
+        Err(ActivityError::Cancelled {
+            reason: CancelReason::Requested,
+            ..
+        }) => transport.cancelled(token, details.as_ref()).await,
+        Err(e) => {
+            tracing::warn!(error = %e, retryable = e.is_retryable(), "activity attempt failed");
+            transport.fail(token, e, details.as_ref()).await
+        }
+    };
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "could not report the attempt's outcome to the backend");
+    }
+    AttemptOutcome {
+        result,
+        details,
+        cancel_reason: shared.reason.get().copied(),
+    }
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
