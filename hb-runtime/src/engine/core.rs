@@ -100,6 +100,8 @@ pub(crate) struct Live {
     /// How many times the closing write failed (it is retried with backoff).
     pub(crate) closing_failures: u8,
     pub(crate) handle: Option<AttemptHandle>,
+    /// The worker running `handle`'s attempt (0: none).
+    pub(crate) worker: u32,
     /// Boxed, like `closing`: rare, and every open activity carries the field.
     pub(crate) last_failure: Option<Box<ActivityFailure>>,
     /// Set once the closing write is queued; the entry goes when it is committed.
@@ -129,6 +131,7 @@ impl Live {
             next_attempt_ms: row.next_attempt_at,
             cancel_requested: row.cancel_requested,
             closing_failures: 0,
+            worker: 0,
             handle: None,
             last_failure: row
                 .failure

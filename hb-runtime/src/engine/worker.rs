@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -154,7 +155,6 @@ impl Worker {
         }
         // Closing the engine shuts its workers down too.
         let stop = self.engine.inner.stop.child_token();
-        let running: Arc<Mutex<HashMap<u64, AttemptHandle>>> = Arc::default();
         let workers = self.engine.inner.workers.clone();
         let join = workers.spawn(poll(
             self.engine,
@@ -162,7 +162,6 @@ impl Worker {
             runner,
             self.max_concurrent,
             stop.clone(),
-            running.clone(),
             self.shutdown_grace,
         ));
         Ok(WorkerHandle { stop, join })
@@ -287,16 +286,18 @@ async fn poll(
     runner: AttemptRunner,
     max_concurrent: usize,
     stop: CancellationToken,
-    running: Arc<Mutex<HashMap<u64, AttemptHandle>>>,
     grace: Duration,
 ) {
+    // Tags the attempts this worker runs in the engine (which holds their handles), for the
+    // shutdown to find them.
+    static NEXT_WORKER: AtomicU32 = AtomicU32::new(1);
+    let worker = NEXT_WORKER.fetch_add(1, Ordering::Relaxed);
     // Tried in turn from the one after the type taken last, so a flood of one type does not
     // starve the others.
     let mut types: Vec<&str> = activities.keys().copied().collect();
     // A permit per running attempt: all of them back means none is running.
     let permits = Arc::new(tokio::sync::Semaphore::new(max_concurrent));
     let inner = engine.inner.clone();
-    let mut next_key = 0u64;
     loop {
         let permit = tokio::select! {
             p = permits.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
@@ -338,28 +339,19 @@ async fn poll(
                     && live.closing.is_none()
                     && live.attempt == task.attempt =>
             {
-                live.handle = Some(handle.clone());
                 // A cancel requested before the handle existed is delivered now.
                 if live.cancel_requested {
                     fx.cancels.push((handle.clone(), CancelReason::Requested));
                 }
+                live.handle = Some(handle.clone());
+                live.worker = worker;
             }
             // Timed out or closed before it could start: stop it at once.
             _ => fx.cancels.push((handle.clone(), CancelReason::TimedOut)),
         });
-        let key = next_key;
-        next_key += 1;
-        running
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(key, handle);
-        let running = running.clone();
+        let attempt = attempt.into_future();
         tokio::spawn(async move {
-            attempt.run().await;
-            running
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .remove(&key);
+            attempt.await;
             drop(permit);
         });
     }
@@ -368,11 +360,12 @@ async fn poll(
     if permits.available_permits() < max_concurrent {
         let drained = tokio::time::timeout(grace, permits.acquire_many(all)).await;
         if drained.is_err() {
-            let handles: Vec<AttemptHandle> = running
+            let handles: Vec<AttemptHandle> = inner
                 .lock()
-                .unwrap_or_else(PoisonError::into_inner)
+                .live
                 .values()
-                .cloned()
+                .filter(|l| l.worker == worker)
+                .filter_map(|l| l.handle.clone())
                 .collect();
             tracing::info!(
                 attempts = handles.len(),
