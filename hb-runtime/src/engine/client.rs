@@ -213,13 +213,13 @@ impl Description {
         let state = l.closing.as_ref().map_or(l.state, |c| c.state);
         Description {
             id: l.id.to_string(),
-            activity_type: l.activity_type.clone(),
+            activity_type: l.activity_type.to_string(),
             state,
             attempt: l.attempt,
             progress: l.details.as_ref().and_then(checkpoint::progress_of),
             details: l.details.clone(),
-            last_heartbeat: l.last_heartbeat_ms.map(time),
-            attempt_started: l.started_ms.map(time),
+            last_heartbeat: l.last_heartbeat.map(core::ms_of).map(time),
+            attempt_started: l.started.map(core::ms_of).map(time),
             last_failure: l
                 .closing
                 .as_ref()
@@ -429,7 +429,7 @@ impl Client {
             .lock()
             .live
             .get(id)
-            .map(|l| l.activity_type.clone())
+            .map(|l| l.activity_type.to_string())
         {
             return existing(t);
         }
@@ -472,7 +472,7 @@ impl Client {
             .lock()
             .live
             .get(&id)
-            .map(|l| l.activity_type.clone())
+            .map(|l| l.activity_type.to_string())
         {
             return existing(t);
         }

@@ -24,6 +24,17 @@ pub(crate) fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// The wall-clock time in ms of a tokio instant (to the millisecond).
+pub(crate) fn ms_of(instant: Instant) -> i64 {
+    let now = Instant::now();
+    let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
+    if instant <= now {
+        now_ms().saturating_sub(ms(now - instant))
+    } else {
+        now_ms().saturating_add(ms(instant - now))
+    }
+}
+
 /// The tokio instant of a past (or future) wall-clock time in ms.
 pub(crate) fn instant_of(ms: i64) -> Instant {
     let now = Instant::now();
@@ -82,7 +93,8 @@ pub(crate) struct Closed {
 /// An activity not yet closed.
 pub(crate) struct Live {
     pub(crate) id: Arc<str>,
-    pub(crate) activity_type: String,
+    /// Shared by the open activities of one type (interned by `Core::admit`).
+    pub(crate) activity_type: Arc<str>,
     pub(crate) state: ActivityState,
     /// The latest attempt started (0 before the first).
     pub(crate) attempt: u32,
@@ -92,9 +104,7 @@ pub(crate) struct Live {
     pub(crate) options: Arc<StoredOptions>,
     pub(crate) scheduled_at: i64,
     pub(crate) started: Option<Instant>,
-    pub(crate) started_ms: Option<i64>,
     pub(crate) last_heartbeat: Option<Instant>,
-    pub(crate) last_heartbeat_ms: Option<i64>,
     pub(crate) next_attempt_ms: Option<i64>,
     pub(crate) cancel_requested: bool,
     /// How many times the closing write failed (it is retried with backoff).
@@ -117,7 +127,7 @@ impl Live {
         });
         Live {
             id: row.id,
-            activity_type: row.activity_type,
+            activity_type: Arc::from(row.activity_type),
             state: row.state,
             attempt: row.attempt,
             input: Payload::from_json_bytes(row.input),
@@ -125,9 +135,7 @@ impl Live {
             options: Arc::new(options),
             scheduled_at: row.scheduled_at,
             started: row.attempt_started_at.map(instant_of),
-            started_ms: row.attempt_started_at,
             last_heartbeat: row.last_heartbeat_at.map(instant_of),
-            last_heartbeat_ms: row.last_heartbeat_at,
             next_attempt_ms: row.next_attempt_at,
             cancel_requested: row.cancel_requested,
             closing_failures: 0,
@@ -172,7 +180,7 @@ pub(crate) enum TimerKind {
 #[derive(Debug)]
 pub(crate) struct Task {
     pub(crate) id: Arc<str>,
-    pub(crate) activity_type: String,
+    pub(crate) activity_type: Arc<str>,
     pub(crate) attempt: u32,
     pub(crate) token: TaskToken,
     pub(crate) input: Payload,
@@ -185,11 +193,11 @@ pub(crate) struct Task {
 #[derive(Default)]
 pub(crate) struct Core {
     /// The options of the latest activity admitted per type, to share with the next one.
-    options: HashMap<String, Arc<StoredOptions>>,
+    options: HashMap<Arc<str>, Arc<StoredOptions>>,
     /// Boxed: the table's slots stay small (it keeps spare capacity), each `Live` exact-sized.
     /// Keyed with foldhash: every heartbeat and timer looks an activity up here.
     pub(crate) live: foldhash::HashMap<Arc<str>, Box<Live>>,
-    pub(crate) ready: HashMap<String, VecDeque<Arc<str>>>,
+    pub(crate) ready: HashMap<Arc<str>, VecDeque<Arc<str>>>,
 }
 
 /// What the core asks for after a change, done once the lock is released.
@@ -215,9 +223,17 @@ impl Core {
 
     /// Adds an activity (new or recovered) and arms its timers.
     pub(crate) fn admit(&mut self, mut live: Live, fx: &mut Effects) {
-        match self.options.get(&live.activity_type) {
-            Some(shared) if **shared == *live.options => live.options = shared.clone(),
-            _ => {
+        match self.options.get_key_value(&*live.activity_type) {
+            Some((name, shared)) => {
+                live.activity_type = name.clone();
+                if **shared == *live.options {
+                    live.options = shared.clone();
+                } else {
+                    self.options
+                        .insert(live.activity_type.clone(), live.options.clone());
+                }
+            }
+            None => {
                 self.options
                     .insert(live.activity_type.clone(), live.options.clone());
             }
@@ -289,9 +305,7 @@ impl Core {
                 live.handle = None;
                 live.state = ActivityState::Running;
                 live.started = Some(now);
-                live.started_ms = Some(now_ms);
                 live.last_heartbeat = None;
-                live.last_heartbeat_ms = None;
                 fx.writes.push(Write::Started {
                     id: id.clone(),
                     attempt: live.attempt,
@@ -382,7 +396,6 @@ impl Core {
         }
         let now_ms = now_ms();
         live.last_heartbeat = Some(Instant::now());
-        live.last_heartbeat_ms = Some(now_ms);
         if let Some(d) = details {
             live.details = Some(d.clone());
         }

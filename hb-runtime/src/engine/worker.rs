@@ -311,7 +311,7 @@ async fn poll(
             let task = inner.lock().take(&types, &mut fx);
             super::core::apply(&inner, fx);
             if let Some(t) = task {
-                if let Some(i) = types.iter().position(|n| *n == t.activity_type) {
+                if let Some(i) = types.iter().position(|n| *n == &*t.activity_type) {
                     types.rotate_left(i + 1);
                 }
                 break Some(t);
@@ -322,7 +322,7 @@ async fn poll(
             }
         };
         let Some(task) = task else { break };
-        let Some(activity) = activities.get(task.activity_type.as_str()) else {
+        let Some(activity) = activities.get(&*task.activity_type) else {
             continue;
         };
         let options = task.options.apply_to(activity.options());
