@@ -1,13 +1,21 @@
 //! Engine semantics beyond the basics: start-to-close and schedule-to-close timeouts,
-//! non-retryable errors, retry backoff, heartbeats by task token from outside the activity.
+//! non-retryable errors, retry backoff, heartbeats by task token from outside the activity,
+//! a timed-out attempt's late checkpoint, stale attempt handles, when `cancel()` answers, and
+//! the deadline queue after activities close.
 
+use std::future::Future;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
 use hb_runtime::engine::{
-    request_heartbeat, ActivityFailure, ActivityState, Engine, StartOptions, TimeoutKind,
+    request_heartbeat, ActivityFailure, ActivityState, Engine, EngineError, Inspector,
+    StartOptions, TimeoutKind,
 };
 use hb_runtime::prelude::*;
+use hb_runtime::transport::TaskToken;
 use hb_runtime::Payload;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 
 #[activity(
     start_to_close_timeout = "150ms",
@@ -340,4 +348,513 @@ async fn a_write_that_does_not_fit_fails_alone() {
     }
     drop(engine);
     std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Attempt 1 saves 1, then stops checkpointing: its heartbeats stop (stall_timeout) and the
+/// engine times it out. Told so, it saves 2 and fails: only heartbeats sent after the timeout
+/// (the pump's next one or the attempt's final flush, with attempt 1's task token) carry 2.
+/// The retry returns the checkpoint it resumed from.
+#[activity(
+    heartbeat_timeout = "300ms",
+    heartbeat_interval = "20ms",
+    stall_timeout = "100ms",
+    cancel = "cooperative",
+    cancel_grace = "10s",
+    retry(max_attempts = 2, initial_interval = "1s")
+)]
+async fn saves_after_its_timeout(
+    ctx: ActivityContext,
+    #[checkpoint] n: u64,
+) -> Result<u64, ActivityError> {
+    if ctx.info().attempt > 1 {
+        return Ok(n);
+    }
+    ctx.checkpoint(&1u64)?;
+    ctx.cancelled().await;
+    ctx.checkpoint(&2u64)?;
+    Err(ActivityError::retryable("Stopped", "timed out"))
+}
+
+#[tokio::test]
+async fn a_timed_out_attempts_late_checkpoint_reaches_the_retry() {
+    let engine = Engine::in_memory().await.unwrap();
+    let _w = engine
+        .worker()
+        .register(saves_after_its_timeout)
+        .spawn()
+        .unwrap();
+    let h = engine
+        .client()
+        .start(saves_after_its_timeout, (), StartOptions::id("late"))
+        .await
+        .unwrap();
+
+    // The late 2 lands while the activity backs off from attempt 1's heartbeat timeout.
+    let d = eventually("the late checkpoint 2 is kept", || async {
+        let d = h.describe().await.unwrap();
+        assert!(
+            d.attempt <= 1,
+            "the retry started without the late checkpoint: {d:?}"
+        );
+        (d.checkpoint::<u64>() == Some(2)).then_some(d)
+    })
+    .await;
+    assert_eq!(d.state, ActivityState::BackingOff);
+    match d.last_failure {
+        Some(ActivityFailure::Timeout {
+            kind: TimeoutKind::Heartbeat,
+            last_details: Some(last),
+        }) => {
+            // What the engine had when it timed the attempt out.
+            let n: u64 = hb_runtime::checkpoint::decode_payload(&last).unwrap();
+            assert_eq!(n, 1);
+        }
+        other => panic!("expected a heartbeat timeout with checkpoint 1, got {other:?}"),
+    }
+
+    let resumed_from = tokio::time::timeout(Duration::from_secs(10), h.result())
+        .await
+        .expect("the retry finished")
+        .unwrap();
+    assert_eq!(resumed_from, 2);
+    assert_eq!(h.describe().await.unwrap().attempt, 2);
+}
+
+/// As [`saves_after_its_timeout`], but attempt 1 watches for the cancel reason itself: the
+/// engine sets it first thing when it delivers the timeout, before the attempt is told to stop.
+#[activity(
+    heartbeat_timeout = "300ms",
+    heartbeat_interval = "20ms",
+    stall_timeout = "100ms",
+    cancel = "cooperative",
+    cancel_grace = "10s",
+    retry(max_attempts = 2, initial_interval = "2s")
+)]
+async fn saves_once_it_times_out(
+    ctx: ActivityContext,
+    #[checkpoint] n: u64,
+) -> Result<u64, ActivityError> {
+    if ctx.info().attempt > 1 {
+        return Ok(n);
+    }
+    ctx.checkpoint(&1u64)?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while ctx.cancel_reason().is_none() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    ctx.checkpoint(&2u64)?;
+    ctx.flush().await?;
+    Err(ActivityError::retryable("Stopped", "timed out"))
+}
+
+/// The activity whose timeout [`HoldTimeout`] holds.
+const HELD: &str = "late-reopen";
+static HOLD_RELEASED: AtomicBool = AtomicBool::new(false);
+
+/// Holds the engine's timer thread (at most 10 s, until the test releases it) in the "activity
+/// cancel delivered" event of activity [`HELD`]'s attempt: what the engine does after
+/// delivering that timeout waits, while the attempt, whose cancel reason is set, goes on.
+struct HoldTimeout;
+
+/// Marks the spans of activity [`HELD`]'s attempts.
+struct Held;
+
+/// The fields of a span or event, formatted.
+#[derive(Default)]
+struct Fields(Vec<(&'static str, String)>);
+
+impl Fields {
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+impl tracing::field::Visit for Fields {
+    fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+        self.0.push((field.name(), value.to_owned()));
+    }
+
+    fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+        self.0.push((field.name(), format!("{value:?}")));
+    }
+}
+
+impl<S> tracing_subscriber::Layer<S> for HoldTimeout
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let mut fields = Fields::default();
+        attrs.record(&mut fields);
+        if fields.get("activity_id") == Some(HELD) {
+            if let Some(span) = ctx.span(id) {
+                span.extensions_mut().insert(Held);
+            }
+        }
+    }
+
+    fn on_event(&self, event: &tracing::Event<'_>, ctx: tracing_subscriber::layer::Context<'_, S>) {
+        if std::thread::current().name() != Some("hb-timers") {
+            return;
+        }
+        let held = ctx
+            .event_scope(event)
+            .is_some_and(|mut spans| spans.any(|s| s.extensions().get::<Held>().is_some()));
+        let mut fields = Fields::default();
+        event.record(&mut fields);
+        if !held || fields.get("message") != Some("activity cancel delivered") {
+            return;
+        }
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while !HOLD_RELEASED.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+}
+
+/// The timeout's BackingOff transition is queued for the writer before the attempt hears of
+/// the timeout (and every write is queued under the engine's lock, in the order of its changes),
+/// so the attempt's late checkpoint is written after the transition, never overwritten by the
+/// older checkpoint the transition carries. Holding the engine right after it delivered the
+/// timeout makes the late checkpoint arrive in that window every time.
+#[tokio::test]
+async fn a_timed_out_attempts_late_checkpoint_survives_a_reopen() {
+    use tracing_subscriber::layer::SubscriberExt;
+    // The timer thread is the engine's own: only a process-wide subscriber sees its events.
+    tracing::subscriber::set_global_default(tracing_subscriber::registry().with(HoldTimeout))
+        .expect("no other test of this file installs a subscriber");
+    let dir = scratch("late-reopen");
+    let path = dir.join("hb.db");
+    let engine = Engine::open(&path).await.unwrap();
+    let w = engine
+        .worker()
+        .register(saves_once_it_times_out)
+        .spawn()
+        .unwrap();
+    let h = engine
+        .client()
+        .start(saves_once_it_times_out, (), StartOptions::id(HELD))
+        .await
+        .unwrap();
+
+    // The late 2 is taken while the engine, having timed attempt 1 out, is held.
+    eventually("the late checkpoint 2 is kept", || async {
+        let d = h.describe().await.unwrap();
+        (d.state == ActivityState::BackingOff && d.checkpoint::<u64>() == Some(2)).then_some(())
+    })
+    .await;
+    HOLD_RELEASED.store(true, Ordering::SeqCst);
+
+    // Stored, not only held in memory: the reopened file still has it.
+    w.shutdown().await;
+    drop((h, engine));
+    let engine = reopen(&path).await;
+    let d = engine.client().describe(HELD).await.unwrap();
+    assert_eq!((d.attempt, d.checkpoint::<u64>()), (1, Some(2)), "{d:?}");
+
+    let _w = engine
+        .worker()
+        .register(saves_once_it_times_out)
+        .spawn()
+        .unwrap();
+    let h = engine.client().handle::<saves_once_it_times_out>(HELD);
+    let resumed_from = tokio::time::timeout(Duration::from_secs(10), h.result())
+        .await
+        .expect("the retry finished")
+        .unwrap();
+    assert_eq!(resumed_from, 2);
+    drop((h, engine));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Decodes of [`Gated`] begun, and how many of them the test has let through.
+static GATE_ENTERED: AtomicU32 = AtomicU32::new(0);
+static GATE_OPENED: AtomicU32 = AtomicU32::new(0);
+
+/// An input whose decoding waits (at most 10 s) for the test to let it through. A worker decodes
+/// an attempt's input after taking the attempt and before installing the attempt's cancel
+/// handle: the test can time an attempt out, or cancel its activity, right in between.
+#[derive(Serialize, Debug)]
+struct Gated;
+
+impl<'de> Deserialize<'de> for Gated {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <()>::deserialize(d)?;
+        let n = GATE_ENTERED.fetch_add(1, Ordering::SeqCst) + 1;
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while GATE_OPENED.load(Ordering::SeqCst) < n && std::time::Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        Ok(Gated)
+    }
+}
+
+/// Waits to be asked to stop, reports why, and fails.
+#[activity(
+    heartbeat_timeout = "1s",
+    cancel = "cooperative",
+    cancel_grace = "10s",
+    retry(max_attempts = 3, initial_interval = "10ms")
+)]
+async fn reports_its_cancel(
+    ctx: ActivityContext,
+    #[state] seen: UnboundedSender<(u32, Option<CancelReason>)>,
+    _input: Gated,
+) -> Result<(), ActivityError> {
+    ctx.cancelled().await;
+    seen.send((ctx.info().attempt, ctx.cancel_reason())).ok();
+    Err(ActivityError::retryable(
+        "Interrupted",
+        "stopped when asked",
+    ))
+}
+
+/// Attempt 1's handle comes into being only after the engine timed attempt 1 out: the engine
+/// stops it (timed out) instead of taking it as the activity's. A cancel requested while attempt
+/// 2 is being prepared then reaches attempt 2 alone, once its handle exists.
+// Several worker threads: the gate blocks the worker's thread while the test goes on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_cancel_reaches_the_current_attempt_never_a_stale_one() {
+    let engine = Engine::in_memory().await.unwrap();
+    let (tx, mut seen) = unbounded_channel::<(u32, Option<CancelReason>)>();
+    let _w = engine
+        .worker()
+        .register(reports_its_cancel)
+        .state(tx)
+        .spawn()
+        .unwrap();
+    let client = engine.client();
+    let h = client
+        .start(reports_its_cancel, Gated, StartOptions::id("stale"))
+        .await
+        .unwrap();
+
+    // Attempt 1 times out while its worker is still preparing it, before its handle exists.
+    eventually("the worker takes attempt 1", || async {
+        (GATE_ENTERED.load(Ordering::SeqCst) >= 1).then_some(())
+    })
+    .await;
+    let d = eventually("attempt 1 times out", || async {
+        let d = h.describe().await.unwrap();
+        (d.state != ActivityState::Running).then_some(d)
+    })
+    .await;
+    assert_eq!(d.attempt, 1);
+    assert!(
+        matches!(
+            d.last_failure,
+            Some(ActivityFailure::Timeout {
+                kind: TimeoutKind::Heartbeat,
+                ..
+            })
+        ),
+        "{d:?}"
+    );
+    GATE_OPENED.store(1, Ordering::SeqCst);
+
+    // The cancel comes while attempt 2 is taken but its handle not installed yet: attempt 1's
+    // handle, still running, must not receive it.
+    eventually("the worker takes attempt 2", || async {
+        (GATE_ENTERED.load(Ordering::SeqCst) >= 2).then_some(())
+    })
+    .await;
+    assert_eq!(
+        client.cancel("stale").await.unwrap(),
+        ActivityState::Running
+    );
+    GATE_OPENED.store(2, Ordering::SeqCst);
+
+    let mut reports = Vec::new();
+    for _ in 0..2 {
+        let report = tokio::time::timeout(Duration::from_secs(10), seen.recv())
+            .await
+            .unwrap_or_else(|_| panic!("an attempt was never asked to stop; seen {reports:?}"))
+            .unwrap();
+        reports.push(report);
+    }
+    reports.sort_by_key(|(attempt, _)| *attempt);
+    assert_eq!(
+        reports,
+        [
+            (1, Some(CancelReason::TimedOut)),
+            (2, Some(CancelReason::Requested))
+        ]
+    );
+    assert!(matches!(
+        tokio::time::timeout(Duration::from_secs(10), h.result())
+            .await
+            .expect("the activity ended"),
+        Err(ActivityFailure::Cancelled { .. })
+    ));
+    assert_eq!(h.describe().await.unwrap().attempt, 2);
+}
+
+/// Hands its task token out, then waits until the cancel drops it.
+#[activity(heartbeat_timeout = "30s")]
+async fn hands_out_its_token(
+    ctx: ActivityContext,
+    #[state] tokens: UnboundedSender<TaskToken>,
+) -> Result<(), ActivityError> {
+    tokens.send(ctx.info().task_token.clone()).ok();
+    std::future::pending().await
+}
+
+#[tokio::test]
+async fn cancel_answers_only_once_the_request_is_stored() {
+    let dir = scratch("stored-cancel");
+    let path = dir.join("hb.db");
+    let engine = Engine::open(&path).await.unwrap();
+    let (tx, mut tokens) = unbounded_channel();
+    let _w = engine
+        .worker()
+        .register(hands_out_its_token)
+        .state(tx)
+        .spawn()
+        .unwrap();
+    let client = engine.client();
+    let h = client
+        .start(hands_out_its_token, (), StartOptions::id("stored"))
+        .await
+        .unwrap();
+    let token = tokio::time::timeout(Duration::from_secs(10), tokens.recv())
+        .await
+        .expect("the attempt started")
+        .unwrap();
+    // Another connection, read-only, as another process would read the file.
+    let inspector = Inspector::open(&path).unwrap();
+    assert!(!inspector.get("stored").unwrap().cancel_requested);
+
+    // A large heartbeat queued just before keeps the writer busy: the cancel request is
+    // committed in the same transaction, after some 4 MiB are written. A cancel() that did not
+    // wait for its commit would answer long before.
+    let big = Payload::json(&"x".repeat(4 << 20)).unwrap();
+    assert!(!client.heartbeat(&token, Some(&big)).unwrap().stops());
+    drop(big);
+    assert_eq!(
+        client.cancel("stored").await.unwrap(),
+        ActivityState::Running
+    );
+    assert!(
+        inspector.get("stored").unwrap().cancel_requested,
+        "cancel() answered before the request was in the file"
+    );
+
+    assert!(matches!(
+        tokio::time::timeout(Duration::from_secs(10), h.result())
+            .await
+            .expect("the activity ended"),
+        Err(ActivityFailure::Cancelled { .. })
+    ));
+    drop((inspector, h, client, engine));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+#[activity(
+    heartbeat_timeout = "10s",
+    start_to_close_timeout = "1h",
+    schedule_to_close_timeout = "1h"
+)]
+async fn quick_with_long_timeouts(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
+    Ok(n)
+}
+
+#[tokio::test]
+async fn the_timers_of_closed_activities_leave_the_deadline_queue_at_once() {
+    let engine = Engine::in_memory().await.unwrap();
+    let client = engine.client();
+    let mut handles = Vec::new();
+    for i in 0..50 {
+        handles.push(
+            client
+                .start(
+                    quick_with_long_timeouts,
+                    i,
+                    StartOptions::id(format!("long-{i}")),
+                )
+                .await
+                .unwrap(),
+        );
+    }
+    // No worker yet: each waits with its 1 h schedule-to-close timer armed.
+    stats_reach(&engine, 50, 50).await;
+
+    // Each attempt arms a heartbeat and a 1 h start-to-close timer too; all go when it completes.
+    let _w = engine
+        .worker()
+        .register(quick_with_long_timeouts)
+        .spawn()
+        .unwrap();
+    for (i, h) in (0..).zip(&handles) {
+        let out = tokio::time::timeout(Duration::from_secs(10), h.result())
+            .await
+            .expect("the activity completed")
+            .unwrap();
+        assert_eq!(out, i);
+    }
+    stats_reach(&engine, 0, 0).await;
+}
+
+/// Waits (at most 10 s) until `engine` holds `open` activities and `pending_timers` timers.
+async fn stats_reach(engine: &Engine, open: usize, pending_timers: usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let s = engine.stats();
+        if (s.open, s.pending_timers) == (open, pending_timers) {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "expected {open} open activities and {pending_timers} pending timers, still {s:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// Polls `check` every 5 ms until it answers `Some`, failing the test after 10 s.
+async fn eventually<T, F: Future<Output = Option<T>>>(
+    what: &str,
+    mut check: impl FnMut() -> F,
+) -> T {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting: {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+/// A fresh scratch directory for one test.
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("hb-semantics-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Opens `path` again once the engine dropped before has released it (its last attempt task
+/// may still hold it for a moment).
+async fn reopen(path: &Path) -> Engine {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        match Engine::open(path).await {
+            Ok(engine) => return engine,
+            Err(EngineError::Locked { .. }) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(10)).await
+            }
+            Err(e) => panic!("reopening {}: {e}", path.display()),
+        }
+    }
 }

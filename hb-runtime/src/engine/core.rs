@@ -210,6 +210,8 @@ pub(crate) struct Effects {
     pub(crate) cancels: Vec<(AttemptHandle, CancelReason)>,
     pub(crate) closed: Vec<Arc<str>>,
     pub(crate) ready: bool,
+    /// Acknowledgements of writes the writer could not take (it has stopped).
+    pub(crate) unsent: Vec<super::store::Ack>,
 }
 
 impl Core {
@@ -802,22 +804,20 @@ impl Core {
     }
 }
 
-/// Applies effects: queue writes (the closing ones answer their waiters once committed), arm
-/// timers, push cancels, wake workers.
-pub(crate) fn apply(inner: &Arc<Inner>, fx: Effects) {
-    for (handle, reason) in fx.cancels {
-        handle.cancel(reason);
-    }
-    // Timers first: a write's acknowledgement (on the writer thread) may arm a timer of its
-    // own, which must not be dropped by a `Forget` queued after it.
-    for id in fx.forget {
+/// Queues the effects that must keep the order of the core's changes: timers (a `Forget`
+/// before any timer a later acknowledgement arms) and writes. Called with the core's lock
+/// held (see [`Inner::change`](super::Inner::change)): a write queued after the lock is
+/// released could be overtaken by another thread's, such as a timed-out attempt's late
+/// checkpoint overtaking the transition that timed it out.
+pub(crate) fn queue(inner: &Arc<Inner>, fx: &mut Effects) {
+    for id in fx.forget.drain(..) {
         let _ = inner.timers.send(TimerCommand::Forget(id));
     }
-    for (timer, at) in fx.timers {
+    for (timer, at) in fx.timers.drain(..) {
         let _ = inner.timers.send(TimerCommand::Arm(timer, at));
     }
-    let closed: std::collections::HashSet<Arc<str>> = fx.closed.into_iter().collect();
-    for w in fx.writes {
+    let closed: std::collections::HashSet<Arc<str>> = fx.closed.drain(..).collect();
+    for w in fx.writes.drain(..) {
         let ack = match &w {
             Write::Transition {
                 id,
@@ -834,10 +834,23 @@ pub(crate) fn apply(inner: &Arc<Inner>, fx: Effects) {
             }
             _ => None,
         };
-        inner.writer.send(w, ack);
+        if let Some(ack) = inner.writer.queue(w, ack) {
+            fx.unsent.push(ack);
+        }
+    }
+}
+
+/// Applies the rest once the lock is released: push cancels (after the writes that record
+/// why), wake workers, and answer the acknowledgements of writes the writer could not take.
+pub(crate) fn apply(inner: &Arc<Inner>, fx: Effects) {
+    for (handle, reason) in fx.cancels {
+        handle.cancel(reason);
     }
     if fx.ready {
         inner.ready.notify_waiters();
+    }
+    for ack in fx.unsent {
+        ack(Err(super::EngineError::Closed));
     }
 }
 
@@ -989,12 +1002,12 @@ async fn run_timers(
             },
             Some((timer, key)) = deadlines.next(), if !deadlines.queue.is_empty() => {
                 let Some(inner) = weak.upgrade() else { break };
-                let mut fx = Effects::default();
-                inner.lock().on_timer(&timer, &mut fx);
-                // Re-armed timers (most often: a heartbeat came since this one was armed) go
-                // straight back into the queue.
-                deadlines.fired(&timer.id, key, std::mem::take(&mut fx.timers));
-                apply(&inner, fx);
+                inner.change(|core, fx| {
+                    core.on_timer(&timer, fx);
+                    // Re-armed timers (most often: a heartbeat came since this one was armed)
+                    // go straight back into the queue.
+                    deadlines.fired(&timer.id, key, std::mem::take(&mut fx.timers));
+                });
             }
         }
         pending.store(

@@ -119,25 +119,33 @@ impl Inner {
         self.core.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Runs `f` on the core and applies its effects.
+    /// Runs `f` on the core and applies its effects: its writes and timers queued before the
+    /// lock is released (in the order of the changes), the rest after.
     pub(crate) fn change<T>(self: &Arc<Self>, f: impl FnOnce(&mut Core, &mut Effects) -> T) -> T {
         let mut fx = Effects::default();
-        let out = f(&mut self.lock(), &mut fx);
+        let out = {
+            let mut core = self.lock();
+            let out = f(&mut core, &mut fx);
+            core::queue(self, &mut fx);
+            out
+        };
         apply(self, fx);
         out
     }
 
-    /// A heartbeat of attempt `token` (the hot path: no effects but its write, queued after
-    /// the lock is released).
+    /// A heartbeat of attempt `token` (the hot path: no effects but its write).
     pub(crate) fn heartbeat(
         &self,
         token: &crate::transport::TaskToken,
         details: Option<&crate::Payload>,
     ) -> Result<crate::transport::HeartbeatReply, crate::TransportError> {
-        let (reply, write) = self.lock().heartbeat(token, details)?;
+        let mut core = self.lock();
+        let (reply, write) = core.heartbeat(token, details)?;
+        // Queued under the lock, like every write (see `change`).
         if let Some(w) = write {
             self.writer.send(w, None);
         }
+        drop(core);
         Ok(reply)
     }
 
@@ -165,9 +173,7 @@ impl Inner {
                 }
             }
             Err(e) => {
-                let mut fx = Effects::default();
-                let failed = self.lock().closing_write_failed(id, &mut fx);
-                apply(self, fx);
+                let failed = self.change(|core, fx| core.closing_write_failed(id, fx));
                 let Some((state, retry_in, waiters)) = failed else {
                     return;
                 };

@@ -125,12 +125,24 @@ impl Writer {
     /// Queues `write`; `ack` runs once it is committed (or failed). Every write but a
     /// heartbeat is committed at once; a heartbeat may wait its `commit_within` for others.
     pub(crate) fn send(&self, write: Write, ack: Option<Ack>) {
+        if let Some(ack) = self.queue(write, ack) {
+            ack(Err(EngineError::Closed));
+        }
+    }
+
+    /// [`send`](Self::send), but an `ack` the writer can no longer run (it has stopped) is
+    /// handed back instead of run here: for callers holding the core's lock, which the
+    /// acknowledgement takes.
+    pub(crate) fn queue(&self, write: Write, ack: Option<Ack>) -> Option<Ack> {
         let urgent = ack.is_some() || !matches!(write, Write::Heartbeat { .. });
         match self.tx.send((write, ack)) {
-            Ok(()) if urgent => self.thread.unpark(),
-            Ok(()) => {}
-            Err(mpsc::SendError((_, Some(ack)))) => ack(Err(EngineError::Closed)),
-            Err(_) => {}
+            Ok(()) => {
+                if urgent {
+                    self.thread.unpark();
+                }
+                None
+            }
+            Err(mpsc::SendError((_, ack))) => ack,
         }
     }
 }

@@ -307,9 +307,7 @@ async fn poll(
             let notified = inner.ready.notified();
             let mut notified = std::pin::pin!(notified);
             notified.as_mut().enable();
-            let mut fx = super::core::Effects::default();
-            let task = inner.lock().take(&types, &mut fx);
-            super::core::apply(&inner, fx);
+            let task = inner.change(|core, fx| core.take(&types, fx));
             if let Some(t) = task {
                 if let Some(i) = types.iter().position(|n| *n == &*t.activity_type) {
                     types.rotate_left(i + 1);
