@@ -142,10 +142,11 @@ impl Inner {
         let mut core = self.lock();
         let (reply, write) = core.heartbeat(token, details)?;
         // Queued under the lock, like every write (see `change`).
-        if let Some(w) = write {
-            self.writer.send(w, None);
-        }
+        let wake = write.is_some_and(|w| matches!(self.writer.queue(w, None), Ok(true)));
         drop(core);
+        if wake {
+            self.writer.wake();
+        }
         Ok(reply)
     }
 

@@ -6,7 +6,6 @@
 //! within one batch coalesce to the newest.
 
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
@@ -103,10 +102,33 @@ pub(crate) type Ack = Box<dyn FnOnce(Result<bool, EngineError>) + Send>;
 /// A handle to the writer thread.
 #[derive(Clone)]
 pub(crate) struct Writer {
-    tx: mpsc::Sender<(Write, Option<Ack>)>,
-    /// The writer thread, unparked when a write someone waits on arrives while it gathers
-    /// heartbeats.
+    inbox: Arc<Inbox>,
+    /// The writer thread: unparked when a write someone waits on arrives, or any write while
+    /// it is idle.
     thread: std::thread::Thread,
+}
+
+/// Writes waiting for the writer thread, which takes them all at once. Queuing one is a
+/// push under a short lock, no system call: the engine queues writes under its own lock (to
+/// keep their order) and wakes the writer after releasing it.
+#[derive(Default)]
+struct Inbox {
+    queue: Mutex<Queued>,
+    /// Set while the writer sleeps with nothing to do: then any write wakes it.
+    idle: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Default)]
+struct Queued {
+    writes: Vec<(Write, Option<Ack>)>,
+    /// The writer has stopped: nothing more is taken.
+    closed: bool,
+}
+
+impl Inbox {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queued> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 impl Writer {
@@ -122,28 +144,36 @@ impl Writer {
         rx.await.unwrap_or(Err(EngineError::Closed)).map(|_| ())
     }
 
-    /// Queues `write`; `ack` runs once it is committed (or failed). Every write but a
-    /// heartbeat is committed at once; a heartbeat may wait its `commit_within` for others.
+    /// Queues `write` and wakes the writer if it should commit soon; `ack` runs once it is
+    /// committed (or failed). Every write but a heartbeat is committed at once; a heartbeat
+    /// may wait its `commit_within` for others.
     pub(crate) fn send(&self, write: Write, ack: Option<Ack>) {
-        if let Some(ack) = self.queue(write, ack) {
-            ack(Err(EngineError::Closed));
+        match self.queue(write, ack) {
+            Ok(true) => self.wake(),
+            Ok(false) => {}
+            Err(Some(ack)) => ack(Err(EngineError::Closed)),
+            Err(None) => {}
         }
     }
 
-    /// [`send`](Self::send), but an `ack` the writer can no longer run (it has stopped) is
-    /// handed back instead of run here: for callers holding the core's lock, which the
-    /// acknowledgement takes.
-    pub(crate) fn queue(&self, write: Write, ack: Option<Ack>) -> Option<Ack> {
+    /// Queues `write` without waking the writer: `Ok(true)` when the caller must
+    /// [`wake`](Self::wake) it (once its own locks are released). An `ack` the writer can no
+    /// longer run (it has stopped) is handed back instead of run here, for callers holding the
+    /// engine's lock, which acknowledgements take.
+    pub(crate) fn queue(&self, write: Write, ack: Option<Ack>) -> Result<bool, Option<Ack>> {
         let urgent = ack.is_some() || !matches!(write, Write::Heartbeat { .. });
-        match self.tx.send((write, ack)) {
-            Ok(()) => {
-                if urgent {
-                    self.thread.unpark();
-                }
-                None
-            }
-            Err(mpsc::SendError((_, ack))) => ack,
+        let mut q = self.inbox.lock();
+        if q.closed {
+            return Err(ack);
         }
+        q.writes.push((write, ack));
+        drop(q);
+        Ok(urgent || self.inbox.idle.load(std::sync::atomic::Ordering::SeqCst))
+    }
+
+    /// Wakes the writer thread (it commits what is queued).
+    pub(crate) fn wake(&self) {
+        self.thread.unpark();
     }
 }
 
@@ -322,6 +352,9 @@ fn check_identity(conn: &Connection, path: &Path, may_init: bool) -> Result<(), 
     Ok(())
 }
 
+/// The writes the writer's buffers keep room for between batches.
+const KEEP_CAPACITY: usize = 1024;
+
 /// The most writes one transaction carries.
 const MAX_BATCH: usize = 16_384;
 /// The longest a heartbeat waits in the writer for others to share its commit (see
@@ -367,44 +400,51 @@ pub(crate) fn spawn_writer(
     path: PathBuf,
     lock: Option<FileLock>,
 ) -> (Writer, std::thread::JoinHandle<()>) {
-    let (tx, rx) = mpsc::channel::<(Write, Option<Ack>)>();
+    let inbox = Arc::new(Inbox::default());
+    let queued = inbox.clone();
     let thread = std::thread::Builder::new()
         .name("hb-writer".into())
         .spawn(move || {
-            let conn = writer_loop(conn, path, rx);
+            let conn = writer_loop(conn, path, &queued);
             let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
             drop(conn);
             drop(lock);
         })
         .expect("spawning the hb engine writer thread");
     let writer = Writer {
-        tx,
+        inbox,
         thread: thread.thread().clone(),
     };
     (writer, thread)
 }
 
-fn writer_loop(
-    mut conn: Connection,
-    path: PathBuf,
-    rx: mpsc::Receiver<(Write, Option<Ack>)>,
-) -> Connection {
-    let mut batch = Vec::with_capacity(1024);
-    let drain = |batch: &mut Vec<(Write, Option<Ack>)>| {
-        while batch.len() < MAX_BATCH && !matches!(batch.last(), Some((Write::Stop, _))) {
-            match rx.try_recv() {
-                Ok(w) => batch.push(w),
-                Err(_) => break,
-            }
+fn writer_loop(mut conn: Connection, path: PathBuf, inbox: &Inbox) -> Connection {
+    use std::sync::atomic::Ordering::SeqCst;
+    let take = |batch: &mut Vec<(Write, Option<Ack>)>| {
+        let mut q = inbox.lock();
+        if batch.is_empty() {
+            std::mem::swap(batch, &mut q.writes);
+        } else {
+            batch.append(&mut q.writes);
         }
     };
-    while let Ok(first) = rx.recv() {
+    let mut batch = Vec::with_capacity(KEEP_CAPACITY);
+    loop {
+        take(&mut batch);
+        if batch.is_empty() {
+            // Idle: any write wakes this thread (its sender sees `idle`); one queued between
+            // the take and here is seen by the check below.
+            inbox.idle.store(true, SeqCst);
+            if inbox.lock().writes.is_empty() {
+                std::thread::park();
+            }
+            inbox.idle.store(false, SeqCst);
+            continue;
+        }
         let start = std::time::Instant::now();
-        batch.push(first);
-        drain(&mut batch);
         // Heartbeats alone: gather more until the soonest of them is due (senders do not wake
-        // this thread for heartbeats), or until any other write arrives (its sender unparks
-        // this thread): then commit them all together.
+        // this thread for heartbeats while it is busy), or until any other write arrives (its
+        // sender wakes this thread): then commit them all together.
         if let Some(within) = heartbeat_deadline(&batch) {
             let mut until = start + within;
             loop {
@@ -414,7 +454,7 @@ fn writer_loop(
                 }
                 std::thread::park_timeout(until - now);
                 let seen = batch.len();
-                drain(&mut batch);
+                take(&mut batch);
                 // What arrived came after `now`.
                 match heartbeat_deadline(&batch[seen..]) {
                     Some(within) => until = until.min(now + within),
@@ -422,47 +462,77 @@ fn writer_loop(
                 }
             }
         }
-        let stop = matches!(batch.last(), Some((Write::Stop, _)));
-        let mut result = apply(&mut conn, &mut batch).map_err(|e| EngineError::sqlite(&path, e));
-        if result.is_err() && batch.len() > 1 {
-            // One bad write (a full disk for one large input) must not fail the writes batched
-            // with it: replay them one by one, so only the ones that fail report it.
-            for (w, ack) in batch.drain(..) {
-                let mut one = [(w, None)];
-                let r = apply(&mut conn, &mut one)
-                    .map(|changed| changed[0])
-                    .map_err(|e| EngineError::sqlite(&path, e));
-                if let Err(e) = &r {
-                    tracing::error!(error = %e, "engine write failed; it was not stored");
-                }
+        // `Stop` ends the thread once everything queued before it is committed; what came
+        // after it is refused.
+        let stop = batch.iter().position(|(w, _)| matches!(w, Write::Stop));
+        let late = match stop {
+            Some(i) => batch.split_off(i + 1),
+            None => Vec::new(),
+        };
+        while !batch.is_empty() {
+            let rest = batch.split_off(batch.len().min(MAX_BATCH));
+            commit(&mut conn, &path, &mut batch);
+            batch = rest;
+        }
+        // A burst (thousands of starts) leaves a large buffer behind; it takes turns with the
+        // inbox's, so neither keeps a burst's size once it is over.
+        if batch.capacity() > 4 * KEEP_CAPACITY {
+            batch = Vec::with_capacity(KEEP_CAPACITY);
+        }
+        if stop.is_some() {
+            let mut q = inbox.lock();
+            q.closed = true;
+            let refused = std::mem::take(&mut q.writes);
+            drop(q);
+            for (_, ack) in late.into_iter().chain(refused) {
                 if let Some(ack) = ack {
-                    ack(r);
+                    ack(Err(EngineError::Closed));
                 }
             }
-            result = Ok(Vec::new());
-        }
-        match result {
-            Ok(changed) => {
-                for ((_, ack), changed) in batch.drain(..).zip(changed) {
-                    if let Some(ack) = ack {
-                        ack(Ok(changed));
-                    }
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, writes = batch.len(), "engine write failed; nothing of this batch was stored");
-                for (_, ack) in batch.drain(..) {
-                    if let Some(ack) = ack {
-                        ack(Err(e.clone()));
-                    }
-                }
-            }
-        }
-        if stop {
             break;
         }
     }
     conn
+}
+
+/// Commits `batch` in one transaction (or, if that fails, each write alone) and answers the
+/// acknowledgements; `batch` is left empty.
+fn commit(conn: &mut Connection, path: &Path, batch: &mut Vec<(Write, Option<Ack>)>) {
+    let mut result = apply(conn, batch).map_err(|e| EngineError::sqlite(path, e));
+    if result.is_err() && batch.len() > 1 {
+        // One bad write (a full disk for one large input) must not fail the writes batched
+        // with it: replay them one by one, so only the ones that fail report it.
+        for (w, ack) in batch.drain(..) {
+            let mut one = [(w, None)];
+            let r = apply(conn, &mut one)
+                .map(|changed| changed[0])
+                .map_err(|e| EngineError::sqlite(path, e));
+            if let Err(e) = &r {
+                tracing::error!(error = %e, "engine write failed; it was not stored");
+            }
+            if let Some(ack) = ack {
+                ack(r);
+            }
+        }
+        result = Ok(Vec::new());
+    }
+    match result {
+        Ok(changed) => {
+            for ((_, ack), changed) in batch.drain(..).zip(changed) {
+                if let Some(ack) = ack {
+                    ack(Ok(changed));
+                }
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, writes = batch.len(), "engine write failed; nothing of this batch was stored");
+            for (_, ack) in batch.drain(..) {
+                if let Some(ack) = ack {
+                    ack(Err(e.clone()));
+                }
+            }
+        }
+    }
 }
 
 fn apply(conn: &mut Connection, batch: &mut [(Write, Option<Ack>)]) -> rusqlite::Result<Vec<bool>> {
