@@ -4,6 +4,8 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Weak};
+
+use futures_util::FutureExt as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::sync::{mpsc, oneshot};
@@ -1026,13 +1028,21 @@ async fn run_timers(
             _ = tokio::time::sleep_until(listen_at.unwrap_or_else(Instant::now)), if listen_at.is_some() => {
                 listen_at = None;
             },
-            Some((timer, key)) = deadlines.next(), if !deadlines.queue.is_empty() => {
+            Some(first) = deadlines.next(), if !deadlines.queue.is_empty() => {
                 let Some(inner) = weak.upgrade() else { break };
+                // Every timer due now, under one lock: thousands of heartbeat timers come due
+                // in the same few milliseconds.
+                let mut due = vec![first];
+                while let Some(Some(more)) = deadlines.next().now_or_never() {
+                    due.push(more);
+                }
                 inner.change(|core, fx| {
-                    core.on_timer(&timer, fx);
-                    // Re-armed timers (most often: a heartbeat came since this one was armed)
-                    // go straight back into the queue.
-                    deadlines.fired(&timer.id, key, std::mem::take(&mut fx.timers));
+                    for (timer, key) in due {
+                        core.on_timer(&timer, fx);
+                        // Re-armed timers (most often: a heartbeat came since this one was
+                        // armed) go straight back into the queue.
+                        deadlines.fired(&timer.id, key, std::mem::take(&mut fx.timers));
+                    }
                 });
             }
         }
