@@ -730,6 +730,26 @@ async fn a_completion_that_does_not_fit_is_reported_and_recovered_after_reopenin
     // The file still holds the activity as it was: running its first attempt.
     let d = Inspector::open(&path).unwrap().get("big").unwrap();
     assert_eq!((d.state, d.attempt), (ActivityState::Running, 1));
+    // Closing the engine ends the retries: result() says so at once instead of waiting.
+    let waiting = tokio::spawn({
+        let h = h.clone();
+        async move { h.result().await }
+    });
+    engine.close().await.unwrap();
+    for r in [
+        tokio::time::timeout(Duration::from_secs(10), waiting)
+            .await
+            .expect("a waiting result() was answered")
+            .unwrap(),
+        tokio::time::timeout(Duration::from_secs(10), h.result())
+            .await
+            .expect("result() after close() answered at once"),
+    ] {
+        assert!(
+            matches!(r, Err(ActivityFailure::Engine(EngineError::Closed))),
+            "{r:?}"
+        );
+    }
     w.shutdown().await;
     drop(h);
     close(engine, &path).await;

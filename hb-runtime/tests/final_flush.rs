@@ -275,3 +275,93 @@ async fn nothing_is_sent_for_an_attempt_that_has_ended() {
     );
     assert_eq!(transport.heartbeat_count(), sent);
 }
+
+/// An output whose `Serialize` panics.
+#[derive(Debug)]
+struct Explosive;
+
+impl serde::Serialize for Explosive {
+    fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        panic!("boom while serialising the output")
+    }
+}
+
+/// (Outputs are typed for callers too.)
+impl<'de> serde::Deserialize<'de> for Explosive {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <()>::deserialize(d).map(|()| Explosive)
+    }
+}
+
+#[activity(heartbeat_timeout = "10s")]
+async fn explosive_output(
+    ctx: ActivityContext,
+    #[checkpoint] n: u64,
+) -> Result<Explosive, ActivityError> {
+    ctx.checkpoint(&(n + 1))?;
+    Ok(Explosive)
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panic_serialising_the_output_fails_the_attempt_and_is_reported() {
+    let run = ActivityEnvironment::new().run(explosive_output, ()).await;
+    match run.result.as_ref().unwrap_err() {
+        ActivityError::Panicked { message } => {
+            assert_eq!(message, "boom while serialising the output")
+        }
+        other => panic!("expected Panicked, got {other:?}"),
+    }
+    assert_eq!(run.last_checkpoint, Some(1));
+    assert!(
+        matches!(run.calls.last(), Some(RecordedCall::Failed { error, .. }) if error.error_type() == "Panic"),
+        "{:?}",
+        run.calls
+    );
+}
+
+/// Panics when dropped.
+struct Grenade;
+
+impl Drop for Grenade {
+    fn drop(&mut self) {
+        if !std::thread::panicking() {
+            panic!("boom in a destructor");
+        }
+    }
+}
+
+/// Holds a `Grenade` while it waits forever; dropped at once on cancel.
+#[activity(heartbeat_timeout = "10s", cancel = "abort")]
+async fn holds_a_grenade(_ctx: ActivityContext) -> Result<(), ActivityError> {
+    let _g = Grenade;
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+#[tokio::test]
+async fn a_panic_dropping_a_cancelled_body_fails_the_attempt_and_is_reported() {
+    let transport = MemoryTransport::new();
+    let runner = AttemptRunner::new(transport.clone()).pump(Pump::on_current_runtime());
+    let request = AttemptRequest::new(
+        "grenade-1",
+        TaskToken::new(*b"g1"),
+        Payload::json(&()).unwrap(),
+    );
+    let running = runner.start(&holds_a_grenade(), request);
+    let handle = running.handle();
+    let task = tokio::spawn(running.into_future());
+    tokio::task::yield_now().await;
+    handle.cancel(CancelReason::Requested);
+    let outcome = tokio::time::timeout(Duration::from_secs(10), task)
+        .await
+        .expect("the attempt ended")
+        .expect("the attempt's task did not panic");
+    match outcome.result {
+        Err(ActivityError::Panicked { message }) => assert_eq!(message, "boom in a destructor"),
+        other => panic!("expected Panicked, got {other:?}"),
+    }
+    assert!(matches!(
+        transport.calls().last(),
+        Some(RecordedCall::Failed { .. })
+    ));
+}

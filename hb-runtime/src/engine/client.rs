@@ -725,6 +725,10 @@ impl Client {
         let rx = {
             let mut core = self.inner().lock();
             match core.live.get_mut(id) {
+                // Its closing write failed and will not be retried (the engine is closed).
+                Some(live) if live.closing_failures > 0 && self.inner().timers_stopped() => {
+                    return Err(EngineError::Closed);
+                }
                 Some(live) => {
                     let (tx, rx) = oneshot::channel();
                     live.waiters.push(tx);

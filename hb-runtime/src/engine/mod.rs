@@ -39,8 +39,9 @@
 //! A closing write that fails (a full disk) is reported to the activity's waiters as
 //! [`ActivityFailure::Engine`]; the activity stays open in memory and the write is retried
 //! (after 1 s, doubling to 1 min) until it is stored, so a later `result()` answers the
-//! outcome. If the process ends first, the file still holds the activity as it was before,
-//! and reopening recovers it from there (its attempt times out and is retried).
+//! outcome. [`Engine::close`] ends the retries (waiters then get [`EngineError::Closed`]). If
+//! the process ends first, the file still holds the activity as it was before, and reopening
+//! recovers it from there (its attempt times out and is retried).
 //!
 //! Only one process may open a file for writing (a lock file beside it, `<file>.lock`, says
 //! which); the `hb` command-line tool reads it meanwhile, and its `cancel` is queued in the
@@ -117,6 +118,11 @@ impl Drop for Inner {
 impl Inner {
     pub(crate) fn lock(&self) -> MutexGuard<'_, Core> {
         self.core.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether the deadline queue has stopped (after `close()`): nothing is retried any more.
+    pub(crate) fn timers_stopped(&self) -> bool {
+        self.timers_stop.is_cancelled()
     }
 
     /// Runs `f` on the core and applies its effects: its writes and timers queued before the
@@ -588,6 +594,24 @@ impl Engine {
         self.inner.workers.close();
         self.inner.workers.wait().await;
         self.inner.timers_stop.cancel();
+        // Closing writes that failed are no longer retried: their waiters hear it now.
+        let waiting: Vec<_> = self
+            .inner
+            .lock()
+            .live
+            .values_mut()
+            .filter(|l| l.closing_failures > 0)
+            .map(|l| (l.state, std::mem::take(&mut l.waiters)))
+            .collect();
+        for (state, waiters) in waiting {
+            for w in waiters {
+                let _ = w.send(core::Closed {
+                    state,
+                    output: None,
+                    failure: Some(ActivityFailure::Engine(EngineError::Closed)),
+                });
+            }
+        }
         self.inner.writer.sync().await
     }
 }

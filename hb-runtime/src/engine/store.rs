@@ -111,11 +111,25 @@ pub(crate) struct Writer {
 /// Writes waiting for the writer thread, which takes them all at once. Queuing one is a
 /// push under a short lock, no system call: the engine queues writes under its own lock (to
 /// keep their order) and wakes the writer after releasing it.
-#[derive(Default)]
 struct Inbox {
     queue: Mutex<Queued>,
     /// Set while the writer sleeps with nothing to do: then any write wakes it.
     idle: std::sync::atomic::AtomicBool,
+    /// While the writer gathers heartbeats: when it will commit, in ns since `epoch`
+    /// (`u64::MAX` otherwise). A heartbeat due sooner wakes it.
+    commit_at: std::sync::atomic::AtomicU64,
+    epoch: std::time::Instant,
+}
+
+impl Default for Inbox {
+    fn default() -> Self {
+        Inbox {
+            queue: Mutex::default(),
+            idle: std::sync::atomic::AtomicBool::new(false),
+            commit_at: std::sync::atomic::AtomicU64::new(u64::MAX),
+            epoch: std::time::Instant::now(),
+        }
+    }
 }
 
 #[derive(Default)]
@@ -128,6 +142,37 @@ struct Queued {
 impl Inbox {
     fn lock(&self) -> std::sync::MutexGuard<'_, Queued> {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// `at` in ns since the epoch.
+    fn nanos(&self, at: std::time::Instant) -> u64 {
+        u64::try_from(at.saturating_duration_since(self.epoch).as_nanos()).unwrap_or(u64::MAX)
+    }
+
+    /// Refuses writes from now on and answers those still queued with `Closed`.
+    fn close(&self) {
+        let mut q = self.lock();
+        q.closed = true;
+        let refused = std::mem::take(&mut q.writes);
+        drop(q);
+        for (_, ack) in refused {
+            if let Some(ack) = ack {
+                ack(Err(EngineError::Closed));
+            }
+        }
+    }
+}
+
+/// Closes the inbox when the writer thread ends, by `Stop` or by a panic: a sender never
+/// waits on a writer that is gone.
+struct CloseOnExit<'a>(&'a Inbox);
+
+impl Drop for CloseOnExit<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            tracing::error!("the engine's writer thread panicked; writes are refused from now on");
+        }
+        self.0.close();
     }
 }
 
@@ -161,14 +206,24 @@ impl Writer {
     /// longer run (it has stopped) is handed back instead of run here, for callers holding the
     /// engine's lock, which acknowledgements take.
     pub(crate) fn queue(&self, write: Write, ack: Option<Ack>) -> Result<bool, Option<Ack>> {
-        let urgent = ack.is_some() || !matches!(write, Write::Heartbeat { .. });
+        use std::sync::atomic::Ordering::SeqCst;
+        // A heartbeat wakes the writer only if it would otherwise commit too late for it.
+        let due = match (&write, &ack) {
+            (Write::Heartbeat { commit_within, .. }, None) => {
+                Some(self.inbox.nanos(std::time::Instant::now() + *commit_within))
+            }
+            _ => None,
+        };
         let mut q = self.inbox.lock();
         if q.closed {
             return Err(ack);
         }
         q.writes.push((write, ack));
         drop(q);
-        Ok(urgent || self.inbox.idle.load(std::sync::atomic::Ordering::SeqCst))
+        Ok(match due {
+            None => true,
+            Some(due) => self.inbox.idle.load(SeqCst) || due < self.inbox.commit_at.load(SeqCst),
+        })
     }
 
     /// Wakes the writer thread (it commits what is queued).
@@ -405,7 +460,10 @@ pub(crate) fn spawn_writer(
     let thread = std::thread::Builder::new()
         .name("hb-writer".into())
         .spawn(move || {
-            let conn = writer_loop(conn, path, &queued);
+            let conn = {
+                let _closing = CloseOnExit(&queued);
+                writer_loop(conn, path, &queued)
+            };
             let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE);");
             drop(conn);
             drop(lock);
@@ -452,6 +510,9 @@ fn writer_loop(mut conn: Connection, path: PathBuf, inbox: &Inbox) -> Connection
                 if now >= until || batch.len() >= MAX_BATCH {
                     break;
                 }
+                // Published before parking: a heartbeat due sooner wakes this thread (one
+                // queued while no commit time was published always does).
+                inbox.commit_at.store(inbox.nanos(until), SeqCst);
                 std::thread::park_timeout(until - now);
                 let seen = batch.len();
                 take(&mut batch);
@@ -461,6 +522,7 @@ fn writer_loop(mut conn: Connection, path: PathBuf, inbox: &Inbox) -> Connection
                     None => break,
                 }
             }
+            inbox.commit_at.store(u64::MAX, SeqCst);
         }
         // `Stop` ends the thread once everything queued before it is committed; what came
         // after it is refused.
@@ -469,10 +531,18 @@ fn writer_loop(mut conn: Connection, path: PathBuf, inbox: &Inbox) -> Connection
             Some(i) => batch.split_off(i + 1),
             None => Vec::new(),
         };
-        while !batch.is_empty() {
-            let rest = batch.split_off(batch.len().min(MAX_BATCH));
+        if batch.len() <= MAX_BATCH {
             commit(&mut conn, &path, &mut batch);
-            batch = rest;
+        } else {
+            // A backlog: transactions of at most MAX_BATCH writes, in order.
+            let mut chunk = Vec::with_capacity(MAX_BATCH);
+            for w in batch.drain(..) {
+                chunk.push(w);
+                if chunk.len() == MAX_BATCH {
+                    commit(&mut conn, &path, &mut chunk);
+                }
+            }
+            commit(&mut conn, &path, &mut chunk);
         }
         // A burst (thousands of starts) leaves a large buffer behind; it takes turns with the
         // inbox's, so neither keeps a burst's size once it is over.
@@ -480,15 +550,12 @@ fn writer_loop(mut conn: Connection, path: PathBuf, inbox: &Inbox) -> Connection
             batch = Vec::with_capacity(KEEP_CAPACITY);
         }
         if stop.is_some() {
-            let mut q = inbox.lock();
-            q.closed = true;
-            let refused = std::mem::take(&mut q.writes);
-            drop(q);
-            for (_, ack) in late.into_iter().chain(refused) {
+            for (_, ack) in late {
                 if let Some(ack) = ack {
                     ack(Err(EngineError::Closed));
                 }
             }
+            inbox.close();
             break;
         }
     }
@@ -498,6 +565,9 @@ fn writer_loop(mut conn: Connection, path: PathBuf, inbox: &Inbox) -> Connection
 /// Commits `batch` in one transaction (or, if that fails, each write alone) and answers the
 /// acknowledgements; `batch` is left empty.
 fn commit(conn: &mut Connection, path: &Path, batch: &mut Vec<(Write, Option<Ack>)>) {
+    if batch.is_empty() {
+        return;
+    }
     let mut result = apply(conn, batch).map_err(|e| EngineError::sqlite(path, e));
     if result.is_err() && batch.len() > 1 {
         // One bad write (a full disk for one large input) must not fail the writes batched
@@ -822,6 +892,49 @@ mod tests {
         assert_eq!(mode, "wal");
         drop(conn);
         let _ = std::fs::remove_dir_all(path.parent().unwrap());
+    }
+
+    fn heartbeat(within_ms: u64) -> Write {
+        Write::Heartbeat {
+            id: Arc::from("a"),
+            details: None,
+            at: 0,
+            commit_within: std::time::Duration::from_millis(within_ms),
+        }
+    }
+
+    #[test]
+    fn a_heartbeat_wakes_the_writer_only_when_it_would_commit_too_late() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let writer = Writer {
+            inbox: Arc::new(Inbox::default()),
+            thread: std::thread::current(),
+        };
+        let inbox = &writer.inbox;
+        // Gathering heartbeats until 50 ms from now.
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(50);
+        inbox.commit_at.store(inbox.nanos(until), SeqCst);
+        assert!(
+            matches!(writer.queue(heartbeat(5), None), Ok(true)),
+            "due sooner"
+        );
+        assert!(
+            matches!(writer.queue(heartbeat(500), None), Ok(false)),
+            "due later"
+        );
+        // Anything else, or any heartbeat while the writer is idle, wakes it.
+        assert!(matches!(writer.queue(Write::Barrier, None), Ok(true)));
+        inbox.idle.store(true, SeqCst);
+        assert!(matches!(writer.queue(heartbeat(500), None), Ok(true)));
+        assert_eq!(inbox.lock().writes.len(), 4);
+        // Once closed, writes are refused and their acknowledgements handed back.
+        inbox.close();
+        let ack: Ack = Box::new(|_| {});
+        assert!(matches!(
+            writer.queue(Write::Barrier, Some(ack)),
+            Err(Some(_))
+        ));
+        assert!(inbox.lock().writes.is_empty());
     }
 
     #[test]

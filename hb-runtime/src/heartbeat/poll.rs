@@ -57,6 +57,15 @@ impl Wake for Shared {
     }
 }
 
+/// Clears `in_poll` when dropped, unwinding included.
+struct LeavesPoll<'a>(&'a AtomicBool);
+
+impl Drop for LeavesPoll<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
 /// The outcome of polling a [`TrackedFuture`]: the body's output, or a cancel seen first.
 pub(crate) enum Tracked<T> {
     Done(T),
@@ -104,8 +113,11 @@ impl<F: Future + Unpin> Future for TrackedFuture<'_, F> {
         tracker.polls.fetch_add(1, Ordering::AcqRel);
         tracker.in_poll.store(true, Ordering::Release);
         let waker = Waker::from(shared.clone());
-        let out = Pin::new(&mut *self.inner).poll(&mut Context::from_waker(&waker));
-        tracker.in_poll.store(false, Ordering::Release);
+        let out = {
+            // Out of the poll when it returns or panics.
+            let _leaving = LeavesPoll(&tracker.in_poll);
+            Pin::new(&mut *self.inner).poll(&mut Context::from_waker(&waker))
+        };
         match out {
             Poll::Ready(v) => Poll::Ready(Tracked::Done(v)),
             Poll::Pending if self.cancel_aware && shared.is_cancelled() => {

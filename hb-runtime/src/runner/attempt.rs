@@ -95,6 +95,63 @@ impl<O: serde::Serialize + Send + 'static> Attempt<O> {
     }
 }
 
+impl<O: serde::Serialize + Send + 'static> Attempt<O> {
+    /// Advances the attempt by one stage: `Ready(Some(_))` once reported, `Ready(None)` when
+    /// a stage ended (the next one is set). A stage is taken out of `self.stage` before it is
+    /// dropped, so a panic in the user's code (a destructor, the output's `Serialize`) leaves
+    /// `Stage::Done` behind, not a half-dropped stage.
+    fn step(&mut self, cx: &mut Context<'_>) -> Poll<Option<AttemptOutcome>> {
+        match &mut self.stage {
+            Stage::Body(body) => {
+                let polled = Pin::new(&mut TrackedFuture::new(body, &self.ctx.inner)).poll(cx);
+                match polled {
+                    Poll::Pending => Poll::Pending,
+                    Poll::Ready(Tracked::Done(r)) => {
+                        drop(std::mem::replace(&mut self.stage, Stage::Done));
+                        let result = encode_output(&self.ctx, r);
+                        self.report(result);
+                        Poll::Ready(None)
+                    }
+                    Poll::Ready(Tracked::Cancelled) => {
+                        let Stage::Body(body) = std::mem::replace(&mut self.stage, Stage::Done)
+                        else {
+                            unreachable!("in the body stage")
+                        };
+                        self.stage =
+                            Stage::Cancelled(Box::pin(after_cancel(self.ctx.clone(), body)));
+                        Poll::Ready(None)
+                    }
+                }
+            }
+            Stage::Cancelled(rest) => {
+                let Poll::Ready(r) = rest.as_mut().poll(cx) else {
+                    return Poll::Pending;
+                };
+                drop(std::mem::replace(&mut self.stage, Stage::Done));
+                let result = encode_output(&self.ctx, r);
+                self.report(result);
+                Poll::Ready(None)
+            }
+            Stage::Chain(chain) => {
+                let Poll::Ready(result) = chain.as_mut().poll(cx) else {
+                    return Poll::Pending;
+                };
+                drop(std::mem::replace(&mut self.stage, Stage::Done));
+                self.report(result);
+                Poll::Ready(None)
+            }
+            Stage::Report(report) => {
+                let Poll::Ready(outcome) = report.as_mut().poll(cx) else {
+                    return Poll::Pending;
+                };
+                self.stage = Stage::Done;
+                Poll::Ready(Some(outcome))
+            }
+            Stage::Done => panic!("an attempt polled after it completed"),
+        }
+    }
+}
+
 impl<O: serde::Serialize + Send + 'static> Future for Attempt<O> {
     type Output = AttemptOutcome;
 
@@ -111,56 +168,39 @@ impl<O: serde::Serialize + Send + 'static> Future for Attempt<O> {
             this.pump = Pumped::Registered(registration);
         }
         loop {
-            match &mut this.stage {
-                Stage::Body(body) => {
-                    let shared = &this.ctx.inner;
-                    let polled = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                        Pin::new(&mut TrackedFuture::new(body, shared)).poll(cx)
-                    }));
-                    match polled {
-                        Ok(Poll::Pending) => return Poll::Pending,
-                        Ok(Poll::Ready(Tracked::Done(r))) => {
-                            let result = encode_output(&this.ctx, r);
-                            this.report(result);
-                        }
-                        Ok(Poll::Ready(Tracked::Cancelled)) => {
-                            let Stage::Body(body) = std::mem::replace(&mut this.stage, Stage::Done)
-                            else {
-                                unreachable!("in the body stage")
-                            };
-                            this.stage =
-                                Stage::Cancelled(Box::pin(after_cancel(this.ctx.clone(), body)));
-                        }
-                        Err(panic) => {
-                            let message = panic_message(panic.as_ref());
-                            tracing::error!(%message, "activity panicked");
-                            this.report(Err(ActivityError::Panicked { message }));
-                        }
+            let reporting = matches!(this.stage, Stage::Report(_));
+            match std::panic::catch_unwind(AssertUnwindSafe(|| this.step(cx))) {
+                Ok(Poll::Pending) => return Poll::Pending,
+                Ok(Poll::Ready(None)) => {}
+                Ok(Poll::Ready(Some(outcome))) => return Poll::Ready(outcome),
+                // The report is hb's own code: a panic there is a bug, not the activity's.
+                Err(panic) if reporting => std::panic::resume_unwind(panic),
+                // The activity's code panicked: in the body's poll, in its destructors, or in
+                // its output's `Serialize`. The attempt fails, and is reported, like a body
+                // that panicked.
+                Err(panic) => {
+                    let message = panic_message(panic.as_ref());
+                    tracing::error!(%message, "activity panicked");
+                    let stage = std::mem::replace(&mut this.stage, Stage::Done);
+                    // A panicked future is not polled again; a second panic while dropping it
+                    // is only logged.
+                    if let Err(again) = std::panic::catch_unwind(AssertUnwindSafe(|| drop(stage))) {
+                        let message = panic_message(again.as_ref());
+                        tracing::error!(%message, "activity panicked again while dropped");
                     }
+                    this.report(Err(ActivityError::Panicked { message }));
                 }
-                Stage::Cancelled(rest) => {
-                    let Poll::Ready(r) = rest.as_mut().poll(cx) else {
-                        return Poll::Pending;
-                    };
-                    let result = encode_output(&this.ctx, r);
-                    this.report(result);
-                }
-                Stage::Chain(chain) => {
-                    let Poll::Ready(result) = chain.as_mut().poll(cx) else {
-                        return Poll::Pending;
-                    };
-                    this.report(result);
-                }
-                Stage::Report(report) => {
-                    let Poll::Ready(outcome) = report.as_mut().poll(cx) else {
-                        return Poll::Pending;
-                    };
-                    this.stage = Stage::Done;
-                    return Poll::Ready(outcome);
-                }
-                Stage::Done => panic!("an attempt polled after it completed"),
             }
         }
+    }
+}
+
+impl<O> Drop for Attempt<O> {
+    /// A future dropped mid-run (its task aborted, its worker gone): the body's destructors run
+    /// inside the attempt's span, as its polls did.
+    fn drop(&mut self) {
+        let _entered = self.ctx.inner.span.enter();
+        drop(std::mem::replace(&mut self.stage, Stage::Done));
     }
 }
 
