@@ -70,9 +70,11 @@ pub(crate) fn parse_token(token: &TaskToken) -> Option<(&str, u32)> {
 /// The longest wait between two tries of a closing write that keeps failing.
 const CLOSING_RETRY_MAX: Duration = Duration::from_secs(60);
 
-/// The write that closes `live` as `closed` (answered through `Inner::on_closed_committed`).
-fn closing_write(live: &Live, closed: &Closed) -> Write {
+/// The write that closes `live` as `closed` (answered through `Inner::on_closed_committed`);
+/// `fold`: a heartbeat of it may sit in the `heartbeats` table.
+fn closing_write(live: &Live, closed: &Closed, fold: bool) -> Write {
     Write::Transition {
+        fold,
         id: live.id.clone(),
         state: closed.state,
         attempt: live.attempt,
@@ -111,6 +113,10 @@ pub(crate) struct Live {
     pub(crate) cancel_requested: bool,
     /// How many times the closing write failed (it is retried with backoff).
     pub(crate) closing_failures: u8,
+    /// A heartbeat of this activity may sit in the file's `heartbeats` table: the next state
+    /// change folds it into the activity's row (no-op activities never heartbeat, and their
+    /// state changes skip that work).
+    pub(crate) heartbeat_row: bool,
     pub(crate) handle: Option<AttemptHandle>,
     /// The worker running `handle`'s attempt (0: none).
     pub(crate) worker: u32,
@@ -141,6 +147,8 @@ impl Live {
             next_attempt_ms: row.next_attempt_at,
             cancel_requested: row.cancel_requested,
             closing_failures: 0,
+            // Recovered from the file: it may have one.
+            heartbeat_row: true,
             worker: 0,
             handle: None,
             last_failure: row
@@ -313,6 +321,7 @@ impl Core {
                 live.started = Some(now);
                 live.last_heartbeat = None;
                 fx.writes.push(Write::Started {
+                    fold: std::mem::take(&mut live.heartbeat_row),
                     id: id.clone(),
                     attempt: live.attempt,
                     at: now_ms,
@@ -385,6 +394,7 @@ impl Core {
             if live.attempt == attempt && live.closing.is_none() && awaiting_retry {
                 if let Some(d) = details {
                     live.details = Some(d.clone());
+                    live.heartbeat_row = true;
                     write = Some(Write::Heartbeat {
                         id: live.id.clone(),
                         details: Some(d.clone()),
@@ -405,6 +415,7 @@ impl Core {
         if let Some(d) = details {
             live.details = Some(d.clone());
         }
+        live.heartbeat_row = true;
         let write = Write::Heartbeat {
             id: live.id.clone(),
             details: details.cloned(),
@@ -427,7 +438,8 @@ impl Core {
         live.handle = None;
         live.state = closed.state;
         fx.forget.push(id.clone());
-        fx.writes.push(closing_write(live, &closed));
+        let fold = std::mem::take(&mut live.heartbeat_row);
+        fx.writes.push(closing_write(live, &closed, fold));
         live.closing = Some(Box::new(closed));
         fx.closed.push(id.clone());
     }
@@ -598,6 +610,7 @@ impl Core {
             live.next_attempt_ms = None;
             live.last_failure = Some(Box::new(failure.clone()));
             fx.writes.push(Write::Transition {
+                fold: std::mem::take(&mut live.heartbeat_row),
                 id: id.clone(),
                 state: ActivityState::Scheduled,
                 attempt: live.attempt,
@@ -618,6 +631,7 @@ impl Core {
             live.next_attempt_ms = Some(next_ms);
             live.last_failure = Some(Box::new(failure.clone()));
             fx.writes.push(Write::Transition {
+                fold: std::mem::take(&mut live.heartbeat_row),
                 id: id.clone(),
                 state: ActivityState::BackingOff,
                 attempt: live.attempt,
@@ -683,7 +697,8 @@ impl Core {
         };
         if let Some(closed) = &live.closing {
             if t.kind == TimerKind::StoreClosing {
-                fx.writes.push(closing_write(live, closed));
+                // The failed write's fold was not stored either.
+                fx.writes.push(closing_write(live, closed, true));
                 fx.closed.push(live.id.clone());
             }
             return;
@@ -752,6 +767,7 @@ impl Core {
                 live.state = ActivityState::Scheduled;
                 live.next_attempt_ms = None;
                 fx.writes.push(Write::Transition {
+                    fold: std::mem::take(&mut live.heartbeat_row),
                     id: live.id.clone(),
                     state: ActivityState::Scheduled,
                     attempt: live.attempt,

@@ -61,6 +61,9 @@ pub(crate) enum Write {
     Insert(Box<ActivityRow>),
     /// A new attempt started.
     Started {
+        /// A heartbeat of it may sit in `heartbeats` (a timed-out attempt's last checkpoint):
+        /// fold it into the activity's row first.
+        fold: bool,
         id: Arc<str>,
         attempt: u32,
         at: i64,
@@ -74,6 +77,8 @@ pub(crate) enum Write {
     },
     /// Any change of state with its fields (completion, failure, retry scheduling, cancel).
     Transition {
+        /// As for `Started`.
+        fold: bool,
         id: Arc<str>,
         state: ActivityState,
         attempt: u32,
@@ -668,10 +673,17 @@ fn apply(conn: &mut Connection, batch: &mut [(Write, Option<Ack>)]) -> rusqlite:
                             row.next_attempt_at,
                         ])?;
                 }
-                Write::Started { id, attempt, at } => {
+                Write::Started {
+                    fold: has_heartbeat,
+                    id,
+                    attempt,
+                    at,
+                } => {
                     // A timed-out attempt's last checkpoint may still sit in `heartbeats`.
-                    fold.execute(params![&**id])?;
-                    forget.execute(params![&**id])?;
+                    if *has_heartbeat {
+                        fold.execute(params![&**id])?;
+                        forget.execute(params![&**id])?;
+                    }
                     started.execute(params![&**id, ActivityState::Running as i64, attempt, at])?;
                 }
                 Write::Heartbeat {
@@ -690,6 +702,7 @@ fn apply(conn: &mut Connection, batch: &mut [(Write, Option<Ack>)]) -> rusqlite:
                     }
                 }
                 Write::Transition {
+                    fold: has_heartbeat,
                     id,
                     state,
                     attempt,
@@ -699,8 +712,10 @@ fn apply(conn: &mut Connection, batch: &mut [(Write, Option<Ack>)]) -> rusqlite:
                     next_attempt_at,
                     closed_at,
                 } => {
-                    fold.execute(params![&**id])?;
-                    forget.execute(params![&**id])?;
+                    if *has_heartbeat {
+                        fold.execute(params![&**id])?;
+                        forget.execute(params![&**id])?;
+                    }
                     transition.execute(params![
                         &**id,
                         *state as i64,
