@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::record::{ActivityFailure, ActivityRow, ActivityState, StoredOptions, TimeoutKind};
+use super::silence::{self, Silence};
 use super::store::Write;
 use super::Inner;
 use crate::error::{ActivityError, CancelReason, TransportError, TransportErrorKind};
@@ -113,6 +114,9 @@ pub(crate) struct Live {
     pub(crate) cancel_requested: bool,
     /// How many times the closing write failed (it is retried with backoff).
     pub(crate) closing_failures: u8,
+    /// Its running attempt's place among the watched heartbeat timeouts (`silence::NONE`: not
+    /// watched).
+    pub(crate) silence: u32,
     /// A heartbeat of this activity may sit in the file's `heartbeats` table: the next state
     /// change folds it into the activity's row (no-op activities never heartbeat, and their
     /// state changes skip that work).
@@ -149,6 +153,7 @@ impl Live {
             closing_failures: 0,
             // Recovered from the file: it may have one.
             heartbeat_row: true,
+            silence: silence::NONE,
             worker: 0,
             handle: None,
             last_failure: row
@@ -208,6 +213,8 @@ pub(crate) struct Core {
     /// Keyed with foldhash: every heartbeat and timer looks an activity up here.
     pub(crate) live: foldhash::HashMap<Arc<str>, Box<Live>>,
     pub(crate) ready: HashMap<Arc<str>, VecDeque<Arc<str>>>,
+    /// The heartbeat timeouts of running attempts.
+    silence: Silence,
 }
 
 /// What the core asks for after a change, done once the lock is released.
@@ -224,6 +231,8 @@ pub(crate) struct Effects {
     pub(crate) unsent: Vec<super::store::Ack>,
     /// A queued write asks the writer to commit soon.
     pub(crate) wake_writer: bool,
+    /// A heartbeat deadline the deadline queue may sleep past.
+    pub(crate) sweep: Option<Instant>,
 }
 
 impl Core {
@@ -340,20 +349,12 @@ impl Core {
                     deadline = Some(SystemTime::now() + stc);
                 }
                 if let Some(ht) = live.options.heartbeat_timeout() {
-                    fx.timers.push((
-                        Timer {
-                            id: id.clone(),
-                            attempt: live.attempt,
-                            kind: TimerKind::Heartbeat,
-                            due: None,
-                        },
-                        now + ht,
-                    ));
-                }
-                if let Some(s2c) = live.options.schedule_to_close() {
-                    let end =
-                        UNIX_EPOCH + Duration::from_millis(live.scheduled_at.max(0) as u64) + s2c;
-                    deadline = Some(deadline.map_or(end, |d: SystemTime| d.min(end)));
+                    self.silence.unwatch(live.silence, &live.id);
+                    let (node, front) = self.silence.watch(live.id.clone(), live.attempt, ht, now);
+                    live.silence = node;
+                    if let Some(at) = front {
+                        fx.sweep = Some(fx.sweep.map_or(at, |s| s.min(at)));
+                    }
                 }
                 return Some(Task {
                     id: id.clone(),
@@ -411,7 +412,9 @@ impl Core {
             return Ok((reply, write));
         }
         let now_ms = now_ms();
-        live.last_heartbeat = Some(Instant::now());
+        let now = Instant::now();
+        live.last_heartbeat = Some(now);
+        self.silence.touch(live.silence, &live.id, now);
         if let Some(d) = details {
             live.details = Some(d.clone());
         }
@@ -436,6 +439,10 @@ impl Core {
             return;
         };
         live.handle = None;
+        self.silence.unwatch(
+            std::mem::replace(&mut live.silence, silence::NONE),
+            &live.id,
+        );
         live.state = closed.state;
         fx.forget.push(id.clone());
         let fold = std::mem::take(&mut live.heartbeat_row);
@@ -572,6 +579,10 @@ impl Core {
             return;
         };
         live.handle = None;
+        self.silence.unwatch(
+            std::mem::replace(&mut live.silence, silence::NONE),
+            &live.id,
+        );
         if live.cancel_requested {
             // Cancelled meanwhile: however the attempt ended, the activity ends as cancelled.
             let details = live.details.clone();
@@ -786,6 +797,33 @@ impl Core {
         }
     }
 
+    /// Times out the running attempts silent for their whole heartbeat timeout at `now`;
+    /// returns when the next one would be.
+    pub(crate) fn sweep(&mut self, now: Instant, fx: &mut Effects) -> Option<Instant> {
+        for (id, attempt, node) in self.silence.overdue(now) {
+            let Some(live) = self.live.get_mut(&id) else {
+                continue;
+            };
+            if live.silence != node {
+                continue;
+            }
+            live.silence = silence::NONE;
+            if !live.is_current(attempt) {
+                continue;
+            }
+            if let Some(h) = live.handle.take() {
+                fx.cancels.push((h, CancelReason::TimedOut));
+            }
+            let failure = ActivityFailure::Timeout {
+                kind: TimeoutKind::Heartbeat,
+                last_details: live.details.clone(),
+            };
+            tracing::warn!(activity_id = %id, attempt, kind = %TimeoutKind::Heartbeat, "attempt timed out");
+            self.attempt_failed(&id, failure, true, false, fx);
+        }
+        self.silence.next_deadline()
+    }
+
     /// A cancel request. Returns the state the activity is in afterwards.
     pub(crate) fn cancel(&mut self, id: &str, fx: &mut Effects) -> Option<ActivityState> {
         let live = self.live.get_mut(id)?;
@@ -835,6 +873,9 @@ pub(crate) fn queue(inner: &Arc<Inner>, fx: &mut Effects) {
     }
     for (timer, at) in fx.timers.drain(..) {
         let _ = inner.timers.send(TimerCommand::Arm(timer, at));
+    }
+    if let Some(at) = fx.sweep.take() {
+        let _ = inner.timers.send(TimerCommand::SweepAt(at));
     }
     let closed: std::collections::HashSet<Arc<str>> = fx.closed.drain(..).collect();
     for w in fx.writes.drain(..) {
@@ -888,6 +929,8 @@ pub(crate) enum TimerCommand {
     /// The activity closed: drop its pending timers (a long start-to-close or schedule-to-close
     /// timeout would otherwise hold memory until its deadline).
     Forget(Arc<str>),
+    /// A running attempt's heartbeat timeout may expire at this instant: look then.
+    SweepAt(Instant),
 }
 
 /// Starts the engine's one deadline queue on its own thread, `hb-timers`, so timeouts fire on
@@ -922,6 +965,14 @@ const HEARTBEAT_TIMER_STEP: Duration = Duration::from_millis(2);
 
 use tokio_util::time::delay_queue::Key;
 
+/// `at` rounded up to the next [`HEARTBEAT_TIMER_STEP`] from `epoch`.
+fn round_up(epoch: Instant, at: Instant) -> Instant {
+    let step = HEARTBEAT_TIMER_STEP.as_nanos();
+    let since = at.saturating_duration_since(epoch).as_nanos();
+    let rounded = since.div_ceil(step) * step;
+    epoch + Duration::from_nanos(u64::try_from(rounded).unwrap_or(u64::MAX))
+}
+
 /// The timers of every open activity, by deadline, and which are pending for each activity
 /// (to drop them when it closes).
 struct Deadlines {
@@ -949,10 +1000,7 @@ impl Deadlines {
         mut at: Instant,
     ) -> Key {
         if timer.kind == TimerKind::Heartbeat {
-            let step = HEARTBEAT_TIMER_STEP.as_nanos();
-            let since = at.saturating_duration_since(epoch).as_nanos();
-            let rounded = since.div_ceil(step) * step;
-            at = epoch + Duration::from_nanos(u64::try_from(rounded).unwrap_or(u64::MAX));
+            at = round_up(epoch, at);
         }
         let cap = Instant::now() + Duration::from_millis(MAX_TIMER_MS);
         if at > cap {
@@ -1026,6 +1074,8 @@ async fn run_timers(
     // load (tens of thousands of starts a second, each arming a timer) the thread wakes a
     // thousand times a second instead of once per command. Due timers fire meanwhile.
     let mut listen_at: Option<Instant> = None;
+    // When a running attempt's heartbeat timeout may next expire (see `Core::sweep`).
+    let mut sweep_at: Option<Instant> = None;
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
@@ -1036,6 +1086,9 @@ async fn run_timers(
                     match cmd {
                         TimerCommand::Arm(timer, at) => deadlines.arm(timer, at),
                         TimerCommand::Forget(id) => deadlines.forget(&id),
+                        TimerCommand::SweepAt(at) => {
+                            sweep_at = Some(sweep_at.map_or(at, |s: Instant| s.min(at)));
+                        }
                     }
                     next = rx.try_recv().ok();
                 }
@@ -1043,6 +1096,17 @@ async fn run_timers(
             },
             _ = tokio::time::sleep_until(listen_at.unwrap_or_else(Instant::now)), if listen_at.is_some() => {
                 listen_at = None;
+            },
+            _ = tokio::time::sleep_until(sweep_at.map_or_else(Instant::now, |at| round_up(deadlines.epoch, at))), if sweep_at.is_some() => {
+                let Some(inner) = weak.upgrade() else { break };
+                let now = Instant::now();
+                sweep_at = inner.change(|core, fx| {
+                    let next = core.sweep(now, fx);
+                    for (timer, at) in fx.timers.drain(..) {
+                        deadlines.arm(timer, at);
+                    }
+                    next
+                });
             },
             Some(first) = deadlines.next(), if !deadlines.queue.is_empty() => {
                 let Some(inner) = weak.upgrade() else { break };

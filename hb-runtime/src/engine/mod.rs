@@ -52,6 +52,7 @@ mod core;
 mod error;
 mod inspect;
 mod record;
+mod silence;
 mod store;
 mod worker;
 
