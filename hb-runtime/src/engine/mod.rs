@@ -24,7 +24,9 @@
 //! heartbeats. A failed or timed-out attempt is retried by its [`RetryPolicy`](crate::RetryPolicy)
 //! and every retry receives the last checkpoint. A cancel reaches a running attempt at once
 //! (pushed, not on its next heartbeat); one not running yet is cancelled directly. Every timer
-//! lives in one deadline queue.
+//! is driven by one scheduler thread: a deadline queue, and for heartbeat timeouts a list per
+//! timeout ordered by last heartbeat (a heartbeat moves its attempt to the back; only the
+//! front can be overdue).
 //!
 //! # Durability
 //!
@@ -210,7 +212,8 @@ impl Inner {
 pub struct EngineStats {
     /// Activities not closed yet (scheduled, running or backing off), all held in memory.
     pub open: usize,
-    /// Timers waiting in the engine's deadline queue (timeouts, retry backoffs). A closed
+    /// Timers waiting in the engine's deadline queue (start-to-close and schedule-to-close
+    /// timeouts, retry backoffs; running attempts' heartbeat timeouts are watched apart). A closed
     /// activity's timers are dropped from it at once, however far their deadlines.
     pub pending_timers: usize,
 }
