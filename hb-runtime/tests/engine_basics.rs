@@ -256,6 +256,24 @@ async fn a_stalled_attempt_times_out_on_heartbeat_and_retries_with_its_checkpoin
     assert_eq!(h.describe().await.unwrap().state, ActivityState::TimedOut);
 }
 
+/// Waits (at most 10 s) until `h` reports at least `done` items done.
+async fn progressed(h: &hb_runtime::engine::ActivityHandle<batch>, done: u64) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while h
+        .describe()
+        .await
+        .unwrap()
+        .progress
+        .is_none_or(|p| p.done < done)
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "fewer than {done} items done after 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 #[tokio::test]
 async fn worker_shutdown_cancels_with_worker_shutdown_and_the_retry_resumes() {
     let engine = Engine::in_memory().await.unwrap();
@@ -278,17 +296,7 @@ async fn worker_shutdown_cancels_with_worker_shutdown_and_the_retry_resumes() {
         )
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while h
-        .describe()
-        .await
-        .unwrap()
-        .progress
-        .is_none_or(|p| p.done < 3)
-    {
-        assert!(tokio::time::Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    progressed(&h, 3).await;
     w.shutdown().await;
     let d = h.describe().await.unwrap();
     assert_eq!(
@@ -428,20 +436,7 @@ async fn closing_the_engine_shuts_its_workers_down_and_refuses_new_work() {
         )
         .await
         .unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while h
-        .describe()
-        .await
-        .unwrap()
-        .progress
-        .is_none_or(|p| p.done < 2)
-    {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "never made progress"
-        );
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+    progressed(&h, 2).await;
     // close() returns once the worker has shut down: the attempt was told WorkerShutdown and
     // reported, its checkpoint flushed.
     tokio::time::timeout(Duration::from_secs(10), engine.close())
