@@ -93,19 +93,46 @@ pub struct ActivityContext {
 
 /// The options an attempt consults while it runs (a compact copy: one per running attempt).
 pub(crate) struct AttemptOptions {
-    pub(crate) stall_timeout: Option<Duration>,
+    /// In ms (0: none); sub-millisecond values round up to 1 ms, longer than 49 days saturate.
+    stall_timeout_ms: u32,
+    cancel_grace_ms: u32,
+    checkpoint_limit: u32,
     pub(crate) cancel: crate::definition::CancelMode,
-    pub(crate) cancel_grace: Duration,
-    pub(crate) checkpoint_limit: usize,
+}
+
+/// `d` in whole ms, rounded up, at least 1, saturating at `u32::MAX`.
+fn ms_u32(d: Duration) -> u32 {
+    let ms = d.as_nanos().div_ceil(1_000_000).max(1);
+    u32::try_from(ms).unwrap_or(u32::MAX)
+}
+
+impl AttemptOptions {
+    pub(crate) fn stall_timeout(&self) -> Option<Duration> {
+        (self.stall_timeout_ms > 0).then(|| Duration::from_millis(self.stall_timeout_ms.into()))
+    }
+
+    pub(crate) fn cancel_grace(&self) -> Duration {
+        Duration::from_millis(self.cancel_grace_ms.into())
+    }
+
+    /// The encoded size a checkpoint may take, in bytes.
+    pub(crate) fn checkpoint_limit(&self) -> usize {
+        self.checkpoint_limit as usize
+    }
 }
 
 impl From<&ActivityOptions> for AttemptOptions {
     fn from(o: &ActivityOptions) -> Self {
         AttemptOptions {
-            stall_timeout: o.stall_timeout,
+            stall_timeout_ms: o.stall_timeout.map_or(0, ms_u32),
             cancel: o.cancel,
-            cancel_grace: o.cancel_grace,
-            checkpoint_limit: o.effective_checkpoint_limit(),
+            cancel_grace_ms: if o.cancel_grace.is_zero() {
+                0
+            } else {
+                ms_u32(o.cancel_grace)
+            },
+            // At most 2 MiB (see `effective_checkpoint_limit`).
+            checkpoint_limit: u32::try_from(o.effective_checkpoint_limit()).unwrap_or(u32::MAX),
         }
     }
 }

@@ -731,7 +731,7 @@ impl Client {
                 }
                 Some(live) => {
                     let (tx, rx) = oneshot::channel();
-                    live.waiters.push(tx);
+                    live.waiters.get_or_insert_with(Box::default).push(tx);
                     Some(rx)
                 }
                 None => None,

@@ -87,6 +87,9 @@ fn closing_write(live: &Live, closed: &Closed, fold: bool) -> Write {
     }
 }
 
+/// The senders of `result()` calls waiting on an activity.
+pub(crate) type Waiters = Option<Box<Vec<oneshot::Sender<Closed>>>>;
+
 /// How a closed activity ended.
 #[derive(Debug, Clone)]
 pub(crate) struct Closed {
@@ -128,7 +131,9 @@ pub(crate) struct Live {
     pub(crate) last_failure: Option<Box<ActivityFailure>>,
     /// Set once the closing write is queued; the entry goes when it is committed.
     pub(crate) closing: Option<Box<Closed>>,
-    pub(crate) waiters: Vec<oneshot::Sender<Closed>>,
+    /// Who awaits its result (boxed: most activities have none, and every open one carries
+    /// the field).
+    pub(crate) waiters: Waiters,
 }
 
 impl Live {
@@ -162,7 +167,7 @@ impl Live {
                 .and_then(ActivityFailure::from_json)
                 .map(Box::new),
             closing: None,
-            waiters: Vec::new(),
+            waiters: None,
         }
     }
 
@@ -457,7 +462,7 @@ impl Core {
         &mut self,
         id: &Arc<str>,
         fx: &mut Effects,
-    ) -> Option<(ActivityState, Duration, Vec<oneshot::Sender<Closed>>)> {
+    ) -> Option<(ActivityState, Duration, Waiters)> {
         let live = self.live.get_mut(id)?;
         live.closing.as_ref()?;
         let retry_in =

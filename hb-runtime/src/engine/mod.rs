@@ -178,7 +178,7 @@ impl Inner {
                     output: None,
                     failure: None,
                 });
-                for w in live.waiters {
+                for w in live.waiters.into_iter().flat_map(|w| *w) {
                     let _ = w.send(closed.clone());
                 }
             }
@@ -198,7 +198,7 @@ impl Inner {
                     output: None,
                     failure: Some(ActivityFailure::Engine(e)),
                 };
-                for w in waiters {
+                for w in waiters.into_iter().flat_map(|w| *w) {
                     let _ = w.send(closed.clone());
                 }
             }
@@ -608,7 +608,7 @@ impl Engine {
             .map(|l| (l.state, std::mem::take(&mut l.waiters)))
             .collect();
         for (state, waiters) in waiting {
-            for w in waiters {
+            for w in waiters.into_iter().flat_map(|w| *w) {
                 let _ = w.send(core::Closed {
                     state,
                     output: None,

@@ -7,7 +7,6 @@
 //! longer than their timeout. A timer per attempt, re-armed each time it finds a newer
 //! heartbeat, would fire about once per heartbeat instead.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,22 +15,41 @@ use tokio::time::Instant;
 /// No node (the end of a list, or an attempt not watched).
 pub(crate) const NONE: u32 = u32::MAX;
 
+/// One watched attempt (kept small: there is one per running attempt).
 struct Node {
     id: Arc<str>,
     attempt: u32,
-    timeout: Duration,
-    /// The last heartbeat (or the attempt's start).
-    since: Instant,
+    /// Its list, in `Silence::lists`.
+    list: u32,
+    /// The last heartbeat (or the attempt's start), in ns since `Silence::epoch`.
+    since: u64,
     prev: u32,
     next: u32,
 }
 
+/// A list of the attempts with one heartbeat timeout.
+struct List {
+    timeout: Duration,
+    front: u32,
+    back: u32,
+}
+
 /// The lists, one per heartbeat timeout.
-#[derive(Default)]
 pub(crate) struct Silence {
-    /// `(front, back)` per timeout.
-    lists: HashMap<Duration, (u32, u32)>,
+    /// The lists in use have a front; an emptied one is reused for its timeout.
+    lists: Vec<List>,
     nodes: slab::Slab<Node>,
+    epoch: Instant,
+}
+
+impl Default for Silence {
+    fn default() -> Self {
+        Silence {
+            lists: Vec::new(),
+            nodes: slab::Slab::new(),
+            epoch: Instant::now(),
+        }
+    }
 }
 
 impl Silence {
@@ -50,11 +68,26 @@ impl Silence {
         if node == NONE {
             return (NONE, None);
         }
+        let list = match self.lists.iter().position(|l| l.timeout == timeout) {
+            Some(i) => i,
+            None => {
+                self.lists.push(List {
+                    timeout,
+                    front: NONE,
+                    back: NONE,
+                });
+                self.lists.len() - 1
+            }
+        };
+        let Ok(list) = u32::try_from(list) else {
+            return (NONE, None);
+        };
+        let since_ns = self.nanos(since);
         self.nodes.insert(Node {
             id,
             attempt,
-            timeout,
-            since,
+            list,
+            since: since_ns,
             prev: NONE,
             next: NONE,
         });
@@ -76,7 +109,7 @@ impl Silence {
             return;
         }
         self.unlink(node);
-        self.nodes[node as usize].since = now;
+        self.nodes[node as usize].since = self.nanos(now);
         self.push_back(node);
     }
 
@@ -91,53 +124,56 @@ impl Silence {
     /// The attempts silent for their whole timeout at `now` (no longer watched), as
     /// `(id, attempt, node)`.
     pub(crate) fn overdue(&mut self, now: Instant) -> Vec<(Arc<str>, u32, u32)> {
+        let now = self.nanos(now);
         let mut due = Vec::new();
-        let fronts: Vec<u32> = self.lists.values().map(|(front, _)| *front).collect();
-        for mut front in fronts {
+        for l in 0..self.lists.len() {
+            let timeout = nanos_of(self.lists[l].timeout);
+            let mut front = self.lists[l].front;
             while front != NONE {
                 let n = &self.nodes[front as usize];
-                if n.since + n.timeout > now {
+                if n.since.saturating_add(timeout) > now {
                     break;
                 }
                 let next = n.next;
                 let node = self.nodes.remove(front as usize);
-                if let Some(list) = self.lists.get_mut(&node.timeout) {
-                    list.0 = next;
-                    if next == NONE {
-                        list.1 = NONE;
-                    }
-                }
                 if next != NONE {
                     self.nodes[next as usize].prev = NONE;
                 }
                 due.push((node.id, node.attempt, front));
                 front = next;
             }
+            let list = &mut self.lists[l];
+            list.front = front;
+            if front == NONE {
+                list.back = NONE;
+            }
         }
-        self.lists.retain(|_, (front, _)| *front != NONE);
         due
     }
 
     /// When the next attempt becomes overdue, if one is watched.
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.lists
-            .values()
-            .filter(|(front, _)| *front != NONE)
-            .map(|(front, _)| {
-                let n = &self.nodes[*front as usize];
-                n.since + n.timeout
+            .iter()
+            .filter(|l| l.front != NONE)
+            .map(|l| {
+                let since = self.nodes[l.front as usize].since;
+                self.epoch + Duration::from_nanos(since) + l.timeout
             })
             .min()
     }
 
+    fn nanos(&self, at: Instant) -> u64 {
+        nanos_of(at.saturating_duration_since(self.epoch))
+    }
+
     /// Appends `node` to its list; whether it is the list's front.
     fn push_back(&mut self, node: u32) -> bool {
-        let timeout = self.nodes[node as usize].timeout;
-        let list = self.lists.entry(timeout).or_insert((NONE, NONE));
-        let back = list.1;
-        list.1 = node;
+        let list = &mut self.lists[self.nodes[node as usize].list as usize];
+        let back = list.back;
+        list.back = node;
         if back == NONE {
-            list.0 = node;
+            list.front = node;
         }
         let n = &mut self.nodes[node as usize];
         n.prev = back;
@@ -149,9 +185,9 @@ impl Silence {
     }
 
     fn unlink(&mut self, node: u32) {
-        let (prev, next, timeout) = {
+        let (prev, next, list) = {
             let n = &self.nodes[node as usize];
-            (n.prev, n.next, n.timeout)
+            (n.prev, n.next, n.list)
         };
         if prev != NONE {
             self.nodes[prev as usize].next = next;
@@ -159,21 +195,22 @@ impl Silence {
         if next != NONE {
             self.nodes[next as usize].prev = prev;
         }
-        if let Some(list) = self.lists.get_mut(&timeout) {
-            if list.0 == node {
-                list.0 = next;
-            }
-            if list.1 == node {
-                list.1 = prev;
-            }
-            if list.0 == NONE {
-                self.lists.remove(&timeout);
-            }
+        let list = &mut self.lists[list as usize];
+        if list.front == node {
+            list.front = next;
+        }
+        if list.back == node {
+            list.back = prev;
         }
         let n = &mut self.nodes[node as usize];
         n.prev = NONE;
         n.next = NONE;
     }
+}
+
+/// `d` in ns, saturating.
+fn nanos_of(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 #[cfg(test)]
@@ -186,8 +223,9 @@ mod tests {
 
     #[test]
     fn the_front_is_the_longest_silent_and_only_overdue_attempts_pop() {
-        let t0 = Instant::now();
+        // Times are after the epoch (a running attempt starts after the engine).
         let mut s = Silence::default();
+        let t0 = Instant::now();
         let (ida, idb, idc): (Arc<str>, Arc<str>, Arc<str>) =
             (Arc::from("a"), Arc::from("b"), Arc::from("c"));
         let (a, front) = s.watch(ida.clone(), 1, ms(100), t0);
@@ -217,13 +255,14 @@ mod tests {
         s.unwatch(c, &idc);
         assert_eq!(s.next_deadline(), None);
         assert!(s.overdue(t0 + ms(10_000)).is_empty());
-        assert!(s.lists.is_empty() && s.nodes.is_empty());
+        assert!(s.lists.iter().all(|l| l.front == NONE) && s.nodes.is_empty());
     }
 
     #[test]
     fn unwatching_from_the_middle_and_the_ends_keeps_the_order() {
-        let t0 = Instant::now();
+        // Times are after the epoch (a running attempt starts after the engine).
         let mut s = Silence::default();
+        let t0 = Instant::now();
         let ids: Vec<Arc<str>> = (0..5).map(|i| Arc::from(format!("n{i}"))).collect();
         let nodes: Vec<u32> = (0..5u64)
             .map(|i| s.watch(ids[i as usize].clone(), 1, ms(100), t0 + ms(i)).0)

@@ -65,7 +65,7 @@ impl SendState {
 fn encode_latest(shared: &Shared, s: &mut SendState) -> Result<(), CheckpointError> {
     if let Some((seq, encoded)) = shared.slot.encode_if_newer(s.encoded_seq) {
         s.encoded_seq = seq;
-        let limit = shared.options.checkpoint_limit;
+        let limit = shared.options.checkpoint_limit();
         match encoded {
             Ok(bytes) if bytes.len() <= limit => {
                 s.rejected = None;
@@ -151,7 +151,7 @@ pub(crate) async fn beat(shared: Arc<Shared>) {
             tracing::info!(parent: &shared.span, "checkpoints resumed; heartbeating again");
         }
     }
-    if let Some(stall) = shared.options.stall_timeout {
+    if let Some(stall) = shared.options.stall_timeout() {
         let quiet = now.saturating_duration_since(s.last_progress);
         if quiet >= stall {
             if !s.stalled {

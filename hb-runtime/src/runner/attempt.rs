@@ -247,7 +247,7 @@ async fn after_cancel<O>(
     };
     match ctx.inner.options.cancel {
         CancelMode::Cooperative => {
-            let grace = ctx.inner.options.cancel_grace;
+            let grace = ctx.inner.options.cancel_grace();
             // Still tracked, so a blocked executor during the grace period is reported too.
             // A panic in it fails the attempt like one before the cancel.
             let tracked = TrackedFuture::new(&mut body, &ctx.inner).ignoring_cancel();
