@@ -65,6 +65,7 @@ pub mod engine;
 pub mod error;
 pub mod heartbeat;
 pub mod intercept;
+mod lanes;
 pub mod payload;
 pub mod runner;
 pub mod state;

@@ -4,11 +4,10 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use futures_util::future::poll_fn;
 use tokio::sync::mpsc;
-use tokio_util::time::{delay_queue, DelayQueue};
 
 use crate::context::Shared;
+use crate::lanes::Lanes;
 
 enum Command {
     Add(Arc<Shared>),
@@ -279,49 +278,39 @@ impl Drop for Registration {
     }
 }
 
-/// When an attempt with `interval` is next due: `interval` from now, rounded up to a slot of
-/// 1/20 of the interval (at most 10 ms) so that thousands of attempts wake the pump a hundred
-/// times a second, not a thousand.
-fn next_tick(epoch: tokio::time::Instant, interval: std::time::Duration) -> tokio::time::Instant {
-    let slot = (interval / 20)
-        .clamp(
-            std::time::Duration::from_millis(1),
-            std::time::Duration::from_millis(10),
-        )
-        .as_nanos()
-        .max(1);
-    let due = (tokio::time::Instant::now() + interval)
-        .saturating_duration_since(epoch)
-        .as_nanos();
-    let rounded = due.div_ceil(slot) * slot;
-    epoch + std::time::Duration::from_nanos(u64::try_from(rounded).unwrap_or(u64::MAX))
+/// The slot ticks of attempts with `interval` are rounded up to: 1/20 of the interval, at
+/// most 10 ms, so that thousands of attempts wake the pump a hundred times a second, not a
+/// thousand.
+fn slot(interval: std::time::Duration) -> std::time::Duration {
+    (interval / 20).clamp(
+        std::time::Duration::from_millis(1),
+        std::time::Duration::from_millis(10),
+    )
 }
 
 async fn schedule(mut rx: mpsc::UnboundedReceiver<Command>, stats: Arc<Counters>) {
-    let epoch = tokio::time::Instant::now();
-    // Attempts by slot (kept in the attempt's `pump_slot`), and their next ticks by deadline:
-    // a tick finds its attempt without hashing.
-    let mut queue: DelayQueue<usize> = DelayQueue::new();
-    let mut entries: slab::Slab<(Arc<Shared>, delay_queue::Key)> = slab::Slab::new();
+    // The registered attempts, in lanes per heartbeat interval ordered by their last tick
+    // (the key kept in the attempt's `pump_slot`): a tick moves its attempt to the back.
+    let mut lanes: Lanes<Arc<Shared>> = Lanes::default();
     // Heartbeats and final flushes in flight; drained before the scheduler returns.
     let mut sends = tokio::task::JoinSet::new();
     loop {
+        let next = lanes.next_due(slot);
         tokio::select! {
             cmd = rx.recv() => match cmd {
                 None => break,
                 Some(Command::Add(shared)) => {
-                    let entry = entries.vacant_entry();
-                    let slot = entry.key();
-                    let key = queue.insert_at(slot, next_tick(epoch, shared.info.heartbeat_interval));
-                    shared.pump_slot.store(slot, Ordering::Relaxed);
-                    entry.insert((shared, key));
-                    stats.active.fetch_add(1, Ordering::Relaxed);
+                    let interval = shared.info.heartbeat_interval;
+                    let (key, _) = lanes.insert(shared.clone(), interval, tokio::time::Instant::now());
+                    if key != crate::lanes::NONE {
+                        shared.pump_slot.store(key as usize, Ordering::Relaxed);
+                        stats.active.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
                 Some(Command::Remove(shared)) => {
-                    let slot = shared.pump_slot.load(Ordering::Relaxed);
-                    if entries.get(slot).is_some_and(|(s, _)| Arc::ptr_eq(s, &shared)) {
-                        let (_, key) = entries.remove(slot);
-                        queue.remove(&key);
+                    let key = u32::try_from(shared.pump_slot.load(Ordering::Relaxed)).unwrap_or(crate::lanes::NONE);
+                    if lanes.get(key).is_some_and(|s| Arc::ptr_eq(s, &shared)) {
+                        lanes.remove(key);
                         stats.active.fetch_sub(1, Ordering::Relaxed);
                     }
                 }
@@ -331,14 +320,15 @@ async fn schedule(mut rx: mpsc::UnboundedReceiver<Command>, stats: Arc<Counters>
                     });
                 }
             },
-            Some(expired) = poll_fn(|cx| queue.poll_expired(cx)), if !queue.is_empty() => {
-                let slot = expired.into_inner();
-                if let Some((shared, key)) = entries.get_mut(slot) {
-                    *key = queue.insert_at(slot, next_tick(epoch, shared.info.heartbeat_interval));
+            _ = tokio::time::sleep_until(next.unwrap_or_else(tokio::time::Instant::now)), if next.is_some() => {
+                let now = tokio::time::Instant::now();
+                for key in lanes.due(now) {
+                    let Some(shared) = lanes.get(key).cloned() else { continue };
+                    lanes.touch(key, now);
                     stats.ticks.fetch_add(1, Ordering::Relaxed);
                     // Most transports answer at once (the embedded engine does): run the tick
                     // inline and make it a task only if it has to wait.
-                    let mut tick = Box::pin(super::send::beat(shared.clone()));
+                    let mut tick = Box::pin(super::send::beat(shared));
                     if futures_util::FutureExt::now_or_never(&mut tick).is_none() {
                         sends.spawn(tick);
                     }
