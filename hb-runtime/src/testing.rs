@@ -449,7 +449,7 @@ impl ActivityEnvironment {
             .pump(pump)
             .state(self.state.clone());
         for i in &self.interceptors {
-            runner = runner.interceptor(SharedInterceptor(i.clone()));
+            runner = runner.shared_interceptor(i.clone());
         }
         // Each run is its own attempt to the backend, so a reused environment's runs (and
         // their scripted replies, heartbeat counts and timeouts) do not mix.
@@ -576,16 +576,4 @@ impl ActivityEnvironment {
 /// ```
 pub fn detached_context<C: Checkpoint>() -> crate::ActivityContext {
     crate::runner::detached_context::<C>(Arc::new(MemoryTransport::new()))
-}
-
-struct SharedInterceptor(Arc<dyn Interceptor>);
-
-impl Interceptor for SharedInterceptor {
-    fn intercept<'a>(
-        &'a self,
-        ctx: &'a crate::ActivityContext,
-        next: crate::intercept::Next<'a>,
-    ) -> crate::BoxFuture<'a, crate::intercept::AttemptResult> {
-        self.0.intercept(ctx, next)
-    }
 }

@@ -148,7 +148,7 @@ impl Worker {
         })
         .state(self.state);
         for i in self.interceptors {
-            runner = runner.interceptor(Shared(i));
+            runner = runner.shared_interceptor(i);
         }
         if self.engine.inner.stop.is_cancelled() {
             return Err(EngineError::Closed);
@@ -165,18 +165,6 @@ impl Worker {
             self.shutdown_grace,
         ));
         Ok(WorkerHandle { stop, join })
-    }
-}
-
-struct Shared(Arc<dyn Interceptor>);
-
-impl Interceptor for Shared {
-    fn intercept<'a>(
-        &'a self,
-        ctx: &'a crate::ActivityContext,
-        next: crate::intercept::Next<'a>,
-    ) -> crate::BoxFuture<'a, crate::intercept::AttemptResult> {
-        self.0.intercept(ctx, next)
     }
 }
 

@@ -199,9 +199,15 @@ impl AttemptRunner {
     }
 
     /// Adds an interceptor inside the ones already added (the heartbeat pump stays outermost).
-    pub fn interceptor(mut self, interceptor: impl Interceptor) -> Self {
+    pub fn interceptor(self, interceptor: impl Interceptor) -> Self {
+        self.shared_interceptor(Arc::new(interceptor))
+    }
+
+    /// [`interceptor`](Self::interceptor) for one already shared (a worker's, given to every
+    /// runner it makes).
+    pub(crate) fn shared_interceptor(mut self, interceptor: Arc<dyn Interceptor>) -> Self {
         let mut chain: Vec<_> = self.chain.iter().cloned().collect();
-        chain.push(Arc::new(interceptor));
+        chain.push(interceptor);
         self.chain = Arc::from(chain);
         self
     }
