@@ -2,8 +2,11 @@
 
 use std::any::Any;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
 use tokio_util::sync::CancellationToken;
@@ -137,26 +140,59 @@ impl From<&ActivityOptions> for AttemptOptions {
     }
 }
 
-/// Everything one attempt's context, its pump entry and its runner share.
+/// What every attempt of one runner shares: its backend and the worker's resources.
+pub(crate) struct Env {
+    pub(crate) transport: Arc<dyn Transport>,
+    pub(crate) state: StateMap,
+}
+
+/// Everything one attempt's context, its pump entry and its runner share (kept small: there
+/// is one per running attempt).
 pub(crate) struct Shared {
     pub(crate) info: ActivityInfo,
     pub(crate) options: AttemptOptions,
     pub(crate) slot: Box<dyn ErasedSlot>,
+    pub(crate) env: Arc<Env>,
     pub(crate) cancel: Cancellation,
-    pub(crate) reason: OnceLock<CancelReason>,
-    pub(crate) transport: Arc<dyn Transport>,
-    pub(crate) state: Arc<StateMap>,
-    /// Set by the pump when it refused a checkpoint; the next `checkpoint()` reports the
-    /// refusal kept in the send state.
-    pub(crate) has_error: AtomicBool,
-    /// Set once the outcome was reported: nothing more is sent for this attempt.
-    pub(crate) ended: AtomicBool,
+    /// Whether and why the attempt was cancelled, a refusal to report, its end: the
+    /// `REASON_MASK`, `HAS_ERROR` and `ENDED` bits.
+    status: AtomicU32,
+    /// The attempt's place in its pump (set and read on the pump's thread only).
+    pub(crate) pump_slot: AtomicU32,
     /// Encoding and sending is serialised per attempt, so an older checkpoint never overtakes a newer one.
     pub(crate) send: tokio::sync::Mutex<SendState>,
     pub(crate) polls: crate::heartbeat::PollTracker,
-    pub(crate) span: tracing::Span,
-    /// The attempt's place in its pump (set and read on the pump's thread only).
-    pub(crate) pump_slot: std::sync::atomic::AtomicUsize,
+    /// `None` when no subscriber wanted the span (a disabled span takes 40 bytes for nothing).
+    span: Option<Box<tracing::Span>>,
+}
+
+/// `Shared::status`: the cancel reason's code (0: not cancelled; see [`reason_code`]).
+const REASON_MASK: u32 = 0b111;
+/// `Shared::status`: the pump refused a checkpoint; the next `checkpoint()` reports the
+/// refusal kept in the send state.
+const HAS_ERROR: u32 = 1 << 3;
+/// `Shared::status`: the outcome was reported; nothing more is sent for this attempt.
+const ENDED: u32 = 1 << 4;
+
+fn reason_code(reason: CancelReason) -> u32 {
+    match reason {
+        CancelReason::Requested => 1,
+        CancelReason::TimedOut => 2,
+        CancelReason::WorkerShutdown => 3,
+        CancelReason::Paused => 4,
+        CancelReason::NotFound => 5,
+    }
+}
+
+fn reason_of(status: u32) -> Option<CancelReason> {
+    Some(match status & REASON_MASK {
+        1 => CancelReason::Requested,
+        2 => CancelReason::TimedOut,
+        3 => CancelReason::WorkerShutdown,
+        4 => CancelReason::Paused,
+        5 => CancelReason::NotFound,
+        _ => return None,
+    })
 }
 
 impl ActivityContext {
@@ -190,7 +226,7 @@ impl ActivityContext {
             return Err(self.wrong_type::<T>());
         };
         slot.store(value);
-        if self.inner.has_error.load(Ordering::Relaxed) {
+        if self.inner.status.load(Ordering::Relaxed) & HAS_ERROR != 0 {
             return self.take_error();
         }
         Ok(())
@@ -211,7 +247,7 @@ impl ActivityContext {
         let Ok(send) = self.inner.send.try_lock() else {
             return Ok(());
         };
-        self.inner.has_error.store(false, Ordering::Relaxed);
+        self.inner.status.fetch_and(!HAS_ERROR, Ordering::Relaxed);
         match send.rejected() {
             Some(e) => Err(e.clone()),
             None => Ok(()),
@@ -279,15 +315,14 @@ impl ActivityContext {
     /// assert_eq!(run.result.unwrap(), 3);
     /// # }
     /// ```
-    pub async fn cancelled(&self) {
-        loop {
-            let notified = self.inner.cancel.notify.notified();
-            let mut notified = std::pin::pin!(notified);
-            notified.as_mut().enable();
-            if self.is_cancelled() {
-                return;
-            }
-            notified.await;
+    ///
+    /// The future is two words. Awaited in the attempt's own task (the body and what it
+    /// `select!`s or `join!`s), it waits for free: a cancel wakes that task anyway. Awaited
+    /// in another task (a context cloned into `tokio::spawn`), it joins a wait list.
+    pub fn cancelled(&self) -> Cancelled<'_> {
+        Cancelled {
+            ctx: self,
+            waiting: None,
         }
     }
 
@@ -299,7 +334,7 @@ impl ActivityContext {
 
     /// Why the attempt was asked to stop, once it was.
     pub fn cancel_reason(&self) -> Option<CancelReason> {
-        self.inner.reason.get().copied()
+        self.inner.cancel_reason()
     }
 
     /// A token cancelled with the attempt, for your own `select!`s or child tasks.
@@ -383,7 +418,7 @@ impl ActivityContext {
         R: Send + 'static,
     {
         let ctx = self.clone();
-        let span = self.inner.span.clone();
+        let span = self.inner.span().clone();
         match tokio::task::spawn_blocking(move || span.in_scope(|| f(ctx))).await {
             Ok(r) => r,
             Err(e) if e.is_panic() => Err(ActivityError::Panicked {
@@ -409,22 +444,26 @@ impl ActivityContext {
     /// # }
     /// ```
     pub fn state<T: Clone + Send + Sync + 'static>(&self) -> Result<T, ActivityError> {
-        self.inner.state.get::<T>().map_err(ActivityError::from)
+        self.inner.env.state.get::<T>().map_err(ActivityError::from)
     }
 }
 
 impl Shared {
     #[inline]
     pub(crate) fn is_cancelled(&self) -> bool {
-        self.cancel.flag.load(Ordering::SeqCst)
+        self.status.load(Ordering::SeqCst) & REASON_MASK != 0
+    }
+
+    /// Why the attempt was cancelled (the first reason given), once it was.
+    pub(crate) fn cancel_reason(&self) -> Option<CancelReason> {
+        reason_of(self.status.load(Ordering::SeqCst))
     }
 
     pub(crate) fn new(
         info: ActivityInfo,
         options: &ActivityOptions,
         slot: Box<dyn ErasedSlot>,
-        transport: Arc<dyn Transport>,
-        state: Arc<StateMap>,
+        env: Arc<Env>,
         previous: Option<crate::payload::Payload>,
         span: tracing::Span,
     ) -> Self {
@@ -434,31 +473,51 @@ impl Shared {
             info,
             options: options.into(),
             slot,
+            env,
             cancel: Cancellation::default(),
-            reason: OnceLock::new(),
-            transport,
-            state,
-            has_error: AtomicBool::new(false),
-            ended: AtomicBool::new(false),
+            status: AtomicU32::new(0),
+            pump_slot: AtomicU32::new(u32::MAX),
             send: tokio::sync::Mutex::new(SendState::new(previous, seen_seq)),
             polls: crate::heartbeat::PollTracker::default(),
-            span,
-            pump_slot: std::sync::atomic::AtomicUsize::new(usize::MAX),
+            span: (!span.is_disabled()).then(|| Box::new(span)),
         }
     }
 
+    /// The attempt's span (a disabled one when no subscriber wanted it).
+    pub(crate) fn span(&self) -> &tracing::Span {
+        static DISABLED: std::sync::LazyLock<tracing::Span> =
+            std::sync::LazyLock::new(tracing::Span::none);
+        self.span.as_deref().unwrap_or(&DISABLED)
+    }
+
     pub(crate) fn cancel_with(&self, reason: CancelReason) {
-        if self.reason.set(reason).is_ok() {
-            let _g = self.span.enter();
+        let code = reason_code(reason);
+        let first = self
+            .status
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |s| {
+                (s & REASON_MASK == 0).then_some(s | code)
+            })
+            .is_ok();
+        if first {
+            let _g = self.span().enter();
             tracing::info!(%reason, "activity cancel delivered");
         }
-        self.cancel.flag.store(true, Ordering::SeqCst);
         self.cancel.notify.notify_waiters();
         if let Some(token) = self.cancel.token.get() {
             token.cancel();
         }
         // The attempt's task sees the cancel on its next poll: make that now.
         self.polls.wake_task();
+    }
+
+    /// Whether the outcome was reported (nothing more is sent).
+    pub(crate) fn has_ended(&self) -> bool {
+        self.status.load(Ordering::Acquire) & ENDED != 0
+    }
+
+    /// Marks the outcome reported; whether it was already.
+    pub(crate) fn end(&self) -> bool {
+        self.status.fetch_or(ENDED, Ordering::AcqRel) & ENDED != 0
     }
 
     /// Applies a backend's heartbeat reply.
@@ -475,7 +534,56 @@ impl Shared {
     }
 
     pub(crate) fn flag_error(&self) {
-        self.has_error.store(true, Ordering::Relaxed);
+        self.status.fetch_or(HAS_ERROR, Ordering::Relaxed);
+    }
+}
+
+/// The future of [`ActivityContext::cancelled`]: resolves once the attempt is asked to stop.
+#[must_use = "futures do nothing unless awaited"]
+pub struct Cancelled<'a> {
+    ctx: &'a ActivityContext,
+    /// The wait list entry, when polled from a task other than the attempt's.
+    waiting: Option<Pin<Box<tokio::sync::futures::Notified<'a>>>>,
+}
+
+impl Future for Cancelled<'_> {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let shared = &self.ctx.inner;
+        if shared.is_cancelled() {
+            return Poll::Ready(());
+        }
+        // The attempt polls its body with the attempt's own waker (see `heartbeat::poll`), and
+        // a cancel wakes the task behind it: seeing the flag on that poll is enough.
+        if std::ptr::eq(cx.waker().data(), Arc::as_ptr(shared).cast()) {
+            self.waiting = None;
+            return Poll::Pending;
+        }
+        let notify = &self.ctx.inner.cancel.notify;
+        loop {
+            let waiting = self
+                .waiting
+                .get_or_insert_with(|| Box::pin(notify.notified()));
+            // In the list before the flag is read again, so a cancel in between is not missed.
+            waiting.as_mut().enable();
+            if self.ctx.is_cancelled() {
+                return Poll::Ready(());
+            }
+            match self.waiting.as_mut().map(|w| w.as_mut().poll(cx)) {
+                Some(Poll::Pending) => return Poll::Pending,
+                // Notified: check the flag again with a fresh entry.
+                _ => self.waiting = None,
+            }
+        }
+    }
+}
+
+impl fmt::Debug for Cancelled<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cancelled")
+            .field("cancelled", &self.ctx.is_cancelled())
+            .finish_non_exhaustive()
     }
 }
 
@@ -488,11 +596,11 @@ impl fmt::Debug for ActivityContext {
     }
 }
 
-/// An attempt's cancellation state: a flag, waiters of `cancelled()`, and a
-/// `CancellationToken` made only if asked for (most attempts never are).
+/// Waiters of an attempt's cancellation: those of `cancelled()`, and a `CancellationToken`
+/// made only if asked for (most attempts never are). Whether it was cancelled is in
+/// `Shared::status`.
 #[derive(Default)]
 pub(crate) struct Cancellation {
-    flag: AtomicBool,
     notify: tokio::sync::Notify,
     token: OnceLock<CancellationToken>,
 }
@@ -503,9 +611,17 @@ pub(crate) struct Slot<T> {
 }
 
 struct SlotInner<T> {
-    value: Option<T>,
-    /// Bumped on every store; the pump compares it with what it sent last.
+    /// Meaningful once `seq` is not 0 (`Default` until then).
+    value: T,
+    /// Bumped on every store (0: nothing stored or resumed); the pump compares it with what
+    /// it sent last.
     seq: u64,
+}
+
+impl<T> SlotInner<T> {
+    fn value(&self) -> Option<&T> {
+        (self.seq != 0).then_some(&self.value)
+    }
 }
 
 impl<T: Checkpoint> Slot<T> {
@@ -514,7 +630,7 @@ impl<T: Checkpoint> Slot<T> {
             inner: Mutex::new(SlotInner {
                 // A resumed checkpoint counts as unsent, so the first heartbeat carries it.
                 seq: u64::from(initial.is_some()),
-                value: initial,
+                value: initial.unwrap_or_default(),
             }),
         }
     }
@@ -522,19 +638,17 @@ impl<T: Checkpoint> Slot<T> {
     #[inline]
     fn store(&self, v: &T) {
         let mut g = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        match &mut g.value {
-            Some(cur) => cur.clone_from(v),
-            None => g.value = Some(v.clone()),
-        }
-        g.seq = g.seq.wrapping_add(1);
+        g.value.clone_from(v);
+        // Never back to 0 ("nothing stored").
+        g.seq = g.seq.checked_add(1).unwrap_or(1);
     }
 
     fn get(&self) -> Option<T> {
         self.inner
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .value
-            .clone()
+            .value()
+            .cloned()
     }
 }
 
@@ -572,7 +686,7 @@ impl<T: Checkpoint> ErasedSlot for Slot<T> {
             if g.seq == since {
                 return None;
             }
-            (g.seq, g.value.clone()?)
+            (g.seq, g.value()?.clone())
         };
         let encoded = checkpoint::encode(&value).map_err(|e| CheckpointError::Encode {
             type_name: T::TYPE_NAME,
@@ -585,8 +699,51 @@ impl<T: Checkpoint> ErasedSlot for Slot<T> {
         self.inner
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .value
-            .as_ref()
+            .value()
             .and_then(Checkpoint::progress)
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::Waker;
+
+    #[test]
+    fn cancelled_waits_for_free_in_the_attempts_task_and_in_a_wait_list_elsewhere() {
+        let ctx = crate::testing::detached_context::<u64>();
+        let attempts = Waker::from(ctx.inner.clone());
+        let other = Waker::noop();
+
+        let mut own = Box::pin(ctx.cancelled());
+        assert!(own
+            .as_mut()
+            .poll(&mut Context::from_waker(&attempts))
+            .is_pending());
+        assert!(
+            own.waiting.is_none(),
+            "no wait list entry in the attempt's task"
+        );
+
+        let mut elsewhere = Box::pin(ctx.cancelled());
+        assert!(elsewhere
+            .as_mut()
+            .poll(&mut Context::from_waker(other))
+            .is_pending());
+        assert!(elsewhere.waiting.is_some(), "in the wait list");
+
+        ctx.inner.cancel_with(CancelReason::Requested);
+        assert!(own
+            .as_mut()
+            .poll(&mut Context::from_waker(&attempts))
+            .is_ready());
+        assert!(elsewhere
+            .as_mut()
+            .poll(&mut Context::from_waker(other))
+            .is_ready());
+        let mut after = Box::pin(ctx.cancelled());
+        assert!(after
+            .as_mut()
+            .poll(&mut Context::from_waker(other))
+            .is_ready());
     }
 }

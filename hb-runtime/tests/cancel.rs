@@ -148,6 +148,24 @@ async fn waits_for_cancel(
     Ok(shown(ctx.cancel_reason()))
 }
 
+/// Waits for the cancel in a task of its own (a context clone), and in the body at once.
+#[activity(heartbeat_timeout = "10s", cancel = "cooperative")]
+async fn waits_in_a_child_task(ctx: ActivityContext, _input: ()) -> Result<String, ActivityError> {
+    let child = ctx.clone();
+    let task = tokio::spawn(async move {
+        child.cancelled().await;
+        "child saw it"
+    });
+    ctx.cancelled().await;
+    let seen = task.await.expect("the child task ends");
+    // Resolves at once when already cancelled, wherever it is awaited.
+    ctx.cancelled().await;
+    tokio::spawn(async move { ctx.cancelled().await })
+        .await
+        .expect("the second child ends");
+    Ok(seen.to_string())
+}
+
 /// A cancel reason as a body reports it (`CancelReason` is not serialisable).
 fn shown(reason: Option<CancelReason>) -> Option<String> {
     reason.map(|r| r.to_string())
@@ -265,6 +283,16 @@ async fn a_pushed_cancel_reaches_the_body_without_waiting_for_a_heartbeat() {
         run.heartbeats.is_empty(),
         "the first heartbeat would be at 5 s"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_context_cloned_into_another_task_sees_the_cancel_there_too() {
+    let run = ActivityEnvironment::new()
+        .cancel_at(Duration::from_millis(1_500))
+        .run(waits_in_a_child_task, ())
+        .await;
+    assert_eq!(run.result.unwrap(), "child saw it");
+    assert_eq!(run.elapsed, secs(1.5));
 }
 
 #[tokio::test(start_paused = true)]

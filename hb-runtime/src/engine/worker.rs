@@ -335,11 +335,7 @@ async fn poll(
             // Timed out or closed before it could start: stop it at once.
             _ => fx.cancels.push((handle.clone(), CancelReason::TimedOut)),
         });
-        let attempt = attempt.into_future();
-        tokio::spawn(async move {
-            attempt.await;
-            drop(permit);
-        });
+        attempt.spawn_holding(permit);
     }
     // Shutdown: a grace period for running attempts, then WorkerShutdown for the rest.
     let all = u32::try_from(max_concurrent).unwrap_or(u32::MAX);

@@ -7,7 +7,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 
@@ -16,21 +16,24 @@ use crate::context::Shared;
 /// Counters shared between the body's future and the pump.
 #[derive(Default)]
 pub(crate) struct PollTracker {
-    polls: AtomicU64,
-    in_poll: AtomicBool,
-    woken: AtomicBool,
+    /// The polls started (from bit 2 up), and the `IN_POLL` and `WOKEN` flags.
+    state: AtomicU64,
     /// The waker of the task driving the attempt.
     task: Mutex<Option<Waker>>,
 }
 
+/// Inside a poll now.
+const IN_POLL: u64 = 1;
+/// Woken and not yet polled.
+const WOKEN: u64 = 2;
+/// One poll, in `PollTracker::state`.
+const ONE_POLL: u64 = 4;
+
 impl PollTracker {
     /// `(polls started, inside a poll now, woken and not yet polled)`.
     pub(crate) fn snapshot(&self) -> (u64, bool, bool) {
-        (
-            self.polls.load(Ordering::Acquire),
-            self.in_poll.load(Ordering::Acquire),
-            self.woken.load(Ordering::Acquire),
-        )
+        let s = self.state.load(Ordering::Acquire);
+        (s / ONE_POLL, s & IN_POLL != 0, s & WOKEN != 0)
     }
 
     /// Wakes the task driving the attempt (a cancel arrived).
@@ -52,17 +55,17 @@ impl Wake for Shared {
     }
 
     fn wake_by_ref(self: &Arc<Self>) {
-        self.polls.woken.store(true, Ordering::Release);
+        self.polls.state.fetch_or(WOKEN, Ordering::Release);
         self.polls.wake_task();
     }
 }
 
-/// Clears `in_poll` when dropped, unwinding included.
-struct LeavesPoll<'a>(&'a AtomicBool);
+/// Clears `IN_POLL` when dropped, unwinding included.
+struct LeavesPoll<'a>(&'a AtomicU64);
 
 impl Drop for LeavesPoll<'_> {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+        self.0.fetch_and(!IN_POLL, Ordering::Release);
     }
 }
 
@@ -109,13 +112,16 @@ impl<F: Future + Unpin> Future for TrackedFuture<'_, F> {
                 _ => *slot = Some(cx.waker().clone()),
             }
         }
-        tracker.woken.store(false, Ordering::Release);
-        tracker.polls.fetch_add(1, Ordering::AcqRel);
-        tracker.in_poll.store(true, Ordering::Release);
+        // One more poll, inside it now, no longer woken (a wake from here on counts again).
+        let _ = tracker
+            .state
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |s| {
+                Some((s & !(IN_POLL | WOKEN)).wrapping_add(ONE_POLL) | IN_POLL)
+            });
         let waker = Waker::from(shared.clone());
         let out = {
             // Out of the poll when it returns or panics.
-            let _leaving = LeavesPoll(&tracker.in_poll);
+            let _leaving = LeavesPoll(&tracker.state);
             Pin::new(&mut *self.inner).poll(&mut Context::from_waker(&waker))
         };
         match out {

@@ -268,7 +268,7 @@ impl Drop for Registration {
             .tx
             .send(Command::Remove(self.shared.clone()));
         if !self.finished {
-            tracing::debug!(parent: &self.shared.span, "attempt dropped mid-run; flushing its checkpoint from the pump");
+            tracing::debug!(parent: self.shared.span(), "attempt dropped mid-run; flushing its checkpoint from the pump");
             let _ = self
                 .pump
                 .inner
@@ -303,12 +303,12 @@ async fn schedule(mut rx: mpsc::UnboundedReceiver<Command>, stats: Arc<Counters>
                     let interval = shared.info.heartbeat_interval;
                     let (key, _) = lanes.insert(shared.clone(), interval, tokio::time::Instant::now());
                     if key != crate::lanes::NONE {
-                        shared.pump_slot.store(key as usize, Ordering::Relaxed);
+                        shared.pump_slot.store(key, Ordering::Relaxed);
                         stats.active.fetch_add(1, Ordering::Relaxed);
                     }
                 }
                 Some(Command::Remove(shared)) => {
-                    let key = u32::try_from(shared.pump_slot.load(Ordering::Relaxed)).unwrap_or(crate::lanes::NONE);
+                    let key = shared.pump_slot.load(Ordering::Relaxed);
                     if lanes.get(key).is_some_and(|s| Arc::ptr_eq(s, &shared)) {
                         lanes.remove(key);
                         stats.active.fetch_sub(1, Ordering::Relaxed);

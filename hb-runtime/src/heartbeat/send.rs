@@ -1,6 +1,5 @@
 //! Encoding and sending one attempt's heartbeats; shared by the pump, `flush()` and the final flush.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -26,9 +25,9 @@ pub(crate) struct SendState {
     seen_seq: u64,
     last_progress: Instant,
     stalled: bool,
-    /// Blocked-executor detection: the poll counter seen last, and since when it has not moved
-    /// while the future was inside a poll or woken.
-    seen_polls: u64,
+    /// Blocked-executor detection: the poll counter seen last (its low 32 bits), and since
+    /// when it has not moved while the future was inside a poll or woken.
+    seen_polls: u32,
     stuck_since: Option<Instant>,
     warned_blocked: bool,
 }
@@ -96,6 +95,7 @@ fn call_timeout(shared: &Shared) -> Duration {
 /// Sends the latest payload, bounded by [`call_timeout`].
 async fn send(shared: &Shared, s: &SendState) -> Result<HeartbeatReply, TransportError> {
     let mut call = shared
+        .env
         .transport
         .heartbeat(&shared.info.task_token, s.last.as_ref());
     // A transport that answers at once (the embedded engine) needs no timer.
@@ -117,14 +117,14 @@ async fn send(shared: &Shared, s: &SendState) -> Result<HeartbeatReply, Transpor
 /// `flush()`: encode the current value and send it now, waiting for any heartbeat in flight.
 pub(crate) async fn send_now(shared: &Arc<Shared>) -> Result<(), CheckpointError> {
     let mut s = shared.send.lock().await;
-    if shared.ended.load(Ordering::Acquire) {
+    if shared.has_ended() {
         return Err(CheckpointError::Closed);
     }
     encode_latest(shared, &mut s)?;
     let reply = send(shared, &s).await?;
     s.delivered_seq = s.encoded_seq;
     shared.apply_reply(&reply);
-    tracing::debug!(parent: &shared.span, bytes = s.last.as_ref().map_or(0, Payload::len), "heartbeat (flush)");
+    tracing::debug!(parent: shared.span(), bytes = s.last.as_ref().map_or(0, Payload::len), "heartbeat (flush)");
     Ok(())
 }
 
@@ -132,10 +132,10 @@ pub(crate) async fn send_now(shared: &Arc<Shared>) -> Result<(), CheckpointError
 pub(crate) async fn beat(shared: Arc<Shared>) {
     // A heartbeat or flush already in flight carries the latest checkpoint soon enough.
     let Ok(mut s) = shared.send.try_lock() else {
-        tracing::trace!(parent: &shared.span, "heartbeat skipped: one is in flight");
+        tracing::trace!(parent: shared.span(), "heartbeat skipped: one is in flight");
         return;
     };
-    if shared.ended.load(Ordering::Acquire) {
+    if shared.has_ended() {
         return;
     }
     let now = Instant::now();
@@ -148,7 +148,7 @@ pub(crate) async fn beat(shared: Arc<Shared>) {
         s.last_progress = now;
         if s.stalled {
             s.stalled = false;
-            tracing::info!(parent: &shared.span, "checkpoints resumed; heartbeating again");
+            tracing::info!(parent: shared.span(), "checkpoints resumed; heartbeating again");
         }
     }
     if let Some(stall) = shared.options.stall_timeout() {
@@ -157,7 +157,7 @@ pub(crate) async fn beat(shared: Arc<Shared>) {
             if !s.stalled {
                 s.stalled = true;
                 tracing::warn!(
-                    parent: &shared.span,
+                    parent: shared.span(),
                     stall_timeout = ?stall,
                     quiet_for = ?quiet,
                     "no checkpoint for stall_timeout: heartbeats stopped so the backend times the attempt out and retries it"
@@ -172,7 +172,7 @@ pub(crate) async fn beat(shared: Arc<Shared>) {
     let fresh = seq != s.encoded_seq;
     if let Err(e) = encode_latest(&shared, &mut s) {
         if fresh {
-            tracing::warn!(parent: &shared.span, error = %e, "checkpoint refused; heartbeating with the previous one");
+            tracing::warn!(parent: shared.span(), error = %e, "checkpoint refused; heartbeating with the previous one");
             shared.flag_error();
         }
     }
@@ -180,15 +180,15 @@ pub(crate) async fn beat(shared: Arc<Shared>) {
     match send(&shared, &s).await {
         Ok(reply) => {
             s.delivered_seq = s.encoded_seq;
-            tracing::debug!(parent: &shared.span, bytes, ?reply, "heartbeat");
+            tracing::debug!(parent: shared.span(), bytes, ?reply, "heartbeat");
             shared.apply_reply(&reply);
         }
         Err(e) if e.kind == TransportErrorKind::NotFound => {
-            tracing::info!(parent: &shared.span, error = %e, "backend no longer knows the attempt");
+            tracing::info!(parent: shared.span(), error = %e, "backend no longer knows the attempt");
             shared.cancel_with(crate::error::CancelReason::NotFound);
         }
         Err(e) => {
-            tracing::warn!(parent: &shared.span, error = %e, "heartbeat failed; retrying next interval");
+            tracing::warn!(parent: shared.span(), error = %e, "heartbeat failed; retrying next interval");
         }
     }
 }
@@ -197,6 +197,8 @@ pub(crate) async fn beat(shared: Arc<Shared>) {
 /// the heartbeat interval: the executor is blocked or starved.
 fn check_blocked(shared: &Shared, s: &mut SendState, now: Instant, interval: Duration) {
     let (polls, in_poll, woken) = shared.polls.snapshot();
+    // Truncated: the counter only needs to be seen moving.
+    let polls = polls as u32;
     if polls != s.seen_polls || !(in_poll || woken) {
         s.seen_polls = polls;
         s.stuck_since = (in_poll || woken).then_some(now);
@@ -209,13 +211,13 @@ fn check_blocked(shared: &Shared, s: &mut SendState, now: Instant, interval: Dur
         s.warned_blocked = true;
         if in_poll {
             tracing::warn!(
-                parent: &shared.span,
+                parent: shared.span(),
                 blocked_for = ?stuck,
                 "the activity has blocked its executor thread inside one poll for longer than its heartbeat interval; run CPU-bound or blocking code with ctx.run_blocking"
             );
         } else {
             tracing::warn!(
-                parent: &shared.span,
+                parent: shared.span(),
                 unpolled_for = ?stuck,
                 "the activity's future was woken but not polled for longer than its heartbeat interval; its executor is starved"
             );
@@ -228,20 +230,20 @@ fn check_blocked(shared: &Shared, s: &mut SendState, now: Instant, interval: Dur
 /// Returns the latest encoded checkpoint, for the attempt's report.
 pub(crate) async fn finish(shared: &Arc<Shared>) -> Option<Payload> {
     let mut s = shared.send.lock().await;
-    if shared.ended.swap(true, Ordering::AcqRel) {
+    if shared.end() {
         return s.last.clone();
     }
     if let Err(e) = encode_latest(shared, &mut s) {
-        tracing::warn!(parent: &shared.span, error = %e, "final checkpoint refused; the previous one stands");
+        tracing::warn!(parent: shared.span(), error = %e, "final checkpoint refused; the previous one stands");
     }
     if s.encoded_seq != s.delivered_seq && s.last.is_some() {
         match send(shared, &s).await {
             Ok(_) => {
                 s.delivered_seq = s.encoded_seq;
-                tracing::debug!(parent: &shared.span, "final checkpoint flushed");
+                tracing::debug!(parent: shared.span(), "final checkpoint flushed");
             }
             Err(e) => {
-                tracing::warn!(parent: &shared.span, error = %e, "final heartbeat failed; the report carries the checkpoint")
+                tracing::warn!(parent: shared.span(), error = %e, "final heartbeat failed; the report carries the checkpoint")
             }
         }
     }

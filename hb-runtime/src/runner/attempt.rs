@@ -32,6 +32,20 @@ pub(super) struct Attempt<O> {
     /// The pump to register with on the first poll, then the registration.
     pump: Pumped,
     stage: Stage<O>,
+    /// Held until the attempt ends (a worker's concurrency permit; see [`AttemptFuture::hold`]).
+    held: Option<tokio::sync::OwnedSemaphorePermit>,
+}
+
+/// An attempt's future, type-erased, with room for what must live exactly as long as it.
+pub(super) trait AttemptFuture: Future<Output = AttemptOutcome> + Send {
+    /// Keeps `permit` until the attempt's outcome is reported (or the future dropped).
+    fn hold(self: Pin<&mut Self>, permit: tokio::sync::OwnedSemaphorePermit);
+}
+
+impl<O: serde::Serialize + Send + 'static> AttemptFuture for Attempt<O> {
+    fn hold(self: Pin<&mut Self>, permit: tokio::sync::OwnedSemaphorePermit) {
+        self.get_mut().held = Some(permit);
+    }
 }
 
 enum Pumped {
@@ -80,6 +94,7 @@ impl<O: serde::Serialize + Send + 'static> Attempt<O> {
             ctx,
             pump: Pumped::NotYet(pump),
             stage,
+            held: None,
         }
     }
 
@@ -157,7 +172,7 @@ impl<O: serde::Serialize + Send + 'static> Future for Attempt<O> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<AttemptOutcome> {
         let this = self.get_mut();
-        let span = this.ctx.inner.span.clone();
+        let span = this.ctx.inner.span().clone();
         let _entered = span.enter();
         if let Pumped::NotYet(pump) = &this.pump {
             let registration = pump.register(this.ctx.inner.clone());
@@ -172,7 +187,10 @@ impl<O: serde::Serialize + Send + 'static> Future for Attempt<O> {
             match std::panic::catch_unwind(AssertUnwindSafe(|| this.step(cx))) {
                 Ok(Poll::Pending) => return Poll::Pending,
                 Ok(Poll::Ready(None)) => {}
-                Ok(Poll::Ready(Some(outcome))) => return Poll::Ready(outcome),
+                Ok(Poll::Ready(Some(outcome))) => {
+                    this.held = None;
+                    return Poll::Ready(outcome);
+                }
                 // The report is hb's own code: a panic there is a bug, not the activity's.
                 Err(panic) if reporting => std::panic::resume_unwind(panic),
                 // The activity's code panicked: in the body's poll, in its destructors, or in
@@ -199,7 +217,7 @@ impl<O> Drop for Attempt<O> {
     /// A future dropped mid-run (its task aborted, its worker gone): the body's destructors run
     /// inside the attempt's span, as its polls did.
     fn drop(&mut self) {
-        let _entered = self.ctx.inner.span.enter();
+        let _entered = self.ctx.inner.span().enter();
         drop(std::mem::replace(&mut self.stage, Stage::Done));
     }
 }
@@ -282,7 +300,7 @@ async fn report(shared: &Arc<Shared>, mut result: AttemptResult) -> AttemptOutco
         *d = details.clone();
     }
     let token = &shared.info.task_token;
-    let transport = &shared.transport;
+    let transport = &shared.env.transport;
     let sent = match &result {
         Ok(output) => {
             tracing::debug!("activity completed");
@@ -303,7 +321,7 @@ async fn report(shared: &Arc<Shared>, mut result: AttemptResult) -> AttemptOutco
     AttemptOutcome {
         result,
         details,
-        cancel_reason: shared.reason.get().copied(),
+        cancel_reason: shared.cancel_reason(),
     }
 }
 

@@ -8,11 +8,14 @@
 mod attempt;
 
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::SystemTime;
 
 use crate::checkpoint;
-use crate::context::{ActivityContext, ActivityInfo, Shared, Slot};
+use crate::context::{ActivityContext, ActivityInfo, Env, Shared, Slot};
 use crate::definition::{Activity, ActivityOptions, BadCheckpointPolicy, BoxFuture};
 use crate::error::{ActivityError, CancelReason};
 use crate::heartbeat::Pump;
@@ -164,11 +167,11 @@ pub struct AttemptOutcome {
 /// ```
 #[derive(Clone)]
 pub struct AttemptRunner {
-    transport: Arc<dyn Transport>,
+    /// The transport and the worker-level resources, shared by every attempt.
+    env: Arc<Env>,
     pump: Pump,
     /// The user's interceptors, outermost first (the pump registration is around them all).
     chain: Arc<[Arc<dyn Interceptor>]>,
-    state: Arc<StateMap>,
 }
 
 impl fmt::Debug for AttemptRunner {
@@ -176,7 +179,7 @@ impl fmt::Debug for AttemptRunner {
         f.debug_struct("AttemptRunner")
             .field("pump", &self.pump)
             .field("interceptors", &self.chain.len())
-            .field("state", &self.state)
+            .field("state", &self.env.state)
             .finish_non_exhaustive()
     }
 }
@@ -185,10 +188,12 @@ impl AttemptRunner {
     /// A runner reporting to `transport`, heartbeating through [`Pump::global`].
     pub fn new(transport: impl Transport) -> Self {
         AttemptRunner {
-            transport: Arc::new(transport),
+            env: Arc::new(Env {
+                transport: Arc::new(transport),
+                state: StateMap::default(),
+            }),
             pump: Pump::global(),
             chain: Arc::from(Vec::new()),
-            state: Arc::default(),
         }
     }
 
@@ -214,13 +219,16 @@ impl AttemptRunner {
 
     /// Sets the worker-level resources `#[state]` parameters receive.
     pub fn state(mut self, state: StateMap) -> Self {
-        self.state = Arc::new(state);
+        self.env = Arc::new(Env {
+            transport: self.env.transport.clone(),
+            state,
+        });
         self
     }
 
     /// The worker-level resources.
     pub fn state_map(&self) -> &StateMap {
-        &self.state
+        &self.env.state
     }
 
     /// The pump heartbeating this runner's attempts.
@@ -272,8 +280,7 @@ impl AttemptRunner {
             info,
             &options,
             Box::new(Slot::<A::Checkpoint>::new(initial.clone())),
-            self.transport.clone(),
-            self.state.clone(),
+            self.env.clone(),
             request.details,
             span.clone(),
         ));
@@ -290,7 +297,7 @@ impl AttemptRunner {
         let body: BoxFuture<'static, Result<A::Output, ActivityError>> = match (early_error, input)
         {
             (Some(e), _) | (None, Err(e)) => Box::pin(async move { Err(e) }),
-            (None, Ok(input)) => match activity.check_state(&self.state) {
+            (None, Ok(input)) => match activity.check_state(&self.env.state) {
                 Err(e) => {
                     let e = ActivityError::MissingState(e);
                     Box::pin(async move { Err(e) })
@@ -329,8 +336,10 @@ pub(crate) fn detached_context<C: crate::Checkpoint>(
         info,
         &options,
         slot,
-        transport,
-        Arc::default(),
+        Arc::new(Env {
+            transport,
+            state: StateMap::default(),
+        }),
         None,
         tracing::Span::none(),
     );
@@ -368,7 +377,7 @@ pub(crate) fn detached_context<C: crate::Checkpoint>(
 /// ```
 pub struct RunningAttempt {
     handle: AttemptHandle,
-    future: BoxFuture<'static, AttemptOutcome>,
+    future: Pin<Box<dyn attempt::AttemptFuture>>,
 }
 
 impl RunningAttempt {
@@ -384,7 +393,27 @@ impl RunningAttempt {
 
     /// The attempt as a boxed future (to spawn it).
     pub fn into_future(self) -> BoxFuture<'static, AttemptOutcome> {
-        self.future
+        Box::pin(self.future)
+    }
+
+    /// Spawns the attempt on the current runtime as a task of its own, holding `permit` until
+    /// it ends. The task is as small as a tokio task gets (its future is one pointer): a
+    /// worker keeps one per running attempt.
+    pub(crate) fn spawn_holding(self, permit: tokio::sync::OwnedSemaphorePermit) {
+        /// The attempt, its outcome dropped (it was reported to the backend).
+        struct Detached(Pin<Box<dyn attempt::AttemptFuture>>);
+
+        impl Future for Detached {
+            type Output = ();
+
+            fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+                self.0.as_mut().poll(cx).map(drop)
+            }
+        }
+
+        let mut future = self.future;
+        future.as_mut().hold(permit);
+        tokio::spawn(Detached(future));
     }
 }
 
