@@ -356,6 +356,9 @@ pub fn encode<T: Checkpoint>(value: &T) -> Result<Vec<u8>, serde_json::Error> {
         out.splice(at..at, key.bytes());
         out.push(b'}');
     }
+    // Kept for as long as it is the latest checkpoint (by the pump and the backend): no
+    // spare room.
+    out.shrink_to_fit();
     Ok(out)
 }
 

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime};
 
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFuture};
 
 use crate::checkpoint::{self, Checkpoint, Progress};
 use crate::definition::ActivityOptions;
@@ -153,7 +153,9 @@ pub(crate) struct Shared {
     pub(crate) options: AttemptOptions,
     pub(crate) slot: Box<dyn ErasedSlot>,
     pub(crate) env: Arc<Env>,
-    pub(crate) cancel: Cancellation,
+    /// Cancelled with the attempt; made only when something outside the attempt's own task
+    /// waits for the cancel (most attempts never make one).
+    token: OnceLock<CancellationToken>,
     /// Whether and why the attempt was cancelled, a refusal to report, its end: the
     /// `REASON_MASK`, `HAS_ERROR` and `ENDED` bits.
     status: AtomicU32,
@@ -318,7 +320,8 @@ impl ActivityContext {
     ///
     /// The future is two words. Awaited in the attempt's own task (the body and what it
     /// `select!`s or `join!`s), it waits for free: a cancel wakes that task anyway. Awaited
-    /// in another task (a context cloned into `tokio::spawn`), it joins a wait list.
+    /// in another task (a context cloned into `tokio::spawn`), it waits on the attempt's
+    /// [`cancellation_token`](Self::cancellation_token).
     pub fn cancelled(&self) -> Cancelled<'_> {
         Cancelled {
             ctx: self,
@@ -362,13 +365,7 @@ impl ActivityContext {
     /// # }
     /// ```
     pub fn cancellation_token(&self) -> CancellationToken {
-        let token = self.inner.cancel.token.get_or_init(CancellationToken::new);
-        // A cancel that raced with the token's creation may not have seen it.
-        std::sync::atomic::fence(Ordering::SeqCst);
-        if self.is_cancelled() {
-            token.cancel();
-        }
-        token.child_token()
+        self.inner.token().child_token()
     }
 
     /// Progress (done/total) of the latest checkpoint, from `#[checkpoint(done)]`/`total` fields.
@@ -474,7 +471,7 @@ impl Shared {
             options: options.into(),
             slot,
             env,
-            cancel: Cancellation::default(),
+            token: OnceLock::new(),
             status: AtomicU32::new(0),
             pump_slot: AtomicU32::new(u32::MAX),
             send: tokio::sync::Mutex::new(SendState::new(previous, seen_seq)),
@@ -502,12 +499,22 @@ impl Shared {
             let _g = self.span().enter();
             tracing::info!(%reason, "activity cancel delivered");
         }
-        self.cancel.notify.notify_waiters();
-        if let Some(token) = self.cancel.token.get() {
+        if let Some(token) = self.token.get() {
             token.cancel();
         }
         // The attempt's task sees the cancel on its next poll: make that now.
         self.polls.wake_task();
+    }
+
+    /// The token cancelled with the attempt, made on first use.
+    fn token(&self) -> &CancellationToken {
+        let token = self.token.get_or_init(CancellationToken::new);
+        // A cancel that raced with the token's creation may not have seen it.
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.is_cancelled() {
+            token.cancel();
+        }
+        token
     }
 
     /// Whether the outcome was reported (nothing more is sent).
@@ -542,8 +549,8 @@ impl Shared {
 #[must_use = "futures do nothing unless awaited"]
 pub struct Cancelled<'a> {
     ctx: &'a ActivityContext,
-    /// The wait list entry, when polled from a task other than the attempt's.
-    waiting: Option<Pin<Box<tokio::sync::futures::Notified<'a>>>>,
+    /// The wait on the attempt's token, when polled from a task other than the attempt's.
+    waiting: Option<Pin<Box<WaitForCancellationFuture<'a>>>>,
 }
 
 impl Future for Cancelled<'_> {
@@ -560,22 +567,11 @@ impl Future for Cancelled<'_> {
             self.waiting = None;
             return Poll::Pending;
         }
-        let notify = &self.ctx.inner.cancel.notify;
-        loop {
-            let waiting = self
-                .waiting
-                .get_or_insert_with(|| Box::pin(notify.notified()));
-            // In the list before the flag is read again, so a cancel in between is not missed.
-            waiting.as_mut().enable();
-            if self.ctx.is_cancelled() {
-                return Poll::Ready(());
-            }
-            match self.waiting.as_mut().map(|w| w.as_mut().poll(cx)) {
-                Some(Poll::Pending) => return Poll::Pending,
-                // Notified: check the flag again with a fresh entry.
-                _ => self.waiting = None,
-            }
-        }
+        let ctx = self.ctx;
+        self.waiting
+            .get_or_insert_with(|| Box::pin(ctx.inner.token().cancelled()))
+            .as_mut()
+            .poll(cx)
     }
 }
 
@@ -594,15 +590,6 @@ impl fmt::Debug for ActivityContext {
             .field("cancel_reason", &self.cancel_reason())
             .finish_non_exhaustive()
     }
-}
-
-/// Waiters of an attempt's cancellation: those of `cancelled()`, and a `CancellationToken`
-/// made only if asked for (most attempts never are). Whether it was cancelled is in
-/// `Shared::status`.
-#[derive(Default)]
-pub(crate) struct Cancellation {
-    notify: tokio::sync::Notify,
-    token: OnceLock<CancellationToken>,
 }
 
 /// The latest checkpoint of one attempt, typed; the pump reads it through [`ErasedSlot`].
@@ -729,7 +716,7 @@ mod tests {
             .as_mut()
             .poll(&mut Context::from_waker(other))
             .is_pending());
-        assert!(elsewhere.waiting.is_some(), "in the wait list");
+        assert!(elsewhere.waiting.is_some(), "waits on the token");
 
         ctx.inner.cancel_with(CancelReason::Requested);
         assert!(own

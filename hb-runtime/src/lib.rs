@@ -132,4 +132,20 @@ pub mod __private {
     pub fn into_activity_error<E: Into<ActivityError>>(e: E) -> ActivityError {
         e.into()
     }
+
+    /// The body's future with its error converted.
+    pub fn body<F, T, E, C>(future: F, convert: C) -> futures_util::future::MapErr<F, C>
+    where
+        F: core::future::Future<Output = Result<T, E>>,
+        C: FnOnce(E) -> ActivityError,
+    {
+        futures_util::TryFutureExt::map_err(future, convert)
+    }
+
+    /// A body that fails before it starts (a `#[state]` parameter the worker lacks).
+    pub fn failed<T: Send + 'static>(
+        e: ActivityError,
+    ) -> BoxFuture<'static, Result<T, ActivityError>> {
+        Box::pin(core::future::ready(Err(e)))
+    }
 }

@@ -13,7 +13,7 @@
 //!     fn options(&self) -> ActivityOptions { ActivityOptions::new().heartbeat_timeout(..) }
 //!     fn run(&self, ctx, ckpt, input) -> BoxFuture<..> {
 //!         async fn __hb_body(ctx: ActivityContext, p: Progress, input: Batch) -> Result<R, E> { body }
-//!         Box::pin(async move { __hb_body(ctx, ckpt, input).await.map_err(into_activity_error) })
+//!         Box::pin(body(__hb_body(ctx, ckpt, input), into_activity_error)) // a MapErr, no async block
 //!     }
 //! }
 //! ```
@@ -471,7 +471,7 @@ impl<'a> Emitter<'a> {
             quote! {
                 let #var = match #fetch(&#ctx) {
                     #private::Result::Ok(__hb_value) => __hb_value,
-                    #private::Result::Err(__hb_error) => return #private::Result::Err(__hb_error),
+                    #private::Result::Err(__hb_error) => return #private::failed(__hb_error),
                 };
             }
         });
@@ -493,25 +493,21 @@ impl<'a> Emitter<'a> {
             None => quote!(#private::into_activity_error),
         };
         // The future's span is the function name's: "future cannot be sent between threads
-        // safely" points there. Only the keywords and delimiters are re-spanned: the variables
-        // inside keep the hygiene of their bindings.
+        // safely" points there. Only the paths and delimiters are re-spanned: the variables
+        // inside keep the hygiene of their bindings. The body's future is wrapped in a
+        // combinator, not an `async` block, which would keep a second copy of the arguments
+        // for the whole run.
         let span = f.ident().span();
         let box_pin = respan(quote!(#private::Box::pin), span);
-        let async_move = respan(quote!(async move), span);
-        let mut body_future = Group::new(
-            Delimiter::Brace,
-            quote! {
-                #(#fetch_state)*
-                match __hb_body #turbofish (#(#call_args),*).await {
-                    #private::Result::Ok(__hb_output) => #private::Result::Ok(__hb_output),
-                    #private::Result::Err(__hb_error) => {
-                        #private::Result::Err(#into_error(__hb_error))
-                    }
-                }
-            },
+        let wrap = respan(quote!(#private::body), span);
+        let mut args = Group::new(
+            Delimiter::Parenthesis,
+            // A closure calling the conversion, not the conversion itself: an error type that
+            // does not convert is then reported once, on the type.
+            quote!(__hb_body #turbofish (#(#call_args),*), |__hb_error| #into_error(__hb_error)),
         );
-        body_future.set_span(span);
-        let mut call = Group::new(Delimiter::Parenthesis, quote!(#async_move #body_future));
+        args.set_span(span);
+        let mut call = Group::new(Delimiter::Parenthesis, quote!(#wrap #args));
         call.set_span(span);
         quote! {
             fn run(
@@ -527,6 +523,7 @@ impl<'a> Emitter<'a> {
                 #(#body_attrs)*
                 #sig #block
 
+                #(#fetch_state)*
                 #box_pin #call
             }
         }

@@ -582,7 +582,7 @@ impl Client {
             .lock()
             .live
             .get(id)
-            .map(|l| Description::from_live(l))
+            .map(Description::from_live)
         {
             return Ok(d);
         }
@@ -652,9 +652,9 @@ impl Client {
             .collect();
         out.extend(
             core.live
-                .iter()
-                .filter(|(id, _)| !seen.contains(*id))
-                .map(|(_, l)| Description::from_live(l))
+                .values()
+                .filter(|l| !seen.contains(&l.id))
+                .map(Description::from_live)
                 .filter(|d| wanted(d.state)),
         );
         out.sort_by(|a, b| b.scheduled_at.cmp(&a.scheduled_at).then(a.id.cmp(&b.id)));

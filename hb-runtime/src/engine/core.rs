@@ -214,9 +214,7 @@ pub(crate) struct Task {
 pub(crate) struct Core {
     /// The options of the latest activity admitted per type, to share with the next one.
     options: HashMap<Arc<str>, Arc<StoredOptions>>,
-    /// Boxed: the table's slots stay small (it keeps spare capacity), each `Live` exact-sized.
-    /// Keyed with foldhash: every heartbeat and timer looks an activity up here.
-    pub(crate) live: foldhash::HashMap<Arc<str>, Box<Live>>,
+    pub(crate) live: super::live_map::LiveMap,
     pub(crate) ready: HashMap<Arc<str>, VecDeque<Arc<str>>>,
     /// The heartbeat timeouts of running attempts.
     silence: Silence,
@@ -310,7 +308,7 @@ impl Core {
             }
             _ => return,
         }
-        self.live.insert(live.id.clone(), Box::new(live));
+        self.live.insert(Box::new(live));
     }
 
     /// Takes the next ready attempt of one of `types`, marking it running.

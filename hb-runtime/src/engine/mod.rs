@@ -53,6 +53,7 @@ mod client;
 mod core;
 mod error;
 mod inspect;
+mod live_map;
 mod record;
 mod silence;
 mod store;

@@ -37,6 +37,5 @@ mod pump;
 mod send;
 
 pub(crate) use poll::{PollTracker, Tracked, TrackedFuture};
-pub(crate) use pump::Registration;
 pub use pump::{Pump, PumpStats};
 pub(crate) use send::{finish, send_now, SendState};

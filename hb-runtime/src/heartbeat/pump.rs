@@ -236,44 +236,18 @@ impl Pump {
         }
     }
 
-    pub(crate) fn register(&self, shared: Arc<Shared>) -> Registration {
+    /// Starts heartbeating `shared`'s attempt.
+    pub(crate) fn register(&self, shared: &Arc<Shared>) {
         let _ = self.inner.tx.send(Command::Add(shared.clone()));
-        Registration {
-            pump: self.clone(),
-            shared,
-            finished: false,
-        }
     }
-}
 
-/// An attempt's place in the pump; removing it on drop, with a final flush if the attempt's
-/// future was dropped before it could flush itself.
-pub(crate) struct Registration {
-    pump: Pump,
-    shared: Arc<Shared>,
-    finished: bool,
-}
-
-impl Registration {
-    pub(crate) fn finish(&mut self) {
-        self.finished = true;
-    }
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        let _ = self
-            .pump
-            .inner
-            .tx
-            .send(Command::Remove(self.shared.clone()));
-        if !self.finished {
-            tracing::debug!(parent: self.shared.span(), "attempt dropped mid-run; flushing its checkpoint from the pump");
-            let _ = self
-                .pump
-                .inner
-                .tx
-                .send(Command::Finish(self.shared.clone()));
+    /// Stops heartbeating `shared`'s attempt; with `flush`, sends its last checkpoint first
+    /// (the attempt's future was dropped before it could flush it itself).
+    pub(crate) fn unregister(&self, shared: &Arc<Shared>, flush: bool) {
+        let _ = self.inner.tx.send(Command::Remove(shared.clone()));
+        if flush {
+            tracing::debug!(parent: shared.span(), "attempt dropped mid-run; flushing its checkpoint from the pump");
+            let _ = self.inner.tx.send(Command::Finish(shared.clone()));
         }
     }
 }

@@ -19,7 +19,7 @@ use super::AttemptOutcome;
 use crate::context::{ActivityContext, Shared};
 use crate::definition::{BoxFuture, CancelMode};
 use crate::error::{ActivityError, CancelReason};
-use crate::heartbeat::{self, Pump, Registration, Tracked, TrackedFuture};
+use crate::heartbeat::{self, Pump, Tracked, TrackedFuture};
 use crate::intercept::{AttemptResult, Interceptor, Next};
 use crate::payload::Payload;
 
@@ -29,8 +29,9 @@ type Body<O> = BoxFuture<'static, Result<O, ActivityError>>;
 /// An attempt as a future (see the module docs).
 pub(super) struct Attempt<O> {
     ctx: ActivityContext,
-    /// The pump to register with on the first poll, then the registration.
-    pump: Pumped,
+    /// The pump heartbeating the attempt from its first poll to its report.
+    pump: Pump,
+    pumped: Pumped,
     stage: Stage<O>,
     /// Held until the attempt ends (a worker's concurrency permit; see [`AttemptFuture::hold`]).
     held: Option<tokio::sync::OwnedSemaphorePermit>,
@@ -48,9 +49,11 @@ impl<O: serde::Serialize + Send + 'static> AttemptFuture for Attempt<O> {
     }
 }
 
+/// Where an attempt stands with its pump.
+#[derive(Clone, Copy, PartialEq, Eq)]
 enum Pumped {
-    NotYet(Pump),
-    Registered(Registration),
+    NotYet,
+    Registered,
     Done,
 }
 
@@ -92,7 +95,8 @@ impl<O: serde::Serialize + Send + 'static> Attempt<O> {
         };
         Attempt {
             ctx,
-            pump: Pumped::NotYet(pump),
+            pump,
+            pumped: Pumped::NotYet,
             stage,
             held: None,
         }
@@ -102,10 +106,10 @@ impl<O: serde::Serialize + Send + 'static> Attempt<O> {
     fn report(&mut self, result: AttemptResult) {
         // The final checkpoint is flushed by the report; a registration dropped mid-run (the
         // attempt's future dropped) flushes from the pump instead.
-        if let Pumped::Registered(mut r) = std::mem::replace(&mut self.pump, Pumped::Done) {
-            r.finish();
-        }
         let shared = self.ctx.inner.clone();
+        if std::mem::replace(&mut self.pumped, Pumped::Done) == Pumped::Registered {
+            self.pump.unregister(&shared, false);
+        }
         self.stage = Stage::Report(Box::pin(async move { report(&shared, result).await }));
     }
 }
@@ -174,13 +178,13 @@ impl<O: serde::Serialize + Send + 'static> Future for Attempt<O> {
         let this = self.get_mut();
         let span = this.ctx.inner.span().clone();
         let _entered = span.enter();
-        if let Pumped::NotYet(pump) = &this.pump {
-            let registration = pump.register(this.ctx.inner.clone());
+        if this.pumped == Pumped::NotYet {
+            this.pump.register(&this.ctx.inner);
             // Stall detection counts from when the attempt runs, not from when it was prepared.
             if let Ok(mut s) = this.ctx.inner.send.try_lock() {
                 s.mark_progress();
             }
-            this.pump = Pumped::Registered(registration);
+            this.pumped = Pumped::Registered;
         }
         loop {
             let reporting = matches!(this.stage, Stage::Report(_));
@@ -217,7 +221,24 @@ impl<O> Drop for Attempt<O> {
     /// A future dropped mid-run (its task aborted, its worker gone): the body's destructors run
     /// inside the attempt's span, as its polls did.
     fn drop(&mut self) {
+        /// Dropped before its report, the attempt leaves the pump, which flushes its last
+        /// checkpoint: after the body's destructors, and even if one of them panics.
+        struct Leave<'a>(&'a Pump, &'a Arc<Shared>, bool);
+
+        impl Drop for Leave<'_> {
+            fn drop(&mut self) {
+                if self.2 {
+                    self.0.unregister(self.1, true);
+                }
+            }
+        }
+
         let _entered = self.ctx.inner.span().enter();
+        let _leave = Leave(
+            &self.pump,
+            &self.ctx.inner,
+            self.pumped == Pumped::Registered,
+        );
         drop(std::mem::replace(&mut self.stage, Stage::Done));
     }
 }

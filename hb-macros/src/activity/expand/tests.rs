@@ -98,7 +98,10 @@ fn a_full_expansion() {
     );
     contains(
         &out,
-        quote!(__hb_body(__hb_ctx, __hb_checkpoint, __hb_input).await),
+        quote!(__private::body(
+            __hb_body(__hb_ctx, __hb_checkpoint, __hb_input),
+            |__hb_error| ::hb_runtime::__private::into_activity_error::<ActivityError>(__hb_error)
+        )),
     );
     contains(&out, quote!(#[doc = r" Processes a batch."]));
     assert!(out.contains("*hb activity*"), "{out}");
@@ -153,13 +156,14 @@ fn generics_states_and_names() {
     );
     contains(
         &out,
-        quote!(__hb_body::<T>(__hb_ctx, __hb_state_0, __hb_input).await),
+        quote!(__private::body(
+            __hb_body::<T>(__hb_ctx, __hb_state_0, __hb_input),
+            |__hb_error| my::hb::__private::into_activity_error::<MyError>(__hb_error)
+        )),
     );
     contains(
         &out,
-        quote!(my::hb::__private::into_activity_error::<MyError>(
-            __hb_error
-        )),
+        quote!(my::hb::__private::Result::Err(__hb_error) => return my::hb::__private::failed(__hb_error),),
     );
     // No user docs: no generated docs either, so `missing_docs` still works.
     assert!(!out.contains("*hb activity*"));
@@ -190,7 +194,7 @@ fn no_input_is_unit() {
         ),
     );
     contains(&out, quote!(_: Self::Input));
-    contains(&out, quote!(__hb_body(__hb_ctx).await));
+    contains(&out, quote!(__hb_body(__hb_ctx), |__hb_error|));
 }
 
 #[test]
