@@ -326,8 +326,9 @@ fn bench_in_flight(c: &mut Criterion) {
     let s = region.change();
     let heap = s.bytes_allocated as i64 - s.bytes_deallocated as i64;
     let each = heap / N as i64;
+    let encoded = hb_runtime::checkpoint::encode(&1_000u64).unwrap().len();
     println!(
-        "engine: {N} in-flight activities heartbeating every second: {each} bytes of heap each (everything: engine record, timers, worker task, attempt, pump, the activity's own future, its checkpoint); the same loop as a plain tokio task: {plain} bytes; hb's share: {} bytes per activity",
+        "engine: {N} in-flight activities heartbeating every second: {each} bytes of heap each (everything: engine record, timers, worker task, attempt, pump, the activity's own future, its checkpoint); the same loop as a plain tokio task: {plain} bytes; hb's share: {} bytes per activity, its checkpoint included (encoded: {encoded} bytes, held once by the pump and the engine)",
         each - plain
     );
     c.benchmark_group("engine")

@@ -63,6 +63,19 @@ impl Payload {
         }
     }
 
+    /// A `json/plain` payload over bytes already shared.
+    pub(crate) fn from_json_shared(data: Bytes) -> Self {
+        Payload {
+            metadata: None,
+            data,
+        }
+    }
+
+    /// The data as shared bytes (a clone is a reference count).
+    pub(crate) fn shared_data(&self) -> &Bytes {
+        &self.data
+    }
+
     /// Serialises `value` to a `json/plain` payload.
     pub fn json<T: Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
         serde_json::to_vec(value).map(Self::from_json_bytes)

@@ -211,13 +211,14 @@ fn time(ms: i64) -> SystemTime {
 impl Description {
     fn from_live(l: &Live) -> Self {
         let state = l.closing.as_ref().map_or(l.state, |c| c.state);
+        let details = l.details();
         Description {
             id: l.id.to_string(),
             activity_type: l.activity_type.to_string(),
             state,
             attempt: l.attempt,
-            progress: l.details.as_ref().and_then(checkpoint::progress_of),
-            details: l.details.clone(),
+            progress: details.as_ref().and_then(checkpoint::progress_of),
+            details,
             last_heartbeat: l.last_heartbeat.map(core::ms_of).map(time),
             attempt_started: l.started.map(core::ms_of).map(time),
             last_failure: l
@@ -577,13 +578,7 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn describe(&self, id: &str) -> Result<Description, EngineError> {
-        if let Some(d) = self
-            .inner()
-            .lock()
-            .live
-            .get(id)
-            .map(Description::from_live)
-        {
+        if let Some(d) = self.inner().lock().live.get(id).map(Description::from_live) {
             return Ok(d);
         }
         let inner = self.inner().clone();

@@ -16,6 +16,8 @@ use super::silence::{self, Silence};
 use super::store::Write;
 use super::Inner;
 use crate::error::{ActivityError, CancelReason, TransportError, TransportErrorKind};
+use bytes::Bytes;
+
 use crate::payload::Payload;
 use crate::runner::AttemptHandle;
 use crate::transport::{HeartbeatReply, TaskToken};
@@ -79,7 +81,7 @@ fn closing_write(live: &Live, closed: &Closed, fold: bool) -> Write {
         id: live.id.clone(),
         state: closed.state,
         attempt: live.attempt,
-        details: live.details.clone(),
+        details: live.details(),
         output: closed.output.clone(),
         failure: closed.failure.as_ref().map(ActivityFailure::to_json),
         next_attempt_at: None,
@@ -106,8 +108,10 @@ pub(crate) struct Live {
     pub(crate) state: ActivityState,
     /// The latest attempt started (0 before the first).
     pub(crate) attempt: u32,
-    pub(crate) input: Payload,
-    pub(crate) details: Option<Payload>,
+    /// Its input and last checkpoint as JSON (what the file keeps; see [`Live::input`] and
+    /// [`Live::details`]).
+    input: Bytes,
+    details: Option<Bytes>,
     /// Shared by the open activities of one type with the same options (see `Core::admit`).
     pub(crate) options: Arc<StoredOptions>,
     pub(crate) scheduled_at: i64,
@@ -137,6 +141,22 @@ pub(crate) struct Live {
 }
 
 impl Live {
+    /// Its input (a `json/plain` payload sharing the bytes).
+    pub(crate) fn input(&self) -> Payload {
+        Payload::from_json_shared(self.input.clone())
+    }
+
+    /// Its last checkpoint (a `json/plain` payload sharing the bytes).
+    pub(crate) fn details(&self) -> Option<Payload> {
+        self.details.clone().map(Payload::from_json_shared)
+    }
+
+    /// Keeps `details`' data as the last checkpoint. The engine keeps details as JSON, as its
+    /// file does: a payload's metadata is not kept.
+    pub(crate) fn set_details(&mut self, details: &Payload) {
+        self.details = Some(details.shared_data().clone());
+    }
+
     pub(crate) fn from_row(row: ActivityRow) -> Self {
         let options = serde_json::from_str(&row.options).unwrap_or_else(|e| {
             tracing::warn!(id = %row.id, error = %e, "unreadable stored options; using defaults");
@@ -147,8 +167,8 @@ impl Live {
             activity_type: Arc::from(row.activity_type),
             state: row.state,
             attempt: row.attempt,
-            input: Payload::from_json_bytes(row.input),
-            details: row.details.map(Payload::from_json_bytes),
+            input: Bytes::from(row.input),
+            details: row.details.map(Bytes::from),
             options: Arc::new(options),
             scheduled_at: row.scheduled_at,
             started: row.attempt_started_at.map(instant_of),
@@ -364,8 +384,8 @@ impl Core {
                     activity_type: live.activity_type.clone(),
                     attempt: live.attempt,
                     token: token_of(&id, live.attempt),
-                    input: live.input.clone(),
-                    details: live.details.clone(),
+                    input: live.input(),
+                    details: live.details(),
                     options: live.options.clone(),
                     deadline,
                 });
@@ -397,7 +417,7 @@ impl Core {
             let mut write = None;
             if live.attempt == attempt && live.closing.is_none() && awaiting_retry {
                 if let Some(d) = details {
-                    live.details = Some(d.clone());
+                    live.set_details(d);
                     live.heartbeat_row = true;
                     write = Some(Write::Heartbeat {
                         id: live.id.clone(),
@@ -419,7 +439,7 @@ impl Core {
         live.last_heartbeat = Some(now);
         self.silence.touch(live.silence, &live.id, now);
         if let Some(d) = details {
-            live.details = Some(d.clone());
+            live.set_details(d);
         }
         live.heartbeat_row = true;
         let write = Write::Heartbeat {
@@ -512,8 +532,8 @@ impl Core {
         if !live.is_current(attempt) {
             return None;
         }
-        if details.is_some() {
-            live.details = details;
+        if let Some(d) = &details {
+            live.set_details(d);
         }
         Some(live)
     }
@@ -530,7 +550,7 @@ impl Core {
             return false;
         };
         let id = live.id.clone();
-        let details = live.details.clone();
+        let details = live.details();
         self.close(
             &id,
             Closed {
@@ -555,7 +575,7 @@ impl Core {
         let Some(live) = self.reporting(id, attempt, details) else {
             return false;
         };
-        let failure = ActivityFailure::from_attempt(error, live.details.clone());
+        let failure = ActivityFailure::from_attempt(error, live.details());
         // A worker shutting down is not the activity's fault: retry at once.
         let immediate = matches!(
             error,
@@ -588,7 +608,7 @@ impl Core {
         );
         if live.cancel_requested {
             // Cancelled meanwhile: however the attempt ended, the activity ends as cancelled.
-            let details = live.details.clone();
+            let details = live.details();
             self.close(
                 id,
                 Closed {
@@ -628,7 +648,7 @@ impl Core {
                 id: id.clone(),
                 state: ActivityState::Scheduled,
                 attempt: live.attempt,
-                details: live.details.clone(),
+                details: live.details(),
                 output: None,
                 failure: Some(failure.to_json()),
                 next_attempt_at: None,
@@ -649,7 +669,7 @@ impl Core {
                 id: id.clone(),
                 state: ActivityState::BackingOff,
                 attempt: live.attempt,
-                details: live.details.clone(),
+                details: live.details(),
                 output: None,
                 failure: Some(failure.to_json()),
                 next_attempt_at: Some(next_ms),
@@ -749,7 +769,7 @@ impl Core {
                 }
                 let failure = ActivityFailure::Timeout {
                     kind,
-                    last_details: live.details.clone(),
+                    last_details: live.details(),
                 };
                 tracing::warn!(activity_id = %t.id, attempt = t.attempt, %kind, "attempt timed out");
                 let id = t.id.clone();
@@ -761,7 +781,7 @@ impl Core {
                 }
                 let failure = ActivityFailure::Timeout {
                     kind: TimeoutKind::ScheduleToClose,
-                    last_details: live.details.clone(),
+                    last_details: live.details(),
                 };
                 let id = t.id.clone();
                 self.close(
@@ -819,7 +839,7 @@ impl Core {
             }
             let failure = ActivityFailure::Timeout {
                 kind: TimeoutKind::Heartbeat,
-                last_details: live.details.clone(),
+                last_details: live.details(),
             };
             tracing::warn!(activity_id = %id, attempt, kind = %TimeoutKind::Heartbeat, "attempt timed out");
             self.attempt_failed(&id, failure, true, false, fx);
@@ -836,7 +856,7 @@ impl Core {
         match live.state {
             ActivityState::Scheduled | ActivityState::BackingOff => {
                 let id = live.id.clone();
-                let details = live.details.clone();
+                let details = live.details();
                 self.close(
                     &id,
                     Closed {

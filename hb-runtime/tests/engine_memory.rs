@@ -1,0 +1,141 @@
+//! What an in-flight activity costs in heap on the embedded engine: everything hb keeps for
+//! it (engine record, heartbeat timeout, worker task, attempt state, pump entry, checkpoint)
+//! beyond what the same loop costs as a plain tokio task. The target is 1 KiB beyond the
+//! checkpoint; this asserts it with the checkpoint counted too.
+//!
+//! (A test binary of its own: it counts every allocation of the process.)
+
+use std::time::{Duration, Instant};
+
+use hb_runtime::engine::{Engine, StartOptions};
+use hb_runtime::heartbeat::Pump;
+use hb_runtime::prelude::*;
+use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+
+#[global_allocator]
+static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
+
+const N: usize = 5_000;
+
+#[activity(heartbeat_timeout = "2s", heartbeat_interval = "1s")]
+async fn in_flight(ctx: ActivityContext, #[checkpoint] mut n: u64) -> Result<(), ActivityError> {
+    loop {
+        n += 1;
+        ctx.checkpoint(&n)?;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = ctx.cancelled() => return Ok(()),
+        }
+    }
+}
+
+/// `in_flight`'s loop without hb.
+async fn plain(stop: tokio_util::sync::CancellationToken) {
+    let mut n = 0u64;
+    loop {
+        n += 1;
+        std::hint::black_box(&n);
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+fn heap(region: &Region<'_, std::alloc::System>) -> i64 {
+    let s = region.change();
+    s.bytes_allocated as i64 - s.bytes_deallocated as i64
+}
+
+/// Waits (bounded) until `done` holds.
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let give_up = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < give_up, "gave up waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn an_in_flight_activity_costs_under_1_kib_beyond_a_plain_task() {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+
+    // The baseline: the same loop as plain tasks (with an id each, as the engine's handles hold).
+    let stop = tokio_util::sync::CancellationToken::new();
+    let region = Region::new(GLOBAL);
+    let plain_tasks: Vec<_> = (0..N)
+        .map(|i| (format!("a{i}"), rt.spawn(plain(stop.clone()))))
+        .collect();
+    std::thread::sleep(Duration::from_millis(100));
+    let plain_each = heap(&region) / N as i64;
+    stop.cancel();
+    rt.block_on(async {
+        for (_, t) in plain_tasks {
+            t.await.unwrap();
+        }
+    });
+
+    let dir = std::env::temp_dir().join(format!("hb-engine-memory-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let engine = rt.block_on(Engine::open(dir.join("hb.db"))).unwrap();
+    let worker = rt.block_on(async {
+        engine
+            .worker()
+            .register(in_flight)
+            .max_concurrent(N)
+            .shutdown_grace(Duration::ZERO)
+            .spawn()
+            .unwrap()
+    });
+    let client = engine.client();
+    let pump = Pump::global();
+    let ticks_before = pump.stats().ticks;
+
+    let region = Region::new(GLOBAL);
+    let handles: Vec<_> = rt.block_on(async {
+        let mut handles = Vec::with_capacity(N);
+        for i in 0..N {
+            let id = format!("a{i}");
+            handles.push(
+                client
+                    .start(in_flight, (), StartOptions::id(id))
+                    .await
+                    .unwrap(),
+            );
+        }
+        handles
+    });
+    // Every attempt running, and heartbeating (so its checkpoint is encoded and stored):
+    // the pump ticks each one once a second.
+    wait_for("every attempt to run", || pump.stats().active >= N as u64);
+    wait_for("two heartbeats per attempt", || {
+        pump.stats().ticks - ticks_before >= 2 * N as u64
+    });
+    // What stays, not what passes through: the writer's queue of heartbeats waiting for their
+    // commit comes and goes, so the least of a few looks over half a second counts.
+    let held = (0..5)
+        .map(|_| {
+            std::thread::sleep(Duration::from_millis(100));
+            heap(&region)
+        })
+        .min()
+        .unwrap();
+    let hb_each = held / N as i64;
+    let share = hb_each - plain_each;
+    println!("{N} in flight: {hb_each} bytes each; a plain task {plain_each}; hb's share {share}");
+    assert!(
+        share <= 1024,
+        "hb keeps {share} bytes per in-flight activity (checkpoint included) beyond a plain task's {plain_each}"
+    );
+
+    rt.block_on(async {
+        worker.shutdown().await;
+        drop(handles);
+        engine.close().await.unwrap();
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}
