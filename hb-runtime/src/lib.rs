@@ -69,6 +69,8 @@ mod lanes;
 pub mod payload;
 pub mod runner;
 pub mod state;
+#[cfg(feature = "temporal")]
+pub mod temporal;
 pub mod testing;
 pub mod transport;
 

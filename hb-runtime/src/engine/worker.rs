@@ -10,30 +10,11 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{Engine, EngineError, EngineTransport};
-use crate::definition::{Activity, ActivityOptions, IntoActivity};
+use crate::definition::{Activity, IntoActivity};
 use crate::error::CancelReason;
 use crate::intercept::Interceptor;
-use crate::runner::{AttemptHandle, AttemptRequest, AttemptRunner, RunningAttempt};
-use crate::state::{MissingState, StateMap};
-
-/// An activity behind a pointer, whatever its type.
-trait DynActivity: Send + Sync {
-    fn options(&self) -> ActivityOptions;
-    fn check_state(&self, state: &StateMap) -> Result<(), MissingState>;
-    fn start(&self, runner: &AttemptRunner, request: AttemptRequest) -> RunningAttempt;
-}
-
-impl<A: Activity> DynActivity for A {
-    fn options(&self) -> ActivityOptions {
-        Activity::options(self)
-    }
-    fn check_state(&self, state: &StateMap) -> Result<(), MissingState> {
-        Activity::check_state(self, state)
-    }
-    fn start(&self, runner: &AttemptRunner, request: AttemptRequest) -> RunningAttempt {
-        runner.start(self, request)
-    }
-}
+use crate::runner::{AttemptHandle, AttemptRequest, AttemptRunner, DynActivity};
+use crate::state::StateMap;
 
 /// Runs attempts of the activities registered with it.
 ///

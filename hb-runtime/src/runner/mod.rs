@@ -317,6 +317,25 @@ impl AttemptRunner {
     }
 }
 
+/// An activity behind a pointer, whatever its type (what workers keep per registered name).
+pub(crate) trait DynActivity: Send + Sync {
+    fn options(&self) -> ActivityOptions;
+    fn check_state(&self, state: &StateMap) -> Result<(), crate::state::MissingState>;
+    fn start(&self, runner: &AttemptRunner, request: AttemptRequest) -> RunningAttempt;
+}
+
+impl<A: Activity> DynActivity for A {
+    fn options(&self) -> ActivityOptions {
+        Activity::options(self)
+    }
+    fn check_state(&self, state: &StateMap) -> Result<(), crate::state::MissingState> {
+        Activity::check_state(self, state)
+    }
+    fn start(&self, runner: &AttemptRunner, request: AttemptRequest) -> RunningAttempt {
+        runner.start(self, request)
+    }
+}
+
 /// A context for checkpoint type `C` that no pump heartbeats.
 pub(crate) fn detached_context<C: crate::Checkpoint>(
     transport: Arc<dyn Transport>,

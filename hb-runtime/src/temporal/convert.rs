@@ -1,0 +1,89 @@
+//! Between hb's types and Temporal's protos: payloads, failures, times.
+
+use std::time::{Duration, SystemTime};
+
+use temporalio_common::protos::temporal::api::common::v1::{Payload as ProtoPayload, Payloads};
+use temporalio_common::protos::temporal::api::failure::v1::{
+    failure::FailureInfo, ApplicationFailureInfo, Failure,
+};
+
+use crate::error::ActivityError;
+use crate::payload::Payload;
+
+const ENCODING: &str = "encoding";
+const JSON_PLAIN: &[u8] = b"json/plain";
+const BINARY_NULL: &[u8] = b"binary/null";
+
+/// A Temporal payload as hb's. `binary/null` (how other SDKs send `None`/`null`) becomes JSON
+/// `null`, so it decodes into `()` or an `Option`.
+pub(crate) fn from_proto(p: ProtoPayload) -> Payload {
+    match p.metadata.get(ENCODING).map(Vec::as_slice) {
+        Some(BINARY_NULL) => Payload::from_json_bytes(b"null".to_vec()),
+        _ => Payload::new(p.metadata.into_iter().collect(), p.data),
+    }
+}
+
+/// hb's payload as Temporal's (a `json/plain` one unless it carries other metadata).
+pub(crate) fn to_proto(p: &Payload) -> ProtoPayload {
+    let mut metadata: std::collections::HashMap<String, Vec<u8>> =
+        p.metadata().into_owned().into_iter().collect();
+    metadata
+        .entry(ENCODING.to_owned())
+        .or_insert_with(|| JSON_PLAIN.to_vec());
+    ProtoPayload {
+        metadata,
+        data: p.data().to_vec(),
+        ..Default::default()
+    }
+}
+
+/// The one input payload of a task: none stands for `null` (a caller that passed no
+/// argument); more than one is refused by the input's decode.
+pub(crate) fn input_of(mut payloads: Vec<ProtoPayload>) -> Payload {
+    match payloads.len() {
+        0 => Payload::from_json_bytes(b"null".to_vec()),
+        1 => from_proto(payloads.remove(0)),
+        // A JSON array of them: decoding it into the input type fails with a clear message
+        // unless the input is a tuple or a list.
+        _ => {
+            let values: Vec<serde_json::Value> = payloads
+                .into_iter()
+                .map(|p| serde_json::from_slice(from_proto(p).data()).unwrap_or_default())
+                .collect();
+            Payload::json(&values).unwrap_or_else(|_| Payload::from_json_bytes(b"null".to_vec()))
+        }
+    }
+}
+
+/// The failure Temporal records for `error`, with `details` (the last checkpoint) attached.
+pub(crate) fn failure_of(error: &ActivityError, details: Option<&Payload>) -> Failure {
+    Failure {
+        message: error.to_string(),
+        source: "hb".to_owned(),
+        failure_info: Some(FailureInfo::ApplicationFailureInfo(
+            ApplicationFailureInfo {
+                r#type: error.error_type().to_owned(),
+                non_retryable: !error.is_retryable(),
+                details: details.map(|d| Payloads {
+                    payloads: vec![to_proto(d)],
+                }),
+                ..Default::default()
+            },
+        )),
+        ..Default::default()
+    }
+}
+
+/// A protobuf duration's parts as a std duration (`None` for zero or negative).
+pub(crate) fn duration(seconds: i64, nanos: i32) -> Option<Duration> {
+    let secs = u64::try_from(seconds).ok()?;
+    let nanos = u32::try_from(nanos).ok()?;
+    let d = Duration::new(secs, nanos);
+    (!d.is_zero()).then_some(d)
+}
+
+/// A protobuf timestamp's parts as a system time.
+pub(crate) fn time(seconds: i64, nanos: i32) -> Option<SystemTime> {
+    let d = Duration::new(u64::try_from(seconds).ok()?, u32::try_from(nanos).ok()?);
+    SystemTime::UNIX_EPOCH.checked_add(d)
+}

@@ -1,0 +1,178 @@
+//! hb activities on a Temporal server (feature `temporal`).
+//!
+//! The same `#[activity]` functions that run on the embedded engine run on a Temporal worker
+//! unchanged: the Temporal activity type is the hb name; input, output and heartbeat details
+//! are `json/plain` payloads, so workflows in any language call them and read their
+//! checkpoints. The worker is built on `temporalio-sdk-core` (the engine under every official
+//! SDK): it sees why an attempt is cancelled (a cancel request, a pause, a worker shutdown, a
+//! timeout), which the Rust SDK's activity API does not say.
+//!
+//! ```no_run
+//! use hb_runtime::prelude::*;
+//! use hb_runtime::temporal::{ConnectOptions, Worker};
+//!
+//! #[activity(heartbeat_timeout = "10s")]
+//! async fn double(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
+//!     Ok(n * 2)
+//! }
+//!
+//! # async fn run() -> Result<(), hb_runtime::temporal::TemporalError> {
+//! let worker = Worker::new(ConnectOptions::new("http://localhost:7233"), "hb-tasks")
+//!     .register(double)
+//!     .spawn()
+//!     .await?;
+//! // ... until it should stop:
+//! worker.shutdown().await;
+//! # Ok(()) }
+//! ```
+//!
+//! Semantics, as a Temporal user would expect them:
+//! - The pump heartbeats every attempt at its activity's interval, never above the throttle of
+//!   the server-side heartbeat timeout (0.8 × timeout); each heartbeat carries the latest
+//!   checkpoint, and a retry's first heartbeat re-sends the checkpoint it resumed from, so it
+//!   is never wiped.
+//! - Before an attempt's failure is reported, its last checkpoint is recorded, so the failure
+//!   (and the retry) carries it.
+//! - A cancel request ends the attempt as `Cancelled` with its last checkpoint as details.
+//! - A **pause** is not a cancellation: the attempt stops (`cancel_reason() == Paused`) and
+//!   reports a retryable failure of type `"Paused"` with its checkpoint; the server runs the
+//!   next attempt once the activity is unpaused, resuming from that checkpoint.
+//! - A worker shutdown cancels running attempts after the worker's grace period with
+//!   `WorkerShutdown`; the server retries them (resuming from the checkpoint), as Temporal does.
+//! - An input that does not decode into the activity's input type fails the activity at once,
+//!   non-retryably (`BadInput`, naming the activity, the expected type and the serde error).
+
+mod convert;
+mod worker;
+
+pub use worker::{Worker, WorkerHandle};
+
+use std::time::Duration;
+
+/// Where and how to reach a Temporal server.
+#[derive(Clone, Debug)]
+pub struct ConnectOptions {
+    pub(crate) address: String,
+    pub(crate) namespace: String,
+    pub(crate) api_key: Option<String>,
+    pub(crate) tls: Option<Tls>,
+    pub(crate) identity: Option<String>,
+    pub(crate) connect_timeout: Option<Duration>,
+}
+
+/// TLS settings for a connection (server CA, client certificate for mTLS, domain).
+#[derive(Clone, Debug, Default)]
+pub struct Tls {
+    /// PEM of the CA that signed the server's certificate (`None`: the system's roots).
+    pub server_root_ca_cert: Option<Vec<u8>>,
+    /// The name to verify the server's certificate against.
+    pub domain: Option<String>,
+    /// PEM certificate and key for mutual TLS.
+    pub client_cert: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl ConnectOptions {
+    /// The server at `address` (`http://host:7233`, or `https://...` with TLS), namespace
+    /// `default`.
+    pub fn new(address: impl Into<String>) -> Self {
+        ConnectOptions {
+            address: address.into(),
+            namespace: "default".to_owned(),
+            api_key: None,
+            tls: None,
+            identity: None,
+            connect_timeout: None,
+        }
+    }
+
+    /// The namespace (default `default`).
+    pub fn namespace(mut self, namespace: impl Into<String>) -> Self {
+        self.namespace = namespace.into();
+        self
+    }
+
+    /// Authenticates with an API key (Temporal Cloud). Turns TLS on with the system's roots
+    /// unless [`tls`](Self::tls) says otherwise.
+    pub fn api_key(mut self, key: impl Into<String>) -> Self {
+        self.api_key = Some(key.into());
+        self.tls.get_or_insert_with(Tls::default);
+        self
+    }
+
+    /// Connects over TLS.
+    pub fn tls(mut self, tls: Tls) -> Self {
+        self.tls = Some(tls);
+        self
+    }
+
+    /// The identity the worker reports (default `pid@host`).
+    pub fn identity(mut self, identity: impl Into<String>) -> Self {
+        self.identity = Some(identity.into());
+        self
+    }
+
+    /// How long to wait for the connection.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = Some(timeout);
+        self
+    }
+
+    pub(crate) async fn connect(&self) -> Result<temporalio_client::Connection, TemporalError> {
+        use temporalio_client::{ClientTlsOptions, ConnectionOptions, TlsOptions, Url};
+        let url = Url::parse(&self.address).map_err(|e| TemporalError::Connect {
+            address: self.address.clone(),
+            message: format!("not a URL ({e}); write it as http://host:7233"),
+        })?;
+        let tls = self.tls.as_ref().map(|t| {
+            TlsOptions::builder()
+                .maybe_server_root_ca_cert(t.server_root_ca_cert.clone())
+                .maybe_domain(t.domain.clone())
+                .maybe_client_tls_options(t.client_cert.as_ref().map(|(cert, key)| {
+                    ClientTlsOptions::builder()
+                        .client_cert(cert.clone())
+                        .client_private_key(key.clone())
+                        .build()
+                }))
+                .build()
+        });
+        let options = ConnectionOptions::new(url)
+            .identity(self.identity.clone().unwrap_or_else(default_identity))
+            .maybe_api_key(self.api_key.clone())
+            .maybe_tls_options(tls)
+            .maybe_connect_timeout(self.connect_timeout)
+            .build();
+        temporalio_client::Connection::connect(options)
+            .await
+            .map_err(|e| TemporalError::Connect {
+                address: self.address.clone(),
+                message: e.to_string(),
+            })
+    }
+}
+
+fn default_identity() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".to_owned());
+    format!("{}@{host}", std::process::id())
+}
+
+/// What can go wrong talking to Temporal.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TemporalError {
+    /// The server could not be reached (or refused the connection).
+    #[error("cannot connect to the Temporal server at {address}: {message}")]
+    Connect {
+        /// The address tried.
+        address: String,
+        /// What the connection said.
+        message: String,
+    },
+    /// The worker could not be created or failed while running.
+    #[error("Temporal worker: {0}")]
+    Worker(String),
+    /// A registered activity takes a `#[state]` the worker was not given.
+    #[error(transparent)]
+    MissingState(#[from] crate::state::MissingState),
+}

