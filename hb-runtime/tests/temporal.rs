@@ -97,6 +97,87 @@ async fn stalls(
     std::future::pending().await
 }
 
+/// `process_batch` that says on stdout how far it got (for the parent of a worker process to
+/// kill it partway).
+#[activity(heartbeat_timeout = "10s")]
+async fn logged_batch(
+    ctx: ActivityContext,
+    #[checkpoint] mut p: BatchProgress,
+    batch: Batch,
+) -> Result<BatchReport, ActivityError> {
+    let resumed_from = p.next;
+    p.total = batch.items;
+    while p.next < batch.items {
+        tokio::time::sleep(Duration::from_millis(batch.item_ms)).await;
+        p.next += 1;
+        ctx.checkpoint(&p)?;
+        println!("item {}", p.next);
+    }
+    Ok(BatchReport {
+        processed: p.next - resumed_from,
+        resumed_from,
+        attempt: ctx.info().attempt,
+    })
+}
+
+/// Set (to `url queue`) in a worker process this binary starts of itself.
+const CHILD_WORKER: &str = "HB_TEMPORAL_CHILD_WORKER";
+
+/// The worker process: runs `logged_batch` until killed.
+fn child_worker(spec: &str) {
+    let (url, queue) = spec.split_once(' ').expect("url and queue");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let _worker = Worker::new(ConnectOptions::new(url), queue)
+            .register(logged_batch)
+            .spawn()
+            .await
+            .expect("the child worker starts");
+        println!("ready");
+        std::future::pending::<()>().await
+    });
+}
+
+/// A worker process on `queue`, and its stdout lines.
+fn spawn_child(url: &str, queue: &str) -> (std::process::Child, std::sync::mpsc::Receiver<String>) {
+    use std::io::BufRead;
+    let mut child = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(CHILD_WORKER, format!("{url} {queue}"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("start a worker process");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Waits (bounded) for a line of the child's for which `f` holds.
+fn wait_line(
+    rx: &std::sync::mpsc::Receiver<String>,
+    what: &str,
+    f: impl Fn(&str) -> bool,
+) -> String {
+    let give_up = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let left = give_up.saturating_duration_since(std::time::Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if f(&line) => return line,
+            Ok(_) => {}
+            Err(e) => panic!("gave up waiting for {what}: {e}"),
+        }
+    }
+}
+
 struct Env {
     venv: std::path::PathBuf,
     server: Server,
@@ -228,6 +309,51 @@ async fn a_stalled_attempt_is_retried_from_its_checkpoint(env: &Env) {
     worker.shutdown().await;
 }
 
+async fn a_killed_worker_s_retry_resumes_from_the_last_checkpoint(env: &Env) {
+    const ITEMS: u64 = 600;
+    let queue = format!("hb-{}-kill", std::process::id());
+    let url = env.server.url();
+    let (mut first, lines) = spawn_child(&url, &queue);
+    wait_line(&lines, "the first worker", |l| l == "ready");
+    let caller = {
+        let (venv, address) = (env.venv.clone(), env.server.address.clone());
+        let args = args(
+            &queue,
+            "logged_batch",
+            json!({"items": ITEMS, "item_ms": 10}),
+            &["--heartbeat-timeout", "2", "--max-attempts", "3"],
+        );
+        std::thread::spawn(move || {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            harness::call_at(&venv, &address, &args)
+        })
+    };
+    let killed_at: u64 = wait_line(&lines, "item 300", |l| l == "item 300")
+        .trim_start_matches("item ")
+        .parse()
+        .unwrap();
+    first.kill().unwrap(); // SIGKILL
+    first.wait().unwrap();
+    let (mut second, _lines) = spawn_child(&url, &queue);
+    let out = tokio::task::block_in_place(|| caller.join().expect("the caller thread"));
+    let _ = second.kill();
+    let _ = second.wait();
+    let report = &out["ok"];
+    let resumed_from = report["resumed_from"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(report["attempt"], 2, "{out}");
+    assert!(
+        resumed_from > 0 && resumed_from <= killed_at,
+        "resumed from {resumed_from}, killed at {killed_at}: {out}"
+    );
+    assert_eq!(
+        report["processed"].as_u64().unwrap() + resumed_from,
+        ITEMS,
+        "{out}"
+    );
+}
+
 type Case = for<'a> fn(&'a Env) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>;
 
 macro_rules! cases {
@@ -237,6 +363,10 @@ macro_rules! cases {
 }
 
 fn main() {
+    if let Ok(spec) = std::env::var(CHILD_WORKER) {
+        child_worker(&spec);
+        return;
+    }
     let filter: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with('-'))
@@ -247,6 +377,7 @@ fn main() {
         a_cancel_from_python_reaches_the_activity_and_python_sees_cancelled_error,
         a_stalled_attempt_times_out_on_heartbeat_with_its_checkpoint_as_details,
         a_stalled_attempt_is_retried_from_its_checkpoint,
+        a_killed_worker_s_retry_resumes_from_the_last_checkpoint,
     ];
     let chosen: Vec<_> = cases
         .iter()

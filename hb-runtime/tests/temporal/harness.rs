@@ -148,13 +148,18 @@ impl Drop for TempDir {
 
 /// Runs the Python caller (`caller.py`) with `args` and returns the JSON line it printed.
 pub fn call(venv: &Path, server: &Server, args: &[&str]) -> serde_json::Value {
+    call_at(venv, &server.address, args)
+}
+
+/// [`call`] with the server's address.
+pub fn call_at(venv: &Path, address: &str, args: &[&str]) -> serde_json::Value {
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests")
         .join("temporal")
         .join("caller.py");
     let out = Command::new(venv.join("bin").join("python"))
         .arg(script)
-        .args(["--address", &server.address])
+        .args(["--address", address])
         .args(args)
         .output()
         .expect("run the Python caller");
