@@ -7,7 +7,7 @@ use temporalio_common::protos::temporal::api::failure::v1::{
     failure::FailureInfo, ApplicationFailureInfo, Failure,
 };
 
-use crate::error::ActivityError;
+use crate::error::{ActivityError, CancelReason};
 use crate::payload::Payload;
 
 const ENCODING: &str = "encoding";
@@ -56,13 +56,25 @@ pub(crate) fn input_of(mut payloads: Vec<ProtoPayload>) -> Payload {
 }
 
 /// The failure Temporal records for `error`, with `details` (the last checkpoint) attached.
+/// An attempt stopped for another reason than a cancel request (a pause, a timeout the worker
+/// saw first) fails with that reason as its type: `Paused`, `TimedOut`, `NotFound`.
 pub(crate) fn failure_of(error: &ActivityError, details: Option<&Payload>) -> Failure {
+    let error_type = match error {
+        ActivityError::Cancelled { reason, .. } => match reason {
+            CancelReason::Paused => "Paused",
+            CancelReason::TimedOut => "TimedOut",
+            CancelReason::NotFound => "NotFound",
+            CancelReason::WorkerShutdown => "WorkerShutdown",
+            _ => "Cancelled",
+        },
+        e => e.error_type(),
+    };
     Failure {
         message: error.to_string(),
         source: "hb".to_owned(),
         failure_info: Some(FailureInfo::ApplicationFailureInfo(
             ApplicationFailureInfo {
-                r#type: error.error_type().to_owned(),
+                r#type: error_type.to_owned(),
                 non_retryable: !error.is_retryable(),
                 details: details.map(|d| Payloads {
                     payloads: vec![to_proto(d)],
@@ -86,4 +98,54 @@ pub(crate) fn duration(seconds: i64, nanos: i32) -> Option<Duration> {
 pub(crate) fn time(seconds: i64, nanos: i32) -> Option<SystemTime> {
     let d = Duration::new(u64::try_from(seconds).ok()?, u32::try_from(nanos).ok()?);
     SystemTime::UNIX_EPOCH.checked_add(d)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app(f: &Failure) -> &ApplicationFailureInfo {
+        match &f.failure_info {
+            Some(FailureInfo::ApplicationFailureInfo(a)) => a,
+            other => panic!("expected an application failure, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn payloads_cross_as_json_plain_and_binary_null_reads_as_json_null() {
+        let p = to_proto(&Payload::json(&41u64).unwrap());
+        assert_eq!(p.metadata["encoding"], b"json/plain");
+        assert_eq!(from_proto(p).decode::<u64>().unwrap(), 41);
+
+        let null = ProtoPayload {
+            metadata: [("encoding".to_owned(), b"binary/null".to_vec())].into(),
+            ..Default::default()
+        };
+        assert_eq!(from_proto(null).decode::<Option<u64>>().unwrap(), None);
+        assert_eq!(input_of(Vec::new()).decode::<()>().unwrap(), ());
+    }
+
+    #[test]
+    fn a_pause_fails_retryably_as_paused_and_bad_input_fails_for_good() {
+        let details = Payload::json(&7u64).unwrap();
+        let paused = ActivityError::Cancelled {
+            reason: CancelReason::Paused,
+            details: None,
+        };
+        let f = failure_of(&paused, Some(&details));
+        assert_eq!(app(&f).r#type, "Paused");
+        assert!(!app(&f).non_retryable);
+        let carried = &app(&f).details.as_ref().unwrap().payloads[0];
+        assert_eq!(carried.data, b"7");
+
+        let bad = ActivityError::BadInput {
+            activity: "double".to_owned(),
+            expected_type: "u64",
+            message: "invalid type".to_owned(),
+        };
+        let f = failure_of(&bad, None);
+        assert_eq!(app(&f).r#type, "BadInput");
+        assert!(app(&f).non_retryable);
+        assert!(f.message.contains("double"), "{}", f.message);
+    }
 }
