@@ -8,7 +8,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use hb_runtime::prelude::*;
-use hb_runtime::temporal::{ConnectOptions, Worker, WorkerHandle};
+use hb_runtime::temporal::{
+    Client, ConnectOptions, Handle, ResultError, StartOptions, TemporalError, Worker, WorkerHandle,
+};
 use serde_json::json;
 
 #[path = "temporal/harness.rs"]
@@ -204,6 +206,19 @@ impl Env {
         (queue, worker)
     }
 
+    /// Calls `activity` from Python on a worker of its own, stopped afterwards.
+    async fn run(
+        &self,
+        activity: &str,
+        input: serde_json::Value,
+        extra: &[&str],
+    ) -> serde_json::Value {
+        let (queue, worker) = self.worker().await;
+        let out = self.call(args(&queue, activity, input, extra)).await;
+        worker.shutdown().await;
+        out
+    }
+
     async fn call(&self, args: Vec<String>) -> serde_json::Value {
         let venv = self.venv.clone();
         let server = &self.server;
@@ -227,21 +242,13 @@ fn args(queue: &str, activity: &str, input: serde_json::Value, extra: &[&str]) -
 }
 
 async fn a_python_workflow_calls_an_hb_activity_by_name(env: &Env) {
-    let (queue, worker) = env.worker().await;
-    let out = env.call(args(&queue, "double", json!(21), &[])).await;
+    let out = env.run("double", json!(21), &[]).await;
     assert_eq!(out, json!({"ok": 42}));
-    worker.shutdown().await;
 }
 
 async fn an_input_that_does_not_decode_fails_at_once_without_retries(env: &Env) {
-    let (queue, worker) = env.worker().await;
     let out = env
-        .call(args(
-            &queue,
-            "double",
-            json!("twenty-one"),
-            &["--max-attempts", "5"],
-        ))
+        .run("double", json!("twenty-one"), &["--max-attempts", "5"])
         .await;
     let e = &out["error"];
     assert_eq!(e["kind"], "ApplicationError", "{out}");
@@ -252,18 +259,15 @@ async fn an_input_that_does_not_decode_fails_at_once_without_retries(env: &Env) 
         message.contains("double") && message.contains("u64"),
         "{message}"
     );
-    worker.shutdown().await;
 }
 
 async fn a_cancel_from_python_reaches_the_activity_and_python_sees_cancelled_error(env: &Env) {
-    let (queue, worker) = env.worker().await;
     let out = env
-        .call(args(
-            &queue,
+        .run(
             "process_batch",
             json!({"items": 100_000, "item_ms": 5}),
             &["--heartbeat-timeout", "2", "--cancel-after", "1.5"],
-        ))
+        )
         .await;
     let e = &out["error"];
     assert_eq!(e["kind"], "CancelledError", "{out}");
@@ -271,42 +275,35 @@ async fn a_cancel_from_python_reaches_the_activity_and_python_sees_cancelled_err
     let details = &e["details"][0];
     assert!(details["next"].as_u64().unwrap_or(0) > 0, "{out}");
     assert_eq!(details["total"], 100_000, "{out}");
-    worker.shutdown().await;
 }
 
 async fn a_stalled_attempt_times_out_on_heartbeat_with_its_checkpoint_as_details(env: &Env) {
-    let (queue, worker) = env.worker().await;
     let out = env
-        .call(args(
-            &queue,
+        .run(
             "stalls",
             json!(7),
             &["--heartbeat-timeout", "2", "--max-attempts", "1"],
-        ))
+        )
         .await;
     let e = &out["error"];
     assert_eq!(e["kind"], "TimeoutError", "{out}");
     assert_eq!(e["timeout_type"], "HEARTBEAT", "{out}");
     assert_eq!(e["details"][0]["next"], 7, "{out}");
     assert_eq!(e["details"][0]["total"], 7, "{out}");
-    worker.shutdown().await;
 }
 
 async fn a_stalled_attempt_is_retried_from_its_checkpoint(env: &Env) {
-    let (queue, worker) = env.worker().await;
     let out = env
-        .call(args(
-            &queue,
+        .run(
             "stalls",
             json!(5),
             &["--heartbeat-timeout", "2", "--max-attempts", "2"],
-        ))
+        )
         .await;
     assert_eq!(
         out,
         json!({"ok": {"processed": 0, "resumed_from": 5, "attempt": 2}})
     );
-    worker.shutdown().await;
 }
 
 async fn a_killed_worker_s_retry_resumes_from_the_last_checkpoint(env: &Env) {
@@ -354,6 +351,148 @@ async fn a_killed_worker_s_retry_resumes_from_the_last_checkpoint(env: &Env) {
     );
 }
 
+/// Polls `describe` (bounded) until the activity reports progress.
+async fn wait_for_progress<A: Activity>(h: &Handle<A>) -> hb_runtime::temporal::Description {
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let d = h.describe().await.expect("describe");
+        if d.progress.is_some_and(|p| p.done > 0) {
+            return d;
+        }
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "no progress reported: {d:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn a_standalone_activity_is_started_awaited_described_and_cancelled_through_the_hb_client(
+    env: &Env,
+) {
+    let (queue, worker) = env.worker().await;
+    let client = Client::connect(ConnectOptions::new(env.server.url()))
+        .await
+        .expect("the client connects");
+    let id = format!("standalone-{}", std::process::id());
+    let options = || StartOptions::new(&queue, &id).heartbeat_timeout(Duration::from_secs(2));
+    let batch = || Batch {
+        items: 40,
+        item_ms: 50,
+    };
+    let h = client
+        .start(process_batch, batch(), options())
+        .await
+        .unwrap();
+    assert!(
+        matches!(
+            client.start(process_batch, batch(), options()).await,
+            Err(TemporalError::AlreadyStarted { .. })
+        ),
+        "a second start of a running id is refused"
+    );
+    let d = wait_for_progress(&h).await;
+    assert_eq!(d.activity_type, "process_batch");
+    assert_eq!(d.attempt, 1);
+    assert_eq!(d.progress.unwrap().total, Some(40));
+    assert!(d.last_heartbeat.is_some());
+    assert_eq!(
+        h.result().await.unwrap(),
+        BatchReport {
+            processed: 40,
+            resumed_from: 0,
+            attempt: 1
+        }
+    );
+
+    let long = client
+        .start(
+            process_batch,
+            Batch {
+                items: 100_000,
+                item_ms: 5,
+            },
+            StartOptions::new(&queue, format!("{id}-cancelled"))
+                .heartbeat_timeout(Duration::from_secs(2)),
+        )
+        .await
+        .unwrap();
+    wait_for_progress(&long).await;
+    long.cancel().await.unwrap();
+    match long.result().await {
+        Err(ResultError::Cancelled { details: Some(d) }) => {
+            let p: BatchProgress = hb_runtime::checkpoint::decode_payload(&d).unwrap();
+            assert!(p.next > 0 && p.total == 100_000, "{p:?}");
+        }
+        other => panic!("expected Cancelled with the checkpoint, got {other:?}"),
+    }
+    worker.shutdown().await;
+}
+
+async fn a_pause_stops_the_attempt_without_cancelling_and_unpause_resumes_from_the_checkpoint(
+    env: &Env,
+) {
+    const ITEMS: u64 = 400;
+    let (queue, worker) = env.worker().await;
+    let client = Client::connect(ConnectOptions::new(env.server.url()))
+        .await
+        .expect("the client connects");
+    let id = format!("paused-{}", std::process::id());
+    let h = client
+        .start(
+            process_batch,
+            Batch {
+                items: ITEMS,
+                item_ms: 10,
+            },
+            StartOptions::new(&queue, &id).heartbeat_timeout(Duration::from_secs(2)),
+        )
+        .await
+        .unwrap();
+    wait_for_progress(&h).await;
+    let run_id = h
+        .run_id()
+        .expect("a started handle knows its run")
+        .to_owned();
+    let ids = ["--activity-id", id.as_str(), "--run-id", run_id.as_str()];
+    tokio::task::block_in_place(|| {
+        harness::cli(
+            &env.venv,
+            &env.server,
+            &[&["activity", "pause"][..], &ids].concat(),
+        )
+    });
+    // The attempt stops (the pause reaches it in a heartbeat reply) and the activity waits,
+    // paused, with its checkpoint.
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
+    let paused = loop {
+        let d = h.describe().await.unwrap();
+        if d.run_state == "Paused" {
+            break d;
+        }
+        assert!(tokio::time::Instant::now() < give_up, "never paused: {d:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let at = paused.progress.expect("the checkpoint is kept").done;
+    assert!(at > 0 && at < ITEMS, "{paused:?}");
+    assert_ne!(
+        paused.status, "Canceled",
+        "a pause is not a cancellation: {paused:?}"
+    );
+    tokio::task::block_in_place(|| {
+        harness::cli(
+            &env.venv,
+            &env.server,
+            &[&["activity", "unpause"][..], &ids].concat(),
+        )
+    });
+    let report = h.result().await.expect("it finishes once unpaused");
+    assert_eq!(report.attempt, 2, "{report:?}");
+    assert!(report.resumed_from > 0, "{report:?}");
+    assert_eq!(report.resumed_from + report.processed, ITEMS, "{report:?}");
+    worker.shutdown().await;
+}
+
 type Case = for<'a> fn(&'a Env) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>;
 
 macro_rules! cases {
@@ -378,6 +517,8 @@ fn main() {
         a_stalled_attempt_times_out_on_heartbeat_with_its_checkpoint_as_details,
         a_stalled_attempt_is_retried_from_its_checkpoint,
         a_killed_worker_s_retry_resumes_from_the_last_checkpoint,
+        a_standalone_activity_is_started_awaited_described_and_cancelled_through_the_hb_client,
+        a_pause_stops_the_attempt_without_cancelling_and_unpause_resumes_from_the_checkpoint,
     ];
     let chosen: Vec<_> = cases
         .iter()

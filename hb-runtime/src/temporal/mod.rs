@@ -42,9 +42,11 @@
 //! - An input that does not decode into the activity's input type fails the activity at once,
 //!   non-retryably (`BadInput`, naming the activity, the expected type and the serde error).
 
+mod client;
 mod convert;
 mod worker;
 
+pub use client::{Client, Description, Handle, ResultError, StartOptions, TimeoutKind};
 pub use worker::{Worker, WorkerHandle};
 
 use std::time::Duration;
@@ -175,4 +177,22 @@ pub enum TemporalError {
     /// A registered activity takes a `#[state]` the worker was not given.
     #[error(transparent)]
     MissingState(#[from] crate::state::MissingState),
+    /// An activity with this id is running already (a start is not idempotent on Temporal:
+    /// follow the running one with `Client::handle`).
+    #[error("an activity with id {id:?} is running already")]
+    AlreadyStarted {
+        /// The id.
+        id: String,
+    },
+    /// An activity's input does not serialise.
+    #[error("the input of {activity} does not serialise: {message}")]
+    Encode {
+        /// The activity type.
+        activity: String,
+        /// The serde message.
+        message: String,
+    },
+    /// The server refused a request or could not be reached.
+    #[error("Temporal: {0}")]
+    Rpc(String),
 }

@@ -172,3 +172,10 @@ pub fn call_at(venv: &Path, address: &str, args: &[&str]) -> serde_json::Value {
         )
     })
 }
+
+/// Runs the `temporal` CLI against the server (e.g. `activity pause ...`).
+pub fn cli(venv: &Path, server: &Server, args: &[&str]) {
+    run(Command::new(venv.join("bin").join("temporal"))
+        .args(args)
+        .args(["--address", &server.address]));
+}
