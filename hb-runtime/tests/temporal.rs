@@ -5,11 +5,13 @@
 //! cases (`harness = false`): `cargo test --features temporal --test temporal [-- NAME]`.
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use hb_runtime::prelude::*;
 use hb_runtime::temporal::{
-    Client, ConnectOptions, Handle, ResultError, StartOptions, TemporalError, Worker, WorkerHandle,
+    AutoHeartbeat, Client, ConnectOptions, Handle, ResultError, StartOptions, TemporalError,
+    Worker, WorkerHandle,
 };
 use serde_json::json;
 
@@ -120,6 +122,74 @@ async fn logged_batch(
         resumed_from,
         attempt: ctx.info().attempt,
     })
+}
+
+/// A plain temporalio-sdk activity: no heartbeats, no cancel checks of its own.
+mod sdk {
+    // The macro also makes `Plain::plain_sleep` (the marker as a value), unused here.
+    #![allow(dead_code)]
+    use std::time::Duration;
+
+    pub struct Plain;
+
+    #[temporalio_macros::activities]
+    impl Plain {
+        #[activity(name = "plain_sleep")]
+        pub async fn plain_sleep(
+            _ctx: temporalio_sdk::activities::ActivityContext,
+            ms: u64,
+        ) -> Result<String, temporalio_sdk::activities::ActivityError> {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok(format!("slept {ms} ms"))
+        }
+    }
+
+    pub use plain::PlainSleep;
+}
+
+/// A temporalio-sdk worker on `queue` running `plain_sleep`, wrapped in [`AutoHeartbeat`] or
+/// not, on a thread of its own (its `run()` future is not `Send`). Returns its shutdown.
+fn sdk_worker(
+    url: &str,
+    queue: &str,
+    wrapped: bool,
+) -> (Box<dyn Fn() + Send>, std::thread::JoinHandle<()>) {
+    use temporalio_sdk::{Worker as SdkWorker, WorkerOptions};
+    let (tx, rx) = std::sync::mpsc::channel::<Box<dyn Fn() + Send>>();
+    let (url, queue) = (url.to_owned(), queue.to_owned());
+    let thread = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let runtime = temporalio_sdk::Runtime::from_current_tokio(Default::default()).unwrap();
+            let connection = temporalio_client::Connection::connect(
+                temporalio_client::ConnectionOptions::new(
+                    temporalio_client::Url::parse(&url).unwrap(),
+                )
+                .identity("sdk-worker")
+                .build(),
+            )
+            .await
+            .unwrap();
+            let client = temporalio_client::Client::new(
+                connection,
+                temporalio_client::ClientOptions::new("default").build(),
+            )
+            .unwrap();
+            let builder = WorkerOptions::new(queue);
+            let options = if wrapped {
+                builder.register_activity::<AutoHeartbeat<sdk::PlainSleep>>(Arc::new(sdk::Plain))
+            } else {
+                builder.register_activity::<sdk::PlainSleep>(Arc::new(sdk::Plain))
+            }
+            .graceful_shutdown_period(Duration::from_secs(1))
+            .build();
+            let mut worker = SdkWorker::new(&runtime, client, options).unwrap();
+            let shutdown = worker.shutdown_handle();
+            tx.send(Box::new(shutdown)).unwrap();
+            worker.run().await.unwrap();
+        });
+    });
+    (rx.recv().expect("the SDK worker starts"), thread)
 }
 
 /// Set (to `url queue`) in a worker process this binary starts of itself.
@@ -493,6 +563,50 @@ async fn a_pause_stops_the_attempt_without_cancelling_and_unpause_resumes_from_t
     worker.shutdown().await;
 }
 
+async fn a_plain_temporalio_activity_with_auto_heartbeat_outlives_its_heartbeat_timeout_and_can_be_cancelled(
+    env: &Env,
+) {
+    let url = env.server.url();
+    let pid = std::process::id();
+    // 6 s of work with a 1 s heartbeat timeout: without heartbeats it times out.
+    let slow = json!(6_000);
+    let hb_timeout = ["--heartbeat-timeout", "1", "--max-attempts", "1"];
+
+    let bare = format!("plain-{pid}");
+    let (stop, thread) = sdk_worker(&url, &bare, false);
+    let out = env
+        .call(args(&bare, "plain_sleep", slow.clone(), &hb_timeout))
+        .await;
+    assert_eq!(out["error"]["kind"], "TimeoutError", "unwrapped: {out}");
+    assert_eq!(
+        out["error"]["timeout_type"], "HEARTBEAT",
+        "unwrapped: {out}"
+    );
+    stop();
+    tokio::task::block_in_place(|| thread.join().unwrap());
+
+    let wrapped = format!("auto-{pid}");
+    let (stop, thread) = sdk_worker(&url, &wrapped, true);
+    let out = env
+        .call(args(&wrapped, "plain_sleep", slow, &hb_timeout))
+        .await;
+    assert_eq!(out, json!({"ok": "slept 6000 ms"}), "wrapped");
+    let out = env
+        .call(args(
+            &wrapped,
+            "plain_sleep",
+            json!(600_000),
+            &["--heartbeat-timeout", "1", "--cancel-after", "2"],
+        ))
+        .await;
+    assert_eq!(
+        out["error"]["kind"], "CancelledError",
+        "wrapped, cancelled: {out}"
+    );
+    stop();
+    tokio::task::block_in_place(|| thread.join().unwrap());
+}
+
 type Case = for<'a> fn(&'a Env) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>;
 
 macro_rules! cases {
@@ -519,6 +633,7 @@ fn main() {
         a_killed_worker_s_retry_resumes_from_the_last_checkpoint,
         a_standalone_activity_is_started_awaited_described_and_cancelled_through_the_hb_client,
         a_pause_stops_the_attempt_without_cancelling_and_unpause_resumes_from_the_checkpoint,
+        a_plain_temporalio_activity_with_auto_heartbeat_outlives_its_heartbeat_timeout_and_can_be_cancelled,
     ];
     let chosen: Vec<_> = cases
         .iter()

@@ -42,10 +42,12 @@
 //! - An input that does not decode into the activity's input type fails the activity at once,
 //!   non-retryably (`BadInput`, naming the activity, the expected type and the serde error).
 
+mod auto;
 mod client;
 mod convert;
 mod worker;
 
+pub use auto::AutoHeartbeat;
 pub use client::{Client, Description, Handle, ResultError, StartOptions, TimeoutKind};
 pub use worker::{Worker, WorkerHandle};
 
