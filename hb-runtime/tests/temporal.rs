@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use hb_runtime::prelude::*;
 use hb_runtime::temporal::{
-    AutoHeartbeat, Client, ConnectOptions, Handle, ResultError, StartOptions, TemporalError,
-    Worker, WorkerHandle,
+    sdk_activity, AutoHeartbeat, Client, ConnectOptions, Handle, ResultError, StartOptions,
+    TemporalError, Worker, WorkerHandle,
 };
 use serde_json::json;
 
@@ -147,12 +147,23 @@ mod sdk {
     pub use plain::PlainSleep;
 }
 
-/// A temporalio-sdk worker on `queue` running `plain_sleep`, wrapped in [`AutoHeartbeat`] or
-/// not, on a thread of its own (its `run()` future is not `Send`). Returns its shutdown.
+/// What a temporalio-sdk worker of the tests runs.
+#[derive(Clone, Copy, PartialEq)]
+enum SdkSetup {
+    /// `plain_sleep` as written.
+    Plain,
+    /// `plain_sleep` in [`AutoHeartbeat`].
+    AutoHeartbeat,
+    /// hb's `process_batch`, registered with `sdk_activity`.
+    Hb,
+}
+
+/// A temporalio-sdk worker on `queue` running what `setup` says, on a thread of its own (its
+/// `run()` future is not `Send`). Returns its shutdown.
 fn sdk_worker(
     url: &str,
     queue: &str,
-    wrapped: bool,
+    setup: SdkSetup,
 ) -> (Box<dyn Fn() + Send>, std::thread::JoinHandle<()>) {
     use temporalio_sdk::{Worker as SdkWorker, WorkerOptions};
     let (tx, rx) = std::sync::mpsc::channel::<Box<dyn Fn() + Send>>();
@@ -176,10 +187,13 @@ fn sdk_worker(
             )
             .unwrap();
             let builder = WorkerOptions::new(queue);
-            let options = if wrapped {
-                builder.register_activity::<AutoHeartbeat<sdk::PlainSleep>>(Arc::new(sdk::Plain))
-            } else {
-                builder.register_activity::<sdk::PlainSleep>(Arc::new(sdk::Plain))
+            let options = match setup {
+                SdkSetup::Plain => {
+                    builder.register_activity::<sdk::PlainSleep>(Arc::new(sdk::Plain))
+                }
+                SdkSetup::AutoHeartbeat => builder
+                    .register_activity::<AutoHeartbeat<sdk::PlainSleep>>(Arc::new(sdk::Plain)),
+                SdkSetup::Hb => builder.register_activities(sdk_activity(process_batch)),
             }
             .graceful_shutdown_period(Duration::from_secs(1))
             .build();
@@ -573,7 +587,7 @@ async fn a_plain_temporalio_activity_with_auto_heartbeat_outlives_its_heartbeat_
     let hb_timeout = ["--heartbeat-timeout", "1", "--max-attempts", "1"];
 
     let bare = format!("plain-{pid}");
-    let (stop, thread) = sdk_worker(&url, &bare, false);
+    let (stop, thread) = sdk_worker(&url, &bare, SdkSetup::Plain);
     let out = env
         .call(args(&bare, "plain_sleep", slow.clone(), &hb_timeout))
         .await;
@@ -586,7 +600,7 @@ async fn a_plain_temporalio_activity_with_auto_heartbeat_outlives_its_heartbeat_
     tokio::task::block_in_place(|| thread.join().unwrap());
 
     let wrapped = format!("auto-{pid}");
-    let (stop, thread) = sdk_worker(&url, &wrapped, true);
+    let (stop, thread) = sdk_worker(&url, &wrapped, SdkSetup::AutoHeartbeat);
     let out = env
         .call(args(&wrapped, "plain_sleep", slow, &hb_timeout))
         .await;
@@ -603,6 +617,48 @@ async fn a_plain_temporalio_activity_with_auto_heartbeat_outlives_its_heartbeat_
         out["error"]["kind"], "CancelledError",
         "wrapped, cancelled: {out}"
     );
+    stop();
+    tokio::task::block_in_place(|| thread.join().unwrap());
+}
+
+async fn an_hb_activity_registered_into_a_temporalio_sdk_worker_runs_and_is_cancelled(env: &Env) {
+    let queue = format!("sdk-hb-{}", std::process::id());
+    let (stop, thread) = sdk_worker(&env.server.url(), &queue, SdkSetup::Hb);
+    let out = env
+        .call(args(
+            &queue,
+            "process_batch",
+            json!({"items": 20, "item_ms": 10}),
+            &["--heartbeat-timeout", "2"],
+        ))
+        .await;
+    assert_eq!(
+        out,
+        json!({"ok": {"processed": 20, "resumed_from": 0, "attempt": 1}})
+    );
+    let out = env
+        .call(args(
+            &queue,
+            "process_batch",
+            json!({"items": 100_000, "item_ms": 5}),
+            &["--heartbeat-timeout", "2", "--cancel-after", "1.5"],
+        ))
+        .await;
+    assert_eq!(out["error"]["kind"], "CancelledError", "{out}");
+    assert!(
+        out["error"]["details"][0]["next"].as_u64().unwrap_or(0) > 0,
+        "{out}"
+    );
+    let out = env
+        .call(args(
+            &queue,
+            "process_batch",
+            json!("not a batch"),
+            &["--max-attempts", "5"],
+        ))
+        .await;
+    assert_eq!(out["error"]["type"], "BadInput", "{out}");
+    assert_eq!(out["error"]["non_retryable"], true, "{out}");
     stop();
     tokio::task::block_in_place(|| thread.join().unwrap());
 }
@@ -634,6 +690,7 @@ fn main() {
         a_standalone_activity_is_started_awaited_described_and_cancelled_through_the_hb_client,
         a_pause_stops_the_attempt_without_cancelling_and_unpause_resumes_from_the_checkpoint,
         a_plain_temporalio_activity_with_auto_heartbeat_outlives_its_heartbeat_timeout_and_can_be_cancelled,
+        an_hb_activity_registered_into_a_temporalio_sdk_worker_runs_and_is_cancelled,
     ];
     let chosen: Vec<_> = cases
         .iter()

@@ -45,10 +45,12 @@
 mod auto;
 mod client;
 mod convert;
+mod sdk;
 mod worker;
 
 pub use auto::AutoHeartbeat;
 pub use client::{Client, Description, Handle, ResultError, StartOptions, TimeoutKind};
+pub use sdk::{sdk_activity, Marker, SdkActivity};
 pub use worker::{Worker, WorkerHandle};
 
 use std::time::Duration;
