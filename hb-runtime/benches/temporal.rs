@@ -106,39 +106,16 @@ async fn noop(_ctx: ActivityContext) -> Result<(), ActivityError> {
     Ok(())
 }
 
-/// A temporalio-sdk worker running the measuring activities, on a thread of its own.
+/// A temporalio-sdk worker running the measuring activities.
 fn sdk_worker(url: &str, queue: &str) -> (Box<dyn Fn() + Send>, std::thread::JoinHandle<()>) {
-    let (tx, rx) = std::sync::mpsc::channel::<Box<dyn Fn() + Send>>();
-    let (url, queue) = (url.to_owned(), queue.to_owned());
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async move {
-            let runtime = temporalio_sdk::Runtime::from_current_tokio(Default::default()).unwrap();
-            let connection = temporalio_client::Connection::connect(
-                temporalio_client::ConnectionOptions::new(
-                    temporalio_client::Url::parse(&url).unwrap(),
-                )
-                .identity("bench-sdk-worker")
-                .build(),
-            )
-            .await
-            .unwrap();
-            let client = temporalio_client::Client::new(
-                connection,
-                temporalio_client::ClientOptions::new("default").build(),
-            )
-            .unwrap();
-            let options = temporalio_sdk::WorkerOptions::new(queue)
-                .register_activity::<sdk::HeartbeatLoop>(Arc::new(sdk::Measure))
-                .register_activity::<sdk::HeartbeatMemory>(Arc::new(sdk::Measure))
-                .graceful_shutdown_period(Duration::from_secs(1))
-                .build();
-            let mut worker = temporalio_sdk::Worker::new(&runtime, client, options).unwrap();
-            tx.send(Box::new(worker.shutdown_handle())).unwrap();
-            worker.run().await.unwrap();
-        });
-    });
-    (rx.recv().unwrap(), thread)
+    let queue = queue.to_owned();
+    harness::sdk_worker(url, move || {
+        temporalio_sdk::WorkerOptions::new(queue)
+            .register_activity::<sdk::HeartbeatLoop>(Arc::new(sdk::Measure))
+            .register_activity::<sdk::HeartbeatMemory>(Arc::new(sdk::Measure))
+            .graceful_shutdown_period(Duration::from_secs(1))
+            .build()
+    })
 }
 
 fn main() {

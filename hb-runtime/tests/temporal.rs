@@ -165,45 +165,19 @@ fn sdk_worker(
     queue: &str,
     setup: SdkSetup,
 ) -> (Box<dyn Fn() + Send>, std::thread::JoinHandle<()>) {
-    use temporalio_sdk::{Worker as SdkWorker, WorkerOptions};
-    let (tx, rx) = std::sync::mpsc::channel::<Box<dyn Fn() + Send>>();
-    let (url, queue) = (url.to_owned(), queue.to_owned());
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async move {
-            let runtime = temporalio_sdk::Runtime::from_current_tokio(Default::default()).unwrap();
-            let connection = temporalio_client::Connection::connect(
-                temporalio_client::ConnectionOptions::new(
-                    temporalio_client::Url::parse(&url).unwrap(),
-                )
-                .identity("sdk-worker")
-                .build(),
-            )
-            .await
-            .unwrap();
-            let client = temporalio_client::Client::new(
-                connection,
-                temporalio_client::ClientOptions::new("default").build(),
-            )
-            .unwrap();
-            let builder = WorkerOptions::new(queue);
-            let options = match setup {
-                SdkSetup::Plain => {
-                    builder.register_activity::<sdk::PlainSleep>(Arc::new(sdk::Plain))
-                }
-                SdkSetup::AutoHeartbeat => builder
-                    .register_activity::<AutoHeartbeat<sdk::PlainSleep>>(Arc::new(sdk::Plain)),
-                SdkSetup::Hb => builder.register_activities(sdk_activity(process_batch)),
+    let queue = queue.to_owned();
+    harness::sdk_worker(url, move || {
+        let builder = temporalio_sdk::WorkerOptions::new(queue);
+        match setup {
+            SdkSetup::Plain => builder.register_activity::<sdk::PlainSleep>(Arc::new(sdk::Plain)),
+            SdkSetup::AutoHeartbeat => {
+                builder.register_activity::<AutoHeartbeat<sdk::PlainSleep>>(Arc::new(sdk::Plain))
             }
-            .graceful_shutdown_period(Duration::from_secs(1))
-            .build();
-            let mut worker = SdkWorker::new(&runtime, client, options).unwrap();
-            let shutdown = worker.shutdown_handle();
-            tx.send(Box::new(shutdown)).unwrap();
-            worker.run().await.unwrap();
-        });
-    });
-    (rx.recv().expect("the SDK worker starts"), thread)
+            SdkSetup::Hb => builder.register_activities(sdk_activity(process_batch)),
+        }
+        .graceful_shutdown_period(Duration::from_secs(1))
+        .build()
+    })
 }
 
 /// Set (to `url queue`) in a worker process this binary starts of itself.
