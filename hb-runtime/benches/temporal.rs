@@ -118,6 +118,34 @@ fn sdk_worker(url: &str, queue: &str) -> (Box<dyn Fn() + Send>, std::thread::Joi
     })
 }
 
+/// The time per activity of `iters` rounds, each starting `batch` activities one after the
+/// other, then awaiting each one's result.
+fn per_activity<H, S, R>(
+    rt: &tokio::runtime::Runtime,
+    iters: u64,
+    batch: u64,
+    mut start: impl FnMut() -> S,
+    result: impl Fn(H) -> R,
+) -> Duration
+where
+    S: std::future::Future<Output = H>,
+    R: std::future::Future<Output = ()>,
+{
+    let began = Instant::now();
+    for _ in 0..iters {
+        rt.block_on(async {
+            let mut handles = Vec::new();
+            for _ in 0..batch {
+                handles.push(start().await);
+            }
+            for h in handles {
+                result(h).await;
+            }
+        });
+    }
+    began.elapsed() / batch as u32
+}
+
 fn main() {
     let venv = harness::venv();
     let server = harness::Server::start(&venv);
@@ -188,24 +216,16 @@ fn main() {
         .measurement_time(Duration::from_secs(20));
     group.bench_function("temporal_dev_server_via_hb_worker", |b| {
         b.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                rt.block_on(async {
-                    let mut handles = Vec::new();
-                    for _ in 0..BATCH {
-                        handles.push(
-                            client
-                                .start(noop, (), StartOptions::new(&hb_queue, id("noop")))
-                                .await
-                                .unwrap(),
-                        );
-                    }
-                    for h in handles {
-                        h.result().await.unwrap();
-                    }
-                });
-            }
-            start.elapsed() / BATCH as u32
+            per_activity(
+                &rt,
+                iters,
+                BATCH,
+                || {
+                    let options = StartOptions::new(&hb_queue, id("noop"));
+                    async { client.start(noop, (), options).await.unwrap() }
+                },
+                |h| async move { h.result().await.unwrap() },
+            )
         })
     });
     // ... and the embedded engine, the same way.
@@ -222,24 +242,16 @@ fn main() {
     let engine_client = engine.client();
     group.bench_function("embedded_engine", |b| {
         b.iter_custom(|iters| {
-            let start = Instant::now();
-            for _ in 0..iters {
-                rt.block_on(async {
-                    let mut handles = Vec::new();
-                    for _ in 0..BATCH {
-                        handles.push(
-                            engine_client
-                                .start(noop, (), EngineStart::id(id("engine")))
-                                .await
-                                .unwrap(),
-                        );
-                    }
-                    for h in handles {
-                        h.result().await.unwrap();
-                    }
-                });
-            }
-            start.elapsed() / BATCH as u32
+            per_activity(
+                &rt,
+                iters,
+                BATCH,
+                || {
+                    let options = EngineStart::id(id("engine"));
+                    async { engine_client.start(noop, (), options).await.unwrap() }
+                },
+                |h| async move { h.result().await.unwrap() },
+            )
         })
     });
     group.finish();
