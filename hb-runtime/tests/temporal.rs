@@ -487,6 +487,70 @@ async fn a_standalone_activity_is_started_awaited_described_and_cancelled_throug
     worker.shutdown().await;
 }
 
+/// Waits (bounded) until `f` holds.
+async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(tokio::time::Instant::now() < give_up, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn a_long_running_worker_keeps_nothing_for_the_attempts_it_finished(env: &Env) {
+    let pump = hb_runtime::heartbeat::Pump::global();
+    let pumped_before = pump.stats().active;
+    let (queue, worker) = env.worker().await;
+    let client = Client::connect(ConnectOptions::new(env.server.url()))
+        .await
+        .expect("the client connects");
+    let id = |what: &str, i: u64| format!("forget-{what}-{}-{i}", std::process::id());
+    // Rounds of completions, failures (bad input) and cancels through one worker.
+    for round in 0..3u64 {
+        let mut done = Vec::new();
+        for i in 0..40 {
+            let n = round * 100 + i;
+            done.push((
+                n,
+                client
+                    .start(double, n, StartOptions::new(&queue, id("ok", n)))
+                    .await
+                    .unwrap(),
+            ));
+        }
+        let long = client
+            .start(
+                process_batch,
+                Batch {
+                    items: 100_000,
+                    item_ms: 5,
+                },
+                StartOptions::new(&queue, id("cancel", round))
+                    .heartbeat_timeout(Duration::from_secs(2)),
+            )
+            .await
+            .unwrap();
+        for (n, h) in done {
+            assert_eq!(h.result().await.unwrap(), n * 2);
+        }
+        wait_for_progress(&long).await;
+        eventually("only the long attempt runs", || worker.running() == 1).await;
+        long.cancel().await.unwrap();
+        assert!(matches!(
+            long.result().await,
+            Err(ResultError::Cancelled { .. })
+        ));
+        eventually("the worker forgets every finished attempt", || {
+            worker.running() == 0
+        })
+        .await;
+        eventually("the pump forgets every finished attempt", || {
+            pump.stats().active <= pumped_before
+        })
+        .await;
+    }
+    worker.shutdown().await;
+}
+
 async fn a_pause_stops_the_attempt_without_cancelling_and_unpause_resumes_from_the_checkpoint(
     env: &Env,
 ) {
@@ -662,6 +726,7 @@ fn main() {
         a_stalled_attempt_is_retried_from_its_checkpoint,
         a_killed_worker_s_retry_resumes_from_the_last_checkpoint,
         a_standalone_activity_is_started_awaited_described_and_cancelled_through_the_hb_client,
+        a_long_running_worker_keeps_nothing_for_the_attempts_it_finished,
         a_pause_stops_the_attempt_without_cancelling_and_unpause_resumes_from_the_checkpoint,
         a_plain_temporalio_activity_with_auto_heartbeat_outlives_its_heartbeat_timeout_and_can_be_cancelled,
         an_hb_activity_registered_into_a_temporalio_sdk_worker_runs_and_is_cancelled,

@@ -170,10 +170,12 @@ impl Worker {
             activities = ?self.activities.keys().collect::<Vec<_>>(),
             "Temporal worker started"
         );
-        let join = tokio::spawn(poll(core.clone(), self.activities, runner));
+        let running = Running::default();
+        let join = tokio::spawn(poll(core.clone(), self.activities, runner, running.clone()));
         Ok(WorkerHandle {
             core,
             join,
+            running,
             _runtime: Arc::new(runtime),
         })
     }
@@ -183,6 +185,7 @@ impl Worker {
 pub struct WorkerHandle {
     core: Arc<CoreWorker>,
     join: tokio::task::JoinHandle<()>,
+    running: Running,
     /// Core's runtime (telemetry), kept while the worker runs.
     _runtime: Arc<CoreRuntime>,
 }
@@ -194,6 +197,12 @@ impl fmt::Debug for WorkerHandle {
 }
 
 impl WorkerHandle {
+    /// How many attempts this worker runs now. An attempt is forgotten once its outcome is
+    /// reported, so a worker that runs for months holds nothing for the attempts it finished.
+    pub fn running(&self) -> usize {
+        lock(&self.running).len()
+    }
+
     /// Stops polling, lets running attempts finish within the worker's `shutdown_grace`, then
     /// cancels the rest with [`CancelReason::WorkerShutdown`] (their checkpoints flushed; the
     /// server retries them) and waits for every attempt to report.
@@ -210,8 +219,8 @@ async fn poll(
     core: Arc<CoreWorker>,
     activities: HashMap<&'static str, Arc<dyn DynActivity>>,
     runner: AttemptRunner,
+    running: Running,
 ) {
-    let running: Running = Arc::default();
     let mut attempts = tokio::task::JoinSet::new();
     loop {
         let task = match core.poll_activity_task().await {
