@@ -12,19 +12,28 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError, ExecutableActiv
 ///
 /// Register it in place of the activity's marker type:
 ///
-/// ```ignore
+/// ```no_run
+/// use std::sync::Arc;
 /// use hb_runtime::temporal::AutoHeartbeat;
+/// use temporalio_sdk::activities::{ActivityContext, ActivityError};
 ///
-/// struct Files;
+/// pub struct Files;
+///
 /// #[temporalio_macros::activities]
 /// impl Files {
 ///     #[activity(name = "copy_tree")]
-///     async fn copy_tree(_ctx: ActivityContext, root: String) -> Result<u64, ActivityError> { .. }
+///     pub async fn copy_tree(_ctx: ActivityContext, root: String) -> Result<u64, ActivityError> {
+///         Ok(root.len() as u64) // hours of copying, no heartbeat of its own
+///     }
 /// }
 ///
-/// let options = WorkerOptions::new("files")
-///     .register_activity::<AutoHeartbeat<files::CopyTree>>(Arc::new(Files))
-///     .build();
+/// fn main() {
+///     let options = temporalio_sdk::WorkerOptions::new("files")
+///         .register_activity::<AutoHeartbeat<files::CopyTree>>(Arc::new(Files))
+///         .build();
+///     // temporalio_sdk::Worker::new(&runtime, client, options) ... as usual
+/// #   let _ = options;
+/// }
 /// ```
 ///
 /// While the activity runs, the wrapper records a heartbeat every half heartbeat timeout (30 s

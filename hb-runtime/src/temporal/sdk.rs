@@ -22,11 +22,20 @@ use crate::transport::{HeartbeatReply, TaskToken, Transport};
 
 /// An hb activity registered into a temporalio-sdk `WorkerOptions`, from [`sdk_activity`].
 ///
-/// ```ignore
+/// ```no_run
+/// use hb_runtime::prelude::*;
+///
+/// #[activity(heartbeat_timeout = "10s")]
+/// async fn process_batch(ctx: ActivityContext, items: u64) -> Result<u64, ActivityError> {
+///     Ok(items)
+/// }
+///
 /// let options = temporalio_sdk::WorkerOptions::new("orders")
-///     .register_workflow::<MyWorkflow>()?
+///     // .register_workflow::<MyWorkflow>() and your other registrations, then:
 ///     .register_activities(hb_runtime::temporal::sdk_activity(process_batch))
 ///     .build();
+/// // temporalio_sdk::Worker::new(&runtime, client, options) ... as usual
+/// # let _ = options;
 /// ```
 ///
 /// The attempt runs under hb's runner as on [`Worker`](super::Worker): the pump, checkpoints,
