@@ -21,6 +21,8 @@ use hb_runtime::temporal::{Client, ConnectOptions, StartOptions, Worker};
 #[path = "../tests/temporal/harness.rs"]
 #[allow(dead_code)]
 mod harness;
+#[path = "../tests/temporal/sdk_harness.rs"]
+mod sdk_harness;
 
 /// The details each heartbeat carries: a 3-field struct of integers, like hb's bench.
 #[derive(Serialize, Deserialize, Clone, Copy)]
@@ -109,7 +111,7 @@ async fn noop(_ctx: ActivityContext) -> Result<(), ActivityError> {
 /// A temporalio-sdk worker running the measuring activities.
 fn sdk_worker(url: &str, queue: &str) -> (Box<dyn Fn() + Send>, std::thread::JoinHandle<()>) {
     let queue = queue.to_owned();
-    harness::sdk_worker(url, move || {
+    sdk_harness::sdk_worker(url, move || {
         temporalio_sdk::WorkerOptions::new(queue)
             .register_activity::<sdk::HeartbeatLoop>(Arc::new(sdk::Measure))
             .register_activity::<sdk::HeartbeatMemory>(Arc::new(sdk::Measure))

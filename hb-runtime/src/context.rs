@@ -183,6 +183,7 @@ fn reason_code(reason: CancelReason) -> u32 {
         CancelReason::WorkerShutdown => 3,
         CancelReason::Paused => 4,
         CancelReason::NotFound => 5,
+        CancelReason::Reset => 6,
     }
 }
 
@@ -193,6 +194,7 @@ fn reason_of(status: u32) -> Option<CancelReason> {
         3 => CancelReason::WorkerShutdown,
         4 => CancelReason::Paused,
         5 => CancelReason::NotFound,
+        6 => CancelReason::Reset,
         _ => return None,
     })
 }

@@ -317,10 +317,22 @@ impl RetryPolicy {
 
     /// Whether another attempt may follow failed attempt `attempt` ending with `error`.
     pub fn should_retry(&self, attempt: u32, error: &ActivityError) -> bool {
-        if !error.is_retryable() || self.non_retryable.contains(&error.error_type()) {
-            return false;
-        }
-        self.max_attempts == 0 || attempt < self.max_attempts
+        self.may_retry(error) && (self.max_attempts == 0 || attempt < self.max_attempts)
+    }
+
+    /// Whether this policy lets `error` be retried at all: it is retryable and its type is not
+    /// in [`non_retryable`](Self::non_retryable). Backends whose server decides retries (Temporal)
+    /// report a failure this refuses as non-retryable.
+    ///
+    /// ```
+    /// use hb_runtime::{ActivityError, RetryPolicy};
+    ///
+    /// let p = RetryPolicy::new().non_retryable(&["BadInput"]);
+    /// assert!(p.may_retry(&ActivityError::retryable("Timeout", "slow upstream")));
+    /// assert!(!p.may_retry(&ActivityError::retryable("BadInput", "no such file")));
+    /// ```
+    pub fn may_retry(&self, error: &ActivityError) -> bool {
+        error.is_retryable() && !self.non_retryable.contains(&error.error_type())
     }
 }
 

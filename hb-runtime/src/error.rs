@@ -37,8 +37,11 @@ pub enum CancelReason {
     /// The activity was paused on the server. Not a cancellation of the activity: it is retried
     /// (from its last checkpoint) once unpaused.
     Paused,
-    /// The backend no longer knows the attempt (it completed, was reset, or timed out already).
+    /// The backend no longer knows the attempt (it completed or timed out already).
     NotFound,
+    /// The activity was reset on the server (`temporal activity reset`): this attempt stops
+    /// and the server starts the activity again. Retryable, like a pause.
+    Reset,
 }
 
 impl fmt::Display for CancelReason {
@@ -49,6 +52,7 @@ impl fmt::Display for CancelReason {
             CancelReason::WorkerShutdown => "worker shutdown",
             CancelReason::Paused => "paused",
             CancelReason::NotFound => "activity not found",
+            CancelReason::Reset => "activity reset",
         })
     }
 }
@@ -210,7 +214,10 @@ impl ActivityError {
             ActivityError::Cancelled { reason, .. } => {
                 matches!(
                     reason,
-                    CancelReason::WorkerShutdown | CancelReason::Paused | CancelReason::TimedOut
+                    CancelReason::WorkerShutdown
+                        | CancelReason::Paused
+                        | CancelReason::TimedOut
+                        | CancelReason::Reset
                 )
             }
             // A heartbeat the backend did not take (an outage) may work next attempt.

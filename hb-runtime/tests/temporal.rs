@@ -17,6 +17,8 @@ use serde_json::json;
 
 #[path = "temporal/harness.rs"]
 mod harness;
+#[path = "temporal/sdk_harness.rs"]
+mod sdk_harness;
 
 use harness::{call, Server};
 
@@ -73,6 +75,13 @@ async fn process_batch(
         resumed_from,
         attempt: ctx.info().attempt,
     })
+}
+
+/// Fails with an error type its retry policy lists as non-retryable (the error itself is
+/// retryable).
+#[activity(heartbeat_timeout = "10s", retry(non_retryable = ["Unlucky"]))]
+async fn unlucky(_ctx: ActivityContext) -> Result<(), ActivityError> {
+    Err(ActivityError::retryable("Unlucky", "the draw went badly"))
 }
 
 /// Checkpoints `progress_to` items, then stops making progress (a stuck dependency): with
@@ -142,9 +151,19 @@ mod sdk {
             tokio::time::sleep(Duration::from_millis(ms)).await;
             Ok(format!("slept {ms} ms"))
         }
+
+        /// Blocks its thread (no `.await`) for `ms`.
+        #[activity(name = "plain_block")]
+        pub async fn plain_block(
+            _ctx: temporalio_sdk::activities::ActivityContext,
+            ms: u64,
+        ) -> Result<String, temporalio_sdk::activities::ActivityError> {
+            std::thread::sleep(Duration::from_millis(ms));
+            Ok(format!("blocked {ms} ms"))
+        }
     }
 
-    pub use plain::PlainSleep;
+    pub use plain::{PlainBlock, PlainSleep};
 }
 
 /// What a temporalio-sdk worker of the tests runs.
@@ -166,13 +185,13 @@ fn sdk_worker(
     setup: SdkSetup,
 ) -> (Box<dyn Fn() + Send>, std::thread::JoinHandle<()>) {
     let queue = queue.to_owned();
-    harness::sdk_worker(url, move || {
+    sdk_harness::sdk_worker(url, move || {
         let builder = temporalio_sdk::WorkerOptions::new(queue);
         match setup {
             SdkSetup::Plain => builder.register_activity::<sdk::PlainSleep>(Arc::new(sdk::Plain)),
-            SdkSetup::AutoHeartbeat => {
-                builder.register_activity::<AutoHeartbeat<sdk::PlainSleep>>(Arc::new(sdk::Plain))
-            }
+            SdkSetup::AutoHeartbeat => builder
+                .register_activity::<AutoHeartbeat<sdk::PlainSleep>>(Arc::new(sdk::Plain))
+                .register_activity::<AutoHeartbeat<sdk::PlainBlock>>(Arc::new(sdk::Plain)),
             SdkSetup::Hb => builder.register_activities(sdk_activity(process_batch)),
         }
         .graceful_shutdown_period(Duration::from_secs(1))
@@ -253,15 +272,27 @@ impl Env {
             std::process::id(),
             QUEUE.fetch_add(1, Ordering::Relaxed)
         );
-        let worker = Worker::new(ConnectOptions::new(self.server.url()), &queue)
+        let worker = self.worker_on(&queue).await;
+        (queue, worker)
+    }
+
+    /// An hb worker on `queue`, with every test activity.
+    async fn worker_on(&self, queue: &str) -> WorkerHandle {
+        Worker::new(ConnectOptions::new(self.server.url()), queue)
             .register(double)
             .register(process_batch)
             .register(stalls)
+            .register(unlucky)
             .shutdown_grace(Duration::from_secs(1))
             .spawn()
             .await
-            .expect("the hb worker starts");
-        (queue, worker)
+            .expect("the hb worker starts")
+    }
+
+    async fn client(&self) -> Client {
+        Client::connect(ConnectOptions::new(self.server.url()))
+            .await
+            .expect("the client connects")
     }
 
     /// Calls `activity` from Python on a worker of its own, stopped afterwards.
@@ -317,6 +348,17 @@ async fn an_input_that_does_not_decode_fails_at_once_without_retries(env: &Env) 
         message.contains("double") && message.contains("u64"),
         "{message}"
     );
+}
+
+async fn an_error_type_the_activity_lists_as_non_retryable_is_not_retried_by_the_caller(env: &Env) {
+    // The caller's policy would retry 5 times; the activity's own list says no.
+    let out = env
+        .run("unlucky", json!(null), &["--max-attempts", "5"])
+        .await;
+    let e = &out["error"];
+    assert_eq!(e["kind"], "ApplicationError", "{out}");
+    assert_eq!(e["type"], "Unlucky", "{out}");
+    assert_eq!(e["non_retryable"], true, "{out}");
 }
 
 async fn a_cancel_from_python_reaches_the_activity_and_python_sees_cancelled_error(env: &Env) {
@@ -551,6 +593,78 @@ async fn a_long_running_worker_keeps_nothing_for_the_attempts_it_finished(env: &
     worker.shutdown().await;
 }
 
+async fn a_worker_shutdown_s_retry_resumes_from_the_checkpoint_on_another_worker(env: &Env) {
+    const ITEMS: u64 = 300;
+    let (queue, first) = env.worker().await;
+    let client = env.client().await;
+    let id = format!("shutdown-{}", std::process::id());
+    let h = client
+        .start(
+            process_batch,
+            Batch {
+                items: ITEMS,
+                item_ms: 10,
+            },
+            StartOptions::new(&queue, &id).heartbeat_timeout(Duration::from_secs(2)),
+        )
+        .await
+        .unwrap();
+    wait_for_progress(&h).await;
+    // Graceful: after the 1 s grace the attempt is cancelled with WorkerShutdown, flushes its
+    // checkpoint and reports; the server retries it on the next worker of the queue.
+    first.shutdown().await;
+    let second = env.worker_on(&queue).await;
+    let report = h.result().await.expect("the retry finishes");
+    assert_eq!(report.attempt, 2, "{report:?}");
+    assert!(report.resumed_from > 0, "{report:?}");
+    assert_eq!(report.resumed_from + report.processed, ITEMS, "{report:?}");
+    second.shutdown().await;
+}
+
+async fn a_reset_restarts_the_activity_from_its_checkpoint_instead_of_failing_it(env: &Env) {
+    const ITEMS: u64 = 400;
+    let (queue, worker) = env.worker().await;
+    let client = env.client().await;
+    let id = format!("reset-{}", std::process::id());
+    let h = client
+        .start(
+            process_batch,
+            Batch {
+                items: ITEMS,
+                item_ms: 10,
+            },
+            StartOptions::new(&queue, &id).heartbeat_timeout(Duration::from_secs(2)),
+        )
+        .await
+        .unwrap();
+    wait_for_progress(&h).await;
+    let run_id = h
+        .run_id()
+        .expect("a started handle knows its run")
+        .to_owned();
+    tokio::task::block_in_place(|| {
+        harness::cli(
+            &env.venv,
+            &env.server,
+            &[
+                "activity",
+                "reset",
+                "--activity-id",
+                &id,
+                "--run-id",
+                &run_id,
+            ],
+        )
+    });
+    // The attempt stops with a retryable ActivityReset failure; the server starts the
+    // activity again (attempt 1) with the details it kept.
+    let report = h.result().await.expect("a reset activity runs again");
+    assert_eq!(report.attempt, 1, "{report:?}");
+    assert!(report.resumed_from > 0, "{report:?}");
+    assert_eq!(report.resumed_from + report.processed, ITEMS, "{report:?}");
+    worker.shutdown().await;
+}
+
 async fn a_pause_stops_the_attempt_without_cancelling_and_unpause_resumes_from_the_checkpoint(
     env: &Env,
 ) {
@@ -589,7 +703,7 @@ async fn a_pause_stops_the_attempt_without_cancelling_and_unpause_resumes_from_t
     let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
     let paused = loop {
         let d = h.describe().await.unwrap();
-        if d.run_state == "Paused" {
+        if d.run_state == "Paused" && d.last_failure.is_some() {
             break d;
         }
         assert!(tokio::time::Instant::now() < give_up, "never paused: {d:?}");
@@ -600,6 +714,13 @@ async fn a_pause_stops_the_attempt_without_cancelling_and_unpause_resumes_from_t
     assert_ne!(
         paused.status, "Canceled",
         "a pause is not a cancellation: {paused:?}"
+    );
+    // The attempt reported the pause itself (not a cancel the server would refuse, leaving a
+    // heartbeat timeout as the failure).
+    let failure = paused.last_failure.clone().unwrap_or_default();
+    assert!(
+        failure.to_lowercase().contains("paused"),
+        "the attempt's failure names the pause: {paused:?}"
     );
     tokio::task::block_in_place(|| {
         harness::cli(
@@ -643,6 +764,15 @@ async fn a_plain_temporalio_activity_with_auto_heartbeat_outlives_its_heartbeat_
         .call(args(&wrapped, "plain_sleep", slow, &hb_timeout))
         .await;
     assert_eq!(out, json!({"ok": "slept 6000 ms"}), "wrapped");
+    // A body that blocks its thread still heartbeats (the wrapper's own task does).
+    let out = env
+        .call(args(&wrapped, "plain_block", json!(4_000), &hb_timeout))
+        .await;
+    assert_eq!(
+        out,
+        json!({"ok": "blocked 4000 ms"}),
+        "wrapped, blocking: {out}"
+    );
     let out = env
         .call(args(
             &wrapped,
@@ -721,12 +851,15 @@ fn main() {
     let cases = cases![
         a_python_workflow_calls_an_hb_activity_by_name,
         an_input_that_does_not_decode_fails_at_once_without_retries,
+        an_error_type_the_activity_lists_as_non_retryable_is_not_retried_by_the_caller,
         a_cancel_from_python_reaches_the_activity_and_python_sees_cancelled_error,
         a_stalled_attempt_times_out_on_heartbeat_with_its_checkpoint_as_details,
         a_stalled_attempt_is_retried_from_its_checkpoint,
         a_killed_worker_s_retry_resumes_from_the_last_checkpoint,
         a_standalone_activity_is_started_awaited_described_and_cancelled_through_the_hb_client,
         a_long_running_worker_keeps_nothing_for_the_attempts_it_finished,
+        a_worker_shutdown_s_retry_resumes_from_the_checkpoint_on_another_worker,
+        a_reset_restarts_the_activity_from_its_checkpoint_instead_of_failing_it,
         a_pause_stops_the_attempt_without_cancelling_and_unpause_resumes_from_the_checkpoint,
         a_plain_temporalio_activity_with_auto_heartbeat_outlives_its_heartbeat_timeout_and_can_be_cancelled,
         an_hb_activity_registered_into_a_temporalio_sdk_worker_runs_and_is_cancelled,

@@ -37,7 +37,9 @@ use temporalio_sdk::activities::{ActivityContext, ActivityError, ExecutableActiv
 /// ```
 ///
 /// While the activity runs, the wrapper records a heartbeat every half heartbeat timeout (30 s
-/// when the caller set none), below core's throttle of 0.8 × the timeout. So:
+/// when the caller set none), below core's throttle of 0.8 × the timeout, from a thread of its
+/// own (`hb-auto-heartbeat`, shared by every wrapped attempt), so a body that blocks its
+/// thread for a while still heartbeats. So:
 /// - an activity that never heartbeats stays alive past its heartbeat timeout, for as long as
 ///   it runs;
 /// - a cancel (which reaches a worker only in a heartbeat's reply) stops it. The body is
@@ -65,6 +67,24 @@ impl<A: ActivityDefinition> ActivityDefinition for AutoHeartbeat<A> {
     fn name(&self) -> &str {
         self.0.name()
     }
+}
+
+/// The runtime the wrappers' heartbeat loops run on: one thread of its own (`hb-auto-heartbeat`),
+/// started on first use, apart from the activities' executor.
+fn beats_runtime() -> &'static tokio::runtime::Handle {
+    static HANDLE: std::sync::OnceLock<tokio::runtime::Handle> = std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("building the auto-heartbeat runtime");
+        let handle = rt.handle().clone();
+        std::thread::Builder::new()
+            .name("hb-auto-heartbeat".into())
+            .spawn(move || rt.block_on(std::future::pending::<()>()))
+            .expect("spawning the hb-auto-heartbeat thread");
+        handle
+    })
 }
 
 /// How often the wrapper heartbeats an attempt with heartbeat timeout `timeout`.
@@ -97,17 +117,23 @@ where
         Box::pin(async move {
             let every = interval(ctx.info().heartbeat_timeout);
             let previous = ctx.heartbeat_details().raw().to_vec();
-            let beats = async {
-                loop {
-                    if let Err(e) = ctx.record_heartbeat(RawValue::new(previous.clone())).await {
-                        tracing::warn!(error = %e, "auto-heartbeat could not be recorded");
+            // Off the activity's executor, so a body that blocks its thread (no `.await` for a
+            // while) does not stop the heartbeats; aborted when the attempt ends or is dropped.
+            let _beats = {
+                let ctx = ctx.clone();
+                let previous = previous.clone();
+                tokio_util::task::AbortOnDropHandle::new(beats_runtime().spawn(async move {
+                    loop {
+                        if let Err(e) = ctx.record_heartbeat(RawValue::new(previous.clone())).await
+                        {
+                            tracing::warn!(error = %e, "auto-heartbeat could not be recorded");
+                        }
+                        tokio::time::sleep(every).await;
                     }
-                    tokio::time::sleep(every).await;
-                }
+                }))
             };
             tokio::select! {
                 result = body => result,
-                () = beats => unreachable!("the heartbeat loop never ends"),
                 () = ctx.cancelled() => {
                     tracing::info!(activity_type = %ctx.info().activity_type, "cancel delivered; activity body dropped");
                     Err(if previous.is_empty() {

