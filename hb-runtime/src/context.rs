@@ -677,10 +677,21 @@ impl<T: Checkpoint> ErasedSlot for Slot<T> {
             }
             (g.seq, g.value()?.clone())
         };
-        let encoded = checkpoint::encode(&value).map_err(|e| CheckpointError::Encode {
-            type_name: T::TYPE_NAME,
-            message: e.to_string(),
-        });
+        // The user's `Serialize` runs here, on the pump's thread among other places: a panic in
+        // it is this checkpoint's encode error, not the end of the pump (and of every
+        // attempt's heartbeats).
+        let encoded =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| checkpoint::encode(&value)))
+                .unwrap_or_else(|panic| {
+                    Err(serde::ser::Error::custom(format_args!(
+                        "Serialize panicked: {}",
+                        crate::runner::panic_message(panic.as_ref())
+                    )))
+                })
+                .map_err(|e| CheckpointError::Encode {
+                    type_name: T::TYPE_NAME,
+                    message: e.to_string(),
+                });
         Some((seq, encoded))
     }
 

@@ -352,3 +352,91 @@ async fn a_checkpoint_serde_cannot_encode_is_a_typed_error_not_a_panic() {
     assert!(run.heartbeats.is_empty());
     assert_eq!(run.final_details, None);
 }
+
+/// A checkpoint whose `Serialize` panics once `boom` is set (a bug in user code).
+#[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug, PartialEq)]
+struct Explosive {
+    #[serde(serialize_with = "explode")]
+    boom: bool,
+}
+
+fn explode<S: serde::Serializer>(boom: &bool, s: S) -> Result<S::Ok, S::Error> {
+    assert!(!*boom, "this checkpoint cannot be serialised");
+    s.serialize_bool(*boom)
+}
+
+/// Stores an explosive checkpoint and waits (bounded) for the pump's refusal.
+#[activity(heartbeat_timeout = "100ms")]
+async fn explosive(
+    ctx: ActivityContext,
+    #[checkpoint] _e: Explosive,
+    _input: (),
+) -> Result<String, ActivityError> {
+    let bad = Explosive { boom: true };
+    ctx.checkpoint(&bad)?;
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        match ctx.checkpoint(&bad) {
+            Err(CheckpointError::Encode { message, .. }) => return Ok(message),
+            Err(other) => panic!("expected Encode, got {other:?}"),
+            Ok(()) if tokio::time::Instant::now() > give_up => panic!("the pump never refused it"),
+            Ok(()) => {}
+        }
+    }
+}
+
+#[activity(heartbeat_timeout = "100ms")]
+async fn steady(
+    ctx: ActivityContext,
+    #[checkpoint] mut n: u64,
+    _input: (),
+) -> Result<(), ActivityError> {
+    loop {
+        n += 1;
+        ctx.checkpoint(&n)?;
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_whose_serialize_panics_is_an_encode_error_and_the_pump_lives_on() {
+    use hb_runtime::runner::{AttemptRequest, AttemptRunner};
+    use hb_runtime::transport::{MemoryTransport, TaskToken};
+    use hb_runtime::Payload;
+
+    // The global pump, on its own thread: the one a panic there would take down.
+    let transport = MemoryTransport::new();
+    let runner = AttemptRunner::new(transport.clone());
+    let request = |id: &str| {
+        AttemptRequest::new(
+            id,
+            TaskToken::new(id.as_bytes().to_vec()),
+            Payload::json(&()).unwrap(),
+        )
+    };
+    let outcome = runner.start(&explosive(), request("explosive")).run().await;
+    let message: String = outcome
+        .result
+        .expect("the refusal reached the body")
+        .decode()
+        .unwrap();
+    assert!(message.contains("Serialize panicked"), "{message}");
+    assert!(message.contains("cannot be serialised"), "{message}");
+
+    // Another attempt still heartbeats through the same pump.
+    let attempt = runner.start(&steady(), request("steady"));
+    let handle = attempt.handle();
+    let run = tokio::spawn(attempt.run());
+    let mut beats = transport.subscribe();
+    let before = *beats.borrow();
+    tokio::time::timeout(
+        Duration::from_secs(10),
+        beats.wait_for(|n| *n >= before + 2),
+    )
+    .await
+    .expect("the pump heartbeats after the panic")
+    .unwrap();
+    handle.cancel(CancelReason::Requested);
+    let _ = run.await;
+}
