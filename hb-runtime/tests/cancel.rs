@@ -495,3 +495,27 @@ async fn start_to_close_timeout_times_out_an_attempt_that_heartbeats_fine() {
     assert_eq!(run.last_checkpoint, Some(Step { n: 30 }));
     assert_eq!(run.heartbeats.len(), 6);
 }
+
+/// Returns `Cancelled` although nobody asked it to cancel.
+#[activity(heartbeat_timeout = "10s")]
+async fn quits(_ctx: ActivityContext) -> Result<(), ActivityError> {
+    Err(ActivityError::Cancelled {
+        reason: CancelReason::Requested,
+        details: None,
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_body_returning_cancelled_unasked_reports_a_failure_not_a_cancellation() {
+    let run = ActivityEnvironment::new().run(quits, ()).await;
+    assert!(run.result.unwrap_err().is_cancelled());
+    let reports: Vec<_> = run
+        .calls
+        .iter()
+        .filter(|c| !matches!(c, RecordedCall::Heartbeat(_)))
+        .collect();
+    assert!(
+        matches!(reports.as_slice(), [RecordedCall::Failed { error, .. }] if !error.is_retryable()),
+        "{reports:?}"
+    );
+}

@@ -327,10 +327,15 @@ async fn report(shared: &Arc<Shared>, mut result: AttemptResult) -> AttemptOutco
             tracing::debug!("activity completed");
             transport.complete(token, output.clone()).await
         }
+        // Only an attempt that was asked to cancel reports a cancellation (a backend refuses
+        // one nobody requested: Temporal would leave the attempt to time out). A body that
+        // returns `Cancelled` on its own fails, non-retryably.
         Err(ActivityError::Cancelled {
             reason: CancelReason::Requested,
             ..
-        }) => transport.cancelled(token, details.as_ref()).await,
+        }) if shared.cancel_reason().is_some() => {
+            transport.cancelled(token, details.as_ref()).await
+        }
         Err(e) => {
             tracing::warn!(error = %e, retryable = e.is_retryable(), "activity attempt failed");
             transport.fail(token, e, details.as_ref()).await
