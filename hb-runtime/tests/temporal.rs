@@ -471,9 +471,7 @@ async fn a_standalone_activity_is_started_awaited_described_and_cancelled_throug
     env: &Env,
 ) {
     let (queue, worker) = env.worker().await;
-    let client = Client::connect(ConnectOptions::new(env.server.url()))
-        .await
-        .expect("the client connects");
+    let client = env.client().await;
     let id = format!("standalone-{}", std::process::id());
     let options = || StartOptions::new(&queue, &id).heartbeat_timeout(Duration::from_secs(2));
     let batch = || Batch {
@@ -505,19 +503,7 @@ async fn a_standalone_activity_is_started_awaited_described_and_cancelled_throug
         }
     );
 
-    let long = client
-        .start(
-            process_batch,
-            Batch {
-                items: 100_000,
-                item_ms: 5,
-            },
-            StartOptions::new(&queue, format!("{id}-cancelled"))
-                .heartbeat_timeout(Duration::from_secs(2)),
-        )
-        .await
-        .unwrap();
-    wait_for_progress(&long).await;
+    let long = running_batch(env, &queue, &format!("{id}-cancelled"), 100_000).await;
     long.cancel().await.unwrap();
     match long.result().await {
         Err(ResultError::Cancelled { details: Some(d) }) => {
@@ -542,9 +528,7 @@ async fn a_long_running_worker_keeps_nothing_for_the_attempts_it_finished(env: &
     let pump = hb_runtime::heartbeat::Pump::global();
     let pumped_before = pump.stats().active;
     let (queue, worker) = env.worker().await;
-    let client = Client::connect(ConnectOptions::new(env.server.url()))
-        .await
-        .expect("the client connects");
+    let client = env.client().await;
     let id = |what: &str, i: u64| format!("forget-{what}-{}-{i}", std::process::id());
     // Rounds of completions, failures (bad input) and cancels through one worker.
     for round in 0..3u64 {
@@ -559,22 +543,10 @@ async fn a_long_running_worker_keeps_nothing_for_the_attempts_it_finished(env: &
                     .unwrap(),
             ));
         }
-        let long = client
-            .start(
-                process_batch,
-                Batch {
-                    items: 100_000,
-                    item_ms: 5,
-                },
-                StartOptions::new(&queue, id("cancel", round))
-                    .heartbeat_timeout(Duration::from_secs(2)),
-            )
-            .await
-            .unwrap();
+        let long = running_batch(env, &queue, &id("cancel", round), 100_000).await;
         for (n, h) in done {
             assert_eq!(h.result().await.unwrap(), n * 2);
         }
-        wait_for_progress(&long).await;
         eventually("only the long attempt runs", || worker.running() == 1).await;
         long.cancel().await.unwrap();
         assert!(matches!(
@@ -593,51 +565,46 @@ async fn a_long_running_worker_keeps_nothing_for_the_attempts_it_finished(env: &
     worker.shutdown().await;
 }
 
-async fn a_worker_shutdown_s_retry_resumes_from_the_checkpoint_on_another_worker(env: &Env) {
-    const ITEMS: u64 = 300;
-    let (queue, first) = env.worker().await;
-    let client = env.client().await;
-    let id = format!("shutdown-{}", std::process::id());
-    let h = client
+/// A `process_batch` of `items` items of 10 ms, started through hb's client on `queue` with a
+/// 2 s heartbeat timeout, once it has reported progress.
+async fn running_batch(env: &Env, queue: &str, id: &str, items: u64) -> Handle<process_batch> {
+    let h = env
+        .client()
+        .await
         .start(
             process_batch,
-            Batch {
-                items: ITEMS,
-                item_ms: 10,
-            },
-            StartOptions::new(&queue, &id).heartbeat_timeout(Duration::from_secs(2)),
+            Batch { items, item_ms: 10 },
+            StartOptions::new(queue, id).heartbeat_timeout(Duration::from_secs(2)),
         )
         .await
         .unwrap();
     wait_for_progress(&h).await;
+    h
+}
+
+/// `report` is attempt `attempt` of `items` items, resumed from a checkpoint.
+fn assert_resumed(report: &BatchReport, attempt: u32, items: u64) {
+    assert_eq!(report.attempt, attempt, "{report:?}");
+    assert!(report.resumed_from > 0, "{report:?}");
+    assert_eq!(report.resumed_from + report.processed, items, "{report:?}");
+}
+
+async fn a_worker_shutdown_s_retry_resumes_from_the_checkpoint_on_another_worker(env: &Env) {
+    let (queue, first) = env.worker().await;
+    let id = format!("shutdown-{}", std::process::id());
+    let h = running_batch(env, &queue, &id, 300).await;
     // Graceful: after the 1 s grace the attempt is cancelled with WorkerShutdown, flushes its
     // checkpoint and reports; the server retries it on the next worker of the queue.
     first.shutdown().await;
     let second = env.worker_on(&queue).await;
-    let report = h.result().await.expect("the retry finishes");
-    assert_eq!(report.attempt, 2, "{report:?}");
-    assert!(report.resumed_from > 0, "{report:?}");
-    assert_eq!(report.resumed_from + report.processed, ITEMS, "{report:?}");
+    assert_resumed(&h.result().await.expect("the retry finishes"), 2, 300);
     second.shutdown().await;
 }
 
 async fn a_reset_restarts_the_activity_from_its_checkpoint_instead_of_failing_it(env: &Env) {
-    const ITEMS: u64 = 400;
     let (queue, worker) = env.worker().await;
-    let client = env.client().await;
     let id = format!("reset-{}", std::process::id());
-    let h = client
-        .start(
-            process_batch,
-            Batch {
-                items: ITEMS,
-                item_ms: 10,
-            },
-            StartOptions::new(&queue, &id).heartbeat_timeout(Duration::from_secs(2)),
-        )
-        .await
-        .unwrap();
-    wait_for_progress(&h).await;
+    let h = running_batch(env, &queue, &id, 400).await;
     let run_id = h
         .run_id()
         .expect("a started handle knows its run")
@@ -658,10 +625,11 @@ async fn a_reset_restarts_the_activity_from_its_checkpoint_instead_of_failing_it
     });
     // The attempt stops with a retryable ActivityReset failure; the server starts the
     // activity again (attempt 1) with the details it kept.
-    let report = h.result().await.expect("a reset activity runs again");
-    assert_eq!(report.attempt, 1, "{report:?}");
-    assert!(report.resumed_from > 0, "{report:?}");
-    assert_eq!(report.resumed_from + report.processed, ITEMS, "{report:?}");
+    assert_resumed(
+        &h.result().await.expect("a reset activity runs again"),
+        1,
+        400,
+    );
     worker.shutdown().await;
 }
 
@@ -670,22 +638,8 @@ async fn a_pause_stops_the_attempt_without_cancelling_and_unpause_resumes_from_t
 ) {
     const ITEMS: u64 = 400;
     let (queue, worker) = env.worker().await;
-    let client = Client::connect(ConnectOptions::new(env.server.url()))
-        .await
-        .expect("the client connects");
     let id = format!("paused-{}", std::process::id());
-    let h = client
-        .start(
-            process_batch,
-            Batch {
-                items: ITEMS,
-                item_ms: 10,
-            },
-            StartOptions::new(&queue, &id).heartbeat_timeout(Duration::from_secs(2)),
-        )
-        .await
-        .unwrap();
-    wait_for_progress(&h).await;
+    let h = running_batch(env, &queue, &id, ITEMS).await;
     let run_id = h
         .run_id()
         .expect("a started handle knows its run")
@@ -729,10 +683,11 @@ async fn a_pause_stops_the_attempt_without_cancelling_and_unpause_resumes_from_t
             &[&["activity", "unpause"][..], &ids].concat(),
         )
     });
-    let report = h.result().await.expect("it finishes once unpaused");
-    assert_eq!(report.attempt, 2, "{report:?}");
-    assert!(report.resumed_from > 0, "{report:?}");
-    assert_eq!(report.resumed_from + report.processed, ITEMS, "{report:?}");
+    assert_resumed(
+        &h.result().await.expect("it finishes once unpaused"),
+        2,
+        ITEMS,
+    );
     worker.shutdown().await;
 }
 
