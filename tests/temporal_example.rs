@@ -27,6 +27,7 @@ fn example_binary() -> PathBuf {
     let binary = profile_dir.join("examples").join("temporal_worker");
     if !binary.exists() {
         // `cargo test` builds the examples unless the run was narrowed to one target.
+        let release = profile_dir.ends_with("release").then_some("--release");
         let status = Command::new(env!("CARGO"))
             .args([
                 "build",
@@ -35,6 +36,7 @@ fn example_binary() -> PathBuf {
                 "--example",
                 "temporal_worker",
             ])
+            .args(release)
             .current_dir(env!("CARGO_MANIFEST_DIR"))
             .status()
             .expect("run cargo build");

@@ -604,9 +604,11 @@ impl fmt::Debug for ActivityContext {
 ///
 /// A spin lock rather than `std::sync::Mutex`: `checkpoint()` sits in users' hot loops, and a
 /// spin lock's release is a plain store where std's is a second atomic read-modify-write
-/// (about 5 ns of the call's 14). The only other holder is the pump copying the value out
-/// (or the runner reading it), so a wait is rare and short; while it lasts the waiter yields
-/// its thread rather than burn it.
+/// (about 5 ns of the call's 14). The other holders are the pump copying the value out, and
+/// `last_checkpoint()` and progress reads; each holds it only for the checkpoint's `Clone`
+/// (or `Checkpoint::progress`), so a wait is rare and short, and the waiter yields its thread
+/// meanwhile. (A `Clone` impl that calls back into the same context's `checkpoint()` would
+/// wait for itself, as it would under any lock.)
 pub(crate) struct Slot<T> {
     inner: spin::mutex::SpinMutex<SlotInner<T>, spin::relax::Yield>,
 }
@@ -669,30 +671,35 @@ impl<T: Checkpoint> ErasedSlot for Slot<T> {
     }
 
     fn encode_if_newer(&self, since: u64) -> Option<(u64, Result<Vec<u8>, CheckpointError>)> {
-        // Clone under the lock, encode outside it, so the activity's hot loop never waits on serde.
-        let (seq, value) = {
-            let g = self.inner.lock();
-            if g.seq == since {
-                return None;
-            }
-            (g.seq, g.value()?.clone())
-        };
-        // The user's `Serialize` runs here, on the pump's thread among other places: a panic in
-        // it is this checkpoint's encode error, not the end of the pump (and of every
-        // attempt's heartbeats).
-        let encoded =
-            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| checkpoint::encode(&value)))
-                .unwrap_or_else(|panic| {
-                    Err(serde::ser::Error::custom(format_args!(
-                        "Serialize panicked: {}",
-                        crate::runner::panic_message(panic.as_ref())
-                    )))
-                })
-                .map_err(|e| CheckpointError::Encode {
-                    type_name: T::TYPE_NAME,
-                    message: e.to_string(),
-                });
-        Some((seq, encoded))
+        // The user's `Clone` and `Serialize` run here, on the pump's thread among other places:
+        // a panic in either is this checkpoint's encode error, not the end of the pump (and of
+        // every attempt's heartbeats). The lock is released as the panic unwinds.
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            // Clone under the lock, encode outside it, so the activity's hot loop never waits
+            // on serde.
+            let (seq, value) = {
+                let g = self.inner.lock();
+                if g.seq == since {
+                    return None;
+                }
+                (g.seq, g.value()?.clone())
+            };
+            Some((seq, checkpoint::encode(&value).map_err(|e| e.to_string())))
+        }))
+        .unwrap_or_else(|panic| {
+            let message = crate::runner::panic_message(panic.as_ref());
+            Some((
+                self.seq(),
+                Err(format!("Clone or Serialize panicked: {message}")),
+            ))
+        })
+        .map(|(seq, encoded)| {
+            let encoded = encoded.map_err(|message| CheckpointError::Encode {
+                type_name: T::TYPE_NAME,
+                message,
+            });
+            (seq, encoded)
+        })
     }
 
     fn progress(&self) -> Option<Progress> {

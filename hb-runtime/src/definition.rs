@@ -321,8 +321,9 @@ impl RetryPolicy {
     }
 
     /// Whether this policy lets `error` be retried at all: it is retryable and its type is not
-    /// in [`non_retryable`](Self::non_retryable). Backends whose server decides retries (Temporal)
-    /// report a failure this refuses as non-retryable.
+    /// in [`non_retryable`](Self::non_retryable) (a cancellation's reason alone decides: a
+    /// worker shutdown or a pause is always retried). Backends whose server decides retries
+    /// (Temporal) report a failure this refuses as non-retryable.
     ///
     /// ```
     /// use hb_runtime::{ActivityError, RetryPolicy};
@@ -332,7 +333,8 @@ impl RetryPolicy {
     /// assert!(!p.may_retry(&ActivityError::retryable("BadInput", "no such file")));
     /// ```
     pub fn may_retry(&self, error: &ActivityError) -> bool {
-        error.is_retryable() && !self.non_retryable.contains(&error.error_type())
+        error.is_retryable()
+            && (error.is_cancelled() || !self.non_retryable.contains(&error.error_type()))
     }
 }
 

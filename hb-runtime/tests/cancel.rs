@@ -508,7 +508,9 @@ async fn quits(_ctx: ActivityContext) -> Result<(), ActivityError> {
 #[tokio::test(start_paused = true)]
 async fn a_body_returning_cancelled_unasked_reports_a_failure_not_a_cancellation() {
     let run = ActivityEnvironment::new().run(quits, ()).await;
-    assert!(run.result.unwrap_err().is_cancelled());
+    let error = run.result.unwrap_err();
+    assert!(!error.is_cancelled() && !error.is_retryable(), "{error:?}");
+    assert_eq!(error.error_type(), "Cancelled");
     let reports: Vec<_> = run
         .calls
         .iter()
@@ -518,4 +520,34 @@ async fn a_body_returning_cancelled_unasked_reports_a_failure_not_a_cancellation
         matches!(reports.as_slice(), [RecordedCall::Failed { error, .. }] if !error.is_retryable()),
         "{reports:?}"
     );
+}
+
+/// Cooperative: on any cancel, returns `Cancelled { Requested }` (it does not look at why).
+#[activity(heartbeat_timeout = "10s", cancel = "cooperative", cancel_grace = "5s")]
+async fn says_requested(ctx: ActivityContext) -> Result<(), ActivityError> {
+    ctx.cancelled().await;
+    Err(ActivityError::Cancelled {
+        reason: CancelReason::Requested,
+        details: None,
+    })
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_cancelled_result_carries_the_reason_the_attempt_was_given_not_the_bodys() {
+    let run = ActivityEnvironment::new()
+        .pause_after_heartbeats(1)
+        .run(says_requested, ())
+        .await;
+    let error = run.result.unwrap_err();
+    assert!(
+        matches!(
+            error,
+            ActivityError::Cancelled {
+                reason: CancelReason::Paused,
+                ..
+            }
+        ),
+        "{error:?}"
+    );
+    assert!(error.is_retryable());
 }

@@ -858,3 +858,35 @@ async fn reopen(path: &Path) -> Engine {
         }
     }
 }
+
+/// Returns `Cancelled` although nobody asked it to cancel.
+#[activity(
+    heartbeat_timeout = "10s",
+    retry(max_attempts = 3, initial_interval = "10ms")
+)]
+async fn quits_unasked(_ctx: ActivityContext) -> Result<(), ActivityError> {
+    Err(ActivityError::Cancelled {
+        reason: CancelReason::Requested,
+        details: None,
+    })
+}
+
+#[tokio::test]
+async fn a_body_returning_cancelled_unasked_fails_the_activity_instead_of_cancelling_it() {
+    let engine = Engine::in_memory().await.unwrap();
+    let _w = engine.worker().register(quits_unasked).spawn().unwrap();
+    let h = engine
+        .client()
+        .start(quits_unasked, (), StartOptions::id("quits"))
+        .await
+        .unwrap();
+    match h.result().await {
+        Err(ActivityFailure::Application {
+            error_type,
+            non_retryable: true,
+            ..
+        }) => assert_eq!(error_type, "Cancelled"),
+        other => panic!("expected a non-retryable Cancelled failure, got {other:?}"),
+    }
+    assert_eq!(h.describe().await.unwrap().state, ActivityState::Failed);
+}

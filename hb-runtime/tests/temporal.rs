@@ -48,6 +48,9 @@ struct BatchReport {
     attempt: u32,
 }
 
+/// Why `process_batch` attempts were stopped, by activity id.
+static STOPPED: std::sync::Mutex<Vec<(String, CancelReason)>> = std::sync::Mutex::new(Vec::new());
+
 /// Processes `items` items of `item_ms` each, checkpointing after each.
 #[activity(heartbeat_timeout = "10s", cancel = "cooperative", cancel_grace = "5s")]
 async fn process_batch(
@@ -61,10 +64,10 @@ async fn process_batch(
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(batch.item_ms)) => {}
             _ = ctx.cancelled() => {
-                return Err(ActivityError::Cancelled {
-                    reason: ctx.cancel_reason().unwrap_or(CancelReason::Requested),
-                    details: None,
-                });
+                let reason = ctx.cancel_reason().unwrap_or(CancelReason::Requested);
+                let id = ctx.info().activity_id.clone();
+                STOPPED.lock().unwrap().push((id, reason));
+                return Err(ActivityError::Cancelled { reason, details: None });
             }
         }
         p.next += 1;
@@ -629,6 +632,11 @@ async fn a_reset_restarts_the_activity_from_its_checkpoint_instead_of_failing_it
         &h.result().await.expect("a reset activity runs again"),
         1,
         400,
+    );
+    let stopped = STOPPED.lock().unwrap().clone();
+    assert!(
+        stopped.contains(&(id.clone(), CancelReason::Reset)),
+        "the attempt was stopped as reset: {stopped:?}"
     );
     worker.shutdown().await;
 }

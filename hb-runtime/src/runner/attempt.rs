@@ -317,8 +317,23 @@ async fn after_cancel<O>(
 /// Reports the result to the transport with the latest checkpoint.
 async fn report(shared: &Arc<Shared>, mut result: AttemptResult) -> AttemptOutcome {
     let details = heartbeat::finish(shared).await;
-    if let Err(ActivityError::Cancelled { details: d, .. }) = &mut result {
-        *d = details.clone();
+    if let Err(ActivityError::Cancelled { reason, details: d }) = &mut result {
+        match shared.cancel_reason() {
+            // The reason the attempt was given, whatever the body said: a shutdown, pause or
+            // timeout stays retryable.
+            Some(actual) => {
+                *reason = actual;
+                *d = details.clone();
+            }
+            // Nobody asked it to cancel: a backend would refuse to record a cancellation
+            // (Temporal leaves the attempt to time out), so it is a failure.
+            None => {
+                result = Err(ActivityError::non_retryable(
+                    "Cancelled",
+                    "the activity returned Cancelled without a cancel request",
+                ));
+            }
+        }
     }
     let token = &shared.info.task_token;
     let transport = &shared.env.transport;
@@ -327,15 +342,10 @@ async fn report(shared: &Arc<Shared>, mut result: AttemptResult) -> AttemptOutco
             tracing::debug!("activity completed");
             transport.complete(token, output.clone()).await
         }
-        // Only an attempt that was asked to cancel reports a cancellation (a backend refuses
-        // one nobody requested: Temporal would leave the attempt to time out). A body that
-        // returns `Cancelled` on its own fails, non-retryably.
         Err(ActivityError::Cancelled {
             reason: CancelReason::Requested,
             ..
-        }) if shared.cancel_reason().is_some() => {
-            transport.cancelled(token, details.as_ref()).await
-        }
+        }) => transport.cancelled(token, details.as_ref()).await,
         Err(e) => {
             tracing::warn!(error = %e, retryable = e.is_retryable(), "activity attempt failed");
             transport.fail(token, e, details.as_ref()).await

@@ -183,16 +183,19 @@ impl Worker {
             "Temporal worker started"
         );
         let running = Running::default();
+        let polling = Arc::new(std::sync::atomic::AtomicBool::new(true));
         let join = tokio::spawn(poll(
             core.clone(),
             activities,
             running.clone(),
             self.shutdown_grace,
+            polling.clone(),
         ));
         Ok(WorkerHandle {
             core,
             join,
             running,
+            polling,
             _runtime: Arc::new(runtime),
         })
     }
@@ -203,6 +206,8 @@ pub struct WorkerHandle {
     core: Arc<CoreWorker>,
     join: tokio::task::JoinHandle<()>,
     running: Running,
+    /// Cleared when the poll loop ends (shutdown, or a poll that failed).
+    polling: Arc<std::sync::atomic::AtomicBool>,
     /// Core's runtime (telemetry), kept while the worker runs.
     _runtime: Arc<CoreRuntime>,
 }
@@ -220,12 +225,12 @@ impl WorkerHandle {
         lock(&self.running).len()
     }
 
-    /// Whether the worker still polls for tasks: `false` once it stopped, after
+    /// Whether the worker still polls for tasks: `false` once it stopped taking them, after
     /// [`shutdown`](Self::shutdown) or because polling failed (an unreachable server, a
-    /// revoked API key; the error is logged, and running attempts were given
-    /// `shutdown_grace`, then cancelled with [`CancelReason::WorkerShutdown`]).
+    /// revoked API key; the error is logged, and running attempts get `shutdown_grace`, then
+    /// are cancelled with [`CancelReason::WorkerShutdown`]).
     pub fn is_polling(&self) -> bool {
-        !self.join.is_finished()
+        self.polling.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Stops polling, lets running attempts finish within the worker's `shutdown_grace`, then
@@ -260,6 +265,7 @@ async fn poll(
     activities: Activities,
     running: Running,
     shutdown_grace: Duration,
+    polling: Arc<std::sync::atomic::AtomicBool>,
 ) {
     let mut attempts = tokio::task::JoinSet::new();
     loop {
@@ -320,6 +326,7 @@ async fn poll(
             None => {}
         }
     }
+    polling.store(false, std::sync::atomic::Ordering::Relaxed);
     // Shutting down: core cancels what still runs after the grace period; each reports.
     while attempts.join_next().await.is_some() {}
     core.shutdown().await;
