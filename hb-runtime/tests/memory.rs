@@ -61,26 +61,33 @@ fn a_million_checkpoints_leave_memory_flat() {
     }
     assert!(rt.block_on(transport.wait_for_heartbeats(2, Duration::from_secs(10))));
 
-    let before = rss_bytes();
-    let beats_before = transport.heartbeat_count();
-    for _ in 0..1_000_000 {
-        p.next += 1;
-        p.bytes += 4096;
-        ctx.checkpoint(std::hint::black_box(&p)).unwrap();
+    // Three windows of 1,000,000 calls; the least growth counts. A leak of even one byte a
+    // call grows every window by a megabyte, while a one-off (a page the allocator or another
+    // thread touches for the first time while the machine is busy) shows in one window only.
+    let mut windows = Vec::new();
+    for _ in 0..3 {
+        let before = rss_bytes();
+        let beats_before = transport.heartbeat_count();
+        for _ in 0..1_000_000 {
+            p.next += 1;
+            p.bytes += 4096;
+            ctx.checkpoint(std::hint::black_box(&p)).unwrap();
+        }
+        let growth = rss_bytes().saturating_sub(before);
+        // The recording transport keeps every heartbeat it received; allow for those records.
+        let recorder = (transport.heartbeat_count() - beats_before) as u64 * 256;
+        windows.push((growth, recorder));
     }
-    let after = rss_bytes();
-    let beats = transport.heartbeat_count() - beats_before;
 
     handle.cancel(CancelReason::Requested);
     let outcome = rt.block_on(join).unwrap();
     assert!(outcome.result.is_ok());
 
-    // The recording transport keeps every heartbeat it received; allow for those records.
-    let recorder = beats as u64 * 256;
-    let growth = after.saturating_sub(before);
     assert!(
-        growth < 64 * 1024 + recorder,
-        "RSS grew by {growth} bytes over 1,000,000 checkpoint calls ({beats} heartbeats recorded)"
+        windows
+            .iter()
+            .any(|&(growth, recorder)| growth < 64 * 1024 + recorder),
+        "RSS grew in every window of 1,000,000 checkpoint calls (bytes grown, bytes allowed for heartbeat records): {windows:?}"
     );
-    assert_eq!(ctx.last_checkpoint::<Progress>().unwrap().next, 1_010_000);
+    assert_eq!(ctx.last_checkpoint::<Progress>().unwrap().next, 3_010_000);
 }
