@@ -764,6 +764,16 @@ pub fn request_heartbeat(
     )
 }
 
+/// Entry points for the fuzz targets (`fuzz/`). Not a public API: it may change in any release.
+#[doc(hidden)]
+pub mod __fuzz {
+    /// Splits an engine task token into the activity id and the attempt.
+    pub fn parse_task_token(token: &[u8]) -> Option<(String, u32)> {
+        let token = crate::transport::TaskToken::new(token.to_vec());
+        super::core::parse_token(&token).map(|(id, attempt)| (id.to_owned(), attempt))
+    }
+}
+
 /// The transport workers use: calls straight into the engine.
 #[derive(Clone)]
 pub(crate) struct EngineTransport {
