@@ -5,11 +5,10 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use tokio::sync::oneshot;
-
-use super::core::{self, Closed, Live};
+use super::clock::Now;
+use super::core::{Closed, Live, Wait};
 use super::record::{ActivityFailure, ActivityRow, ActivityState, StoredOptions};
-use super::store::Write;
+use super::store::{Ack, Write};
 use super::{Engine, EngineError, Inner};
 use crate::checkpoint::{self, Checkpoint, Progress};
 use crate::definition::{Activity, IntoActivity, RetryPolicy};
@@ -209,7 +208,7 @@ fn time(ms: i64) -> SystemTime {
 }
 
 impl Description {
-    fn from_live(l: &Live) -> Self {
+    pub(crate) fn from_live(l: &Live, now: &Now) -> Self {
         let state = l.closing.as_ref().map_or(l.state, |c| c.state);
         let details = l.details();
         Description {
@@ -219,8 +218,8 @@ impl Description {
             attempt: l.attempt,
             progress: details.as_ref().and_then(checkpoint::progress_of),
             details,
-            last_heartbeat: l.last_heartbeat.map(core::ms_of).map(time),
-            attempt_started: l.started.map(core::ms_of).map(time),
+            last_heartbeat: l.last_heartbeat.map(|i| time(now.ms_of(i))),
+            attempt_started: l.started.map(|i| time(now.ms_of(i))),
             last_failure: l
                 .closing
                 .as_ref()
@@ -425,16 +424,14 @@ impl Client {
                 Ok(())
             }
         };
-        if let Some(t) = self
-            .inner()
-            .lock()
-            .live
-            .get(id)
-            .map(|l| l.activity_type.to_string())
-        {
+        let (found, now) = {
+            let core = self.inner().lock();
+            (core.type_of(id), core.now())
+        };
+        if let Some(t) = found {
             return existing(t);
         }
-        let scheduled_at = core::now_ms();
+        let scheduled_at = now.wall_ms;
         let id: Arc<str> = Arc::from(id);
         let row = ActivityRow {
             id: id.clone(),
@@ -453,28 +450,19 @@ impl Client {
             next_attempt_at: None,
             closed_at: None,
         };
-        let live = Live::from_row(row.clone());
+        let live = Live::from_row(row.clone(), &now);
         // The primary key decides between concurrent starts of one id (no read first): the
         // activity becomes runnable only once its row is stored.
-        let (tx, rx) = oneshot::channel();
-        self.inner().writer.send(
-            Write::Insert(Box::new(row)),
-            Some(Box::new(move |r| {
-                let _ = tx.send(r);
-            })),
-        );
+        let (ack, rx) = Ack::reply();
+        self.inner()
+            .writer
+            .send(Write::Insert(Box::new(row)), Some(ack));
         let inserted = rx.await.unwrap_or(Err(EngineError::Closed))?;
         if inserted {
             self.inner().change(|core, fx| core.admit(live, fx));
             return Ok(());
         }
-        if let Some(t) = self
-            .inner()
-            .lock()
-            .live
-            .get(&id)
-            .map(|l| l.activity_type.to_string())
-        {
+        if let Some(t) = self.inner().lock().type_of(&id) {
             return existing(t);
         }
         let inner = self.inner().clone();
@@ -578,7 +566,12 @@ impl Client {
     /// # Ok(()) }
     /// ```
     pub async fn describe(&self, id: &str) -> Result<Description, EngineError> {
-        if let Some(d) = self.inner().lock().live.get(id).map(Description::from_live) {
+        let live = {
+            let core = self.inner().lock();
+            let now = core.now();
+            core.live.get(id).map(|l| Description::from_live(l, &now))
+        };
+        if let Some(d) = live {
             return Ok(d);
         }
         let inner = self.inner().clone();
@@ -633,13 +626,14 @@ impl Client {
         // change may still be on its way to the file), so it decides what matches.
         let wanted = |s: ActivityState| filter.states.is_empty() || filter.states.contains(&s);
         let core = self.inner().lock();
+        let now = core.now();
         let mut seen = std::collections::HashSet::new();
         let mut out: Vec<Description> = rows
             .into_iter()
             .map(|r| {
                 seen.insert(r.id.clone());
                 match core.live.get(&r.id) {
-                    Some(l) => Description::from_live(l),
+                    Some(l) => Description::from_live(l, &now),
                     None => Description::from_row(r),
                 }
             })
@@ -649,7 +643,7 @@ impl Client {
             core.live
                 .values()
                 .filter(|l| !seen.contains(&l.id))
-                .map(Description::from_live)
+                .map(|l| Description::from_live(l, &now))
                 .filter(|d| wanted(d.state)),
         );
         out.sort_by(|a, b| b.scheduled_at.cmp(&a.scheduled_at).then(a.id.cmp(&b.id)));
@@ -717,23 +711,12 @@ impl Client {
 
     /// Waits for activity `id` to close.
     async fn wait(&self, id: &str) -> Result<Closed, EngineError> {
-        let rx = {
-            let mut core = self.inner().lock();
-            match core.live.get_mut(id) {
-                // Its closing write failed and will not be retried (the engine is closed).
-                Some(live) if live.closing_failures > 0 && self.inner().timers_stopped() => {
-                    return Err(EngineError::Closed);
-                }
-                Some(live) => {
-                    let (tx, rx) = oneshot::channel();
-                    live.waiters.get_or_insert_with(Box::default).push(tx);
-                    Some(rx)
-                }
-                None => None,
-            }
-        };
-        if let Some(rx) = rx {
-            return rx.await.map_err(|_| EngineError::Closed);
+        let stopped = self.inner().timers_stopped();
+        let wait = self.inner().lock().wait(id, stopped);
+        match wait {
+            Wait::Pending(rx) => return rx.await.map_err(|_| EngineError::Closed),
+            Wait::EngineClosed => return Err(EngineError::Closed),
+            Wait::NotOpen => {}
         }
         let d = self.describe(id).await?;
         if !d.state.is_closed() {

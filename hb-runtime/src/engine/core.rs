@@ -1,62 +1,27 @@
 //! The engine's in-memory state machine: every open activity, the ready queues, timeouts and
-//! retries. Durable state is written through the store's writer; waiters of a closed activity
-//! are answered only once its closing write is committed.
+//! retries. Sans-IO: each change records what must happen outside ([`Effects`]: writes for
+//! the store's writer, timers, cancels to push, waiters to answer), and a thin shell applies
+//! them ([`Inner::change`](super::Inner::change) in a running engine, `engine::sim` in the
+//! simulator). Waiters of a closed activity are answered only once its closing write is
+//! committed.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
-use futures_util::FutureExt as _;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-use tokio::sync::{mpsc, oneshot};
+use bytes::Bytes;
+use tokio::sync::oneshot;
 use tokio::time::Instant;
 
+use super::clock::{Clock, Now};
 use super::record::{ActivityFailure, ActivityRow, ActivityState, StoredOptions, TimeoutKind};
 use super::silence::{self, Silence};
-use super::store::Write;
-use super::Inner;
+use super::store::{Ack, Write};
+use super::EngineError;
 use crate::error::{ActivityError, CancelReason, TransportError, TransportErrorKind};
-use bytes::Bytes;
-
 use crate::payload::Payload;
 use crate::runner::AttemptHandle;
 use crate::transport::{HeartbeatReply, TaskToken};
-
-/// Milliseconds since the Unix epoch.
-pub(crate) fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
-/// The wall-clock time in ms of a tokio instant (to the millisecond).
-pub(crate) fn ms_of(instant: Instant) -> i64 {
-    let now = Instant::now();
-    let ms = |d: Duration| i64::try_from(d.as_millis()).unwrap_or(i64::MAX);
-    if instant <= now {
-        now_ms().saturating_sub(ms(now - instant))
-    } else {
-        now_ms().saturating_add(ms(instant - now))
-    }
-}
-
-/// The tokio instant of a past (or future) wall-clock time in ms.
-pub(crate) fn instant_of(ms: i64) -> Instant {
-    let now = Instant::now();
-    let delta = ms.saturating_sub(now_ms());
-    if delta >= 0 {
-        let far = Duration::from_secs(100 * 365 * 24 * 3600);
-        now.checked_add(Duration::from_millis(delta as u64).min(far))
-            .unwrap_or(now)
-    } else {
-        now.checked_sub(Duration::from_millis(delta.unsigned_abs()))
-            .unwrap_or(now)
-    }
-}
-
-/// The furthest a timer is armed ahead (tokio-util's delay queue refuses deadlines about two
-/// years out); a later deadline is re-armed each time this much has passed.
-const MAX_TIMER_MS: u64 = 24 * 3600 * 1000;
 
 /// The task token of attempt `attempt` of `id`.
 pub(crate) fn token_of(id: &str, attempt: u32) -> TaskToken {
@@ -75,7 +40,7 @@ const CLOSING_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// The write that closes `live` as `closed` (answered through `Inner::on_closed_committed`);
 /// `fold`: a heartbeat of it may sit in the `heartbeats` table.
-fn closing_write(live: &Live, closed: &Closed, fold: bool) -> Write {
+fn closing_write(live: &Live, closed: &Closed, fold: bool, now_ms: i64) -> Write {
     Write::Transition {
         fold,
         id: live.id.clone(),
@@ -85,7 +50,7 @@ fn closing_write(live: &Live, closed: &Closed, fold: bool) -> Write {
         output: closed.output.clone(),
         failure: closed.failure.as_ref().map(ActivityFailure::to_json),
         next_attempt_at: None,
-        closed_at: Some(now_ms()),
+        closed_at: Some(now_ms),
     }
 }
 
@@ -157,7 +122,8 @@ impl Live {
         self.details = Some(details.shared_data().clone());
     }
 
-    pub(crate) fn from_row(row: ActivityRow) -> Self {
+    /// The record of a row read from the file; `now` converts its stored times.
+    pub(crate) fn from_row(row: ActivityRow, now: &Now) -> Self {
         let options = serde_json::from_str(&row.options).unwrap_or_else(|e| {
             tracing::warn!(id = %row.id, error = %e, "unreadable stored options; using defaults");
             StoredOptions::from_options(&crate::ActivityOptions::new())
@@ -171,8 +137,8 @@ impl Live {
             details: row.details.map(Bytes::from),
             options: Arc::new(options),
             scheduled_at: row.scheduled_at,
-            started: row.attempt_started_at.map(instant_of),
-            last_heartbeat: row.last_heartbeat_at.map(instant_of),
+            started: row.attempt_started_at.map(|ms| now.instant_of(ms)),
+            last_heartbeat: row.last_heartbeat_at.map(|ms| now.instant_of(ms)),
             next_attempt_ms: row.next_attempt_at,
             cancel_requested: row.cancel_requested,
             closing_failures: 0,
@@ -230,8 +196,9 @@ pub(crate) struct Task {
 }
 
 /// The mutable state behind the engine's lock.
-#[derive(Default)]
 pub(crate) struct Core {
+    /// Where every change reads the time.
+    pub(crate) clock: Arc<dyn Clock>,
     /// The options of the latest activity admitted per type, to share with the next one.
     options: HashMap<Arc<str>, Arc<StoredOptions>>,
     pub(crate) live: super::live_map::LiveMap,
@@ -240,18 +207,25 @@ pub(crate) struct Core {
     silence: Silence,
 }
 
+/// A caller waiting for a write to be committed (`Ok(false)`: an insert of an id that exists).
+pub(crate) type Reply = oneshot::Sender<Result<bool, EngineError>>;
+
 /// What the core asks for after a change, done once the lock is released.
 #[derive(Default)]
 pub(crate) struct Effects {
-    pub(crate) writes: Vec<Write>,
+    /// For the store's writer, in order, each with what to do once it is committed.
+    pub(crate) writes: Vec<(Write, Option<Ack>)>,
     pub(crate) timers: Vec<(Timer, Instant)>,
     /// Activities whose timers can go (they closed).
     pub(crate) forget: Vec<Arc<str>>,
     pub(crate) cancels: Vec<(AttemptHandle, CancelReason)>,
-    pub(crate) closed: Vec<Arc<str>>,
+    /// `result()` calls to answer.
+    pub(crate) answers: Vec<(oneshot::Sender<Closed>, Closed)>,
+    /// Callers of committed writes to answer.
+    pub(crate) replies: Vec<(Reply, Result<bool, EngineError>)>,
     pub(crate) ready: bool,
     /// Acknowledgements of writes the writer could not take (it has stopped).
-    pub(crate) unsent: Vec<super::store::Ack>,
+    pub(crate) unsent: Vec<Ack>,
     /// A queued write asks the writer to commit soon.
     pub(crate) wake_writer: bool,
     /// A heartbeat deadline the deadline queue may sleep past.
@@ -259,6 +233,21 @@ pub(crate) struct Effects {
 }
 
 impl Core {
+    pub(crate) fn new(clock: Arc<dyn Clock>) -> Self {
+        Core {
+            clock,
+            options: HashMap::new(),
+            live: Default::default(),
+            ready: HashMap::new(),
+            silence: Silence::default(),
+        }
+    }
+
+    /// Both clocks, read once.
+    pub(crate) fn now(&self) -> Now {
+        Now::of(&*self.clock)
+    }
+
     fn push_ready(&mut self, live: &Live, fx: &mut Effects) {
         self.ready
             .entry(live.activity_type.clone())
@@ -284,7 +273,8 @@ impl Core {
                     .insert(live.activity_type.clone(), live.options.clone());
             }
         }
-        let now = Instant::now();
+        let clock = self.now();
+        let now = clock.at;
         if let Some(stc) = live.options.schedule_to_close() {
             fx.timers.push((
                 Timer {
@@ -293,7 +283,7 @@ impl Core {
                     kind: TimerKind::ScheduleToClose,
                     due: None,
                 },
-                instant_of(live.scheduled_at) + stc,
+                clock.instant_of(live.scheduled_at) + stc,
             ));
         }
         match live.state {
@@ -305,7 +295,7 @@ impl Core {
                     kind: TimerKind::Retry,
                     due: None,
                 },
-                live.next_attempt_ms.map_or(now, instant_of),
+                live.next_attempt_ms.map_or(now, |ms| clock.instant_of(ms)),
             )),
             ActivityState::Running => {
                 // Recovered: the process that ran this attempt is gone. It times out from its
@@ -344,20 +334,25 @@ impl Core {
                 if live.state != ActivityState::Scheduled || live.closing.is_some() {
                     continue;
                 }
-                let now = Instant::now();
-                let now_ms = now_ms();
+                let Now {
+                    at: now,
+                    wall_ms: now_ms,
+                } = Now::of(&*self.clock);
                 live.attempt = live.attempt.saturating_add(1);
                 // The previous attempt's handle must not receive this attempt's cancels.
                 live.handle = None;
                 live.state = ActivityState::Running;
                 live.started = Some(now);
                 live.last_heartbeat = None;
-                fx.writes.push(Write::Started {
-                    fold: std::mem::take(&mut live.heartbeat_row),
-                    id: id.clone(),
-                    attempt: live.attempt,
-                    at: now_ms,
-                });
+                fx.writes.push((
+                    Write::Started {
+                        fold: std::mem::take(&mut live.heartbeat_row),
+                        id: id.clone(),
+                        attempt: live.attempt,
+                        at: now_ms,
+                    },
+                    None,
+                ));
                 let mut deadline = None;
                 if let Some(stc) = live.options.start_to_close() {
                     fx.timers.push((
@@ -369,7 +364,9 @@ impl Core {
                         },
                         now + stc,
                     ));
-                    deadline = Some(SystemTime::now() + stc);
+                    deadline = Some(
+                        std::time::UNIX_EPOCH + Duration::from_millis(now_ms.max(0) as u64) + stc,
+                    );
                 }
                 if let Some(ht) = live.options.heartbeat_timeout() {
                     self.silence.unwatch(live.silence, &live.id);
@@ -404,6 +401,7 @@ impl Core {
         let (id, attempt) = parse_token(token).ok_or_else(|| {
             TransportError::new(TransportErrorKind::NotFound, "not an engine task token")
         })?;
+        let clock = Now::of(&*self.clock);
         let Some(live) = self.live.get_mut(id) else {
             return Ok((HeartbeatReply::not_found(), None));
         };
@@ -422,7 +420,7 @@ impl Core {
                     write = Some(Write::Heartbeat {
                         id: live.id.clone(),
                         details: Some(d.clone()),
-                        at: now_ms(),
+                        at: clock.wall_ms,
                         commit_within: live.options.heartbeat_commit_within(),
                     });
                 }
@@ -434,8 +432,10 @@ impl Core {
             };
             return Ok((reply, write));
         }
-        let now_ms = now_ms();
-        let now = Instant::now();
+        let Now {
+            at: now,
+            wall_ms: now_ms,
+        } = clock;
         live.last_heartbeat = Some(now);
         self.silence.touch(live.silence, &live.id, now);
         if let Some(d) = details {
@@ -469,33 +469,90 @@ impl Core {
         live.state = closed.state;
         fx.forget.push(id.clone());
         let fold = std::mem::take(&mut live.heartbeat_row);
-        fx.writes.push(closing_write(live, &closed, fold));
+        let write = closing_write(live, &closed, fold, self.clock.wall_ms());
+        fx.writes.push((write, Some(Ack::Closed(id.clone()))));
         live.closing = Some(Box::new(closed));
-        fx.closed.push(id.clone());
     }
 
-    /// The closing write of `id` failed: its waiters (to answer with the error), and when the
-    /// write is retried (the retry timer is armed).
-    pub(crate) fn closing_write_failed(
+    /// A write the core asked for was committed (or failed): its acknowledgement comes back.
+    pub(crate) fn committed(
+        &mut self,
+        ack: Ack,
+        result: Result<bool, EngineError>,
+        fx: &mut Effects,
+    ) {
+        match ack {
+            Ack::Reply(reply) => fx.replies.push((reply, result)),
+            Ack::Closed(id) => self.closed_committed(&id, result, fx),
+        }
+    }
+
+    /// The closing write of `id` was committed, or failed.
+    ///
+    /// Committed: answer the waiters and forget the activity. Failed (a full disk): nothing of
+    /// it was stored, so the file still holds the activity as it was; the waiters get the
+    /// storage error now, and the activity stays in memory, closing, while the write is
+    /// retried with backoff (1 s doubling to 1 min). If the process ends first, reopening the
+    /// file recovers the activity from what it holds.
+    fn closed_committed(
         &mut self,
         id: &Arc<str>,
+        result: Result<bool, EngineError>,
         fx: &mut Effects,
-    ) -> Option<(ActivityState, Duration, Waiters)> {
-        let live = self.live.get_mut(id)?;
-        live.closing.as_ref()?;
-        let retry_in =
-            Duration::from_secs(1 << live.closing_failures.min(6)).min(CLOSING_RETRY_MAX);
-        live.closing_failures = live.closing_failures.saturating_add(1);
-        fx.timers.push((
-            Timer {
-                id: live.id.clone(),
-                attempt: live.attempt,
-                kind: TimerKind::StoreClosing,
-                due: None,
-            },
-            Instant::now() + retry_in,
-        ));
-        Some((live.state, retry_in, std::mem::take(&mut live.waiters)))
+    ) {
+        match result {
+            Ok(_) => {
+                let Some(live) = self.live.remove(id) else {
+                    return;
+                };
+                let closed = live.closing.map(|c| *c).unwrap_or(Closed {
+                    state: live.state,
+                    output: None,
+                    failure: None,
+                });
+                for w in live.waiters.into_iter().flat_map(|w| *w) {
+                    fx.answers.push((w, closed.clone()));
+                }
+            }
+            Err(e) => {
+                let now = self.clock.now();
+                let Some(live) = self.live.get_mut(id) else {
+                    return;
+                };
+                if live.closing.is_none() {
+                    return;
+                }
+                let retry_in =
+                    Duration::from_secs(1 << live.closing_failures.min(6)).min(CLOSING_RETRY_MAX);
+                live.closing_failures = live.closing_failures.saturating_add(1);
+                fx.timers.push((
+                    Timer {
+                        id: live.id.clone(),
+                        attempt: live.attempt,
+                        kind: TimerKind::StoreClosing,
+                        due: None,
+                    },
+                    now + retry_in,
+                ));
+                tracing::error!(
+                    activity_id = %id,
+                    error = %e,
+                    ?retry_in,
+                    "the activity's closing write failed; it stays open and the write is retried"
+                );
+                let closed = Closed {
+                    state: live.state,
+                    output: None,
+                    failure: Some(ActivityFailure::Engine(e)),
+                };
+                for w in std::mem::take(&mut live.waiters)
+                    .into_iter()
+                    .flat_map(|w| *w)
+                {
+                    fx.answers.push((w, closed.clone()));
+                }
+            }
+        }
     }
 
     /// Attempt `attempt` completed with `output`.
@@ -598,6 +655,7 @@ impl Core {
         immediate: bool,
         fx: &mut Effects,
     ) {
+        let clock = self.now();
         let Some(live) = self.live.get_mut(id) else {
             return;
         };
@@ -631,7 +689,7 @@ impl Core {
         } else {
             live.options.retry_delay(live.attempt)
         };
-        let next_ms = now_ms() + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+        let next_ms = clock.wall_ms + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
         let before_deadline = live.options.schedule_to_close_ms.is_none_or(|s2c| {
             next_ms
                 < live
@@ -643,17 +701,20 @@ impl Core {
             live.state = ActivityState::Scheduled;
             live.next_attempt_ms = None;
             live.last_failure = Some(Box::new(failure.clone()));
-            fx.writes.push(Write::Transition {
-                fold: std::mem::take(&mut live.heartbeat_row),
-                id: id.clone(),
-                state: ActivityState::Scheduled,
-                attempt: live.attempt,
-                details: live.details(),
-                output: None,
-                failure: Some(failure.to_json()),
-                next_attempt_at: None,
-                closed_at: None,
-            });
+            fx.writes.push((
+                Write::Transition {
+                    fold: std::mem::take(&mut live.heartbeat_row),
+                    id: id.clone(),
+                    state: ActivityState::Scheduled,
+                    attempt: live.attempt,
+                    details: live.details(),
+                    output: None,
+                    failure: Some(failure.to_json()),
+                    next_attempt_at: None,
+                    closed_at: None,
+                },
+                None,
+            ));
             let key = (live.activity_type.clone(), live.id.clone());
             self.ready.entry(key.0).or_default().push_back(key.1);
             fx.ready = true;
@@ -664,17 +725,20 @@ impl Core {
             live.state = ActivityState::BackingOff;
             live.next_attempt_ms = Some(next_ms);
             live.last_failure = Some(Box::new(failure.clone()));
-            fx.writes.push(Write::Transition {
-                fold: std::mem::take(&mut live.heartbeat_row),
-                id: id.clone(),
-                state: ActivityState::BackingOff,
-                attempt: live.attempt,
-                details: live.details(),
-                output: None,
-                failure: Some(failure.to_json()),
-                next_attempt_at: Some(next_ms),
-                closed_at: None,
-            });
+            fx.writes.push((
+                Write::Transition {
+                    fold: std::mem::take(&mut live.heartbeat_row),
+                    id: id.clone(),
+                    state: ActivityState::BackingOff,
+                    attempt: live.attempt,
+                    details: live.details(),
+                    output: None,
+                    failure: Some(failure.to_json()),
+                    next_attempt_at: Some(next_ms),
+                    closed_at: None,
+                },
+                None,
+            ));
             fx.timers.push((
                 Timer {
                     id: id.clone(),
@@ -682,7 +746,7 @@ impl Core {
                     kind: TimerKind::Retry,
                     due: None,
                 },
-                Instant::now() + delay,
+                clock.at + delay,
             ));
             tracing::info!(activity_id = %id, attempt = live.attempt, ?delay, %failure, "attempt failed; retrying");
             return;
@@ -714,8 +778,9 @@ impl Core {
 
     /// A timer fired.
     pub(crate) fn on_timer(&mut self, t: &Timer, fx: &mut Effects) {
+        let now = self.clock.now();
         if let Some(due) = t.due {
-            if Instant::now() < due {
+            if now < due {
                 fx.timers.push((
                     Timer {
                         due: None,
@@ -732,8 +797,8 @@ impl Core {
         if let Some(closed) = &live.closing {
             if t.kind == TimerKind::StoreClosing {
                 // The failed write's fold was not stored either.
-                fx.writes.push(closing_write(live, closed, true));
-                fx.closed.push(live.id.clone());
+                let write = closing_write(live, closed, true, self.clock.wall_ms());
+                fx.writes.push((write, Some(Ack::Closed(live.id.clone()))));
             }
             return;
         }
@@ -742,7 +807,6 @@ impl Core {
                 if !live.is_current(t.attempt) {
                     return;
                 }
-                let now = Instant::now();
                 let kind = if t.kind == TimerKind::Heartbeat {
                     if let (Some(ht), Some(since)) = (
                         live.options.heartbeat_timeout(),
@@ -800,17 +864,20 @@ impl Core {
                 }
                 live.state = ActivityState::Scheduled;
                 live.next_attempt_ms = None;
-                fx.writes.push(Write::Transition {
-                    fold: std::mem::take(&mut live.heartbeat_row),
-                    id: live.id.clone(),
-                    state: ActivityState::Scheduled,
-                    attempt: live.attempt,
-                    details: None,
-                    output: None,
-                    failure: None,
-                    next_attempt_at: None,
-                    closed_at: None,
-                });
+                fx.writes.push((
+                    Write::Transition {
+                        fold: std::mem::take(&mut live.heartbeat_row),
+                        id: live.id.clone(),
+                        state: ActivityState::Scheduled,
+                        attempt: live.attempt,
+                        details: None,
+                        output: None,
+                        failure: None,
+                        next_attempt_at: None,
+                        closed_at: None,
+                    },
+                    None,
+                ));
                 let key = (live.activity_type.clone(), live.id.clone());
                 self.ready.entry(key.0).or_default().push_back(key.1);
                 fx.ready = true;
@@ -871,9 +938,12 @@ impl Core {
             ActivityState::Running => {
                 if !live.cancel_requested {
                     live.cancel_requested = true;
-                    fx.writes.push(Write::CancelRequested {
-                        id: live.id.clone(),
-                    });
+                    fx.writes.push((
+                        Write::CancelRequested {
+                            id: live.id.clone(),
+                        },
+                        None,
+                    ));
                 }
                 if let Some(h) = &live.handle {
                     fx.cancels.push((h.clone(), CancelReason::Requested));
@@ -883,275 +953,84 @@ impl Core {
             s => Some(s),
         }
     }
-}
 
-/// Queues the effects that must keep the order of the core's changes: timers (a `Forget`
-/// before any timer a later acknowledgement arms) and writes. Called with the core's lock
-/// held (see [`Inner::change`](super::Inner::change)): a write queued after the lock is
-/// released could be overtaken by another thread's, such as a timed-out attempt's late
-/// checkpoint overtaking the transition that timed it out.
-pub(crate) fn queue(inner: &Arc<Inner>, fx: &mut Effects) {
-    for id in fx.forget.drain(..) {
-        let _ = inner.timers.send(TimerCommand::Forget(id));
+    /// The type of open activity `id`, if it is open.
+    pub(crate) fn type_of(&self, id: &str) -> Option<String> {
+        self.live.get(id).map(|l| l.activity_type.to_string())
     }
-    for (timer, at) in fx.timers.drain(..) {
-        let _ = inner.timers.send(TimerCommand::Arm(timer, at));
-    }
-    if let Some(at) = fx.sweep.take() {
-        let _ = inner.timers.send(TimerCommand::SweepAt(at));
-    }
-    let closed: std::collections::HashSet<Arc<str>> = fx.closed.drain(..).collect();
-    for w in fx.writes.drain(..) {
-        let ack = match &w {
-            Write::Transition {
-                id,
-                closed_at: Some(_),
-                ..
-            } if closed.contains(id) => {
-                let weak: Weak<Inner> = Arc::downgrade(inner);
-                let id = id.clone();
-                Some(Box::new(move |r: Result<bool, super::EngineError>| {
-                    if let Some(inner) = weak.upgrade() {
-                        inner.on_closed_committed(&id, r);
-                    }
-                }) as super::store::Ack)
+
+    /// Registers a `result()` call waiting for activity `id` to close.
+    pub(crate) fn wait(&mut self, id: &str, engine_stopped: bool) -> Wait {
+        match self.live.get_mut(id) {
+            // Its closing write failed and will not be retried (the engine is closed).
+            Some(live) if live.closing_failures > 0 && engine_stopped => Wait::EngineClosed,
+            Some(live) => {
+                let (tx, rx) = oneshot::channel();
+                live.waiters.get_or_insert_with(Box::default).push(tx);
+                Wait::Pending(rx)
             }
-            _ => None,
-        };
-        match inner.writer.queue(w, ack) {
-            Ok(wake) => fx.wake_writer |= wake,
-            Err(Some(ack)) => fx.unsent.push(ack),
-            Err(None) => {}
-        }
-    }
-}
-
-/// Applies the rest once the lock is released: push cancels (after the writes that record
-/// why), wake the writer and the workers, and answer the acknowledgements of writes the writer
-/// could not take.
-pub(crate) fn apply(inner: &Arc<Inner>, fx: Effects) {
-    for (handle, reason) in fx.cancels {
-        handle.cancel(reason);
-    }
-    if fx.wake_writer {
-        inner.writer.wake();
-    }
-    if fx.ready {
-        inner.ready.notify_waiters();
-    }
-    for ack in fx.unsent {
-        ack(Err(super::EngineError::Closed));
-    }
-}
-
-/// What the deadline queue is told.
-#[derive(Debug)]
-pub(crate) enum TimerCommand {
-    /// Fire `Timer` at the instant.
-    Arm(Timer, Instant),
-    /// The activity closed: drop its pending timers (a long start-to-close or schedule-to-close
-    /// timeout would otherwise hold memory until its deadline).
-    Forget(Arc<str>),
-    /// A running attempt's heartbeat timeout may expire at this instant: look then.
-    SweepAt(Instant),
-}
-
-/// Starts the engine's one deadline queue on its own thread, `hb-timers`, so timeouts fire on
-/// time even when activity bodies keep the runtime the engine was opened on busy. The thread
-/// ends when the engine is dropped.
-pub(crate) fn spawn_timers(
-    weak: Weak<Inner>,
-    rx: mpsc::UnboundedReceiver<TimerCommand>,
-    pending: Arc<std::sync::atomic::AtomicU64>,
-    stop: tokio_util::sync::CancellationToken,
-) {
-    std::thread::Builder::new()
-        .name("hb-timers".into())
-        .spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .build()
-                .expect("building the hb engine timer runtime")
-                .block_on(run_timers(weak, rx, pending, stop));
-        })
-        .expect("spawning the hb engine timer thread");
-}
-
-/// How long the deadline queue lets commands gather after taking some (see `run_timers`). A
-/// timer armed meanwhile fires at most this late if its deadline is that close.
-const COMMAND_BATCHING: Duration = Duration::from_millis(1);
-
-/// Heartbeat deadlines are rounded up to this step, so that thousands of activities wake the
-/// deadline queue a few hundred times a second at most; a dead attempt is still detected
-/// within `heartbeat_timeout` + 2 ms (plus the queue's own millisecond).
-const HEARTBEAT_TIMER_STEP: Duration = Duration::from_millis(2);
-
-use tokio_util::time::delay_queue::Key;
-
-/// `at` rounded up to the next [`HEARTBEAT_TIMER_STEP`] from `epoch`.
-fn round_up(epoch: Instant, at: Instant) -> Instant {
-    let step = HEARTBEAT_TIMER_STEP.as_nanos();
-    let since = at.saturating_duration_since(epoch).as_nanos();
-    let rounded = since.div_ceil(step) * step;
-    epoch + Duration::from_nanos(u64::try_from(rounded).unwrap_or(u64::MAX))
-}
-
-/// The timers of every open activity, by deadline, and which are pending for each activity
-/// (to drop them when it closes).
-struct Deadlines {
-    queue: tokio_util::time::DelayQueue<Timer>,
-    keys: foldhash::HashMap<Arc<str>, Vec<Key>>,
-    /// What heartbeat deadlines are rounded from.
-    epoch: Instant,
-}
-
-impl Deadlines {
-    fn new() -> Self {
-        Deadlines {
-            queue: tokio_util::time::DelayQueue::new(),
-            keys: foldhash::HashMap::default(),
-            epoch: Instant::now(),
+            None => Wait::NotOpen,
         }
     }
 
-    /// Queues `timer` at `at` (a heartbeat deadline rounded up to the step; a far deadline
-    /// capped) and returns its key.
-    fn insert(
-        queue: &mut tokio_util::time::DelayQueue<Timer>,
-        epoch: Instant,
-        timer: Timer,
-        mut at: Instant,
-    ) -> Key {
-        if timer.kind == TimerKind::Heartbeat {
-            at = round_up(epoch, at);
-        }
-        let cap = Instant::now() + Duration::from_millis(MAX_TIMER_MS);
-        if at > cap {
-            // Fires at the cap, then the core re-arms it for what is left.
-            queue.insert_at(
-                Timer {
-                    due: Some(at),
-                    ..timer
-                },
-                cap,
-            )
-        } else {
-            queue.insert_at(timer, at)
-        }
-    }
-
-    fn arm(&mut self, timer: Timer, at: Instant) {
-        let id = timer.id.clone();
-        let key = Self::insert(&mut self.queue, self.epoch, timer, at);
-        self.keys.entry(id).or_default().push(key);
-    }
-
-    fn forget(&mut self, id: &str) {
-        for key in self.keys.remove(id).unwrap_or_default() {
-            self.queue.try_remove(&key);
-        }
-    }
-
-    /// The next timer due, waiting for it, with its key (still listed as pending).
-    async fn next(&mut self) -> Option<(Timer, Key)> {
-        let expired = futures_util::future::poll_fn(|cx| self.queue.poll_expired(cx)).await?;
-        let key = expired.key();
-        Some((expired.into_inner(), key))
-    }
-
-    /// `key` of activity `id` fired and the core answered with `rearmed`. The common case, a
-    /// heartbeat timer re-armed for the same activity, takes one lookup.
-    fn fired(&mut self, id: &Arc<str>, key: Key, rearmed: Vec<(Timer, Instant)>) {
-        let mut others = Vec::new();
-        match self.keys.get_mut(id) {
-            Some(pending) => {
-                pending.retain(|k| *k != key);
-                for (timer, at) in rearmed {
-                    if timer.id == *id {
-                        pending.push(Self::insert(&mut self.queue, self.epoch, timer, at));
-                    } else {
-                        others.push((timer, at));
-                    }
+    /// Worker `worker` started attempt `attempt` of `id` as `handle`: keep the handle for
+    /// cancels, or stop the attempt at once if it is no longer current (it timed out or its
+    /// activity closed before it could start).
+    pub(crate) fn attach(
+        &mut self,
+        id: &str,
+        attempt: u32,
+        handle: &AttemptHandle,
+        worker: u32,
+        fx: &mut Effects,
+    ) {
+        match self.live.get_mut(id) {
+            Some(live) if live.is_current(attempt) => {
+                // A cancel requested before the handle existed is delivered now.
+                if live.cancel_requested {
+                    fx.cancels.push((handle.clone(), CancelReason::Requested));
                 }
-                if pending.is_empty() {
-                    self.keys.remove(id);
-                }
+                live.handle = Some(handle.clone());
+                live.worker = worker;
             }
-            None => others = rearmed,
-        }
-        for (timer, at) in others {
-            self.arm(timer, at);
+            _ => fx.cancels.push((handle.clone(), CancelReason::TimedOut)),
         }
     }
-}
 
-/// The deadline queue: fires timers into the core.
-async fn run_timers(
-    weak: Weak<Inner>,
-    mut rx: mpsc::UnboundedReceiver<TimerCommand>,
-    pending: Arc<std::sync::atomic::AtomicU64>,
-    stop: tokio_util::sync::CancellationToken,
-) {
-    let mut deadlines = Deadlines::new();
-    // After a burst of commands, the next ones are taken a moment later, all at once: under
-    // load (tens of thousands of starts a second, each arming a timer) the thread wakes a
-    // thousand times a second instead of once per command. Due timers fire meanwhile.
-    let mut listen_at: Option<Instant> = None;
-    // When a running attempt's heartbeat timeout may next expire (see `Core::sweep`).
-    let mut sweep_at: Option<Instant> = None;
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            cmd = rx.recv(), if listen_at.is_none() => {
-                let Some(cmd) = cmd else { break };
-                let mut next = Some(cmd);
-                while let Some(cmd) = next {
-                    match cmd {
-                        TimerCommand::Arm(timer, at) => deadlines.arm(timer, at),
-                        TimerCommand::Forget(id) => deadlines.forget(&id),
-                        TimerCommand::SweepAt(at) => {
-                            sweep_at = Some(sweep_at.map_or(at, |s: Instant| s.min(at)));
-                        }
-                    }
-                    next = rx.try_recv().ok();
-                }
-                listen_at = Some(Instant::now() + COMMAND_BATCHING);
-            },
-            _ = tokio::time::sleep_until(listen_at.unwrap_or_else(Instant::now)), if listen_at.is_some() => {
-                listen_at = None;
-            },
-            _ = tokio::time::sleep_until(sweep_at.map_or_else(Instant::now, |at| round_up(deadlines.epoch, at))), if sweep_at.is_some() => {
-                let Some(inner) = weak.upgrade() else { break };
-                let now = Instant::now();
-                sweep_at = inner.change(|core, fx| {
-                    let next = core.sweep(now, fx);
-                    for (timer, at) in fx.timers.drain(..) {
-                        deadlines.arm(timer, at);
-                    }
-                    next
-                });
-            },
-            Some(first) = deadlines.next(), if !deadlines.queue.is_empty() => {
-                let Some(inner) = weak.upgrade() else { break };
-                // Every timer due now, under one lock: thousands of heartbeat timers come due
-                // in the same few milliseconds.
-                let mut due = vec![first];
-                while let Some(Some(more)) = deadlines.next().now_or_never() {
-                    due.push(more);
-                }
-                inner.change(|core, fx| {
-                    for (timer, key) in due {
-                        core.on_timer(&timer, fx);
-                        // Re-armed timers (most often: a heartbeat came since this one was
-                        // armed) go straight back into the queue.
-                        deadlines.fired(&timer.id, key, std::mem::take(&mut fx.timers));
-                    }
-                });
+    /// The handles of the attempts worker `worker` runs.
+    pub(crate) fn handles_of(&self, worker: u32) -> Vec<AttemptHandle> {
+        self.live
+            .values()
+            .filter(|l| l.worker == worker)
+            .filter_map(|l| l.handle.clone())
+            .collect()
+    }
+
+    /// The engine was closed: closing writes that failed are no longer retried, so their
+    /// waiters hear it now.
+    pub(crate) fn engine_closed(&mut self, fx: &mut Effects) {
+        for live in self.live.values_mut().filter(|l| l.closing_failures > 0) {
+            let closed = Closed {
+                state: live.state,
+                output: None,
+                failure: Some(ActivityFailure::Engine(EngineError::Closed)),
+            };
+            for w in std::mem::take(&mut live.waiters)
+                .into_iter()
+                .flat_map(|w| *w)
+            {
+                fx.answers.push((w, closed.clone()));
             }
         }
-        pending.store(
-            deadlines.queue.len() as u64,
-            std::sync::atomic::Ordering::Relaxed,
-        );
     }
+}
+
+/// What [`Core::wait`] found.
+pub(crate) enum Wait {
+    /// Open: the receiver gets how it closed.
+    Pending(oneshot::Receiver<Closed>),
+    /// Not open (closed, or unknown): the file has the answer.
+    NotOpen,
+    /// Its closing write failed and the engine is closed: it will not be answered.
+    EngineClosed,
 }

@@ -50,6 +50,7 @@
 //! file for the engine to apply.
 
 mod client;
+mod clock;
 mod core;
 mod error;
 mod inspect;
@@ -57,6 +58,7 @@ mod live_map;
 mod record;
 mod silence;
 mod store;
+mod timers;
 mod worker;
 
 pub use client::{ActivityHandle, Client, Description, ListFilter, StartOptions};
@@ -73,8 +75,9 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, Notify};
 
-use self::core::{apply, Core, Effects, Live};
-use self::store::{Reader, Writer};
+use self::core::{Core, Effects, Live};
+use self::store::{Ack, Reader, Writer};
+use self::timers::TimerCommand;
 
 /// The shared state of one engine.
 pub(crate) struct Inner {
@@ -83,7 +86,7 @@ pub(crate) struct Inner {
     pub(crate) reader: Arc<Reader>,
     core: Mutex<Core>,
     pub(crate) ready: Notify,
-    pub(crate) timers: mpsc::UnboundedSender<core::TimerCommand>,
+    pub(crate) timers: mpsc::UnboundedSender<TimerCommand>,
     /// The writer thread; it holds the file's lock until it has finished.
     writer_thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Cancelled by `close()` (and on drop): workers stop, starts are refused, polling stops.
@@ -136,11 +139,74 @@ impl Inner {
         let out = {
             let mut core = self.lock();
             let out = f(&mut core, &mut fx);
-            core::queue(self, &mut fx);
+            self.queue(&mut fx);
             out
         };
-        apply(self, fx);
+        self.apply(fx);
         out
+    }
+
+    /// Queues the effects that must keep the order of the core's changes: timers (a `Forget`
+    /// before any timer a later acknowledgement arms) and writes. Called with the core's lock
+    /// held: a write queued after the lock is released could be overtaken by another
+    /// thread's, such as a timed-out attempt's late checkpoint overtaking the transition that
+    /// timed it out.
+    fn queue(&self, fx: &mut Effects) {
+        for id in fx.forget.drain(..) {
+            let _ = self.timers.send(TimerCommand::Forget(id));
+        }
+        for (timer, at) in fx.timers.drain(..) {
+            let _ = self.timers.send(TimerCommand::Arm(timer, at));
+        }
+        if let Some(at) = fx.sweep.take() {
+            let _ = self.timers.send(TimerCommand::SweepAt(at));
+        }
+        for (w, ack) in fx.writes.drain(..) {
+            match self.writer.queue(w, ack) {
+                Ok(wake) => fx.wake_writer |= wake,
+                Err(Some(ack)) => fx.unsent.push(ack),
+                Err(None) => {}
+            }
+        }
+    }
+
+    /// Applies the rest once the lock is released: push cancels (after the writes that record
+    /// why), wake the writer and the workers, answer waiters and callers, and the
+    /// acknowledgements of writes the writer could not take (it has stopped).
+    fn apply(self: &Arc<Self>, fx: Effects) {
+        for (handle, reason) in fx.cancels {
+            handle.cancel(reason);
+        }
+        if fx.wake_writer {
+            self.writer.wake();
+        }
+        if fx.ready {
+            self.ready.notify_waiters();
+        }
+        for (waiter, closed) in fx.answers {
+            let _ = waiter.send(closed);
+        }
+        for (reply, result) in fx.replies {
+            let _ = reply.send(result);
+        }
+        if !fx.unsent.is_empty() {
+            self.committed(
+                fx.unsent
+                    .into_iter()
+                    .map(|ack| (ack, Err(EngineError::Closed)))
+                    .collect(),
+            );
+        }
+    }
+
+    /// Writes the core asked for were committed (or failed): their acknowledgements, applied
+    /// under one lock.
+    fn committed(self: &Arc<Self>, acks: Vec<(Ack, Result<bool, EngineError>)>) {
+        self.change(|core, fx| {
+            for (ack, result) in acks {
+                core.committed(ack, result, fx);
+            }
+        });
     }
 
     /// A heartbeat of attempt `token` (the hot path: no effects but its write).
@@ -158,52 +224,6 @@ impl Inner {
             self.writer.wake();
         }
         Ok(reply)
-    }
-
-    /// A closing write was committed (or failed). Committed: answer the waiters and forget the
-    /// activity. Failed (a full disk): nothing of it was stored, so the file still holds the
-    /// activity as it was; the waiters get the storage error now, and the activity stays in
-    /// memory, closing, while the write is retried with backoff (1 s doubling to 1 min). If
-    /// the process ends first, reopening the file recovers the activity from what it holds.
-    pub(crate) fn on_closed_committed(
-        self: &Arc<Self>,
-        id: &Arc<str>,
-        result: Result<bool, EngineError>,
-    ) {
-        match result {
-            Ok(_) => {
-                let live = self.lock().live.remove(id);
-                let Some(live) = live else { return };
-                let closed = live.closing.map(|c| *c).unwrap_or(core::Closed {
-                    state: live.state,
-                    output: None,
-                    failure: None,
-                });
-                for w in live.waiters.into_iter().flat_map(|w| *w) {
-                    let _ = w.send(closed.clone());
-                }
-            }
-            Err(e) => {
-                let failed = self.change(|core, fx| core.closing_write_failed(id, fx));
-                let Some((state, retry_in, waiters)) = failed else {
-                    return;
-                };
-                tracing::error!(
-                    activity_id = %id,
-                    error = %e,
-                    ?retry_in,
-                    "the activity's closing write failed; it stays open and the write is retried"
-                );
-                let closed = core::Closed {
-                    state,
-                    output: None,
-                    failure: Some(ActivityFailure::Engine(e)),
-                };
-                for w in waiters.into_iter().flat_map(|w| *w) {
-                    let _ = w.send(closed.clone());
-                }
-            }
-        }
     }
 }
 
@@ -476,7 +496,7 @@ impl Engine {
             path,
             writer,
             reader,
-            core: Mutex::new(Core::default()),
+            core: Mutex::new(Core::new(Arc::new(clock::SystemClock))),
             ready: Notify::new(),
             timers,
             writer_thread: Mutex::new(Some(writer_thread)),
@@ -485,16 +505,23 @@ impl Engine {
             workers: tokio_util::task::TaskTracker::new(),
             pending_timers: Arc::default(),
         });
+        let weak = Arc::downgrade(&inner);
+        inner.writer.route(Box::new(move |acks| {
+            if let Some(inner) = weak.upgrade() {
+                inner.committed(acks);
+            }
+        }));
         let recovered = rows.len();
         inner.change(|core, fx| {
+            let now = core.now();
             for row in rows {
-                core.admit(Live::from_row(row), fx);
+                core.admit(Live::from_row(row, &now), fx);
             }
         });
         if recovered > 0 {
             tracing::info!(path = %inner.path.display(), recovered, "engine recovered open activities");
         }
-        core::spawn_timers(
+        timers::spawn(
             Arc::downgrade(&inner),
             timer_rx,
             inner.pending_timers.clone(),
@@ -600,23 +627,7 @@ impl Engine {
         self.inner.workers.wait().await;
         self.inner.timers_stop.cancel();
         // Closing writes that failed are no longer retried: their waiters hear it now.
-        let waiting: Vec<_> = self
-            .inner
-            .lock()
-            .live
-            .values_mut()
-            .filter(|l| l.closing_failures > 0)
-            .map(|l| (l.state, std::mem::take(&mut l.waiters)))
-            .collect();
-        for (state, waiters) in waiting {
-            for w in waiters.into_iter().flat_map(|w| *w) {
-                let _ = w.send(core::Closed {
-                    state,
-                    output: None,
-                    failure: Some(ActivityFailure::Engine(EngineError::Closed)),
-                });
-            }
-        }
+        self.inner.change(|core, fx| core.engine_closed(fx));
         self.inner.writer.sync().await
     }
 }
@@ -698,7 +709,7 @@ pub fn request_cancel(path: impl AsRef<Path>, id: &str) -> Result<(), EngineErro
         Some(id),
         None,
         None,
-        core::now_ms(),
+        clock::now_ms(),
     )
 }
 
@@ -760,7 +771,7 @@ pub fn request_heartbeat(
         None,
         Some(&token),
         details.map(|d| d.data()),
-        core::now_ms(),
+        clock::now_ms(),
     )
 }
 

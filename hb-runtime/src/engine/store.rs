@@ -100,9 +100,31 @@ pub(crate) enum Write {
     },
 }
 
-/// Runs once a write is committed: `Ok(true)` when it changed the file (`Ok(false)`: an
-/// insert of an id that exists), or why nothing of its batch was stored.
-pub(crate) type Ack = Box<dyn FnOnce(Result<bool, EngineError>) + Send>;
+/// What happens once a write is committed, with `Ok(true)` when it changed the file
+/// (`Ok(false)`: an insert of an id that exists), or why it was not stored.
+#[derive(Debug)]
+pub(crate) enum Ack {
+    /// A caller waits for it.
+    Reply(tokio::sync::oneshot::Sender<Result<bool, EngineError>>),
+    /// The closing write of an activity: the core answers its waiters (see
+    /// `Core::committed`).
+    Closed(Arc<str>),
+}
+
+impl Ack {
+    /// A reply, and the receiver it answers.
+    pub(crate) fn reply() -> (
+        Ack,
+        tokio::sync::oneshot::Receiver<Result<bool, EngineError>>,
+    ) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        (Ack::Reply(tx), rx)
+    }
+}
+
+/// Where the writer hands the acknowledgements that are the core's (everything but replies),
+/// those of one commit together.
+pub(crate) type Router = Box<dyn Fn(Vec<(Ack, Result<bool, EngineError>)>) + Send + Sync>;
 
 /// A handle to the writer thread.
 #[derive(Clone)]
@@ -118,6 +140,8 @@ pub(crate) struct Writer {
 /// keep their order) and wakes the writer after releasing it.
 struct Inbox {
     queue: Mutex<Queued>,
+    /// Set once the engine exists (see [`Writer::route`]).
+    router: std::sync::OnceLock<Router>,
     /// Set while the writer sleeps with nothing to do: then any write wakes it.
     idle: std::sync::atomic::AtomicBool,
     /// While the writer gathers heartbeats: when it will commit, in ns since `epoch`
@@ -130,6 +154,7 @@ impl Default for Inbox {
     fn default() -> Self {
         Inbox {
             queue: Mutex::default(),
+            router: std::sync::OnceLock::new(),
             idle: std::sync::atomic::AtomicBool::new(false),
             commit_at: std::sync::atomic::AtomicU64::new(u64::MAX),
             epoch: std::time::Instant::now(),
@@ -160,9 +185,28 @@ impl Inbox {
         q.closed = true;
         let refused = std::mem::take(&mut q.writes);
         drop(q);
-        for (_, ack) in refused {
-            if let Some(ack) = ack {
-                ack(Err(EngineError::Closed));
+        self.answer(
+            refused
+                .into_iter()
+                .filter_map(|(_, ack)| Some((ack?, Err(EngineError::Closed))))
+                .collect(),
+        );
+    }
+
+    /// Answers acknowledgements: replies here, the core's through the router.
+    fn answer(&self, acks: Vec<(Ack, Result<bool, EngineError>)>) {
+        let mut core = Vec::new();
+        for (ack, r) in acks {
+            match ack {
+                Ack::Reply(tx) => {
+                    let _ = tx.send(r);
+                }
+                other => core.push((other, r)),
+            }
+        }
+        if !core.is_empty() {
+            if let Some(route) = self.router.get() {
+                route(core);
             }
         }
     }
@@ -184,14 +228,14 @@ impl Drop for CloseOnExit<'_> {
 impl Writer {
     /// Waits until every write queued so far is committed.
     pub(crate) async fn sync(&self) -> Result<(), EngineError> {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.send(
-            Write::Barrier,
-            Some(Box::new(move |r| {
-                let _ = tx.send(r);
-            })),
-        );
+        let (ack, rx) = Ack::reply();
+        self.send(Write::Barrier, Some(ack));
         rx.await.unwrap_or(Err(EngineError::Closed)).map(|_| ())
+    }
+
+    /// Sets where the core's acknowledgements go (once, when the engine is made).
+    pub(crate) fn route(&self, router: Router) {
+        let _ = self.inbox.router.set(router);
     }
 
     /// Queues `write` and wakes the writer if it should commit soon; `ack` runs once it is
@@ -201,7 +245,7 @@ impl Writer {
         match self.queue(write, ack) {
             Ok(true) => self.wake(),
             Ok(false) => {}
-            Err(Some(ack)) => ack(Err(EngineError::Closed)),
+            Err(Some(ack)) => self.inbox.answer(vec![(ack, Err(EngineError::Closed))]),
             Err(None) => {}
         }
     }
@@ -536,18 +580,21 @@ fn writer_loop(mut conn: Connection, path: PathBuf, inbox: &Inbox) -> Connection
             Some(i) => batch.split_off(i + 1),
             None => Vec::new(),
         };
+        let mut apply_batch = |b: &mut [(Write, Option<Ack>)]| {
+            apply(&mut conn, b).map_err(|e| EngineError::sqlite(&path, e))
+        };
         if batch.len() <= MAX_BATCH {
-            commit(&mut conn, &path, &mut batch);
+            inbox.answer(commit(&mut batch, &mut apply_batch));
         } else {
             // A backlog: transactions of at most MAX_BATCH writes, in order.
             let mut chunk = Vec::with_capacity(MAX_BATCH);
             for w in batch.drain(..) {
                 chunk.push(w);
                 if chunk.len() == MAX_BATCH {
-                    commit(&mut conn, &path, &mut chunk);
+                    inbox.answer(commit(&mut chunk, &mut apply_batch));
                 }
             }
-            commit(&mut conn, &path, &mut chunk);
+            inbox.answer(commit(&mut chunk, &mut apply_batch));
         }
         // A burst (thousands of starts) leaves a large buffer behind; it takes turns with the
         // inbox's, so neither keeps a burst's size once it is over.
@@ -555,11 +602,11 @@ fn writer_loop(mut conn: Connection, path: PathBuf, inbox: &Inbox) -> Connection
             batch = Vec::with_capacity(KEEP_CAPACITY);
         }
         if stop.is_some() {
-            for (_, ack) in late {
-                if let Some(ack) = ack {
-                    ack(Err(EngineError::Closed));
-                }
-            }
+            inbox.answer(
+                late.into_iter()
+                    .filter_map(|(_, ack)| Some((ack?, Err(EngineError::Closed))))
+                    .collect(),
+            );
             inbox.close();
             break;
         }
@@ -567,50 +614,56 @@ fn writer_loop(mut conn: Connection, path: PathBuf, inbox: &Inbox) -> Connection
     conn
 }
 
-/// Commits `batch` in one transaction (or, if that fails, each write alone) and answers the
-/// acknowledgements; `batch` is left empty.
-fn commit(conn: &mut Connection, path: &Path, batch: &mut Vec<(Write, Option<Ack>)>) {
+/// Commits `batch` through `apply` in one transaction (or, if that fails, each write alone)
+/// and returns the acknowledgements with their results, in order; `batch` is left empty.
+pub(crate) fn commit(
+    batch: &mut Vec<(Write, Option<Ack>)>,
+    apply: &mut dyn FnMut(&mut [(Write, Option<Ack>)]) -> Result<Vec<bool>, EngineError>,
+) -> Vec<(Ack, Result<bool, EngineError>)> {
+    let mut acks = Vec::new();
     if batch.is_empty() {
-        return;
+        return acks;
     }
-    let mut result = apply(conn, batch).map_err(|e| EngineError::sqlite(path, e));
-    if result.is_err() && batch.len() > 1 {
-        // One bad write (a full disk for one large input) must not fail the writes batched
-        // with it: replay them one by one, so only the ones that fail report it.
-        for (w, ack) in batch.drain(..) {
-            let mut one = [(w, None)];
-            let r = apply(conn, &mut one)
-                .map(|changed| changed[0])
-                .map_err(|e| EngineError::sqlite(path, e));
-            if let Err(e) = &r {
-                tracing::error!(error = %e, "engine write failed; it was not stored");
-            }
-            if let Some(ack) = ack {
-                ack(r);
-            }
-        }
-        result = Ok(Vec::new());
-    }
-    match result {
+    match apply(batch) {
         Ok(changed) => {
             for ((_, ack), changed) in batch.drain(..).zip(changed) {
                 if let Some(ack) = ack {
-                    ack(Ok(changed));
+                    acks.push((ack, Ok(changed)));
+                }
+            }
+        }
+        Err(e) if batch.len() > 1 => {
+            tracing::warn!(error = %e, writes = batch.len(), "engine batch failed; storing its writes one by one");
+            // One bad write (a full disk for one large input) must not fail the writes batched
+            // with it: replay them one by one, so only the ones that fail report it.
+            for (w, ack) in batch.drain(..) {
+                let mut one = [(w, None)];
+                let r = apply(&mut one).map(|changed| changed[0]);
+                if let Err(e) = &r {
+                    tracing::error!(error = %e, "engine write failed; it was not stored");
+                }
+                if let Some(ack) = ack {
+                    acks.push((ack, r));
                 }
             }
         }
         Err(e) => {
-            tracing::error!(error = %e, writes = batch.len(), "engine write failed; nothing of this batch was stored");
+            tracing::error!(error = %e, "engine write failed; it was not stored");
             for (_, ack) in batch.drain(..) {
                 if let Some(ack) = ack {
-                    ack(Err(e.clone()));
+                    acks.push((ack, Err(e.clone())));
                 }
             }
         }
     }
+    acks
 }
 
-fn apply(conn: &mut Connection, batch: &mut [(Write, Option<Ack>)]) -> rusqlite::Result<Vec<bool>> {
+/// Applies `batch` to the file in one transaction: every write or none.
+pub(crate) fn apply(
+    conn: &mut Connection,
+    batch: &mut [(Write, Option<Ack>)],
+) -> rusqlite::Result<Vec<bool>> {
     let mut changed = vec![true; batch.len()];
     // Only the newest heartbeat of each activity in the batch is written.
     let mut newest_heartbeat: foldhash::HashMap<&str, usize> = foldhash::HashMap::default();
@@ -944,7 +997,7 @@ mod tests {
         assert_eq!(inbox.lock().writes.len(), 4);
         // Once closed, writes are refused and their acknowledgements handed back.
         inbox.close();
-        let ack: Ack = Box::new(|_| {});
+        let (ack, _rx) = Ack::reply();
         assert!(matches!(
             writer.queue(Write::Barrier, Some(ack)),
             Err(Some(_))

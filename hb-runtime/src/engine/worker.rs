@@ -300,22 +300,7 @@ async fn poll(
             .options(options);
         let attempt = activity.start(&runner, request);
         let handle = attempt.handle();
-        inner.change(|core, fx| match core.live.get_mut(&task.id) {
-            Some(live)
-                if live.state == super::ActivityState::Running
-                    && live.closing.is_none()
-                    && live.attempt == task.attempt =>
-            {
-                // A cancel requested before the handle existed is delivered now.
-                if live.cancel_requested {
-                    fx.cancels.push((handle.clone(), CancelReason::Requested));
-                }
-                live.handle = Some(handle.clone());
-                live.worker = worker;
-            }
-            // Timed out or closed before it could start: stop it at once.
-            _ => fx.cancels.push((handle.clone(), CancelReason::TimedOut)),
-        });
+        inner.change(|core, fx| core.attach(&task.id, task.attempt, &handle, worker, fx));
         attempt.spawn_holding(permit);
     }
     // Shutdown: a grace period for running attempts, then WorkerShutdown for the rest.
@@ -323,13 +308,7 @@ async fn poll(
     if permits.available_permits() < max_concurrent {
         let drained = tokio::time::timeout(grace, permits.acquire_many(all)).await;
         if drained.is_err() {
-            let handles: Vec<AttemptHandle> = inner
-                .lock()
-                .live
-                .values()
-                .filter(|l| l.worker == worker)
-                .filter_map(|l| l.handle.clone())
-                .collect();
+            let handles: Vec<AttemptHandle> = inner.lock().handles_of(worker);
             tracing::info!(
                 attempts = handles.len(),
                 "worker shutdown: cancelling attempts still running after the grace period"
