@@ -431,25 +431,8 @@ impl Client {
         if let Some(t) = found {
             return existing(t);
         }
-        let scheduled_at = now.wall_ms;
         let id: Arc<str> = Arc::from(id);
-        let row = ActivityRow {
-            id: id.clone(),
-            activity_type: activity_type.to_owned(),
-            state: ActivityState::Scheduled,
-            attempt: 0,
-            input: input.data().to_vec(),
-            options: serde_json::to_string(&options).unwrap_or_default(),
-            details: None,
-            output: None,
-            failure: None,
-            cancel_requested: false,
-            scheduled_at,
-            attempt_started_at: None,
-            last_heartbeat_at: None,
-            next_attempt_at: None,
-            closed_at: None,
-        };
+        let row = new_row(id.clone(), activity_type, &input, &options, now.wall_ms);
         let live = Live::from_row(row.clone(), &now);
         // The primary key decides between concurrent starts of one id (no read first): the
         // activity becomes runnable only once its row is stored.
@@ -734,6 +717,33 @@ impl Client {
             output: row.output.map(Payload::from_json_bytes),
             failure: row.failure.as_deref().and_then(ActivityFailure::from_json),
         })
+    }
+}
+
+/// The row a start of activity `id` inserts.
+pub(crate) fn new_row(
+    id: Arc<str>,
+    activity_type: &str,
+    input: &Payload,
+    options: &StoredOptions,
+    scheduled_at: i64,
+) -> ActivityRow {
+    ActivityRow {
+        id,
+        activity_type: activity_type.to_owned(),
+        state: ActivityState::Scheduled,
+        attempt: 0,
+        input: input.data().to_vec(),
+        options: serde_json::to_string(options).unwrap_or_default(),
+        details: None,
+        output: None,
+        failure: None,
+        cancel_requested: false,
+        scheduled_at,
+        attempt_started_at: None,
+        last_heartbeat_at: None,
+        next_attempt_at: None,
+        closed_at: None,
     }
 }
 

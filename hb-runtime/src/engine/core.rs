@@ -321,6 +321,14 @@ impl Core {
         self.live.insert(Box::new(live));
     }
 
+    /// Admits what a reopened file holds open.
+    pub(crate) fn recover(&mut self, rows: Vec<ActivityRow>, fx: &mut Effects) {
+        let now = self.now();
+        for row in rows {
+            self.admit(Live::from_row(row, &now), fx);
+        }
+    }
+
     /// Takes the next ready attempt of one of `types`, marking it running.
     pub(crate) fn take(&mut self, types: &[&str], fx: &mut Effects) -> Option<Task> {
         for t in types {
@@ -1023,6 +1031,69 @@ impl Core {
             }
         }
     }
+
+    /// Applies a request another process queued in the file, and deletes it.
+    pub(crate) fn request(&mut self, request: super::store::Request, fx: &mut Effects) {
+        match (
+            request.kind.as_str(),
+            request.activity_id,
+            request.task_token,
+        ) {
+            ("cancel", Some(id), _) => {
+                self.cancel(&id, fx);
+            }
+            ("heartbeat", _, Some(token)) => {
+                let token = TaskToken::new(token.into_bytes());
+                let details = request.details.map(Payload::from_json_bytes);
+                if let Ok((_, Some(write))) = self.heartbeat(&token, details.as_ref()) {
+                    fx.writes.push((write, None));
+                }
+            }
+            (other, ..) => tracing::warn!(kind = other, "ignoring an unknown queued request"),
+        }
+        fx.writes
+            .push((Write::DeleteRequest { seq: request.seq }, None));
+    }
+
+    /// What the core holds, for the simulator's memory invariants.
+    #[cfg(feature = "sim")]
+    pub(crate) fn footprint(&self) -> Footprint {
+        Footprint {
+            ready: self.ready.values().map(VecDeque::len).sum(),
+            ready_types: self.ready.len(),
+            options: self.options.len(),
+        }
+    }
+
+    /// Whether a running attempt of `id` is watched for its heartbeat timeout.
+    #[cfg(feature = "sim")]
+    pub(crate) fn watched(&self, id: &str) -> bool {
+        self.live
+            .get(id)
+            .is_some_and(|l| l.silence != silence::NONE)
+    }
+
+    /// Whether `id` waits in the ready queue of its type.
+    #[cfg(feature = "sim")]
+    pub(crate) fn is_ready(&self, id: &str) -> bool {
+        self.live.get(id).is_some_and(|l| {
+            self.ready
+                .get(&l.activity_type)
+                .is_some_and(|q| q.iter().any(|i| &**i == id))
+        })
+    }
+}
+
+/// Sizes of what the core holds beside its open activities.
+#[cfg(feature = "sim")]
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Footprint {
+    /// Ids in the ready queues.
+    pub(crate) ready: usize,
+    /// Ready queues.
+    pub(crate) ready_types: usize,
+    /// Shared options kept per type.
+    pub(crate) options: usize,
 }
 
 /// What [`Core::wait`] found.

@@ -57,6 +57,9 @@ mod inspect;
 mod live_map;
 mod record;
 mod silence;
+#[cfg(feature = "sim")]
+#[doc(hidden)]
+pub mod sim;
 mod store;
 mod timers;
 mod worker;
@@ -75,7 +78,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, Notify};
 
-use self::core::{Core, Effects, Live};
+use self::core::{Core, Effects};
 use self::store::{Ack, Reader, Writer};
 use self::timers::TimerCommand;
 
@@ -512,12 +515,7 @@ impl Engine {
             }
         }));
         let recovered = rows.len();
-        inner.change(|core, fx| {
-            let now = core.now();
-            for row in rows {
-                core.admit(Live::from_row(row, &now), fx);
-            }
-        });
+        inner.change(|core, fx| core.recover(rows, fx));
         if recovered > 0 {
             tracing::info!(path = %inner.path.display(), recovered, "engine recovered open activities");
         }
@@ -658,20 +656,11 @@ async fn poll_requests(weak: std::sync::Weak<Inner>, stop: tokio_util::sync::Can
             continue;
         }
         let Some(inner) = weak.upgrade() else { return };
-        for (seq, kind, activity_id, token, details) in requests {
-            match (kind.as_str(), activity_id, token) {
-                ("cancel", Some(id), _) => {
-                    inner.change(|core, fx| core.cancel(&id, fx));
-                }
-                ("heartbeat", _, Some(token)) => {
-                    let token = crate::transport::TaskToken::new(token.into_bytes());
-                    let details = details.map(crate::Payload::from_json_bytes);
-                    let _ = inner.heartbeat(&token, details.as_ref());
-                }
-                (other, ..) => tracing::warn!(kind = other, "ignoring an unknown queued request"),
+        inner.change(|core, fx| {
+            for request in requests {
+                core.request(request, fx);
             }
-            inner.writer.send(store::Write::DeleteRequest { seq }, None);
-        }
+        });
     }
 }
 

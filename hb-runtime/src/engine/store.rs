@@ -821,6 +821,74 @@ fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ActivityRow> {
     })
 }
 
+/// The row of activity `id`, its latest heartbeat folded in.
+pub(crate) fn get_row(c: &Connection, id: &str) -> rusqlite::Result<Option<ActivityRow>> {
+    c.prepare_cached(&format!(
+        "SELECT {ROW_COLUMNS} FROM {ROW_FROM} WHERE a.id = ?1"
+    ))?
+    .query_row([id], row_from)
+    .optional()
+}
+
+/// Rows in `states` (all when empty), newest first, at most `limit`.
+pub(crate) fn list_rows(
+    c: &Connection,
+    states: &[ActivityState],
+    limit: usize,
+) -> rusqlite::Result<Vec<ActivityRow>> {
+    let filter = if states.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = states.iter().map(|s| (*s as i64).to_string()).collect();
+        format!("WHERE a.state IN ({})", list.join(","))
+    };
+    let mut stmt = c.prepare(&format!(
+        "SELECT {ROW_COLUMNS} FROM {ROW_FROM} {filter} ORDER BY a.scheduled_at DESC, a.id LIMIT ?1"
+    ))?;
+    let rows = stmt.query_map([limit as i64], row_from)?;
+    rows.collect()
+}
+
+/// Every activity not yet closed (for recovery).
+pub(crate) fn open_rows(c: &Connection) -> rusqlite::Result<Vec<ActivityRow>> {
+    list_rows(
+        c,
+        &[
+            ActivityState::Scheduled,
+            ActivityState::Running,
+            ActivityState::BackingOff,
+        ],
+        usize::MAX >> 1,
+    )
+}
+
+/// A request another process left in the file (`hb cancel`, a heartbeat by task token).
+#[derive(Debug, Clone)]
+pub(crate) struct Request {
+    pub(crate) seq: i64,
+    pub(crate) kind: String,
+    pub(crate) activity_id: Option<String>,
+    pub(crate) task_token: Option<String>,
+    pub(crate) details: Option<Vec<u8>>,
+}
+
+/// The requests queued in the file, oldest first (at most 1,000).
+pub(crate) fn read_requests(c: &Connection) -> rusqlite::Result<Vec<Request>> {
+    let mut stmt = c.prepare_cached(
+        "SELECT seq, kind, activity_id, task_token, details FROM requests ORDER BY seq LIMIT 1000",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok(Request {
+            seq: r.get(0)?,
+            kind: r.get(1)?,
+            activity_id: r.get(2)?,
+            task_token: r.get(3)?,
+            details: r.get(4)?,
+        })
+    })?;
+    rows.collect()
+}
+
 /// A read connection shared by describe/list.
 pub(crate) struct Reader {
     conn: Mutex<Connection>,
@@ -844,13 +912,7 @@ impl Reader {
     }
 
     pub(crate) fn get(&self, id: &str) -> Result<Option<ActivityRow>, EngineError> {
-        self.with(|c| {
-            c.prepare_cached(&format!(
-                "SELECT {ROW_COLUMNS} FROM {ROW_FROM} WHERE a.id = ?1"
-            ))?
-            .query_row([id], row_from)
-            .optional()
-        })
+        self.with(|c| get_row(c, id))
     }
 
     /// Rows in `states` (all when empty), newest first, at most `limit`.
@@ -859,48 +921,17 @@ impl Reader {
         states: &[ActivityState],
         limit: usize,
     ) -> Result<Vec<ActivityRow>, EngineError> {
-        self.with(|c| {
-            let filter = if states.is_empty() {
-                String::new()
-            } else {
-                let list: Vec<String> = states.iter().map(|s| (*s as i64).to_string()).collect();
-                format!("WHERE a.state IN ({})", list.join(","))
-            };
-            let mut stmt = c.prepare(&format!(
-                "SELECT {ROW_COLUMNS} FROM {ROW_FROM} {filter} ORDER BY a.scheduled_at DESC, a.id LIMIT ?1"
-            ))?;
-            let rows = stmt.query_map([limit as i64], row_from)?;
-            rows.collect()
-        })
+        self.with(|c| list_rows(c, states, limit))
     }
 
     /// Every activity not yet closed (for recovery).
     pub(crate) fn open_rows(&self) -> Result<Vec<ActivityRow>, EngineError> {
-        self.list(
-            &[
-                ActivityState::Scheduled,
-                ActivityState::Running,
-                ActivityState::BackingOff,
-            ],
-            usize::MAX >> 1,
-        )
+        self.with(open_rows)
     }
 
-    /// Requests other processes left in the file: `(seq, kind, activity_id, task_token, details)`.
-    #[allow(clippy::type_complexity)]
-    pub(crate) fn requests(
-        &self,
-    ) -> Result<Vec<(i64, String, Option<String>, Option<String>, Option<Vec<u8>>)>, EngineError>
-    {
-        self.with(|c| {
-            let mut stmt = c.prepare_cached(
-                "SELECT seq, kind, activity_id, task_token, details FROM requests ORDER BY seq LIMIT 1000",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })?;
-            rows.collect()
-        })
+    /// Requests other processes left in the file, oldest first.
+    pub(crate) fn requests(&self) -> Result<Vec<Request>, EngineError> {
+        self.with(read_requests)
     }
 
     /// `PRAGMA integrity_check` of the file.

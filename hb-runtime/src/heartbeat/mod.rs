@@ -38,4 +38,6 @@ mod send;
 
 pub(crate) use poll::{PollTracker, Tracked, TrackedFuture};
 pub use pump::{Pump, PumpStats};
+#[cfg(feature = "sim")]
+pub(crate) use send::beat;
 pub(crate) use send::{finish, send_now, SendState};

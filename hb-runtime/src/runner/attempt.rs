@@ -315,7 +315,7 @@ async fn after_cancel<O>(
 }
 
 /// Reports the result to the transport with the latest checkpoint.
-async fn report(shared: &Arc<Shared>, mut result: AttemptResult) -> AttemptOutcome {
+pub(crate) async fn report(shared: &Arc<Shared>, mut result: AttemptResult) -> AttemptOutcome {
     let details = heartbeat::finish(shared).await;
     if let Err(ActivityError::Cancelled { reason, details: d }) = &mut result {
         match shared.cancel_reason() {

@@ -25,6 +25,8 @@ use crate::payload::Payload;
 use crate::state::StateMap;
 use crate::transport::{TaskToken, Transport};
 pub(crate) use attempt::panic_message;
+#[cfg(feature = "sim")]
+pub(crate) use attempt::report;
 
 /// What a backend hands the runner to start one attempt.
 ///
@@ -476,6 +478,11 @@ pub struct AttemptHandle {
 }
 
 impl AttemptHandle {
+    #[cfg(feature = "sim")]
+    pub(crate) fn from_shared(shared: Arc<Shared>) -> Self {
+        AttemptHandle { shared }
+    }
+
     /// Asks the attempt to stop; the first reason given wins. Reaches the body at once.
     pub fn cancel(&self, reason: CancelReason) {
         self.shared.cancel_with(reason)

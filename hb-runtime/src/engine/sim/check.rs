@@ -1,0 +1,110 @@
+//! The simulator's reference model: what must hold of every activity, whatever the faults.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+
+use tokio::time::Instant;
+
+use super::super::record::ActivityState;
+
+/// An invariant the engine broke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Violation {
+    /// The step (0-based) after which it was seen.
+    pub step: usize,
+    /// Which invariant: `orphan`, `checkpoint-regressed`, `retry-older-checkpoint`,
+    /// `reopened`, `closed-differently`, `waiter-unanswered`, `waiter-wrong`,
+    /// `result-of-open-activity`, `cancel-not-durable`, `ready-queue-leak`, `waiter-leak`,
+    /// `timer-too-late`,
+    /// `stored-time`, `work-lost`, `slow-recovery`, `panic`, `hang`.
+    pub kind: &'static str,
+    /// What was seen.
+    pub message: String,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "step {}: {}: {}", self.step, self.kind, self.message)
+    }
+}
+
+/// What the simulator knows must be true, per activity id.
+#[derive(Default)]
+pub(crate) struct Model {
+    /// The next checkpoint number of each activity: every checkpoint (a body's or an
+    /// external heartbeat's) is numbered in the order it was made.
+    next_seq: HashMap<String, u64>,
+    /// The newest checkpoint number ever durably stored.
+    pub(crate) durable: HashMap<String, u64>,
+    /// Checkpoints made by running bodies: number, when, which attempt (the latest few).
+    pub(crate) made: HashMap<String, Vec<(u64, Instant, u32)>>,
+    /// How each durably closed activity closed.
+    pub(crate) closed: HashMap<String, ActivityState>,
+    /// Attempts heartbeated through the file by another process (`id`, attempt).
+    pub(crate) external: HashSet<(String, u32)>,
+}
+
+/// How many of an activity's latest checkpoints are kept for the work-lost check.
+const KEEP_MADE: usize = 64;
+
+impl Model {
+    /// A new checkpoint number for activity `id`.
+    pub(crate) fn next_seq(&mut self, id: &str) -> u64 {
+        let n = self.next_seq.entry(id.to_owned()).or_insert(0);
+        *n += 1;
+        *n
+    }
+
+    /// A body made checkpoint `seq` at `at`.
+    pub(crate) fn made(&mut self, id: &str, seq: u64, at: Instant, attempt: u32) {
+        let made = self.made.entry(id.to_owned()).or_default();
+        made.push((seq, at, attempt));
+        if made.len() > KEEP_MADE {
+            made.drain(..made.len() - KEEP_MADE);
+        }
+    }
+
+    /// The file now holds checkpoint `seq` (if any) for `id`: it must not be older than one it
+    /// held before.
+    pub(crate) fn stored(&mut self, id: &str, seq: Option<u64>) -> Result<(), String> {
+        let Some(seq) = seq else {
+            return match self.durable.get(id) {
+                Some(old) => Err(format!("{id}: the file lost its checkpoint #{old}")),
+                None => Ok(()),
+            };
+        };
+        let newest = self.durable.entry(id.to_owned()).or_insert(seq);
+        if seq < *newest {
+            return Err(format!(
+                "{id}: the file holds checkpoint #{seq}, older than #{newest} it held before"
+            ));
+        }
+        *newest = seq;
+        Ok(())
+    }
+
+    /// The file shows `id` in `state`.
+    pub(crate) fn state(
+        &mut self,
+        id: &str,
+        state: ActivityState,
+    ) -> Result<(), (&'static str, String)> {
+        match self.closed.get(id) {
+            Some(c) if !state.is_closed() => Err((
+                "reopened",
+                format!("{id} closed as {c}, and the file shows it {state} again"),
+            )),
+            Some(c) if *c != state => Err((
+                "closed-differently",
+                format!("{id} closed as {c}, and the file shows it closed as {state}"),
+            )),
+            Some(_) => Ok(()),
+            None => {
+                if state.is_closed() {
+                    self.closed.insert(id.to_owned(), state);
+                }
+                Ok(())
+            }
+        }
+    }
+}

@@ -1,0 +1,283 @@
+//! The engine as the simulator runs it: the real core behind a lock, its effects applied to a
+//! simulated writer inbox and deadline queue on a simulated clock, and the real transport
+//! calls attempts make.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::super::clock::Clock;
+use super::super::core::{parse_token, Core, Effects, Timer, TimerKind};
+use super::super::store::{Ack, Write};
+use crate::error::{ActivityError, TransportError};
+use crate::payload::Payload;
+use crate::transport::{HeartbeatReply, TaskToken, Transport};
+use crate::BoxFuture;
+
+/// Simulated time: a monotonic clock that only the simulator moves, and a wall clock that it
+/// may also step either way.
+#[derive(Debug)]
+pub(crate) struct SimClock {
+    base: std::time::Instant,
+    mono_ns: AtomicU64,
+    wall_ms: AtomicI64,
+}
+
+impl SimClock {
+    pub(crate) fn new(wall_ms: i64) -> Self {
+        SimClock {
+            // Ahead of the real clock, so no simulated instant lies before what the core's
+            // structures took as their epoch when they were made.
+            base: std::time::Instant::now() + Duration::from_secs(3600),
+            mono_ns: AtomicU64::new(0),
+            wall_ms: AtomicI64::new(wall_ms),
+        }
+    }
+
+    /// Both clocks move by `d`.
+    pub(crate) fn advance(&self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.mono_ns.fetch_add(ns, Ordering::Relaxed);
+        self.wall_ms
+            .fetch_add(super::super::clock::ms(d), Ordering::Relaxed);
+    }
+
+    /// The wall clock steps by `ms`.
+    pub(crate) fn step_wall(&self, ms: i64) {
+        self.wall_ms.fetch_add(ms, Ordering::Relaxed);
+    }
+
+    /// Moves both clocks to monotonic instant `to` (if it is ahead).
+    pub(crate) fn advance_to(&self, to: Instant) {
+        let now = self.now();
+        if to > now {
+            self.advance(to - now);
+        }
+    }
+}
+
+impl Clock for SimClock {
+    fn now(&self) -> Instant {
+        Instant::from_std(self.base + Duration::from_nanos(self.mono_ns.load(Ordering::Relaxed)))
+    }
+
+    fn wall_ms(&self) -> i64 {
+        self.wall_ms.load(Ordering::Relaxed)
+    }
+}
+
+/// The engine of one simulated process.
+pub(crate) struct Shell {
+    pub(crate) core: Core,
+    /// Writes queued for the writer, not committed yet (lost in a crash).
+    pub(crate) pending: Vec<(Write, Option<Ack>)>,
+    /// When the writer commits what is pending: at once for anything but heartbeats, which
+    /// wait their `commit_within`.
+    pub(crate) commit_by: Option<Instant>,
+    /// The deadline queue, by deadline then arming order.
+    pub(crate) timers: BTreeMap<(Instant, u64), Timer>,
+    armed: u64,
+    /// When a running attempt's heartbeat timeout may next expire.
+    pub(crate) sweep_at: Option<Instant>,
+    /// Invariants broken while applying effects (checked by the world after each step).
+    pub(crate) problems: Vec<(&'static str, String)>,
+}
+
+impl Shell {
+    pub(crate) fn new(clock: Arc<dyn Clock>) -> Self {
+        Shell {
+            core: Core::new(clock),
+            pending: Vec::new(),
+            commit_by: None,
+            timers: BTreeMap::new(),
+            armed: 0,
+            sweep_at: None,
+            problems: Vec::new(),
+        }
+    }
+
+    fn now(&self) -> Instant {
+        self.core.clock.now()
+    }
+
+    /// Runs `f` on the core and applies its effects (what `Inner::change` does).
+    pub(crate) fn change<T>(&mut self, f: impl FnOnce(&mut Core, &mut Effects) -> T) -> T {
+        let mut fx = Effects::default();
+        let out = f(&mut self.core, &mut fx);
+        self.apply(fx);
+        out
+    }
+
+    /// Queues a write for the writer.
+    pub(crate) fn queue(&mut self, write: Write, ack: Option<Ack>) {
+        let now = self.now();
+        let by = match &write {
+            Write::Heartbeat { commit_within, .. } if ack.is_none() => {
+                super::super::clock::later(now, *commit_within)
+            }
+            _ => now,
+        };
+        self.commit_by = Some(self.commit_by.map_or(by, |c| c.min(by)));
+        self.pending.push((write, ack));
+    }
+
+    fn apply(&mut self, fx: Effects) {
+        let now = self.now();
+        for id in fx.forget {
+            self.timers.retain(|_, t| t.id != id);
+        }
+        for (timer, at) in fx.timers {
+            self.check_timer(&timer, at);
+            let (timer, at) = super::super::timers::capped(now, timer, at);
+            self.armed += 1;
+            self.timers.insert((at, self.armed), timer);
+        }
+        if let Some(at) = fx.sweep {
+            self.sweep_at = Some(self.sweep_at.map_or(at, |s| s.min(at)));
+        }
+        for (write, ack) in fx.writes {
+            self.check_write(&write);
+            self.queue(write, ack);
+        }
+        for (handle, reason) in fx.cancels {
+            handle.cancel(reason);
+        }
+        for (waiter, closed) in fx.answers {
+            let _ = waiter.send(closed);
+        }
+        for (reply, result) in fx.replies {
+            let _ = reply.send(result);
+        }
+        debug_assert!(fx.unsent.is_empty(), "the simulated writer never stops");
+    }
+
+    /// A timer is never armed later than its own duration from now: a deadline computed from
+    /// a stored time that lies in the future (a clock that stepped back) would wait for the
+    /// wall clock to catch up, and an overflowing one would never come.
+    fn check_timer(&mut self, timer: &Timer, at: Instant) {
+        let Some(live) = self.core.live.get(&timer.id) else {
+            return;
+        };
+        let o = &live.options;
+        let slack = Duration::from_millis(1);
+        let limit = match timer.kind {
+            TimerKind::Heartbeat => o
+                .heartbeat_timeout()
+                .into_iter()
+                .chain(o.start_to_close())
+                .max()
+                .unwrap_or(Duration::ZERO),
+            TimerKind::StartToClose => o.start_to_close().unwrap_or(Duration::ZERO),
+            TimerKind::ScheduleToClose => o.schedule_to_close().unwrap_or(Duration::ZERO),
+            TimerKind::Retry => o.retry_delay(timer.attempt.max(1)),
+            TimerKind::StoreClosing => Duration::from_secs(60),
+        };
+        let now = self.now();
+        let latest = super::super::clock::later(now, limit + slack);
+        if at > latest {
+            self.problems.push((
+                "timer-too-late",
+                format!(
+                    "{:?} timer of {} (attempt {}) armed {:?} ahead, beyond its {:?}",
+                    timer.kind,
+                    timer.id,
+                    timer.attempt,
+                    at.saturating_duration_since(now),
+                    limit
+                ),
+            ));
+        }
+    }
+
+    /// Stored times are never negative, nor a retry due before now.
+    fn check_write(&mut self, write: &Write) {
+        let wall = self.core.clock.wall_ms();
+        if let Write::Transition {
+            id,
+            next_attempt_at: Some(at),
+            ..
+        } = write
+        {
+            if *at < wall {
+                self.problems.push((
+                    "stored-time",
+                    format!("{id}: next attempt stored at {at} ms, before now ({wall} ms)"),
+                ));
+            }
+        }
+    }
+}
+
+/// The shell behind a lock: what the simulated attempts' transport and the world share.
+#[derive(Clone)]
+pub(crate) struct Shared(pub(crate) Arc<Mutex<Shell>>);
+
+impl Shared {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Shell> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// The transport simulated attempts report through: the same calls into the core as the
+/// engine's own transport.
+pub(crate) struct SimTransport(pub(crate) Shared);
+
+impl Transport for SimTransport {
+    fn heartbeat<'a>(
+        &'a self,
+        token: &'a TaskToken,
+        details: Option<&'a Payload>,
+    ) -> BoxFuture<'a, Result<HeartbeatReply, TransportError>> {
+        let mut shell = self.0.lock();
+        let r = shell.core.heartbeat(token, details).map(|(reply, write)| {
+            if let Some(w) = write {
+                shell.queue(w, None);
+            }
+            reply
+        });
+        Box::pin(async move { r })
+    }
+
+    fn complete<'a>(
+        &'a self,
+        token: &'a TaskToken,
+        output: Payload,
+    ) -> BoxFuture<'a, Result<(), TransportError>> {
+        if let Some((id, attempt)) = parse_token(token) {
+            self.0
+                .lock()
+                .change(|core, fx| core.complete(id, attempt, output, fx));
+        }
+        Box::pin(async { Ok(()) })
+    }
+
+    fn fail<'a>(
+        &'a self,
+        token: &'a TaskToken,
+        error: &'a ActivityError,
+        last_details: Option<&'a Payload>,
+    ) -> BoxFuture<'a, Result<(), TransportError>> {
+        if let Some((id, attempt)) = parse_token(token) {
+            self.0
+                .lock()
+                .change(|core, fx| core.failed(id, attempt, error, last_details.cloned(), fx));
+        }
+        Box::pin(async { Ok(()) })
+    }
+
+    fn cancelled<'a>(
+        &'a self,
+        token: &'a TaskToken,
+        details: Option<&'a Payload>,
+    ) -> BoxFuture<'a, Result<(), TransportError>> {
+        if let Some((id, attempt)) = parse_token(token) {
+            self.0
+                .lock()
+                .change(|core, fx| core.cancelled(id, attempt, details.cloned(), fx));
+        }
+        Box::pin(async { Ok(()) })
+    }
+}

@@ -1,0 +1,136 @@
+//! The engine under random faults, deterministically: see `hb_runtime::engine::sim`.
+//!
+//! ```sh
+//! cargo test -p hb-runtime --release --test simulation           # the fixed seeds (CI)
+//! HB_SIM_SEEDS=5000 cargo test -p hb-runtime --release --test simulation -- --nocapture
+//! HB_SIM_SEED=1234 cargo test -p hb-runtime --release --test simulation -- --nocapture
+//! ```
+//!
+//! A failure prints its seed, the invariant broken, and the shortest sequence of actions found
+//! that still breaks it; `HB_SIM_SEED` replays it exactly.
+
+use std::time::{Duration, Instant};
+
+use hb_runtime::engine::sim::{self, Outcome};
+
+/// Steps per seed: long enough for crashes, retries and timeouts to pile up.
+const STEPS: usize = 2_000;
+/// The fixed seeds CI runs: as many as fit this budget (a debug build runs fewer).
+const BUDGET: Duration = Duration::from_secs(40);
+const MAX_FIXED_SEEDS: u64 = 2_000;
+
+fn env_u64(name: &str) -> Option<u64> {
+    std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
+}
+
+fn report_failure(o: &Outcome, ignore: &[&str]) -> String {
+    let v = o.violation.as_ref().expect("a failure");
+    let short = sim::shrink(o.seed, &o.actions, v.kind, ignore);
+    let replayed = sim::replay_ignoring(o.seed, &short, ignore);
+    let mut s = format!(
+        "seed {} broke `{}` after {} steps: {}\nshortest failing sequence found ({} actions; replay with HB_SIM_SEED={}):\n",
+        o.seed,
+        v.kind,
+        v.step + 1,
+        v.message,
+        short.len(),
+        o.seed
+    );
+    for a in &short {
+        s.push_str(&format!("  {a:?}\n"));
+    }
+    if let Some(v) = replayed.violation {
+        s.push_str(&format!("which fails with: {v}\n"));
+    }
+    s
+}
+
+#[test]
+fn the_engine_keeps_its_invariants_under_random_faults() {
+    let started = Instant::now();
+    let seeds: Box<dyn Iterator<Item = u64>> =
+        match (env_u64("HB_SIM_SEED"), env_u64("HB_SIM_SEEDS")) {
+            (Some(seed), _) => Box::new(std::iter::once(seed)),
+            (None, Some(n)) => Box::new(0..n),
+            (None, None) => {
+                Box::new((0..MAX_FIXED_SEEDS).take_while(move |_| started.elapsed() < BUDGET))
+            }
+        };
+    let (mut runs, mut steps, mut crashes) = (0u64, 0u64, 0u64);
+    let mut failures = Vec::new();
+    for seed in seeds {
+        let o = sim::run(seed, STEPS);
+        runs += 1;
+        steps += o.steps as u64;
+        crashes += o.crashes;
+        if o.violation.is_some() {
+            failures.push(o);
+            if failures.len() >= 3 {
+                break;
+            }
+        }
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "simulation: {runs} seeds, {steps} steps, {crashes} crashes, {} violations ({:.0} steps/s)",
+        failures.len(),
+        steps as f64 / elapsed.as_secs_f64()
+    );
+    if let Some(first) = failures.first() {
+        panic!("{}", report_failure(first, &[]));
+    }
+}
+
+#[test]
+fn a_seed_replays_exactly() {
+    let a = sim::run(7, 500);
+    let b = sim::replay(7, &a.actions);
+    assert_eq!(a.steps, b.steps);
+    assert_eq!(a.crashes, b.crashes);
+    assert_eq!(a.violation, b.violation);
+}
+
+/// `HB_SIM_DISCOVER=N`: runs N seeds looking for every kind of failure, one kind after the
+/// other (a kind found is ignored from then on), and prints the first seed that found each
+/// with its shortest failing sequence. How the failures of the engine's issue 9 were found
+/// before they were fixed.
+#[test]
+fn discover() {
+    let Some(n) = env_u64("HB_SIM_DISCOVER") else {
+        return;
+    };
+    let mut found: Vec<&'static str> = Vec::new();
+    for seed in 0..n {
+        loop {
+            let o = sim::run_ignoring(seed, STEPS, &found);
+            let Some(v) = &o.violation else { break };
+            let kind = v.kind;
+            println!("{}", report_failure(&o, &found));
+            found.push(kind);
+        }
+    }
+    println!("discovered: {found:?}");
+}
+
+/// `HB_SIM_REPLAY="<seed> <actions as printed>"`... (see `discover`); here: replays the
+/// shortest failing sequence of `HB_SIM_SEED` with tracing (`HB_SIM_TRACE=1`).
+#[test]
+fn trace_shortest() {
+    let (Some(seed), Some(_)) = (env_u64("HB_SIM_SEED"), std::env::var_os("HB_SIM_TRACE")) else {
+        return;
+    };
+    let ignore: Vec<String> = std::env::var("HB_SIM_IGNORE")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let ignore: Vec<&str> = ignore.iter().map(String::as_str).collect();
+    std::env::remove_var("HB_SIM_TRACE");
+    let o = sim::run_ignoring(seed, STEPS, &ignore);
+    let Some(v) = &o.violation else { return };
+    let short = sim::shrink(seed, &o.actions, v.kind, &ignore);
+    std::env::set_var("HB_SIM_TRACE", "1");
+    let r = sim::replay_ignoring(seed, &short, &ignore);
+    println!("{:?}", r.violation);
+}
