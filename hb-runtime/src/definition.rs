@@ -235,27 +235,52 @@ pub enum BadCheckpointPolicy {
 /// assert!(!POLICY.should_retry(1, &ActivityError::retryable("BadInput", "no such file")));
 /// assert_eq!(POLICY.delay_after(2), Duration::from_secs(1));
 /// ```
+///
+/// # Unusual values
+///
+/// Every value is accepted and none makes [`delay_after`](Self::delay_after) panic or
+/// overflow. A zero `initial_interval` or `max_interval` means the default, as on a Temporal
+/// server (which treats zero as unset); a backoff below 1.0 or NaN counts as 1.0 (a delay
+/// that shrank would retry ever faster); `max_interval` below `initial_interval` wins (every
+/// delay is `max_interval`; a Temporal server refuses such a policy when the activity is
+/// started, and `#[activity]` refuses it at compile time). The `effective_*` methods say what
+/// is in force.
+///
+/// A huge `initial_interval` such as [`Duration::MAX`] in effect never retries by itself:
+///
+/// ```
+/// # use hb_runtime::RetryPolicy; use std::time::Duration;
+/// let manual = RetryPolicy::new().initial_interval(Duration::MAX);
+/// assert_eq!(manual.delay_after(1), Duration::MAX);
+/// assert_eq!(manual.delay_after(u32::MAX), Duration::MAX);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[non_exhaustive]
 pub struct RetryPolicy {
     /// Most attempts in all (first included); 0 for unlimited.
     pub max_attempts: u32,
-    /// Delay before the first retry.
+    /// Delay before the first retry; zero means the default, 1 s
+    /// (see [`effective_initial_interval`](Self::effective_initial_interval)).
     pub initial_interval: Duration,
-    /// Multiplier applied to the delay after each retry (at least 1.0).
+    /// Multiplier applied to the delay after each retry; below 1.0 or NaN counts as 1.0
+    /// (see [`effective_backoff`](Self::effective_backoff)).
     pub backoff: f64,
-    /// Upper bound of the delay; `None` means 100 × `initial_interval` (Temporal's default).
+    /// Upper bound of the delay; `None` or zero means 100 × `initial_interval` (Temporal's
+    /// default; see [`effective_max_interval`](Self::effective_max_interval)).
     pub max_interval: Option<Duration>,
     /// Error types ([`ActivityError::error_type`]) that are never retried.
     pub non_retryable: &'static [&'static str],
 }
+
+/// The initial interval in force when none (or zero) is given: Temporal's default.
+const DEFAULT_INITIAL_INTERVAL: Duration = Duration::from_secs(1);
 
 impl RetryPolicy {
     /// Temporal's default policy: unlimited attempts, 1 s initial interval, backoff 2.0.
     pub const fn new() -> Self {
         RetryPolicy {
             max_attempts: 0,
-            initial_interval: Duration::from_secs(1),
+            initial_interval: DEFAULT_INITIAL_INTERVAL,
             backoff: 2.0,
             max_interval: None,
             non_retryable: &[],
@@ -268,19 +293,30 @@ impl RetryPolicy {
         self
     }
 
-    /// Sets the delay before the first retry.
+    /// Sets the delay before the first retry (zero means the default, 1 s).
     pub const fn initial_interval(mut self, d: Duration) -> Self {
         self.initial_interval = d;
         self
     }
 
-    /// Sets the backoff coefficient.
+    /// Sets the backoff coefficient, stored as [`effective_backoff`](Self::effective_backoff)
+    /// reads it: below 1.0 or NaN becomes 1.0 and +∞ becomes [`f64::MAX`] (which reaches the
+    /// cap on the second retry just the same), so the policy compares equal to itself and
+    /// every backend is given a number it accepts.
+    ///
+    /// ```
+    /// # use hb_runtime::RetryPolicy;
+    /// assert_eq!(RetryPolicy::new().backoff(1.5).backoff, 1.5);
+    /// assert_eq!(RetryPolicy::new().backoff(0.5).backoff, 1.0);
+    /// assert_eq!(RetryPolicy::new().backoff(f64::NAN).backoff, 1.0);
+    /// assert_eq!(RetryPolicy::new().backoff(f64::INFINITY).backoff, f64::MAX);
+    /// ```
     pub const fn backoff(mut self, coefficient: f64) -> Self {
-        self.backoff = coefficient;
+        self.backoff = sane_backoff(coefficient);
         self
     }
 
-    /// Sets the delay cap.
+    /// Sets the delay cap (zero means the default, 100 × the initial interval).
     pub const fn max_interval(mut self, d: Duration) -> Self {
         self.max_interval = Some(d);
         self
@@ -292,7 +328,50 @@ impl RetryPolicy {
         self
     }
 
-    /// The delay before the attempt that follows failed attempt `attempt` (1-based).
+    /// The initial interval in force: [`initial_interval`](Self::initial_interval), or 1 s if
+    /// it is zero (a Temporal server reads zero as unset too).
+    ///
+    /// ```
+    /// # use hb_runtime::RetryPolicy; use std::time::Duration;
+    /// let p = RetryPolicy::new().initial_interval(Duration::ZERO);
+    /// assert_eq!(p.effective_initial_interval(), Duration::from_secs(1));
+    /// ```
+    pub const fn effective_initial_interval(&self) -> Duration {
+        if self.initial_interval.is_zero() {
+            DEFAULT_INITIAL_INTERVAL
+        } else {
+            self.initial_interval
+        }
+    }
+
+    /// The backoff coefficient in force: [`backoff`](Self::backoff) if at least 1.0, else 1.0
+    /// (NaN included); +∞ is read as [`f64::MAX`].
+    pub const fn effective_backoff(&self) -> f64 {
+        sane_backoff(self.backoff)
+    }
+
+    /// The delay cap in force: [`max_interval`](Self::max_interval) unless it is unset or
+    /// zero, else 100 × the [initial interval](Self::effective_initial_interval), saturating at
+    /// [`Duration::MAX`]. May be below the initial interval, and then every delay is the cap.
+    ///
+    /// ```
+    /// # use hb_runtime::RetryPolicy; use std::time::Duration;
+    /// let p = RetryPolicy::new().initial_interval(Duration::from_secs(2));
+    /// assert_eq!(p.effective_max_interval(), Duration::from_secs(200));
+    /// assert_eq!(p.max_interval(Duration::ZERO).effective_max_interval(), Duration::from_secs(200));
+    /// assert_eq!(p.max_interval(Duration::from_secs(1)).delay_after(1), Duration::from_secs(1));
+    /// ```
+    pub const fn effective_max_interval(&self) -> Duration {
+        match self.max_interval {
+            Some(d) if !d.is_zero() => d,
+            _ => self.effective_initial_interval().saturating_mul(100),
+        }
+    }
+
+    /// The delay before the attempt that follows failed attempt `attempt` (1-based; 0 counts
+    /// as 1): `initial × backoff^(attempt-1)` kept between the initial interval and the cap
+    /// (the cap wins when lower), never shorter for a later attempt. Uses the `effective_*`
+    /// values; any policy and attempt give a delay (saturating at the cap), never a panic.
     ///
     /// ```
     /// # use hb_runtime::RetryPolicy; use std::time::Duration;
@@ -301,17 +380,26 @@ impl RetryPolicy {
     /// assert_eq!(p.delay_after(1), Duration::from_secs(1));
     /// assert_eq!(p.delay_after(3), Duration::from_secs(4));
     /// assert_eq!(p.delay_after(10), Duration::from_secs(5));
+    /// assert_eq!(p.delay_after(u32::MAX), Duration::from_secs(5));
     /// ```
     pub fn delay_after(&self, attempt: u32) -> Duration {
-        let cap = self
-            .max_interval
-            .unwrap_or_else(|| self.initial_interval.saturating_mul(100));
-        let exp = attempt.saturating_sub(1).min(1024) as i32;
-        let secs = self.initial_interval.as_secs_f64() * self.backoff.max(1.0).powi(exp);
-        if !secs.is_finite() || secs >= cap.as_secs_f64() {
-            cap
-        } else {
-            Duration::from_secs_f64(secs)
+        let initial = self.effective_initial_interval();
+        let cap = self.effective_max_interval();
+        if initial >= cap {
+            return cap;
+        }
+        let growth = grow(self.effective_backoff(), attempt.saturating_sub(1));
+        if growth == 1.0 {
+            // Exact: `initial` in f64 is rounded past 2^53 ns (about 104 days).
+            return initial;
+        }
+        // In whole nanoseconds, so that a power-of-two backoff multiplies exactly; one rounding,
+        // and a larger growth never gives a smaller product. `as` saturates (+inf included).
+        let nanos = (initial.as_nanos() as f64 * growth).round() as u128;
+        match u64::try_from(nanos / NANOS_PER_SEC) {
+            // The clamp to `initial` undoes a rounding of `initial` down.
+            Ok(secs) => Duration::new(secs, (nanos % NANOS_PER_SEC) as u32).clamp(initial, cap),
+            Err(_) => cap,
         }
     }
 
@@ -335,6 +423,42 @@ impl RetryPolicy {
     pub fn may_retry(&self, error: &ActivityError) -> bool {
         error.is_retryable()
             && (error.is_cancelled() || !self.non_retryable.contains(&error.error_type()))
+    }
+}
+
+const NANOS_PER_SEC: u128 = 1_000_000_000;
+
+/// `coefficient` if it is a number of at least 1.0 (+∞ read as `f64::MAX`), else 1.0.
+const fn sane_backoff(coefficient: f64) -> f64 {
+    if coefficient >= 1.0 {
+        if coefficient > f64::MAX {
+            f64::MAX
+        } else {
+            coefficient
+        }
+    } else {
+        1.0
+    }
+}
+
+/// `base^exp` for `base >= 1`, by squaring, saturating at +∞.
+///
+/// Unlike `f64::powi` (whose precision is unspecified), it never gives a smaller result for a
+/// larger `exp`: `base^(2^k)` is computed as the rounded square of `base^(2^(k-1))`, which is at
+/// least every rounded product of the smaller powers, and rounding is monotone. So the retry
+/// delay never shrinks from one attempt to the next, however close to 1.0 the backoff is.
+fn grow(base: f64, mut exp: u32) -> f64 {
+    let mut result = 1.0;
+    let mut square = base;
+    loop {
+        if exp & 1 == 1 {
+            result *= square;
+        }
+        exp >>= 1;
+        if exp == 0 || result == f64::INFINITY {
+            return result;
+        }
+        square *= square;
     }
 }
 
@@ -472,8 +596,10 @@ impl ActivityOptions {
         self.heartbeat_timeout.filter(|t| !t.is_zero())
     }
 
-    /// The interval the pump heartbeats at: `heartbeat_interval` if set, else half of
-    /// `heartbeat_timeout`, else 30 s; never above 0.8 × `heartbeat_timeout` and never zero.
+    /// The interval the pump heartbeats at: `heartbeat_interval` if set (and not zero), else
+    /// half of `heartbeat_timeout`, else 30 s; never above 0.8 × `heartbeat_timeout` and never
+    /// below 1 ms (which wins over 0.8 × a timeout under 1.25 ms). Any durations, up to
+    /// [`Duration::MAX`], give an interval without overflow.
     ///
     /// ```
     /// # use hb_runtime::ActivityOptions; use std::time::Duration;
@@ -490,7 +616,8 @@ impl ActivityOptions {
             (None, None) => DEFAULT_HEARTBEAT_INTERVAL,
         };
         let capped = match timeout {
-            Some(t) => base.min(t.mul_f64(0.8)),
+            // 4/5 in whole nanoseconds: no float, no overflow for any timeout.
+            Some(t) => base.min(t / 5 * 4),
             None => base,
         };
         capped.max(Duration::from_millis(1))
