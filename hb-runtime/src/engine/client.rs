@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::clock::Now;
-use super::core::{Closed, Live, Wait};
+use super::core::{Closed, Live, Stored, Wait};
 use super::record::{ActivityFailure, ActivityRow, ActivityState, StoredOptions};
 use super::store::{Ack, Write};
 use super::{Engine, EngineError, Inner};
@@ -433,16 +433,16 @@ impl Client {
         }
         let id: Arc<str> = Arc::from(id);
         let row = new_row(id.clone(), activity_type, &input, &options, now.wall_ms);
-        let live = Live::from_row(row.clone(), &now);
+        let live = Box::new(Live::from_row(row.clone(), &now));
         // The primary key decides between concurrent starts of one id (no read first): the
-        // activity becomes runnable only once its row is stored.
-        let (ack, rx) = Ack::reply();
+        // activity becomes runnable once its row is stored, admitted by the engine itself
+        // (this future may be dropped meanwhile; the activity runs all the same).
+        let (tx, rx) = tokio::sync::oneshot::channel();
         self.inner()
             .writer
-            .send(Write::Insert(Box::new(row)), Some(ack));
+            .send(Write::Insert(Box::new(row)), Some(Ack::Inserted(live, tx)));
         let inserted = rx.await.unwrap_or(Err(EngineError::Closed))?;
         if inserted {
-            self.inner().change(|core, fx| core.admit(live, fx));
             return Ok(());
         }
         if let Some(t) = self.inner().lock().type_of(&id) {
@@ -511,12 +511,23 @@ impl Client {
         if self.inner().stop.is_cancelled() {
             return Err(EngineError::Closed);
         }
-        if let Some(state) = self.inner().change(|core, fx| core.cancel(id, fx)) {
-            // Answer once the cancel is stored, so a crash right after cannot lose it.
-            self.inner().writer.sync().await?;
-            return Ok(state);
+        let Some((state, stored)) = self.inner().change(|core, fx| core.cancel(id, fx)) else {
+            return self.describe(id).await.map(|d| d.state);
+        };
+        // Answered once the cancel is stored, so a crash right after cannot lose it; a write
+        // that failed (a full disk) is the caller's error, not an `Ok`.
+        match stored {
+            Stored::Closed(rx) => match rx.await {
+                Ok(Closed {
+                    failure: Some(ActivityFailure::Engine(e)),
+                    ..
+                }) => Err(e),
+                Ok(_) => Ok(state),
+                Err(_) => Err(EngineError::Closed),
+            },
+            Stored::Written(rx) => rx.await.unwrap_or(Err(EngineError::Closed)).map(|_| state),
+            Stored::Now => Ok(state),
         }
-        self.describe(id).await.map(|d| d.state)
     }
 
     /// What the engine knows of activity `id`.
@@ -744,6 +755,7 @@ pub(crate) fn new_row(
         last_heartbeat_at: None,
         next_attempt_at: None,
         closed_at: None,
+        external_attempt: None,
     }
 }
 

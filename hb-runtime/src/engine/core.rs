@@ -5,7 +5,7 @@
 //! simulator). Waiters of a closed activity are answered only once its closing write is
 //! committed.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -13,7 +13,8 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::clock::{Clock, Now};
+use super::clock::{later, Clock, Now};
+use super::ready::Ready;
 use super::record::{ActivityFailure, ActivityRow, ActivityState, StoredOptions, TimeoutKind};
 use super::silence::{self, Silence};
 use super::store::{Ack, Write};
@@ -84,6 +85,9 @@ pub(crate) struct Live {
     pub(crate) last_heartbeat: Option<Instant>,
     pub(crate) next_attempt_ms: Option<i64>,
     pub(crate) cancel_requested: bool,
+    /// Its running attempt is heartbeated by another process, by task token through the
+    /// file: at a reopen it may still be alive (the attempt keeps its timeout).
+    pub(crate) external: bool,
     /// How many times the closing write failed (it is retried with backoff).
     pub(crate) closing_failures: u8,
     /// Its running attempt's place among the watched heartbeat timeouts (`silence::NONE`: not
@@ -137,10 +141,11 @@ impl Live {
             details: row.details.map(Bytes::from),
             options: Arc::new(options),
             scheduled_at: row.scheduled_at,
-            started: row.attempt_started_at.map(|ms| now.instant_of(ms)),
-            last_heartbeat: row.last_heartbeat_at.map(|ms| now.instant_of(ms)),
+            started: row.attempt_started_at.map(|ms| now.instant_of_past(ms)),
+            last_heartbeat: row.last_heartbeat_at.map(|ms| now.instant_of_past(ms)),
             next_attempt_ms: row.next_attempt_at,
             cancel_requested: row.cancel_requested,
+            external: row.external_attempt.is_some_and(|a| a == row.attempt),
             closing_failures: 0,
             // Recovered from the file: it may have one.
             heartbeat_row: true,
@@ -202,7 +207,7 @@ pub(crate) struct Core {
     /// The options of the latest activity admitted per type, to share with the next one.
     options: HashMap<Arc<str>, Arc<StoredOptions>>,
     pub(crate) live: super::live_map::LiveMap,
-    pub(crate) ready: HashMap<Arc<str>, VecDeque<Arc<str>>>,
+    ready: Ready,
     /// The heartbeat timeouts of running attempts.
     silence: Silence,
 }
@@ -238,7 +243,7 @@ impl Core {
             clock,
             options: HashMap::new(),
             live: Default::default(),
-            ready: HashMap::new(),
+            ready: Ready::default(),
             silence: Silence::default(),
         }
     }
@@ -248,11 +253,8 @@ impl Core {
         Now::of(&*self.clock)
     }
 
-    fn push_ready(&mut self, live: &Live, fx: &mut Effects) {
-        self.ready
-            .entry(live.activity_type.clone())
-            .or_default()
-            .push_back(live.id.clone());
+    fn push_ready(ready: &mut Ready, live: &Live, fx: &mut Effects) {
+        ready.push(&live.activity_type, live.id.clone());
         fx.ready = true;
     }
 
@@ -275,6 +277,8 @@ impl Core {
         }
         let clock = self.now();
         let now = clock.at;
+        // Stored times lie in the past; one in the future was left by a wall clock that has
+        // stepped back since, and counts as now (see `Now::instant_of_past`).
         if let Some(stc) = live.options.schedule_to_close() {
             fx.timers.push((
                 Timer {
@@ -283,29 +287,52 @@ impl Core {
                     kind: TimerKind::ScheduleToClose,
                     due: None,
                 },
-                clock.instant_of(live.scheduled_at) + stc,
+                later(clock.instant_of_past(live.scheduled_at), stc),
             ));
         }
         match live.state {
-            ActivityState::Scheduled => self.push_ready(&live, fx),
-            ActivityState::BackingOff => fx.timers.push((
-                Timer {
-                    id: live.id.clone(),
-                    attempt: live.attempt,
-                    kind: TimerKind::Retry,
-                    due: None,
-                },
-                live.next_attempt_ms.map_or(now, |ms| clock.instant_of(ms)),
-            )),
+            ActivityState::Scheduled => Self::push_ready(&mut self.ready, &live, fx),
+            ActivityState::BackingOff => {
+                // Never later than the retry's own delay from now, whatever the wall clock did.
+                let latest = later(now, live.options.retry_delay(live.attempt));
+                let at = live
+                    .next_attempt_ms
+                    .map_or(now, |ms| clock.instant_of(ms))
+                    .min(latest);
+                fx.timers.push((
+                    Timer {
+                        id: live.id.clone(),
+                        attempt: live.attempt,
+                        kind: TimerKind::Retry,
+                        due: None,
+                    },
+                    at,
+                ));
+            }
             ActivityState::Running => {
-                // Recovered: the process that ran this attempt is gone. It times out from its
-                // last heartbeat as if it had simply stopped heartbeating.
-                let since = live.last_heartbeat.or(live.started).unwrap_or(now);
-                let ht = live.options.heartbeat_timeout();
-                let stc = live.options.start_to_close();
-                if ht.is_none() && stc.is_none() {
-                    live.started = Some(now);
-                }
+                // Recovered: the engine holds its file's lock, so the process that ran this
+                // attempt is gone. Retried at once, unless another process heartbeats its
+                // work by token (it may be alive): that times out from its last heartbeat.
+                let timeout = live
+                    .options
+                    .heartbeat_timeout()
+                    .or(live.options.start_to_close());
+                let (Some(timeout), true) = (timeout, live.external) else {
+                    let id = live.id.clone();
+                    let failure = ActivityFailure::Application {
+                        error_type: "WorkerLost".into(),
+                        message: format!(
+                            "the process running attempt {} ended without reporting (found when the engine file was reopened)",
+                            live.attempt
+                        ),
+                        non_retryable: false,
+                        details: live.details(),
+                    };
+                    self.live.insert(Box::new(live));
+                    self.attempt_failed(&id, failure, true, true, fx);
+                    return;
+                };
+                let since = live.last_heartbeat.or(live.started).unwrap_or(now).min(now);
                 fx.timers.push((
                     Timer {
                         id: live.id.clone(),
@@ -313,7 +340,7 @@ impl Core {
                         kind: TimerKind::Heartbeat,
                         due: None,
                     },
-                    since + ht.or(stc).unwrap_or(Duration::ZERO),
+                    later(since, timeout),
                 ));
             }
             _ => return,
@@ -332,14 +359,13 @@ impl Core {
     /// Takes the next ready attempt of one of `types`, marking it running.
     pub(crate) fn take(&mut self, types: &[&str], fx: &mut Effects) -> Option<Task> {
         for t in types {
-            let Some(queue) = self.ready.get_mut(*t) else {
-                continue;
-            };
-            while let Some(id) = queue.pop_front() {
+            while let Some(id) = self.ready.pop(t) {
                 let Some(live) = self.live.get_mut(&id) else {
+                    self.ready.skipped(t);
                     continue;
                 };
                 if live.state != ActivityState::Scheduled || live.closing.is_some() {
+                    self.ready.skipped(t);
                     continue;
                 }
                 let Now {
@@ -352,6 +378,7 @@ impl Core {
                 live.state = ActivityState::Running;
                 live.started = Some(now);
                 live.last_heartbeat = None;
+                live.external = false;
                 fx.writes.push((
                     Write::Started {
                         fold: std::mem::take(&mut live.heartbeat_row),
@@ -370,11 +397,11 @@ impl Core {
                             kind: TimerKind::StartToClose,
                             due: None,
                         },
-                        now + stc,
+                        later(now, stc),
                     ));
-                    deadline = Some(
-                        std::time::UNIX_EPOCH + Duration::from_millis(now_ms.max(0) as u64) + stc,
-                    );
+                    deadline = std::time::UNIX_EPOCH
+                        .checked_add(Duration::from_millis(now_ms.max(0) as u64))
+                        .and_then(|t| t.checked_add(stc.min(super::clock::FAR)));
                 }
                 if let Some(ht) = live.options.heartbeat_timeout() {
                     self.silence.unwatch(live.silence, &live.id);
@@ -469,6 +496,7 @@ impl Core {
         let Some(live) = self.live.get_mut(id) else {
             return;
         };
+        let waited = live.state == ActivityState::Scheduled;
         live.handle = None;
         self.silence.unwatch(
             std::mem::replace(&mut live.silence, silence::NONE),
@@ -480,6 +508,15 @@ impl Core {
         let write = closing_write(live, &closed, fold, self.clock.wall_ms());
         fx.writes.push((write, Some(Ack::Closed(id.clone()))));
         live.closing = Some(Box::new(closed));
+        if waited {
+            // Its id stays in the ready queue, stale, until the queue is compacted.
+            let ty = live.activity_type.clone();
+            let live = &self.live;
+            self.ready.left(&ty, |i| {
+                live.get(i)
+                    .is_some_and(|l| l.state == ActivityState::Scheduled && l.closing.is_none())
+            });
+        }
     }
 
     /// A write the core asked for was committed (or failed): its acknowledgement comes back.
@@ -492,6 +529,14 @@ impl Core {
         match ack {
             Ack::Reply(reply) => fx.replies.push((reply, result)),
             Ack::Closed(id) => self.closed_committed(&id, result, fx),
+            Ack::Inserted(live, reply) => {
+                // Admitted here, not by the caller: a start whose future was dropped after
+                // its row was written still runs.
+                if matches!(result, Ok(true)) {
+                    self.admit(*live, fx);
+                }
+                fx.replies.push((reply, result));
+            }
         }
     }
 
@@ -513,6 +558,14 @@ impl Core {
                 let Some(live) = self.live.remove(id) else {
                     return;
                 };
+                // The options shared by its type go with the last activity that used them.
+                if Arc::strong_count(&live.options) == 2 {
+                    if let Some((_, shared)) = self.options.get_key_value(&*live.activity_type) {
+                        if Arc::ptr_eq(shared, &live.options) {
+                            self.options.remove(&*live.activity_type);
+                        }
+                    }
+                }
                 let closed = live.closing.map(|c| *c).unwrap_or(Closed {
                     state: live.state,
                     output: None,
@@ -540,7 +593,7 @@ impl Core {
                         kind: TimerKind::StoreClosing,
                         due: None,
                     },
-                    now + retry_in,
+                    later(now, retry_in),
                 ));
                 tracing::error!(
                     activity_id = %id,
@@ -697,7 +750,10 @@ impl Core {
         } else {
             live.options.retry_delay(live.attempt)
         };
-        let next_ms = clock.wall_ms + i64::try_from(delay.as_millis()).unwrap_or(i64::MAX);
+        // A delay beyond `FAR` (an interval near `Duration::MAX`: "never on its own") is
+        // `FAR`: a time the file can hold, and a timer the deadline queue can keep.
+        let delay = delay.min(super::clock::FAR);
+        let next_ms = clock.wall_ms.saturating_add(super::clock::ms(delay));
         let before_deadline = live.options.schedule_to_close_ms.is_none_or(|s2c| {
             next_ms
                 < live
@@ -723,9 +779,7 @@ impl Core {
                 },
                 None,
             ));
-            let key = (live.activity_type.clone(), live.id.clone());
-            self.ready.entry(key.0).or_default().push_back(key.1);
-            fx.ready = true;
+            Self::push_ready(&mut self.ready, live, fx);
             tracing::info!(activity_id = %id, attempt = live.attempt, %failure, "attempt failed; retrying now");
             return;
         }
@@ -754,7 +808,7 @@ impl Core {
                     kind: TimerKind::Retry,
                     due: None,
                 },
-                clock.at + delay,
+                later(clock.at, delay),
             ));
             tracing::info!(activity_id = %id, attempt = live.attempt, ?delay, %failure, "attempt failed; retrying");
             return;
@@ -820,7 +874,7 @@ impl Core {
                         live.options.heartbeat_timeout(),
                         live.last_heartbeat.or(live.started),
                     ) {
-                        let deadline = since + ht;
+                        let deadline = later(since, ht);
                         if now < deadline {
                             // A heartbeat arrived since the timer was armed: re-arm at the
                             // new deadline instead of resetting on every heartbeat.
@@ -886,9 +940,7 @@ impl Core {
                     },
                     None,
                 ));
-                let key = (live.activity_type.clone(), live.id.clone());
-                self.ready.entry(key.0).or_default().push_back(key.1);
-                fx.ready = true;
+                Self::push_ready(&mut self.ready, live, fx);
             }
             // Only meaningful while the activity is closing (handled above).
             TimerKind::StoreClosing => {}
@@ -922,16 +974,20 @@ impl Core {
         self.silence.next_deadline()
     }
 
-    /// A cancel request. Returns the state the activity is in afterwards.
-    pub(crate) fn cancel(&mut self, id: &str, fx: &mut Effects) -> Option<ActivityState> {
+    /// A cancel request. Returns the state the activity is in afterwards and what to await
+    /// before telling the caller the cancel is stored (`None`: the activity is not open).
+    pub(crate) fn cancel(&mut self, id: &str, fx: &mut Effects) -> Option<(ActivityState, Stored)> {
         let live = self.live.get_mut(id)?;
         if let Some(c) = &live.closing {
-            return Some(c.state);
+            // Closing already: stored once its closing write is.
+            let state = c.state;
+            return Some((state, Stored::Closed(Self::waiter(live))));
         }
         match live.state {
             ActivityState::Scheduled | ActivityState::BackingOff => {
                 let id = live.id.clone();
                 let details = live.details();
+                let rx = Self::waiter(live);
                 self.close(
                     &id,
                     Closed {
@@ -941,25 +997,33 @@ impl Core {
                     },
                     fx,
                 );
-                Some(ActivityState::Cancelled)
+                Some((ActivityState::Cancelled, Stored::Closed(rx)))
             }
             ActivityState::Running => {
-                if !live.cancel_requested {
-                    live.cancel_requested = true;
-                    fx.writes.push((
-                        Write::CancelRequested {
-                            id: live.id.clone(),
-                        },
-                        None,
-                    ));
-                }
+                live.cancel_requested = true;
+                // Written again by every cancel (it is idempotent): the caller waits for its own
+                // write, whatever became of an earlier one.
+                let (ack, rx) = Ack::reply();
+                fx.writes.push((
+                    Write::CancelRequested {
+                        id: live.id.clone(),
+                    },
+                    Some(ack),
+                ));
                 if let Some(h) = &live.handle {
                     fx.cancels.push((h.clone(), CancelReason::Requested));
                 }
-                Some(ActivityState::Running)
+                Some((ActivityState::Running, Stored::Written(rx)))
             }
-            s => Some(s),
+            s => Some((s, Stored::Now)),
         }
+    }
+
+    /// A new waiter of `live`'s closing.
+    fn waiter(live: &mut Live) -> oneshot::Receiver<Closed> {
+        let (tx, rx) = oneshot::channel();
+        live.waiters.get_or_insert_with(Box::default).push(tx);
+        rx
     }
 
     /// The type of open activity `id`, if it is open.
@@ -974,7 +1038,14 @@ impl Core {
             Some(live) if live.closing_failures > 0 && engine_stopped => Wait::EngineClosed,
             Some(live) => {
                 let (tx, rx) = oneshot::channel();
-                live.waiters.get_or_insert_with(Box::default).push(tx);
+                let waiters = live.waiters.get_or_insert_with(Box::default);
+                // Calls abandoned meanwhile (a `timeout` around `result()`) go, so the list
+                // holds at most about twice the calls still waiting: pruned each time it
+                // reaches a power of two.
+                if waiters.len() >= 4 && waiters.len().is_power_of_two() {
+                    waiters.retain(|w| !w.is_closed());
+                }
+                waiters.push(tx);
                 Wait::Pending(rx)
             }
             None => Wait::NotOpen,
@@ -1040,13 +1111,29 @@ impl Core {
             request.task_token,
         ) {
             ("cancel", Some(id), _) => {
-                self.cancel(&id, fx);
+                // Stored before the request is deleted (they share the writer's order).
+                let _ = self.cancel(&id, fx);
             }
             ("heartbeat", _, Some(token)) => {
                 let token = TaskToken::new(token.into_bytes());
                 let details = request.details.map(Payload::from_json_bytes);
                 if let Ok((_, Some(write))) = self.heartbeat(&token, details.as_ref()) {
                     fx.writes.push((write, None));
+                }
+                // Recorded once per attempt: a reopen leaves this attempt to its timeout.
+                if let Some((id, attempt)) = parse_token(&token) {
+                    if let Some(live) = self.live.get_mut(id) {
+                        if live.is_current(attempt) && !live.external {
+                            live.external = true;
+                            fx.writes.push((
+                                Write::External {
+                                    id: live.id.clone(),
+                                    attempt,
+                                },
+                                None,
+                            ));
+                        }
+                    }
                 }
             }
             (other, ..) => tracing::warn!(kind = other, "ignoring an unknown queued request"),
@@ -1059,8 +1146,7 @@ impl Core {
     #[cfg(feature = "sim")]
     pub(crate) fn footprint(&self) -> Footprint {
         Footprint {
-            ready: self.ready.values().map(VecDeque::len).sum(),
-            ready_types: self.ready.len(),
+            ready: self.ready.len(),
             options: self.options.len(),
         }
     }
@@ -1076,11 +1162,9 @@ impl Core {
     /// Whether `id` waits in the ready queue of its type.
     #[cfg(feature = "sim")]
     pub(crate) fn is_ready(&self, id: &str) -> bool {
-        self.live.get(id).is_some_and(|l| {
-            self.ready
-                .get(&l.activity_type)
-                .is_some_and(|q| q.iter().any(|i| &**i == id))
-        })
+        self.live
+            .get(id)
+            .is_some_and(|l| self.ready.contains(&l.activity_type, id))
     }
 }
 
@@ -1090,10 +1174,18 @@ impl Core {
 pub(crate) struct Footprint {
     /// Ids in the ready queues.
     pub(crate) ready: usize,
-    /// Ready queues.
-    pub(crate) ready_types: usize,
     /// Shared options kept per type.
     pub(crate) options: usize,
+}
+
+/// What a cancel awaits before it is stored.
+pub(crate) enum Stored {
+    /// Its closing write: the waiter hears how it closed (or that the write failed).
+    Closed(oneshot::Receiver<Closed>),
+    /// The write recording the request.
+    Written(oneshot::Receiver<Result<bool, EngineError>>),
+    /// Nothing: the state it is in is stored already.
+    Now,
 }
 
 /// What [`Core::wait`] found.

@@ -55,7 +55,9 @@ mod core;
 mod error;
 mod inspect;
 mod live_map;
+mod ready;
 mod record;
+mod release;
 mod silence;
 #[cfg(feature = "sim")]
 #[doc(hidden)]
@@ -104,8 +106,10 @@ pub(crate) struct Inner {
 
 impl Drop for Inner {
     /// The last handle is gone: stop the background tasks, and let the writer commit what is
-    /// queued, checkpoint the WAL and release the file before this returns, so the file can be
-    /// reopened at once (by this process or another).
+    /// queued, checkpoint the WAL and release the file. Outside an async runtime this waits
+    /// for it, so the file can be reopened at once by any process. On a runtime's thread (or
+    /// the writer's own) it does not block: the writer finishes on its own, and an
+    /// `Engine::open` of the file in this process waits for it (see `release`).
     fn drop(&mut self) {
         self.stop.cancel();
         self.timers_stop.cancel();
@@ -116,9 +120,10 @@ impl Drop for Inner {
             .unwrap_or_else(PoisonError::into_inner)
             .take();
         if let Some(t) = thread {
-            // Dropped by the writer thread itself (an acknowledgement held the last handle):
-            // it finishes on its own.
-            if t.thread().id() != std::thread::current().id() {
+            let own = t.thread().id() == std::thread::current().id();
+            if own || tokio::runtime::Handle::try_current().is_ok() {
+                release::note(release::key(&self.path), t);
+            } else {
                 let _ = t.join();
             }
         }
@@ -198,18 +203,23 @@ impl Inner {
                     .into_iter()
                     .map(|ack| (ack, Err(EngineError::Closed)))
                     .collect(),
-            );
+            )
+            .send();
         }
     }
 
     /// Writes the core asked for were committed (or failed): their acknowledgements, applied
-    /// under one lock.
-    fn committed(self: &Arc<Self>, acks: Vec<(Ack, Result<bool, EngineError>)>) {
+    /// under one lock. Returns the callers to answer (see `Writer::route`'s router).
+    fn committed(self: &Arc<Self>, acks: Vec<(Ack, Result<bool, EngineError>)>) -> Answers {
         self.change(|core, fx| {
             for (ack, result) in acks {
                 core.committed(ack, result, fx);
             }
-        });
+            Answers {
+                answers: std::mem::take(&mut fx.answers),
+                replies: std::mem::take(&mut fx.replies),
+            }
+        })
     }
 
     /// A heartbeat of attempt `token` (the hot path: no effects but its write).
@@ -227,6 +237,23 @@ impl Inner {
             self.writer.wake();
         }
         Ok(reply)
+    }
+}
+
+/// Callers to answer: `result()` calls and callers of committed writes.
+struct Answers {
+    answers: Vec<(tokio::sync::oneshot::Sender<core::Closed>, core::Closed)>,
+    replies: Vec<(core::Reply, Result<bool, EngineError>)>,
+}
+
+impl Answers {
+    fn send(self) {
+        for (waiter, closed) in self.answers {
+            let _ = waiter.send(closed);
+        }
+        for (reply, result) in self.replies {
+            let _ = reply.send(result);
+        }
     }
 }
 
@@ -407,7 +434,10 @@ impl Engine {
         options: EngineOptions,
     ) -> Result<Engine, EngineError> {
         let path = path.as_ref().to_path_buf();
+        // Everything that touches the disk runs on a blocking thread, recovery's read included.
         let opened = tokio::task::spawn_blocking(move || -> Result<_, EngineError> {
+            // An engine of this process that had the file may still be releasing it.
+            release::wait(&release::key(&path));
             let lock_existed = store::lock_path(&path).exists();
             let lock = store::lock(&path)?;
             let opened = (|| {
@@ -419,10 +449,13 @@ impl Engine {
                     store::limit_size(&write, &path, max)?;
                 }
                 let read = store::open_read(&path)?;
-                Ok((write, read))
+                let reader = Reader::new(read, path.clone());
+                // Everything is read (and a damaged file refused) before the writer starts.
+                let rows = reader.open_rows()?;
+                Ok((write, reader, rows))
             })();
             match opened {
-                Ok((write, read)) => Ok((path, lock, write, read)),
+                Ok((write, reader, rows)) => Ok((path, lock, write, reader, rows)),
                 Err(e) => {
                     // Leave nothing behind beside a file we refused.
                     drop(lock);
@@ -435,8 +468,8 @@ impl Engine {
         })
         .await
         .map_err(|_| EngineError::Closed)??;
-        let (path, lock, write, read) = opened;
-        Self::start(path, Some(lock), write, read).await
+        let (path, lock, write, reader, rows) = opened;
+        Ok(Self::start(path, Some(lock), write, reader, rows))
     }
 
     /// An engine in memory, for tests: the same engine, nothing on disk.
@@ -481,18 +514,21 @@ impl Engine {
         // fail at once (SQLITE_LOCKED, no busy wait) while the writer holds its tables.
         read.pragma_update(None, "read_uncommitted", true)
             .map_err(|e| EngineError::sqlite(&path, e))?;
-        Self::start(path, None, write, read).await
+        // A new database: nothing to recover.
+        let reader = Reader::new(read, path.clone());
+        Ok(Self::start(path, None, write, reader, Vec::new()))
     }
 
-    async fn start(
+    /// Starts the engine over an opened file: its writer, deadline queue and request polling,
+    /// and what it holds open recovered. Must run on a tokio runtime.
+    fn start(
         path: PathBuf,
         lock: Option<store::FileLock>,
         write: rusqlite::Connection,
-        read: rusqlite::Connection,
-    ) -> Result<Engine, EngineError> {
-        let reader = Arc::new(Reader::new(read, path.clone()));
-        // Everything is read (and a damaged file refused) before anything is written.
-        let rows = reader.open_rows()?;
+        reader: Reader,
+        rows: Vec<record::ActivityRow>,
+    ) -> Engine {
+        let reader = Arc::new(reader);
         let (writer, writer_thread) = store::spawn_writer(write, path.clone(), lock);
         let (timers, timer_rx) = mpsc::unbounded_channel();
         let inner = Arc::new(Inner {
@@ -510,9 +546,14 @@ impl Engine {
         });
         let weak = Arc::downgrade(&inner);
         inner.writer.route(Box::new(move |acks| {
-            if let Some(inner) = weak.upgrade() {
-                inner.committed(acks);
-            }
+            // Callers are answered once this thread has let go of the engine: one that drops
+            // its last handle on hearing the answer then drops it itself (its file released
+            // as `Drop for Inner` says), not on this thread a moment later.
+            let answers = match weak.upgrade() {
+                Some(inner) => inner.committed(acks),
+                None => return,
+            };
+            answers.send();
         }));
         let recovered = rows.len();
         inner.change(|core, fx| core.recover(rows, fx));
@@ -526,7 +567,7 @@ impl Engine {
             inner.timers_stop.clone(),
         );
         tokio::spawn(poll_requests(Arc::downgrade(&inner), inner.stop.clone()));
-        Ok(Engine { inner })
+        Engine { inner }
     }
 
     /// A worker builder: register activities, then `spawn()`.

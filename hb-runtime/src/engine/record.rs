@@ -510,4 +510,6 @@ pub(crate) struct ActivityRow {
     pub(crate) last_heartbeat_at: Option<i64>,
     pub(crate) next_attempt_at: Option<i64>,
     pub(crate) closed_at: Option<i64>,
+    /// The attempt another process last heartbeated through the file (read at recovery).
+    pub(crate) external_attempt: Option<u32>,
 }

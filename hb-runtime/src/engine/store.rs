@@ -16,8 +16,8 @@ use crate::Payload;
 
 /// What identifies an hb engine file (`PRAGMA application_id`, "hb\0\1").
 pub(crate) const APPLICATION_ID: i32 = 0x6862_0001;
-/// The schema this build writes and reads.
-pub(crate) const SCHEMA_VERSION: i32 = 1;
+/// The schema this build writes and reads (see [`migrate`] for the older ones it upgrades).
+pub(crate) const SCHEMA_VERSION: i32 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS activities (
@@ -35,9 +35,11 @@ CREATE TABLE IF NOT EXISTS activities (
     attempt_started_at INTEGER,
     last_heartbeat_at INTEGER,
     next_attempt_at INTEGER,
-    closed_at INTEGER
+    closed_at INTEGER,
+    external_attempt INTEGER
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS activities_by_state ON activities(state);
+CREATE INDEX IF NOT EXISTS activities_by_closed ON activities(closed_at) WHERE closed_at IS NOT NULL;
 -- Heartbeats of running attempts, apart from the wide activity rows: thousands a second touch
 -- few small pages here. A state change folds the latest one into `activities`.
 CREATE TABLE IF NOT EXISTS heartbeats (
@@ -91,6 +93,11 @@ pub(crate) enum Write {
     CancelRequested {
         id: Arc<str>,
     },
+    /// Attempt `attempt` is heartbeated by another process through the file.
+    External {
+        id: Arc<str>,
+        attempt: u32,
+    },
     /// Ends the writer thread once everything before it is committed.
     Stop,
     /// Writes nothing: its acknowledgement says every write queued before it is committed.
@@ -102,13 +109,27 @@ pub(crate) enum Write {
 
 /// What happens once a write is committed, with `Ok(true)` when it changed the file
 /// (`Ok(false)`: an insert of an id that exists), or why it was not stored.
-#[derive(Debug)]
 pub(crate) enum Ack {
     /// A caller waits for it.
     Reply(tokio::sync::oneshot::Sender<Result<bool, EngineError>>),
     /// The closing write of an activity: the core answers its waiters (see
     /// `Core::committed`).
     Closed(Arc<str>),
+    /// The row of a start: the core admits the activity, then answers the caller.
+    Inserted(
+        Box<super::core::Live>,
+        tokio::sync::oneshot::Sender<Result<bool, EngineError>>,
+    ),
+}
+
+impl std::fmt::Debug for Ack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Ack::Reply(_) => f.write_str("Reply"),
+            Ack::Closed(id) => write!(f, "Closed({id})"),
+            Ack::Inserted(live, _) => write!(f, "Inserted({})", live.id),
+        }
+    }
 }
 
 impl Ack {
@@ -370,8 +391,12 @@ pub(crate) fn init(conn: &Connection, path: &Path) -> Result<(), EngineError> {
         conn.query_row(&format!("PRAGMA {name}"), [], |r| r.get(0))
             .map_err(|e| EngineError::sqlite(path, e))
     };
-    if stamp("application_id")? == APPLICATION_ID && stamp("user_version")? == SCHEMA_VERSION {
-        return Ok(());
+    if stamp("application_id")? == APPLICATION_ID {
+        match stamp("user_version")? {
+            SCHEMA_VERSION => return Ok(()),
+            1 => return migrate(conn, path),
+            _ => {}
+        }
     }
     conn.execute_batch(SCHEMA)
         .map_err(|e| EngineError::sqlite(path, e))?;
@@ -379,6 +404,24 @@ pub(crate) fn init(conn: &Connection, path: &Path) -> Result<(), EngineError> {
         "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
     ))
     .map_err(|e| EngineError::sqlite(path, e))
+}
+
+/// Upgrades a file of schema 1 to this one, in one transaction: the column that marks attempts
+/// heartbeated by another process, and the index retention prunes by.
+fn migrate(conn: &Connection, path: &Path) -> Result<(), EngineError> {
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE;
+         ALTER TABLE activities ADD COLUMN external_attempt INTEGER;
+         CREATE INDEX IF NOT EXISTS activities_by_closed ON activities(closed_at) WHERE closed_at IS NOT NULL;
+         PRAGMA user_version = {SCHEMA_VERSION};
+         COMMIT;"
+    ))
+    .map_err(|e| {
+        let _ = conn.execute_batch("ROLLBACK;");
+        EngineError::sqlite(path, e)
+    })?;
+    tracing::info!(path = %path.display(), from = 1, to = SCHEMA_VERSION, "engine file upgraded");
+    Ok(())
 }
 
 /// Flushes every commit to the disk (`PRAGMA synchronous = FULL`).
@@ -687,34 +730,16 @@ pub(crate) fn apply(
     }
     let tx = conn.transaction()?;
     {
-        let mut insert = tx.prepare_cached(
-            "INSERT OR IGNORE INTO activities (id, type, state, attempt, input, options, details, scheduled_at, next_attempt_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        )?;
-        let mut started = tx.prepare_cached(
-            "UPDATE activities SET state = ?2, attempt = ?3, attempt_started_at = ?4, last_heartbeat_at = NULL WHERE id = ?1",
-        )?;
-        let mut heartbeat = tx.prepare_cached(
-            "INSERT INTO heartbeats (id, details, at) VALUES (?1, ?2, ?3)
-             ON CONFLICT (id) DO UPDATE SET details = coalesce(excluded.details, details), at = excluded.at",
-        )?;
-        let mut fold = tx.prepare_cached(
-            "UPDATE activities SET details = coalesce(h.details, activities.details), last_heartbeat_at = h.at
-             FROM (SELECT details, at FROM heartbeats WHERE id = ?1) AS h WHERE activities.id = ?1",
-        )?;
-        let mut forget = tx.prepare_cached("DELETE FROM heartbeats WHERE id = ?1")?;
-        let mut transition = tx.prepare_cached(
-            "UPDATE activities SET state = ?2, attempt = ?3, details = coalesce(?4, details), output = ?5,
-             failure = coalesce(?6, failure), next_attempt_at = ?7, closed_at = ?8 WHERE id = ?1",
-        )?;
-        let mut cancel =
-            tx.prepare_cached("UPDATE activities SET cancel_requested = 1 WHERE id = ?1")?;
-        let mut delete_request = tx.prepare_cached("DELETE FROM requests WHERE seq = ?1")?;
+        // Prepared when first needed: most batches (a heartbeat, a start) use one or two.
+        let mut sql = Statements {
+            conn: &tx,
+            cached: Default::default(),
+        };
         for (i, (w, _)) in batch.iter().enumerate() {
             match w {
                 Write::Insert(row) => {
                     changed[i] = 1
-                        == insert.execute(params![
+                        == sql.get(Sql::Insert)?.execute(params![
                             &*row.id,
                             row.activity_type,
                             row.state as i64,
@@ -734,10 +759,15 @@ pub(crate) fn apply(
                 } => {
                     // A timed-out attempt's last checkpoint may still sit in `heartbeats`.
                     if *has_heartbeat {
-                        fold.execute(params![&**id])?;
-                        forget.execute(params![&**id])?;
+                        sql.get(Sql::Fold)?.execute(params![&**id])?;
+                        sql.get(Sql::Forget)?.execute(params![&**id])?;
                     }
-                    started.execute(params![&**id, ActivityState::Running as i64, attempt, at])?;
+                    sql.get(Sql::Started)?.execute(params![
+                        &**id,
+                        ActivityState::Running as i64,
+                        attempt,
+                        at
+                    ])?;
                 }
                 Write::Heartbeat {
                     id, details, at, ..
@@ -747,7 +777,7 @@ pub(crate) fn apply(
                     // of each activity is skipped-to when it carries details itself.
                     let newest = newest_heartbeat.get(&**id) == Some(&i);
                     if newest || details.is_some() && !newest_with_details.contains(&**id) {
-                        heartbeat.execute(params![
+                        sql.get(Sql::Heartbeat)?.execute(params![
                             &**id,
                             details.as_ref().map(Payload::data),
                             at
@@ -766,10 +796,10 @@ pub(crate) fn apply(
                     closed_at,
                 } => {
                     if *has_heartbeat {
-                        fold.execute(params![&**id])?;
-                        forget.execute(params![&**id])?;
+                        sql.get(Sql::Fold)?.execute(params![&**id])?;
+                        sql.get(Sql::Forget)?.execute(params![&**id])?;
                     }
-                    transition.execute(params![
+                    sql.get(Sql::Transition)?.execute(params![
                         &**id,
                         *state as i64,
                         attempt,
@@ -781,10 +811,13 @@ pub(crate) fn apply(
                     ])?;
                 }
                 Write::CancelRequested { id } => {
-                    cancel.execute(params![&**id])?;
+                    sql.get(Sql::Cancel)?.execute(params![&**id])?;
+                }
+                Write::External { id, attempt } => {
+                    sql.get(Sql::External)?.execute(params![&**id, attempt])?;
                 }
                 Write::DeleteRequest { seq } => {
-                    delete_request.execute(params![seq])?;
+                    sql.get(Sql::DeleteRequest)?.execute(params![seq])?;
                 }
                 Write::Stop | Write::Barrier => {}
             }
@@ -792,6 +825,52 @@ pub(crate) fn apply(
     }
     tx.commit()?;
     Ok(changed)
+}
+
+/// The statements of [`apply`].
+#[derive(Clone, Copy)]
+enum Sql {
+    Insert,
+    Started,
+    Heartbeat,
+    Fold,
+    Forget,
+    Transition,
+    Cancel,
+    External,
+    DeleteRequest,
+}
+
+const SQL: [&str; 9] = [
+    "INSERT OR IGNORE INTO activities (id, type, state, attempt, input, options, details, scheduled_at, next_attempt_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    "UPDATE activities SET state = ?2, attempt = ?3, attempt_started_at = ?4, last_heartbeat_at = NULL WHERE id = ?1",
+    "INSERT INTO heartbeats (id, details, at) VALUES (?1, ?2, ?3)
+     ON CONFLICT (id) DO UPDATE SET details = coalesce(excluded.details, details), at = excluded.at",
+    "UPDATE activities SET details = coalesce(h.details, activities.details), last_heartbeat_at = h.at
+     FROM (SELECT details, at FROM heartbeats WHERE id = ?1) AS h WHERE activities.id = ?1",
+    "DELETE FROM heartbeats WHERE id = ?1",
+    "UPDATE activities SET state = ?2, attempt = ?3, details = coalesce(?4, details), output = ?5,
+     failure = coalesce(?6, failure), next_attempt_at = ?7, closed_at = ?8 WHERE id = ?1",
+    "UPDATE activities SET cancel_requested = 1 WHERE id = ?1",
+    "UPDATE activities SET external_attempt = ?2 WHERE id = ?1",
+    "DELETE FROM requests WHERE seq = ?1",
+];
+
+/// The statements one transaction of [`apply`] has prepared.
+struct Statements<'c> {
+    conn: &'c Connection,
+    cached: [Option<rusqlite::CachedStatement<'c>>; 9],
+}
+
+impl<'c> Statements<'c> {
+    fn get(&mut self, s: Sql) -> rusqlite::Result<&mut rusqlite::CachedStatement<'c>> {
+        let slot = &mut self.cached[s as usize];
+        if slot.is_none() {
+            *slot = Some(self.conn.prepare_cached(SQL[s as usize])?);
+        }
+        Ok(slot.as_mut().expect("prepared above"))
+    }
 }
 
 /// The columns of an activity row, the latest heartbeat folded in (from `ROW_FROM`).
@@ -818,16 +897,21 @@ fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ActivityRow> {
         last_heartbeat_at: r.get(12)?,
         next_attempt_at: r.get(13)?,
         closed_at: r.get(14)?,
+        // Only recovery reads it (an engine's own file, upgraded to this schema).
+        external_attempt: if r.as_ref().column_count() > 15 {
+            r.get(15)?
+        } else {
+            None
+        },
     })
 }
 
 /// The row of activity `id`, its latest heartbeat folded in.
 pub(crate) fn get_row(c: &Connection, id: &str) -> rusqlite::Result<Option<ActivityRow>> {
-    c.prepare_cached(&format!(
-        "SELECT {ROW_COLUMNS} FROM {ROW_FROM} WHERE a.id = ?1"
-    ))?
-    .query_row([id], row_from)
-    .optional()
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!("SELECT {ROW_COLUMNS} FROM {ROW_FROM} WHERE a.id = ?1")
+    });
+    c.prepare_cached(&SQL)?.query_row([id], row_from).optional()
 }
 
 /// Rows in `states` (all when empty), newest first, at most `limit`.
@@ -849,17 +933,20 @@ pub(crate) fn list_rows(
     rows.collect()
 }
 
-/// Every activity not yet closed (for recovery).
+/// Every activity not yet closed, for recovery (with what only recovery reads).
 pub(crate) fn open_rows(c: &Connection) -> rusqlite::Result<Vec<ActivityRow>> {
-    list_rows(
-        c,
-        &[
-            ActivityState::Scheduled,
-            ActivityState::Running,
-            ActivityState::BackingOff,
-        ],
-        usize::MAX >> 1,
-    )
+    let open = [
+        ActivityState::Scheduled,
+        ActivityState::Running,
+        ActivityState::BackingOff,
+    ]
+    .map(|s| (s as i64).to_string())
+    .join(",");
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {ROW_COLUMNS}, a.external_attempt FROM {ROW_FROM} WHERE a.state IN ({open}) ORDER BY a.scheduled_at DESC, a.id"
+    ))?;
+    let rows = stmt.query_map([], row_from)?;
+    rows.collect()
 }
 
 /// A request another process left in the file (`hb cancel`, a heartbeat by task token).

@@ -14,7 +14,7 @@ pub struct Violation {
     pub step: usize,
     /// Which invariant: `orphan`, `checkpoint-regressed`, `retry-older-checkpoint`,
     /// `reopened`, `closed-differently`, `waiter-unanswered`, `waiter-wrong`,
-    /// `result-of-open-activity`, `cancel-not-durable`, `ready-queue-leak`, `waiter-leak`,
+    /// `result-of-open-activity`, `cancel-not-durable`, `ready-queue-leak`, `waiter-leak`, `type-leak`,
     /// `timer-too-late`,
     /// `stored-time`, `work-lost`, `slow-recovery`, `panic`, `hang`.
     pub kind: &'static str,

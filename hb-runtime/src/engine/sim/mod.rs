@@ -21,6 +21,7 @@ mod shell;
 mod world;
 
 pub use check::Violation;
+pub use world::Events;
 
 use std::panic::AssertUnwindSafe;
 
@@ -199,6 +200,8 @@ pub struct Outcome {
     pub steps: usize,
     /// Simulated crashes and reopens.
     pub crashes: u64,
+    /// What happened inside the steps.
+    pub events: Events,
     /// The first invariant broken, if any.
     pub violation: Option<Violation>,
     /// The actions run, in order (to replay or shrink a failure).
@@ -262,6 +265,7 @@ fn play(seed: u64, ignore: &[&str], mut next: impl FnMut() -> Option<Action>) ->
         seed,
         steps,
         crashes: world.crashes,
+        events: world.events,
         violation: world.violation.take(),
         actions: Vec::new(),
     }

@@ -18,7 +18,7 @@ use crate::checkpoint;
 use crate::context::{ActivityContext, ActivityInfo, Env, Shared as AttemptShared, Slot};
 use crate::definition::{ActivityOptions, RetryPolicy};
 use crate::engine::client::new_row;
-use crate::engine::core::{Closed, Live, Wait};
+use crate::engine::core::{Closed, Live, Stored, Wait};
 use crate::engine::record::{ActivityState, StoredOptions};
 use crate::engine::store::{self, Ack, Write};
 use crate::engine::EngineError;
@@ -65,7 +65,7 @@ impl KeyConfig {
         let mut o = ActivityOptions::new();
         o.heartbeat_timeout = rng.pick(&[
             None,
-            Some(ms(50)),
+            Some(ms(200)),
             Some(ms(1_000)),
             Some(ms(10_000)),
             Some(ms(10_000)),
@@ -118,22 +118,30 @@ impl Running {
 /// A client's `start()` waiting for its row to be stored.
 struct Start {
     rx: oneshot::Receiver<Result<bool, EngineError>>,
-    live: Live,
-    /// The caller dropped its future (a timeout, a `select!`).
-    dropped: bool,
 }
 
 /// A client's `cancel()` waiting for the cancel to be stored.
 struct Cancel {
     id: Arc<str>,
     state: ActivityState,
-    rx: oneshot::Receiver<Result<bool, EngineError>>,
+    stored: Stored,
 }
 
 /// A client's `result()`.
 struct Waiter {
     id: Arc<str>,
     rx: oneshot::Receiver<Closed>,
+}
+
+/// Counts of what happened inside the steps.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Events {
+    /// Heartbeats the pump sent.
+    pub ticks: u64,
+    /// Commits of the writer.
+    pub commits: u64,
+    /// Timers that fired.
+    pub timers: u64,
 }
 
 /// The simulated system.
@@ -155,6 +163,8 @@ pub(crate) struct World {
     last_failure: Option<Instant>,
     pub(crate) step: usize,
     pub(crate) crashes: u64,
+    /// Events inside the steps: pump ticks, commits, timers fired.
+    pub(crate) events: Events,
     pub(crate) violation: Option<Violation>,
     /// Invariants not checked in this run (to look for other failures past a known one).
     pub(crate) ignore: Vec<String>,
@@ -186,6 +196,7 @@ impl World {
             last_failure: None,
             step: 0,
             crashes: 0,
+            events: Events::default(),
             violation: None,
             ignore: Vec::new(),
             trace: std::env::var_os("HB_SIM_TRACE").is_some(),
@@ -262,11 +273,14 @@ impl World {
         let options = StoredOptions::from_options(&config.options);
         let input = Payload::json(&key).expect("an integer encodes");
         let row = new_row(id, config.activity_type, &input, &options, now.wall_ms);
-        let live = Live::from_row(row.clone(), &now);
-        let (ack, rx) = Ack::reply();
-        shell.queue(Write::Insert(Box::new(row)), Some(ack));
+        let live = Box::new(Live::from_row(row.clone(), &now));
+        let (tx, rx) = oneshot::channel();
+        shell.queue(Write::Insert(Box::new(row)), Some(Ack::Inserted(live, tx)));
         drop(shell);
-        self.starts.push(Start { rx, live, dropped });
+        // A dropped future drops its receiver; the engine admits the activity all the same.
+        if !dropped {
+            self.starts.push(Start { rx });
+        }
     }
 
     fn take(&mut self) {
@@ -441,15 +455,12 @@ impl World {
     }
 
     fn cancel_id(&mut self, id: Arc<str>) {
-        // What `Client::cancel` does: the change, then a barrier.
-        let mut shell = self.shell.lock();
-        let Some(state) = shell.change(|core, fx| core.cancel(&id, fx)) else {
+        // What `Client::cancel` does: the change, then waiting for what stores it.
+        let cancelled = self.shell.lock().change(|core, fx| core.cancel(&id, fx));
+        let Some((state, stored)) = cancelled else {
             return;
         };
-        let (ack, rx) = Ack::reply();
-        shell.queue(Write::Barrier, Some(ack));
-        drop(shell);
-        self.cancels.push(Cancel { id, state, rx });
+        self.cancels.push(Cancel { id, state, stored });
     }
 
     fn result(&mut self, key: usize, abandon: bool) {
@@ -527,6 +538,7 @@ impl World {
             })
         };
         let acks = store::commit(&mut batch, &mut apply);
+        self.events.commits += 1;
         if failed {
             self.last_failure = Some(self.now());
         }
@@ -556,33 +568,33 @@ impl World {
     /// Clients whose calls were answered carry on (what `start()`, `cancel()` and `result()`
     /// do after their await).
     fn callers(&mut self) {
-        let mut i = 0;
-        while i < self.starts.len() {
-            match self.starts[i].rx.try_recv() {
-                Err(oneshot::error::TryRecvError::Empty) => i += 1,
-                Ok(r) => {
-                    let s = self.starts.swap_remove(i);
-                    if matches!(r, Ok(true)) && !s.dropped {
-                        self.shell.lock().change(|core, fx| core.admit(s.live, fx));
-                    }
-                }
-                Err(_) => {
-                    self.starts.swap_remove(i);
-                }
-            }
-        }
+        self.starts
+            .retain_mut(|s| matches!(s.rx.try_recv(), Err(oneshot::error::TryRecvError::Empty)));
         let mut i = 0;
         while i < self.cancels.len() {
-            match self.cancels[i].rx.try_recv() {
-                Err(oneshot::error::TryRecvError::Empty) => i += 1,
-                Ok(r) => {
+            // What `Client::cancel` answers, once it can: `Ok` only once the cancel is stored.
+            let answer = match &mut self.cancels[i].stored {
+                Stored::Now => Some(true),
+                Stored::Written(rx) => match rx.try_recv() {
+                    Err(oneshot::error::TryRecvError::Empty) => None,
+                    r => Some(matches!(r, Ok(Ok(_)))),
+                },
+                Stored::Closed(rx) => match rx.try_recv() {
+                    Err(oneshot::error::TryRecvError::Empty) => None,
+                    Ok(closed) => Some(!matches!(
+                        closed.failure,
+                        Some(crate::engine::ActivityFailure::Engine(_))
+                    )),
+                    Err(_) => Some(false),
+                },
+            };
+            match answer {
+                None => i += 1,
+                Some(ok) => {
                     let c = self.cancels.swap_remove(i);
-                    if r.is_ok() {
+                    if ok {
                         self.check_cancel_stored(&c);
                     }
-                }
-                Err(_) => {
-                    self.cancels.swap_remove(i);
                 }
             }
         }
@@ -748,6 +760,7 @@ impl World {
                 return;
             }
             let timer = entry.remove();
+            self.events.timers += 1;
             shell.change(|core, fx| core.on_timer(&timer, fx));
         }
     }
@@ -757,6 +770,7 @@ impl World {
         for r in &mut self.running {
             if r.next_tick <= now {
                 r.next_tick = super::super::clock::later(now, r.interval);
+                self.events.ticks += 1;
                 let _ = crate::heartbeat::beat(r.shared.clone()).now_or_never();
             }
         }
@@ -883,6 +897,18 @@ impl World {
                 format!(
                     "{} ids in the ready queues for {scheduled} scheduled activities",
                     f.ready
+                ),
+            ));
+        }
+        let types: std::collections::HashSet<&str> =
+            core.live.values().map(|l| &*l.activity_type).collect();
+        if f.options > types.len() {
+            problem = Some((
+                "type-leak",
+                format!(
+                    "options kept for {} types, {} with open activities",
+                    f.options,
+                    types.len()
                 ),
             ));
         }
