@@ -101,6 +101,11 @@ pub(crate) struct AttemptOptions {
     cancel_grace_ms: u32,
     checkpoint_limit: u32,
     pub(crate) cancel: crate::definition::CancelMode,
+    /// From the backend, read once: see [`Transport::keeps_details`].
+    pub(crate) keeps_details: bool,
+    /// Pump ticks per heartbeat interval, from the backend's checkpoint interval (see
+    /// `heartbeat::pace`).
+    pub(crate) ticks_per_beat: u16,
 }
 
 /// `d` in whole ms, rounded up, at least 1, saturating at `u32::MAX`.
@@ -124,9 +129,15 @@ impl AttemptOptions {
     }
 }
 
-impl From<&ActivityOptions> for AttemptOptions {
-    fn from(o: &ActivityOptions) -> Self {
+impl AttemptOptions {
+    /// The options of an attempt of `o` heartbeating every `heartbeat_interval` to `transport`.
+    fn new(o: &ActivityOptions, heartbeat_interval: Duration, transport: &dyn Transport) -> Self {
         AttemptOptions {
+            keeps_details: transport.keeps_details(),
+            ticks_per_beat: crate::heartbeat::ticks_per_beat(
+                heartbeat_interval,
+                transport.checkpoint_interval(),
+            ),
             stall_timeout_ms: o.stall_timeout.map_or(0, ms_u32),
             cancel: o.cancel,
             cancel_grace_ms: if o.cancel_grace.is_zero() {
@@ -175,6 +186,9 @@ const REASON_MASK: u32 = 0b111;
 const HAS_ERROR: u32 = 1 << 3;
 /// `Shared::status`: the outcome was reported; nothing more is sent for this attempt.
 const ENDED: u32 = 1 << 4;
+/// `Shared::status`: the slot started with the checkpoint the attempt resumed from (its store
+/// counter at 1).
+const RESUMED: u32 = 1 << 5;
 
 fn reason_code(reason: CancelReason) -> u32 {
     match reason {
@@ -474,15 +488,17 @@ impl Shared {
     ) -> Self {
         // A resumed checkpoint is not progress of this attempt: stall detection starts after it.
         let seen_seq = slot.seq();
+        let options = AttemptOptions::new(options, info.heartbeat_interval, &*env.transport);
+        let send = SendState::new(previous, seen_seq, options.keeps_details);
         Shared {
             info,
-            options: options.into(),
+            options,
             slot,
             env,
             token: OnceLock::new(),
-            status: AtomicU32::new(0),
+            status: AtomicU32::new(if seen_seq != 0 { RESUMED } else { 0 }),
             pump_slot: AtomicU32::new(u32::MAX),
-            send: tokio::sync::Mutex::new(SendState::new(previous, seen_seq)),
+            send: tokio::sync::Mutex::new(send),
             polls: crate::heartbeat::PollTracker::default(),
             span: (!span.is_disabled()).then(|| Box::new(span)),
         }
@@ -528,6 +544,11 @@ impl Shared {
     /// Whether the outcome was reported (nothing more is sent).
     pub(crate) fn has_ended(&self) -> bool {
         self.status.load(Ordering::Acquire) & ENDED != 0
+    }
+
+    /// Whether the slot started with the checkpoint the attempt resumed from.
+    pub(crate) fn resumed(&self) -> bool {
+        self.status.load(Ordering::Relaxed) & RESUMED != 0
     }
 
     /// Marks the outcome reported; whether it was already.

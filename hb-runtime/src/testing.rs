@@ -459,6 +459,8 @@ impl ActivityEnvironment {
         } else {
             format!("{}#{}#run{}", self.activity_id, self.attempt, run + 1)
         });
+        // The backend holds what the previous attempt left.
+        self.transport.set_details_of(&token, self.details.clone());
         let request = AttemptRequest::new(self.activity_id.clone(), token.clone(), input)
             .attempt(self.attempt)
             .details(self.details.clone())

@@ -826,4 +826,15 @@ impl crate::transport::Transport for EngineTransport {
         }
         Box::pin(async { Ok(()) })
     }
+
+    /// The store coalesces: a heartbeat or report without details keeps the stored ones.
+    fn keeps_details(&self) -> bool {
+        true
+    }
+
+    /// A stored checkpoint is cheap (commits are batched), so changed checkpoints are
+    /// persisted every second, whatever the heartbeat interval.
+    fn checkpoint_interval(&self) -> Option<std::time::Duration> {
+        Some(std::time::Duration::from_secs(1))
+    }
 }

@@ -43,7 +43,11 @@ struct Counters {
 pub struct PumpStats {
     /// Attempts registered now.
     pub active: u64,
-    /// Heartbeat ticks run since the pump started.
+    /// Ticks run since the pump started: looks at one attempt, each sending a heartbeat
+    /// unless its backend has a [checkpoint interval] and neither a changed checkpoint nor a
+    /// liveness heartbeat was due.
+    ///
+    /// [checkpoint interval]: crate::transport::Transport::checkpoint_interval
     pub ticks: u64,
 }
 
@@ -263,7 +267,7 @@ fn slot(interval: std::time::Duration) -> std::time::Duration {
 }
 
 async fn schedule(mut rx: mpsc::UnboundedReceiver<Command>, stats: Arc<Counters>) {
-    // The registered attempts, in lanes per heartbeat interval ordered by their last tick
+    // The registered attempts, in lanes per tick interval ordered by their last tick
     // (the key kept in the attempt's `pump_slot`): a tick moves its attempt to the back.
     let mut lanes: Lanes<Arc<Shared>> = Lanes::default();
     // Heartbeats and final flushes in flight; drained before the scheduler returns.
@@ -274,8 +278,8 @@ async fn schedule(mut rx: mpsc::UnboundedReceiver<Command>, stats: Arc<Counters>
             cmd = rx.recv() => match cmd {
                 None => break,
                 Some(Command::Add(shared)) => {
-                    let interval = shared.info.heartbeat_interval;
-                    let (key, _) = lanes.insert(shared.clone(), interval, tokio::time::Instant::now());
+                    let tick = super::pace::tick(shared.info.heartbeat_interval, shared.options.ticks_per_beat);
+                    let (key, _) = lanes.insert(shared.clone(), tick, tokio::time::Instant::now());
                     if key != crate::lanes::NONE {
                         shared.pump_slot.store(key, Ordering::Relaxed);
                         stats.active.fetch_add(1, Ordering::Relaxed);
