@@ -30,9 +30,25 @@ pub(crate) fn ticks_per_beat(heartbeat: Duration, checkpoint: Option<Duration>) 
     u16::try_from(n).unwrap_or(u16::MAX).max(1)
 }
 
-/// The period the pump looks at an attempt with.
+/// The period the pump looks at an attempt with: the heartbeat interval, or a whole fraction
+/// of it rounded down to whole [`slot`]s, so that looks stay on the pump's wake-up grid
+/// instead of drifting by up to a slot each (a heartbeat interval of them would come up to 5%
+/// late). The `ticks_per_beat` looks then take at most the heartbeat interval.
 pub(crate) fn tick(heartbeat: Duration, ticks_per_beat: u16) -> Duration {
-    heartbeat / u32::from(ticks_per_beat.max(1))
+    if ticks_per_beat <= 1 {
+        return heartbeat;
+    }
+    let tick = heartbeat / u32::from(ticks_per_beat);
+    let step = slot(tick);
+    let whole = (tick.as_nanos() / step.as_nanos()).max(1);
+    step * u32::try_from(whole).unwrap_or(u32::MAX)
+}
+
+/// The step the pump rounds the due times of attempts looked at every `period` up to: 1/20 of
+/// the period, between 1 and 10 ms, so that thousands of attempts wake the pump a hundred
+/// times a second, not a thousand.
+pub(crate) fn slot(period: Duration) -> Duration {
+    (period / 20).clamp(Duration::from_millis(1), Duration::from_millis(10))
 }
 
 /// What one tick does.
@@ -91,6 +107,7 @@ mod tests {
             (30_000, Some(1_000), 30),
             (100, Some(0), 100),
             (3_600_000_000, Some(1), u16::MAX),
+            (15_000, Some(999), 16),
         ];
         for &(hb, ci, want) in table {
             let n = ticks_per_beat(ms(hb), ci.map(ms));
@@ -99,8 +116,14 @@ mod tests {
             if let Some(ci) = ci.filter(|_| n < u16::MAX) {
                 assert!(t <= ms(ci).max(MIN_TICK), "{t:?} > {ci} ms");
             }
-            // Whole ticks make the heartbeat interval (to the nanosecond's rounding).
-            assert!(ms(hb) - t * u32::from(n) < Duration::from_nanos(u64::from(n)));
+            // Whole ticks make at most the heartbeat interval, and no less than 95% of it.
+            let beat = t * u32::from(n);
+            assert!(beat <= ms(hb), "{n} × {t:?} > {hb} ms");
+            if n < u16::MAX {
+                assert!(beat * 20 >= ms(hb) * 19, "{n} × {t:?} ≪ {hb} ms");
+            }
+            // On the pump's grid.
+            assert!(n == 1 || t.as_nanos() % slot(t).as_nanos() == 0, "{t:?}");
         }
     }
 

@@ -256,16 +256,6 @@ impl Pump {
     }
 }
 
-/// The slot ticks of attempts with `interval` are rounded up to: 1/20 of the interval, at
-/// most 10 ms, so that thousands of attempts wake the pump a hundred times a second, not a
-/// thousand.
-fn slot(interval: std::time::Duration) -> std::time::Duration {
-    (interval / 20).clamp(
-        std::time::Duration::from_millis(1),
-        std::time::Duration::from_millis(10),
-    )
-}
-
 async fn schedule(mut rx: mpsc::UnboundedReceiver<Command>, stats: Arc<Counters>) {
     // The registered attempts, in lanes per tick interval ordered by their last tick
     // (the key kept in the attempt's `pump_slot`): a tick moves its attempt to the back.
@@ -273,7 +263,7 @@ async fn schedule(mut rx: mpsc::UnboundedReceiver<Command>, stats: Arc<Counters>
     // Heartbeats and final flushes in flight; drained before the scheduler returns.
     let mut sends = tokio::task::JoinSet::new();
     loop {
-        let next = lanes.next_due(slot);
+        let next = lanes.next_due(super::pace::slot);
         tokio::select! {
             cmd = rx.recv() => match cmd {
                 None => break,
