@@ -155,6 +155,8 @@ impl AttemptOptions {
 pub(crate) struct Env {
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) state: StateMap,
+    /// The pump runs on the attempts' runtime and follows its clock (the test kit's).
+    pub(crate) pump_on_runtime: bool,
 }
 
 /// Everything one attempt's context, its pump entry and its runner share (kept small: there
@@ -189,6 +191,19 @@ const ENDED: u32 = 1 << 4;
 /// `Shared::status`: the slot started with the checkpoint the attempt resumed from (its store
 /// counter at 1).
 const RESUMED: u32 = 1 << 5;
+/// `Shared::status`: `run_blocking` was refused under a paused clock (see
+/// [`PAUSED_BLOCKING`]).
+const REFUSED_BLOCKING: u32 = 1 << 6;
+
+/// Why `run_blocking` refuses to run under a paused clock with the pump on the same runtime.
+pub(crate) const PAUSED_BLOCKING: &str = "ctx.run_blocking was called while tokio's clock is \
+paused (#[tokio::test(start_paused = true)] or tokio::time::pause()) and the heartbeat pump \
+follows that clock (hb_runtime::testing::ActivityEnvironment, Pump::on_current_runtime): tokio \
+holds a paused clock still while a blocking task runs, so no heartbeat, scripted cancel or \
+simulated timeout could happen during the closure, and the test would pass without exercising \
+them. Test activities that use run_blocking on an unpaused runtime (#[tokio::test], or \
+#[tokio::test(flavor = \"multi_thread\")]), with a short heartbeat_timeout, e.g. \
+.options(|o| o.heartbeat_timeout(Duration::from_secs(1)))";
 
 fn reason_code(reason: CancelReason) -> u32 {
     match reason {
@@ -425,11 +440,26 @@ impl ActivityContext {
     /// assert!(run.result.is_ok());
     /// # }
     /// ```
+    ///
+    /// # Panics
+    /// Under a paused tokio clock (`#[tokio::test(start_paused = true)]`) when the heartbeat
+    /// pump follows that clock (the [test kit](crate::testing)'s default,
+    /// [`Pump::on_current_runtime`](crate::heartbeat::Pump::on_current_runtime)): tokio holds a
+    /// paused clock still while a blocking task runs, so heartbeats, scripted cancels and
+    /// simulated timeouts could not happen during `f`, and a test would pass without
+    /// exercising them. Test such activities on an unpaused runtime, with a short
+    /// `heartbeat_timeout`.
     pub async fn run_blocking<R, F>(&self, f: F) -> Result<R, ActivityError>
     where
         F: FnOnce(ActivityContext) -> Result<R, ActivityError> + Send + 'static,
         R: Send + 'static,
     {
+        if self.inner.env.pump_on_runtime && clock_paused() {
+            self.inner
+                .status
+                .fetch_or(REFUSED_BLOCKING, Ordering::Relaxed);
+            panic!("{PAUSED_BLOCKING}");
+        }
         let ctx = self.clone();
         let span = self.inner.span().clone();
         match tokio::task::spawn_blocking(move || span.in_scope(|| f(ctx))).await {
@@ -459,6 +489,18 @@ impl ActivityContext {
     pub fn state<T: Clone + Send + Sync + 'static>(&self) -> Result<T, ActivityError> {
         self.inner.env.state.get::<T>().map_err(ActivityError::from)
     }
+}
+
+/// Whether tokio's clock is paused. A paused clock moves only when its runtime idles or is
+/// advanced, never within one poll; a running one moves with real time. So: let a few
+/// microseconds of real time pass and see whether tokio's clock moved.
+fn clock_paused() -> bool {
+    let before = tokio::time::Instant::now();
+    let real = std::time::Instant::now();
+    while real.elapsed() < Duration::from_micros(20) {
+        std::hint::spin_loop();
+    }
+    tokio::time::Instant::now() == before
 }
 
 impl Shared {
@@ -549,6 +591,11 @@ impl Shared {
     /// Whether the slot started with the checkpoint the attempt resumed from.
     pub(crate) fn resumed(&self) -> bool {
         self.status.load(Ordering::Relaxed) & RESUMED != 0
+    }
+
+    /// Whether `run_blocking` was refused under a paused clock.
+    pub(crate) fn refused_blocking(&self) -> bool {
+        self.status.load(Ordering::Relaxed) & REFUSED_BLOCKING != 0
     }
 
     /// Marks the outcome reported; whether it was already.

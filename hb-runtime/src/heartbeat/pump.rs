@@ -9,6 +9,9 @@ use tokio::sync::mpsc;
 use crate::context::Shared;
 use crate::lanes::Lanes;
 
+/// Where [`Pump::on_current_runtime`]'s scheduler runs.
+const ON_RUNTIME: &str = "current runtime";
+
 enum Command {
     Add(Arc<Shared>),
     Remove(Arc<Shared>),
@@ -183,7 +186,9 @@ impl Pump {
     /// For tests: it follows the runtime's clock, so with `tokio::time::pause()` (or
     /// `#[tokio::test(start_paused = true)]`) a 10 s heartbeat timeout plays out in
     /// milliseconds. It shares the executor with the activities, so prefer
-    /// [`Pump::global`] in production.
+    /// [`Pump::global`] in production. A paused clock stands still while a blocking task
+    /// runs, so under one [`run_blocking`](crate::ActivityContext::run_blocking) panics
+    /// rather than let a test pass without heartbeats.
     ///
     /// ```
     /// use hb_runtime::heartbeat::Pump;
@@ -214,7 +219,7 @@ impl Pump {
     /// # Panics
     /// Outside a tokio runtime.
     pub fn on_current_runtime() -> Pump {
-        Pump::with_scheduler("current runtime", |rx, stats| {
+        Pump::with_scheduler(ON_RUNTIME, |rx, stats| {
             tokio::spawn(schedule(rx, stats));
         })
     }
@@ -230,6 +235,12 @@ impl Pump {
         Pump {
             inner: Arc::new(PumpInner { tx, stats, home }),
         }
+    }
+
+    /// Whether the scheduler runs on the runtime that made it ([`Pump::on_current_runtime`]),
+    /// following that runtime's clock.
+    pub(crate) fn on_runtime(&self) -> bool {
+        self.inner.home == ON_RUNTIME
     }
 
     /// Current figures; see the example on [`Pump`].

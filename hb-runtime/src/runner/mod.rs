@@ -194,6 +194,7 @@ impl AttemptRunner {
             env: Arc::new(Env {
                 transport: Arc::new(transport),
                 state: StateMap::default(),
+                pump_on_runtime: false,
             }),
             pump: Pump::global(),
             chain: Arc::from(Vec::new()),
@@ -202,6 +203,11 @@ impl AttemptRunner {
 
     /// Heartbeats through `pump` instead.
     pub fn pump(mut self, pump: Pump) -> Self {
+        self.env = Arc::new(Env {
+            transport: self.env.transport.clone(),
+            state: self.env.state.clone(),
+            pump_on_runtime: pump.on_runtime(),
+        });
         self.pump = pump;
         self
     }
@@ -225,6 +231,7 @@ impl AttemptRunner {
         self.env = Arc::new(Env {
             transport: self.env.transport.clone(),
             state,
+            pump_on_runtime: self.env.pump_on_runtime,
         });
         self
     }
@@ -361,6 +368,7 @@ pub(crate) fn detached_context<C: crate::Checkpoint>(
         Arc::new(Env {
             transport,
             state: StateMap::default(),
+            pump_on_runtime: false,
         }),
         None,
         tracing::Span::none(),
