@@ -123,7 +123,10 @@ mod tests {
                 assert!(beat * 20 >= ms(hb) * 19, "{n} × {t:?} ≪ {hb} ms");
             }
             // On the pump's grid.
-            assert!(n == 1 || t.as_nanos() % slot(t).as_nanos() == 0, "{t:?}");
+            assert!(
+                n == 1 || t.as_nanos().is_multiple_of(slot(t).as_nanos()),
+                "{t:?}"
+            );
         }
     }
 
