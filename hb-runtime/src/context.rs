@@ -101,6 +101,11 @@ pub(crate) struct AttemptOptions {
     cancel_grace_ms: u32,
     checkpoint_limit: u32,
     pub(crate) cancel: crate::definition::CancelMode,
+    /// From the backend, read once: see [`Transport::keeps_details`].
+    pub(crate) keeps_details: bool,
+    /// Pump ticks per heartbeat interval, from the backend's checkpoint interval (see
+    /// `heartbeat::pace`).
+    pub(crate) ticks_per_beat: u16,
 }
 
 /// `d` in whole ms, rounded up, at least 1, saturating at `u32::MAX`.
@@ -124,9 +129,15 @@ impl AttemptOptions {
     }
 }
 
-impl From<&ActivityOptions> for AttemptOptions {
-    fn from(o: &ActivityOptions) -> Self {
+impl AttemptOptions {
+    /// The options of an attempt of `o` heartbeating every `heartbeat_interval` to `transport`.
+    fn new(o: &ActivityOptions, heartbeat_interval: Duration, transport: &dyn Transport) -> Self {
         AttemptOptions {
+            keeps_details: transport.keeps_details(),
+            ticks_per_beat: crate::heartbeat::ticks_per_beat(
+                heartbeat_interval,
+                transport.checkpoint_interval(),
+            ),
             stall_timeout_ms: o.stall_timeout.map_or(0, ms_u32),
             cancel: o.cancel,
             cancel_grace_ms: if o.cancel_grace.is_zero() {
@@ -144,6 +155,8 @@ impl From<&ActivityOptions> for AttemptOptions {
 pub(crate) struct Env {
     pub(crate) transport: Arc<dyn Transport>,
     pub(crate) state: StateMap,
+    /// The pump runs on the attempts' runtime and follows its clock (the test kit's).
+    pub(crate) pump_on_runtime: bool,
 }
 
 /// Everything one attempt's context, its pump entry and its runner share (kept small: there
@@ -175,6 +188,22 @@ const REASON_MASK: u32 = 0b111;
 const HAS_ERROR: u32 = 1 << 3;
 /// `Shared::status`: the outcome was reported; nothing more is sent for this attempt.
 const ENDED: u32 = 1 << 4;
+/// `Shared::status`: the slot started with the checkpoint the attempt resumed from (its store
+/// counter at 1).
+const RESUMED: u32 = 1 << 5;
+/// `Shared::status`: `run_blocking` was refused under a paused clock (see
+/// [`PAUSED_BLOCKING`]).
+const REFUSED_BLOCKING: u32 = 1 << 6;
+
+/// Why `run_blocking` refuses to run under a paused clock with the pump on the same runtime.
+pub(crate) const PAUSED_BLOCKING: &str = "ctx.run_blocking was called while tokio's clock is \
+paused (#[tokio::test(start_paused = true)] or tokio::time::pause()) and the heartbeat pump \
+follows that clock (hb_runtime::testing::ActivityEnvironment, Pump::on_current_runtime): tokio \
+holds a paused clock still while a blocking task runs, so no heartbeat, scripted cancel or \
+simulated timeout could happen during the closure, and the test would pass without exercising \
+them. Test activities that use run_blocking on an unpaused runtime (#[tokio::test], or \
+#[tokio::test(flavor = \"multi_thread\")]), with a short heartbeat_timeout, e.g. \
+.options(|o| o.heartbeat_timeout(Duration::from_secs(1)))";
 
 fn reason_code(reason: CancelReason) -> u32 {
     match reason {
@@ -411,11 +440,26 @@ impl ActivityContext {
     /// assert!(run.result.is_ok());
     /// # }
     /// ```
+    ///
+    /// # Panics
+    /// Under a paused tokio clock (`#[tokio::test(start_paused = true)]`) when the heartbeat
+    /// pump follows that clock (the [test kit](crate::testing)'s default,
+    /// [`Pump::on_current_runtime`](crate::heartbeat::Pump::on_current_runtime)): tokio holds a
+    /// paused clock still while a blocking task runs, so heartbeats, scripted cancels and
+    /// simulated timeouts could not happen during `f`, and a test would pass without
+    /// exercising them. Test such activities on an unpaused runtime, with a short
+    /// `heartbeat_timeout`.
     pub async fn run_blocking<R, F>(&self, f: F) -> Result<R, ActivityError>
     where
         F: FnOnce(ActivityContext) -> Result<R, ActivityError> + Send + 'static,
         R: Send + 'static,
     {
+        if self.inner.env.pump_on_runtime && clock_paused() {
+            self.inner
+                .status
+                .fetch_or(REFUSED_BLOCKING, Ordering::Relaxed);
+            panic!("{PAUSED_BLOCKING}");
+        }
         let ctx = self.clone();
         let span = self.inner.span().clone();
         match tokio::task::spawn_blocking(move || span.in_scope(|| f(ctx))).await {
@@ -447,6 +491,18 @@ impl ActivityContext {
     }
 }
 
+/// Whether tokio's clock is paused. A paused clock moves only when its runtime idles or is
+/// advanced, never within one poll; a running one moves with real time. So: let a few
+/// microseconds of real time pass and see whether tokio's clock moved.
+fn clock_paused() -> bool {
+    let before = tokio::time::Instant::now();
+    let real = std::time::Instant::now();
+    while real.elapsed() < Duration::from_micros(20) {
+        std::hint::spin_loop();
+    }
+    tokio::time::Instant::now() == before
+}
+
 impl Shared {
     /// The slot as `Any`, to downcast to its checkpoint type (an upcast: no call).
     #[inline]
@@ -474,15 +530,17 @@ impl Shared {
     ) -> Self {
         // A resumed checkpoint is not progress of this attempt: stall detection starts after it.
         let seen_seq = slot.seq();
+        let options = AttemptOptions::new(options, info.heartbeat_interval, &*env.transport);
+        let send = SendState::new(previous, seen_seq, options.keeps_details);
         Shared {
             info,
-            options: options.into(),
+            options,
             slot,
             env,
             token: OnceLock::new(),
-            status: AtomicU32::new(0),
+            status: AtomicU32::new(if seen_seq != 0 { RESUMED } else { 0 }),
             pump_slot: AtomicU32::new(u32::MAX),
-            send: tokio::sync::Mutex::new(SendState::new(previous, seen_seq)),
+            send: tokio::sync::Mutex::new(send),
             polls: crate::heartbeat::PollTracker::default(),
             span: (!span.is_disabled()).then(|| Box::new(span)),
         }
@@ -528,6 +586,16 @@ impl Shared {
     /// Whether the outcome was reported (nothing more is sent).
     pub(crate) fn has_ended(&self) -> bool {
         self.status.load(Ordering::Acquire) & ENDED != 0
+    }
+
+    /// Whether the slot started with the checkpoint the attempt resumed from.
+    pub(crate) fn resumed(&self) -> bool {
+        self.status.load(Ordering::Relaxed) & RESUMED != 0
+    }
+
+    /// Whether `run_blocking` was refused under a paused clock.
+    pub(crate) fn refused_blocking(&self) -> bool {
+        self.status.load(Ordering::Relaxed) & REFUSED_BLOCKING != 0
     }
 
     /// Marks the outcome reported; whether it was already.

@@ -5,7 +5,18 @@
 //! timeout plays out in milliseconds of real time and every figure is deterministic. (The
 //! environment runs the heartbeat scheduler on the test's runtime for that;
 //! [`ActivityEnvironment::production_pump`] switches to the isolated production pump, in real
-//! time.)
+//! time.) Pausing needs tokio's `test-util` feature in your dev-dependencies
+//! (`tokio = { version = "1", features = ["test-util", "macros", "rt"] }`); without it the
+//! compiler reports "no method named `start_paused`", on the test attribute's line.
+//!
+//! A paused clock cannot follow a body that runs [`ActivityContext::run_blocking`]: tokio holds
+//! it still while a blocking task runs, so no heartbeat, scripted cancel or simulated timeout
+//! would happen during the closure and the test would pass without exercising them. The
+//! environment refuses that combination: the run panics with an explanation. Test such
+//! activities on an unpaused runtime (`#[tokio::test]`) with a short heartbeat timeout; see
+//! [`ActivityEnvironment::run`].
+//!
+//! [`ActivityContext::run_blocking`]: crate::ActivityContext::run_blocking
 //!
 //! ```
 //! use hb_runtime::prelude::*;
@@ -400,8 +411,44 @@ impl ActivityEnvironment {
 
     /// Runs one attempt of `activity` with `input` (encoded and decoded as a backend would).
     ///
+    /// An activity whose body runs [`run_blocking`](crate::ActivityContext::run_blocking) is
+    /// tested in real time, on an unpaused runtime, with a heartbeat timeout short enough for
+    /// what the test wants to see:
+    ///
+    /// ```
+    /// use hb_runtime::prelude::*;
+    /// use hb_runtime::testing::ActivityEnvironment;
+    /// use std::time::{Duration, Instant};
+    ///
+    /// #[activity(heartbeat_timeout = "10s")]
+    /// async fn crunch(ctx: ActivityContext, #[checkpoint] mut n: u64) -> Result<u64, ActivityError> {
+    ///     ctx.run_blocking(move |ctx| {
+    ///         let until = Instant::now() + Duration::from_secs(30);
+    ///         while Instant::now() < until && !ctx.is_cancelled() {
+    ///             n += 1;
+    ///             ctx.checkpoint(&n)?;
+    ///             std::thread::sleep(Duration::from_millis(1));
+    ///         }
+    ///         Ok(n)
+    ///     })
+    ///     .await
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let run = ActivityEnvironment::new()
+    ///     .options(|o| o.heartbeat_timeout(Duration::from_millis(200))) // a heartbeat every 100 ms
+    ///     .cancel_after_heartbeats(2)
+    ///     .run(crunch, ())
+    ///     .await;
+    /// assert!(run.result.unwrap_err().is_cancelled()); // about 0.2 s in, not 30 s
+    /// assert!(run.heartbeats.len() >= 2);
+    /// # }
+    /// ```
+    ///
     /// # Panics
-    /// If `input` cannot be serialised, or outside a tokio runtime.
+    /// If `input` cannot be serialised, or outside a tokio runtime; and if the body runs
+    /// `run_blocking` while the clock is paused (see the [module](self) docs), since the test
+    /// would then not see what it set up.
     pub async fn run<F: IntoActivity>(
         &self,
         activity: F,
@@ -459,6 +506,8 @@ impl ActivityEnvironment {
         } else {
             format!("{}#{}#run{}", self.activity_id, self.attempt, run + 1)
         });
+        // The backend holds what the previous attempt left.
+        self.transport.set_details_of(&token, self.details.clone());
         let request = AttemptRequest::new(self.activity_id.clone(), token.clone(), input)
             .attempt(self.attempt)
             .details(self.details.clone())
@@ -527,6 +576,11 @@ impl ActivityEnvironment {
             _ = watchdog => unreachable!("the watchdog never finishes"),
         };
         let elapsed = start.elapsed();
+        // The body saw the refusal as a panic, which it may have turned into anything: make it
+        // the test's.
+        if handle.context().inner.refused_blocking() {
+            panic!("{}", crate::context::PAUSED_BLOCKING);
+        }
 
         let heartbeats = self
             .transport

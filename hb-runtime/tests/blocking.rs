@@ -5,6 +5,11 @@
 //!
 //! These tests run in real time on real runtimes with the production pump: about 5 s for the
 //! long one. The only timing they assert is the heartbeat-gap bound the backend enforces.
+//!
+//! Under a paused clock the test kit's pump cannot follow a blocking closure (tokio holds the
+//! clock still while one runs): the kit refuses the combination rather than let the test pass
+//! with no heartbeat, cancel or timeout during the closure; on an unpaused runtime its own pump
+//! follows real time.
 
 mod support;
 
@@ -251,4 +256,52 @@ async fn a_well_behaved_body_gets_no_blocked_executor_warning() {
         .for_activity("crunch-quiet")
         .iter()
         .any(|e| e.level == Level::WARN));
+}
+
+/// What a test written as the README suggests for other activities did before: under a paused
+/// clock, `cancel_after_heartbeats(2)` never fired (time stood still while the closure ran),
+/// the 2 s of work completed with a single heartbeat (the final flush), and the test passed
+/// without testing the cancel. Now the kit refuses, and says why.
+#[tokio::test(start_paused = true)]
+#[should_panic(expected = "ctx.run_blocking was called while tokio's clock is paused")]
+async fn a_paused_clock_with_a_blocking_body_is_refused_not_passed_silently() {
+    let run = ActivityEnvironment::new()
+        .activity_id("paused-blocking")
+        .cancel_after_heartbeats(2)
+        .run(crunch, 2_000)
+        .await;
+    // Never reached: this is what used to pass.
+    let done = run.result.as_ref().unwrap();
+    assert!(!done.saw_cancel);
+    assert_eq!(run.heartbeats.len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+#[should_panic(expected = "ctx.run_blocking was called while tokio's clock is paused")]
+async fn the_refusal_stands_even_when_the_body_swallows_the_error() {
+    #[activity(heartbeat_timeout = "1s")]
+    async fn swallows(ctx: ActivityContext) -> Result<(), ActivityError> {
+        let inner = ctx.clone();
+        // In a task of its own, whose panic the body ignores.
+        let _ = tokio::spawn(async move { inner.run_blocking(|_| Ok(())).await }).await;
+        Ok(())
+    }
+    let run = ActivityEnvironment::new().run(swallows, ()).await;
+    run.result.unwrap();
+}
+
+#[tokio::test]
+async fn on_an_unpaused_runtime_the_kits_own_pump_follows_a_blocking_body() {
+    // The test kit's default pump (on the test's runtime, not the production thread): the
+    // closure runs on the blocking pool, so the runtime's thread is free to heartbeat, and the
+    // second heartbeat's reply cancels the 60 s of work.
+    let run = ActivityEnvironment::new()
+        .cancel_after_heartbeats(2)
+        .run(crunch_cooperative, 60_000)
+        .await;
+    let done = run.result.as_ref().expect("returned within the grace");
+    assert!(done.saw_cancel);
+    assert_eq!(run.cancel_reason, Some(CancelReason::Requested));
+    assert!(run.heartbeats.len() >= 2);
+    assert!(run.elapsed < Duration::from_secs(30), "{:?}", run.elapsed);
 }

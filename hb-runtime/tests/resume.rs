@@ -1,11 +1,21 @@
 //! Resuming from the previous attempt's checkpoint: the body starts from it, sees its attempt
-//! number, and the first heartbeat re-seeds the backend with it; activities without a
-//! checkpoint heartbeat with no details.
+//! number; to a backend that wipes details a heartbeat does not carry (Temporal) the first
+//! heartbeat re-seeds it, while to one that keeps them (the embedded engine) it is never sent
+//! again, so details sent from elsewhere meanwhile (a heartbeat by task token) stand.
+//! Activities without a checkpoint heartbeat with no details.
 
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use hb_runtime::checkpoint::{decode_payload, encode_payload};
+use hb_runtime::engine::{ActivityFailure, Engine, StartOptions, WorkerHandle};
 use hb_runtime::prelude::*;
 use hb_runtime::testing::ActivityEnvironment;
+use hb_runtime::transport::TaskToken;
+use hb_runtime::Payload;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
+use tokio::sync::Notify;
 
 #[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug, PartialEq)]
 struct Progress {
@@ -227,4 +237,166 @@ async fn details_given_to_a_checkpoint_less_activity_pass_through_untouched() {
     assert_eq!(run.heartbeats.len(), 1);
     assert_eq!(run.heartbeats[0].details.as_ref(), Some(&details));
     assert_eq!(run.final_details.as_ref(), Some(&details));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_backend_that_keeps_details_is_never_sent_the_resumed_checkpoint_again() {
+    let resumed = Progress { next: 3, total: 9 };
+    let env = ActivityEnvironment::new()
+        .with_checkpoint(resumed.clone())
+        .attempt(2);
+    env.transport().set_keeps_details(true);
+    let run = env.run(observe_start, 11).await;
+    run.result.as_ref().unwrap();
+    // Liveness heartbeats only, and a report without details: the backend holds them.
+    let at: Vec<_> = run.heartbeats.iter().map(|h| h.at).collect();
+    assert_eq!(at, [Duration::from_secs(5), Duration::from_secs(10)]);
+    assert!(run.heartbeats.iter().all(|h| h.details.is_none()));
+    assert_eq!(run.last_checkpoint, Some(resumed.clone()));
+    let token = hb_runtime::transport::TaskToken::new(*b"test-activity#2");
+    let held = env.transport().details_of(&token).unwrap();
+    assert_eq!(decode_payload::<Progress>(&held).unwrap(), resumed);
+}
+
+/// What `hands_out` shares with its test: each attempt's number, task token and the
+/// checkpoint it resumed from; and, for attempt 2, when to fail.
+#[derive(Clone)]
+struct Outside {
+    started: UnboundedSender<(u32, TaskToken, Progress)>,
+    fail_second: Arc<Notify>,
+}
+
+/// Attempt 1 checkpoints {1, 9} and fails. Attempt 2 never checkpoints: it hands its token out
+/// (someone else reports progress for it) and fails when told to, or waits for a cancel.
+/// Attempt 3 returns the checkpoint it resumed from.
+#[activity(
+    heartbeat_timeout = "1s",
+    retry(max_attempts = 3, initial_interval = "10ms")
+)]
+async fn hands_out(
+    ctx: ActivityContext,
+    #[checkpoint] p: Progress,
+    #[state] outside: Outside,
+) -> Result<Progress, ActivityError> {
+    let attempt = ctx.info().attempt;
+    let _ = outside
+        .started
+        .send((attempt, ctx.info().task_token.clone(), p.clone()));
+    match attempt {
+        1 => {
+            ctx.checkpoint(&Progress { next: 1, total: 9 })?;
+            Err(ActivityError::retryable("Flaky", "the first attempt fails"))
+        }
+        2 => {
+            outside.fail_second.notified().await;
+            Err(ActivityError::retryable("Flaky", "so does the second"))
+        }
+        _ => Ok(p),
+    }
+}
+
+async fn next_attempt(
+    attempts: &mut UnboundedReceiver<(u32, TaskToken, Progress)>,
+) -> (u32, TaskToken, Progress) {
+    tokio::time::timeout(Duration::from_secs(10), attempts.recv())
+        .await
+        .expect("the next attempt started")
+        .unwrap()
+}
+
+/// On an in-memory engine: starts `hands_out` as `id`, waits for its attempt 2, heartbeats
+/// {5, 9} for it by task token, and checks that `describe()` keeps showing those details while
+/// the pump heartbeats the attempt three more times (it would re-send {1, 9}, the checkpoint
+/// attempt 2 resumed from, at every one).
+async fn external_details_survive_attempt_2(
+    id: &str,
+) -> (
+    Engine,
+    WorkerHandle,
+    Arc<Notify>,
+    UnboundedReceiver<(u32, TaskToken, Progress)>,
+    Payload,
+) {
+    let engine = Engine::in_memory().await.unwrap();
+    let (started, mut attempts) = unbounded_channel();
+    let fail_second = Arc::new(Notify::new());
+    let worker = engine
+        .worker()
+        .register(hands_out)
+        .state(Outside {
+            started,
+            fail_second: fail_second.clone(),
+        })
+        .spawn()
+        .unwrap();
+    let client = engine.client();
+    client
+        .start(hands_out, (), StartOptions::id(id))
+        .await
+        .unwrap();
+    assert_eq!(next_attempt(&mut attempts).await.0, 1);
+    let (attempt, token, resumed_from) = next_attempt(&mut attempts).await;
+    assert_eq!((attempt, resumed_from), (2, Progress { next: 1, total: 9 }));
+
+    let external = encode_payload(&Progress { next: 5, total: 9 }).unwrap();
+    assert!(!client.heartbeat(&token, Some(&external)).unwrap().stops());
+    let sent_at = std::time::SystemTime::now();
+    // The pump heartbeats attempt 2 every 0.5 s (half its 1 s timeout): wait until the engine
+    // saw it at least 1.5 s after the external heartbeat, checking the details all along.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let d = client.describe(id).await.unwrap();
+        assert_eq!(d.attempt, 2);
+        assert_eq!(
+            d.details
+                .as_ref()
+                .map(|p| decode_payload::<Progress>(p).unwrap()),
+            Some(Progress { next: 5, total: 9 }),
+            "the external heartbeat's details were overwritten"
+        );
+        if d.last_heartbeat
+            .is_some_and(|at| at >= sent_at + Duration::from_millis(1_500))
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no heartbeats from the pump"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    drop(client);
+    (engine, worker, fail_second, attempts, external)
+}
+
+#[tokio::test]
+async fn an_external_heartbeat_during_a_retry_survives_it_and_the_cancel_carries_it() {
+    let (engine, worker, _fail, _attempts, external) =
+        external_details_survive_attempt_2("ext-cancel").await;
+    let handle = engine.client().handle::<hands_out>("ext-cancel");
+    handle.cancel().await.unwrap();
+    match tokio::time::timeout(Duration::from_secs(10), handle.result())
+        .await
+        .expect("the cancel ended the activity")
+    {
+        Err(ActivityFailure::Cancelled { details }) => assert_eq!(details, Some(external)),
+        other => panic!("expected Cancelled, got {other:?}"),
+    }
+    worker.shutdown().await;
+}
+
+#[tokio::test]
+async fn an_external_heartbeat_during_a_retry_is_what_the_next_retry_resumes_from() {
+    let (engine, worker, fail_second, mut attempts, _external) =
+        external_details_survive_attempt_2("ext-retry").await;
+    fail_second.notify_one();
+    let (attempt, _, resumed_from) = next_attempt(&mut attempts).await;
+    assert_eq!((attempt, resumed_from), (3, Progress { next: 5, total: 9 }));
+    let handle = engine.client().handle::<hands_out>("ext-retry");
+    let done = tokio::time::timeout(Duration::from_secs(10), handle.result())
+        .await
+        .expect("attempt 3 completed")
+        .unwrap();
+    assert_eq!(done, Progress { next: 5, total: 9 });
+    worker.shutdown().await;
 }

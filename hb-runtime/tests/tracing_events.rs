@@ -45,7 +45,8 @@ async fn forever(_ctx: ActivityContext, _input: ()) -> Result<(), ActivityError>
     Ok(())
 }
 
-#[tokio::test(start_paused = true)]
+// Unpaused: `traced` runs a blocking closure, which a paused clock cannot follow.
+#[tokio::test]
 async fn the_attempt_span_carries_type_id_and_attempt() {
     let logs = support::logs();
     let run = ActivityEnvironment::new()

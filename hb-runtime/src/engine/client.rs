@@ -210,7 +210,12 @@ fn time(ms: i64) -> SystemTime {
 impl Description {
     pub(crate) fn from_live(l: &Live, now: &Now) -> Self {
         let state = l.closing.as_ref().map_or(l.state, |c| c.state);
-        let details = l.details();
+        // A running attempt's newest checkpoint, even before the pump has stored it.
+        let details = l
+            .handle
+            .as_ref()
+            .and_then(|h| h.current_details())
+            .or_else(|| l.details());
         Description {
             id: l.id.to_string(),
             activity_type: l.activity_type.to_string(),

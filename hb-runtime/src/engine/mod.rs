@@ -102,6 +102,8 @@ pub(crate) struct Inner {
     pub(crate) workers: tokio_util::task::TaskTracker,
     /// Timers in the deadline queue (kept by its thread, for [`Engine::stats`]).
     pending_timers: Arc<AtomicU64>,
+    /// See [`EngineOptions::checkpoint_interval`].
+    checkpoint_interval: Duration,
 }
 
 impl Drop for Inner {
@@ -269,15 +271,48 @@ pub struct EngineStats {
     pub pending_timers: usize,
 }
 
+/// How often a running attempt's changed checkpoint is stored by default (see
+/// [`EngineOptions::checkpoint_interval`]).
+pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Options of [`Engine::open_with`].
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct EngineOptions {
     max_file_size: Option<u64>,
     power_loss_safe: bool,
+    checkpoint_interval: Duration,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            max_file_size: None,
+            power_loss_safe: false,
+            checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+        }
+    }
 }
 
 impl EngineOptions {
+    /// How often a running attempt's checkpoint is stored when it changed (default 1 s),
+    /// whatever its heartbeat interval: what bounds the work a crash loses, and how fresh
+    /// `describe()` and `hb ls` are from another process. An unchanged checkpoint is not
+    /// written again; liveness heartbeats still come every heartbeat interval. An interval at
+    /// least as long as an activity's heartbeat interval stores its checkpoints with its
+    /// heartbeats only.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// let o = hb_runtime::engine::EngineOptions::default()
+    ///     .checkpoint_interval(Duration::from_millis(250));
+    /// # let _ = o;
+    /// ```
+    pub fn checkpoint_interval(mut self, every: Duration) -> Self {
+        self.checkpoint_interval = every;
+        self
+    }
+
     /// Caps the file at about `bytes`: a write that would grow it further fails as a full disk
     /// would ([`EngineError::Storage`], nothing of that write stored), instead of filling the disk.
     ///
@@ -434,6 +469,7 @@ impl Engine {
         options: EngineOptions,
     ) -> Result<Engine, EngineError> {
         let path = path.as_ref().to_path_buf();
+        let checkpoint_interval = options.checkpoint_interval;
         // Everything that touches the disk runs on a blocking thread, recovery's read included.
         let opened = tokio::task::spawn_blocking(move || -> Result<_, EngineError> {
             // An engine of this process that had the file may still be releasing it.
@@ -469,7 +505,14 @@ impl Engine {
         .await
         .map_err(|_| EngineError::Closed)??;
         let (path, lock, write, reader, rows) = opened;
-        Ok(Self::start(path, Some(lock), write, reader, rows))
+        Ok(Self::start(
+            path,
+            Some(lock),
+            write,
+            reader,
+            rows,
+            checkpoint_interval,
+        ))
     }
 
     /// An engine in memory, for tests: the same engine, nothing on disk.
@@ -516,7 +559,14 @@ impl Engine {
             .map_err(|e| EngineError::sqlite(&path, e))?;
         // A new database: nothing to recover.
         let reader = Reader::new(read, path.clone());
-        Ok(Self::start(path, None, write, reader, Vec::new()))
+        Ok(Self::start(
+            path,
+            None,
+            write,
+            reader,
+            Vec::new(),
+            DEFAULT_CHECKPOINT_INTERVAL,
+        ))
     }
 
     /// Starts the engine over an opened file: its writer, deadline queue and request polling,
@@ -527,6 +577,7 @@ impl Engine {
         write: rusqlite::Connection,
         reader: Reader,
         rows: Vec<record::ActivityRow>,
+        checkpoint_interval: Duration,
     ) -> Engine {
         let reader = Arc::new(reader);
         let (writer, writer_thread) = store::spawn_writer(write, path.clone(), lock);
@@ -543,6 +594,7 @@ impl Engine {
             timers_stop: tokio_util::sync::CancellationToken::new(),
             workers: tokio_util::task::TaskTracker::new(),
             pending_timers: Arc::default(),
+            checkpoint_interval,
         });
         let weak = Arc::downgrade(&inner);
         inner.writer.route(Box::new(move |acks| {
@@ -866,5 +918,16 @@ impl crate::transport::Transport for EngineTransport {
                 .change(|core, fx| core.cancelled(id, attempt, details.cloned(), fx));
         }
         Box::pin(async { Ok(()) })
+    }
+
+    /// The store coalesces: a heartbeat or report without details keeps the stored ones.
+    fn keeps_details(&self) -> bool {
+        true
+    }
+
+    /// A stored checkpoint is cheap (commits are batched), so changed checkpoints are
+    /// persisted every [`EngineOptions::checkpoint_interval`], whatever the heartbeat interval.
+    fn checkpoint_interval(&self) -> Option<std::time::Duration> {
+        Some(self.inner.checkpoint_interval)
     }
 }

@@ -5,8 +5,15 @@
 //!   the same scheduler on the test's runtime ([`Pump::on_current_runtime`]) so it follows
 //!   tokio's paused clock.
 //! - Each tick of an attempt encodes its checkpoint only if it changed (coalescing: the activity
-//!   may have stored thousands since the last tick), re-sends the latest one otherwise, applies
-//!   the reply's flags (cancel, pause), checks for stalls and for a blocked executor.
+//!   may have stored thousands since the last tick), sends it, applies the reply's flags
+//!   (cancel, pause), checks for stalls and for a blocked executor. An unchanged checkpoint is
+//!   re-sent with every heartbeat to a backend that wipes details a heartbeat does not carry
+//!   (Temporal); to one that keeps them (the embedded engine) the tick sends a heartbeat
+//!   without details, so details sent by task token from elsewhere stand.
+//! - A backend with a checkpoint interval of its own (the embedded engine) has its attempts
+//!   ticked that often: a changed checkpoint is persisted within that interval, and otherwise
+//!   nothing is sent until a liveness heartbeat is due. See
+//!   [`Transport::checkpoint_interval`](crate::transport::Transport::checkpoint_interval).
 //! - Every attempt run through [`AttemptRunner`](crate::runner::AttemptRunner) is registered
 //!   with a pump while it runs, around the [interceptors](crate::intercept) you add, and has
 //!   its latest checkpoint flushed when it ends (success, error, cancel, panic, or its future
@@ -32,12 +39,16 @@
 //! # }
 //! ```
 
+mod pace;
 mod poll;
 mod pump;
 mod send;
 
+pub(crate) use pace::ticks_per_beat;
+#[cfg(feature = "sim")]
+pub(crate) use pace::tick;
 pub(crate) use poll::{PollTracker, Tracked, TrackedFuture};
 pub use pump::{Pump, PumpStats};
 #[cfg(feature = "sim")]
 pub(crate) use send::beat;
-pub(crate) use send::{finish, send_now, SendState};
+pub(crate) use send::{finish, send_now, undelivered, Final, SendState};

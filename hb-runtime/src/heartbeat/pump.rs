@@ -9,6 +9,9 @@ use tokio::sync::mpsc;
 use crate::context::Shared;
 use crate::lanes::Lanes;
 
+/// Where [`Pump::on_current_runtime`]'s scheduler runs.
+const ON_RUNTIME: &str = "current runtime";
+
 enum Command {
     Add(Arc<Shared>),
     Remove(Arc<Shared>),
@@ -43,7 +46,11 @@ struct Counters {
 pub struct PumpStats {
     /// Attempts registered now.
     pub active: u64,
-    /// Heartbeat ticks run since the pump started.
+    /// Ticks run since the pump started: looks at one attempt, each sending a heartbeat
+    /// unless its backend has a [checkpoint interval] and neither a changed checkpoint nor a
+    /// liveness heartbeat was due.
+    ///
+    /// [checkpoint interval]: crate::transport::Transport::checkpoint_interval
     pub ticks: u64,
 }
 
@@ -179,7 +186,9 @@ impl Pump {
     /// For tests: it follows the runtime's clock, so with `tokio::time::pause()` (or
     /// `#[tokio::test(start_paused = true)]`) a 10 s heartbeat timeout plays out in
     /// milliseconds. It shares the executor with the activities, so prefer
-    /// [`Pump::global`] in production.
+    /// [`Pump::global`] in production. A paused clock stands still while a blocking task
+    /// runs, so under one [`run_blocking`](crate::ActivityContext::run_blocking) panics
+    /// rather than let a test pass without heartbeats.
     ///
     /// ```
     /// use hb_runtime::heartbeat::Pump;
@@ -210,7 +219,7 @@ impl Pump {
     /// # Panics
     /// Outside a tokio runtime.
     pub fn on_current_runtime() -> Pump {
-        Pump::with_scheduler("current runtime", |rx, stats| {
+        Pump::with_scheduler(ON_RUNTIME, |rx, stats| {
             tokio::spawn(schedule(rx, stats));
         })
     }
@@ -226,6 +235,12 @@ impl Pump {
         Pump {
             inner: Arc::new(PumpInner { tx, stats, home }),
         }
+    }
+
+    /// Whether the scheduler runs on the runtime that made it ([`Pump::on_current_runtime`]),
+    /// following that runtime's clock.
+    pub(crate) fn on_runtime(&self) -> bool {
+        self.inner.home == ON_RUNTIME
     }
 
     /// Current figures; see the example on [`Pump`].
@@ -252,30 +267,20 @@ impl Pump {
     }
 }
 
-/// The slot ticks of attempts with `interval` are rounded up to: 1/20 of the interval, at
-/// most 10 ms, so that thousands of attempts wake the pump a hundred times a second, not a
-/// thousand.
-fn slot(interval: std::time::Duration) -> std::time::Duration {
-    (interval / 20).clamp(
-        std::time::Duration::from_millis(1),
-        std::time::Duration::from_millis(10),
-    )
-}
-
 async fn schedule(mut rx: mpsc::UnboundedReceiver<Command>, stats: Arc<Counters>) {
-    // The registered attempts, in lanes per heartbeat interval ordered by their last tick
+    // The registered attempts, in lanes per tick interval ordered by their last tick
     // (the key kept in the attempt's `pump_slot`): a tick moves its attempt to the back.
     let mut lanes: Lanes<Arc<Shared>> = Lanes::default();
     // Heartbeats and final flushes in flight; drained before the scheduler returns.
     let mut sends = tokio::task::JoinSet::new();
     loop {
-        let next = lanes.next_due(slot);
+        let next = lanes.next_due(super::pace::slot);
         tokio::select! {
             cmd = rx.recv() => match cmd {
                 None => break,
                 Some(Command::Add(shared)) => {
-                    let interval = shared.info.heartbeat_interval;
-                    let (key, _) = lanes.insert(shared.clone(), interval, tokio::time::Instant::now());
+                    let tick = super::pace::tick(shared.info.heartbeat_interval, shared.options.ticks_per_beat);
+                    let (key, _) = lanes.insert(shared.clone(), tick, tokio::time::Instant::now());
                     if key != crate::lanes::NONE {
                         shared.pump_slot.store(key, Ordering::Relaxed);
                         stats.active.fetch_add(1, Ordering::Relaxed);

@@ -10,17 +10,21 @@ use crate::error::{CheckpointError, TransportError, TransportErrorKind};
 use crate::payload::Payload;
 use crate::transport::HeartbeatReply;
 
+use super::pace::{self, Beat};
+
 /// Per-attempt sending state, behind an async mutex so sends never overtake each other.
 pub(crate) struct SendState {
     /// The slot counter of the last value encoded.
     encoded_seq: u64,
-    /// The slot counter of the last value the backend acknowledged.
-    delivered_seq: u64,
     /// Why the value at `encoded_seq` was refused, if it was (boxed: rare, and kept small
     /// because every running attempt has a `SendState`).
     rejected: Option<Box<CheckpointError>>,
     /// The latest checkpoint that fit: what heartbeats and final reports carry.
     pub(crate) last: Option<Payload>,
+    /// `last` has not been delivered to the backend yet.
+    pending: bool,
+    /// Pump ticks since the pump last sent (see [`super::pace`]).
+    quiet_ticks: u16,
     /// Stall detection: the slot counter seen last and when it last changed.
     seen_seq: u64,
     last_progress: Instant,
@@ -43,12 +47,18 @@ impl SendState {
         self.rejected.as_deref()
     }
 
-    pub(crate) fn new(previous: Option<Payload>, seen_seq: u64) -> Self {
+    /// The state of an attempt that resumed from `previous` (its slot's counter at
+    /// `seen_seq`). A backend that keeps details holds `previous` already: the slot's resumed
+    /// value counts as encoded and delivered, so it is never sent again (it would overwrite
+    /// details sent from elsewhere since). One that does not gets it re-encoded and sent with
+    /// the first heartbeat.
+    pub(crate) fn new(previous: Option<Payload>, seen_seq: u64, keeps_details: bool) -> Self {
         SendState {
-            encoded_seq: 0,
-            delivered_seq: 0,
+            encoded_seq: if keeps_details { seen_seq } else { 0 },
             rejected: None,
             last: previous,
+            pending: false,
+            quiet_ticks: 0,
             seen_seq,
             last_progress: Instant::now(),
             stalled: false,
@@ -69,6 +79,7 @@ fn encode_latest(shared: &Shared, s: &mut SendState) -> Result<(), CheckpointErr
             Ok(bytes) if bytes.len() <= limit => {
                 s.rejected = None;
                 s.last = Some(Payload::from_json_bytes(bytes));
+                s.pending = true;
             }
             Ok(bytes) => {
                 s.rejected = Some(Box::new(CheckpointError::TooLarge {
@@ -86,18 +97,29 @@ fn encode_latest(shared: &Shared, s: &mut SendState) -> Result<(), CheckpointErr
     }
 }
 
+/// The details a heartbeat of kind `beat` carries.
+fn details_for(s: &SendState, beat: Beat) -> Option<&Payload> {
+    match beat {
+        Beat::Details => s.last.as_ref(),
+        Beat::Liveness | Beat::Skip => None,
+    }
+}
+
 /// How long one heartbeat call may take before it counts as failed: a backend that stops
 /// answering must not hold the attempt (its flushes and its final report) forever.
 fn call_timeout(shared: &Shared) -> Duration {
     shared.info.heartbeat_interval.max(Duration::from_secs(1))
 }
 
-/// Sends the latest payload, bounded by [`call_timeout`].
-async fn send(shared: &Shared, s: &SendState) -> Result<HeartbeatReply, TransportError> {
+/// Sends a heartbeat with `details`, bounded by [`call_timeout`].
+async fn send(
+    shared: &Shared,
+    details: Option<&Payload>,
+) -> Result<HeartbeatReply, TransportError> {
     let mut call = shared
         .env
         .transport
-        .heartbeat(&shared.info.task_token, s.last.as_ref());
+        .heartbeat(&shared.info.task_token, details);
     // A transport that answers at once (the embedded engine) needs no timer.
     if let Some(r) = futures_util::FutureExt::now_or_never(&mut call) {
         return r;
@@ -114,6 +136,41 @@ async fn send(shared: &Shared, s: &SendState) -> Result<HeartbeatReply, Transpor
     }
 }
 
+/// The attempt's latest checkpoint, encoded, if the backend has not received it yet (see
+/// [`AttemptHandle::current_details`](crate::runner::AttemptHandle::current_details)). Never
+/// waits: the caller may hold a backend's lock that a send under way needs.
+pub(crate) fn undelivered(shared: &Shared) -> Option<Payload> {
+    if shared.has_ended() {
+        return None;
+    }
+    match shared.send.try_lock() {
+        Ok(mut s) => {
+            // Encoded here, it is not encoded again by the next tick, which sends it.
+            let fresh = shared.slot.seq() != s.encoded_seq;
+            if let Err(e) = encode_latest(shared, &mut s) {
+                if fresh {
+                    tracing::warn!(parent: shared.span(), error = %e, "checkpoint refused; the previous one stands");
+                    shared.flag_error();
+                }
+            }
+            if s.pending {
+                s.last.clone()
+            } else {
+                None
+            }
+        }
+        // A heartbeat is under way: encode the current value on the side, leaving the state
+        // to the send (it carries that value or an older one). The value the attempt resumed
+        // from is not news.
+        Err(_) => match shared.slot.encode_if_newer(u64::from(shared.resumed())) {
+            Some((_, Ok(bytes))) if bytes.len() <= shared.options.checkpoint_limit() => {
+                Some(Payload::from_json_bytes(bytes))
+            }
+            _ => None,
+        },
+    }
+}
+
 /// `flush()`: encode the current value and send it now, waiting for any heartbeat in flight.
 pub(crate) async fn send_now(shared: &Arc<Shared>) -> Result<(), CheckpointError> {
     let mut s = shared.send.lock().await;
@@ -121,10 +178,12 @@ pub(crate) async fn send_now(shared: &Arc<Shared>) -> Result<(), CheckpointError
         return Err(CheckpointError::Closed);
     }
     encode_latest(shared, &mut s)?;
-    let reply = send(shared, &s).await?;
-    s.delivered_seq = s.encoded_seq;
+    let details = details_for(&s, pace::on_demand(s.pending, shared.options.keeps_details));
+    let bytes = details.map_or(0, Payload::len);
+    let reply = send(shared, details).await?;
+    s.pending = false;
     shared.apply_reply(&reply);
-    tracing::debug!(parent: shared.span(), bytes = s.last.as_ref().map_or(0, Payload::len), "heartbeat (flush)");
+    tracing::debug!(parent: shared.span(), bytes, "heartbeat (flush)");
     Ok(())
 }
 
@@ -176,10 +235,25 @@ pub(crate) async fn beat(shared: Arc<Shared>) {
             shared.flag_error();
         }
     }
-    let bytes = s.last.as_ref().map_or(0, Payload::len);
-    match send(&shared, &s).await {
+    s.quiet_ticks = s.quiet_ticks.saturating_add(1);
+    let options = &shared.options;
+    let beat = pace::on_tick(
+        s.pending,
+        s.quiet_ticks,
+        options.ticks_per_beat,
+        options.keeps_details,
+    );
+    if beat == Beat::Skip {
+        return;
+    }
+    // A send, delivered or not, restarts the count to the next liveness heartbeat; an
+    // undelivered checkpoint stays pending and is retried on the next tick.
+    s.quiet_ticks = 0;
+    let details = details_for(&s, beat);
+    let bytes = details.map_or(0, Payload::len);
+    match send(&shared, details).await {
         Ok(reply) => {
-            s.delivered_seq = s.encoded_seq;
+            s.pending = false;
             tracing::debug!(parent: shared.span(), bytes, ?reply, "heartbeat");
             shared.apply_reply(&reply);
         }
@@ -225,27 +299,41 @@ fn check_blocked(shared: &Shared, s: &mut SendState, now: Instant, interval: Dur
     }
 }
 
+/// What the final flush leaves for the attempt's report.
+pub(crate) struct Final {
+    /// The attempt's latest checkpoint (that fit): the outcome's details.
+    pub(crate) latest: Option<Payload>,
+    /// What the report carries: the latest checkpoint, except to a backend that keeps details
+    /// and already received it (`None` then, so details it got from elsewhere since stand).
+    pub(crate) report: Option<Payload>,
+}
+
 /// The final flush: encode the latest checkpoint, send it unless the backend has it already,
 /// and mark the attempt ended (later `flush()`es return `Closed`; the pump sends nothing more).
-/// Returns the latest encoded checkpoint, for the attempt's report.
-pub(crate) async fn finish(shared: &Arc<Shared>) -> Option<Payload> {
+pub(crate) async fn finish(shared: &Arc<Shared>) -> Final {
     let mut s = shared.send.lock().await;
-    if shared.end() {
-        return s.last.clone();
-    }
-    if let Err(e) = encode_latest(shared, &mut s) {
-        tracing::warn!(parent: shared.span(), error = %e, "final checkpoint refused; the previous one stands");
-    }
-    if s.encoded_seq != s.delivered_seq && s.last.is_some() {
-        match send(shared, &s).await {
-            Ok(_) => {
-                s.delivered_seq = s.encoded_seq;
-                tracing::debug!(parent: shared.span(), "final checkpoint flushed");
-            }
-            Err(e) => {
-                tracing::warn!(parent: shared.span(), error = %e, "final heartbeat failed; the report carries the checkpoint")
+    if !shared.end() {
+        if let Err(e) = encode_latest(shared, &mut s) {
+            tracing::warn!(parent: shared.span(), error = %e, "final checkpoint refused; the previous one stands");
+        }
+        if s.pending {
+            match send(shared, s.last.as_ref()).await {
+                Ok(_) => {
+                    s.pending = false;
+                    tracing::debug!(parent: shared.span(), "final checkpoint flushed");
+                }
+                Err(e) => {
+                    tracing::warn!(parent: shared.span(), error = %e, "final heartbeat failed; the report carries the checkpoint")
+                }
             }
         }
     }
-    s.last.clone()
+    let report = match pace::on_demand(s.pending, shared.options.keeps_details) {
+        Beat::Details => s.last.clone(),
+        Beat::Liveness | Beat::Skip => None,
+    };
+    Final {
+        latest: s.last.clone(),
+        report,
+    }
 }

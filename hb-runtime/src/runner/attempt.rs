@@ -314,16 +314,21 @@ async fn after_cancel<O>(
     }
 }
 
-/// Reports the result to the transport with the latest checkpoint.
+/// Reports the result to the transport with the latest checkpoint (unless the backend keeps
+/// details and has it already: see [`Transport::keeps_details`](crate::transport::Transport::keeps_details)).
 pub(crate) async fn report(shared: &Arc<Shared>, mut result: AttemptResult) -> AttemptOutcome {
-    let details = heartbeat::finish(shared).await;
+    let heartbeat::Final {
+        latest: details,
+        report: reported,
+    } = heartbeat::finish(shared).await;
     if let Err(ActivityError::Cancelled { reason, details: d }) = &mut result {
         match shared.cancel_reason() {
             // The reason the attempt was given, whatever the body said: a shutdown, pause or
             // timeout stays retryable.
             Some(actual) => {
                 *reason = actual;
-                *d = details.clone();
+                // What the backend is sent (a backend may prefer it to the details it holds).
+                *d = reported.clone();
             }
             // Nobody asked it to cancel: a backend would refuse to record a cancellation
             // (Temporal leaves the attempt to time out), so it is a failure.
@@ -345,14 +350,18 @@ pub(crate) async fn report(shared: &Arc<Shared>, mut result: AttemptResult) -> A
         Err(ActivityError::Cancelled {
             reason: CancelReason::Requested,
             ..
-        }) => transport.cancelled(token, details.as_ref()).await,
+        }) => transport.cancelled(token, reported.as_ref()).await,
         Err(e) => {
             tracing::warn!(error = %e, retryable = e.is_retryable(), "activity attempt failed");
-            transport.fail(token, e, details.as_ref()).await
+            transport.fail(token, e, reported.as_ref()).await
         }
     };
     if let Err(e) = sent {
         tracing::warn!(error = %e, "could not report the attempt's outcome to the backend");
+    }
+    // The caller's copy names the attempt's latest checkpoint, whatever the backend was sent.
+    if let Err(ActivityError::Cancelled { details: d, .. }) = &mut result {
+        d.clone_from(&details);
     }
     AttemptOutcome {
         result,

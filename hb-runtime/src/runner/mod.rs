@@ -140,7 +140,10 @@ impl AttemptRequest {
 pub struct AttemptOutcome {
     /// The encoded output or the failure.
     pub result: AttemptResult,
-    /// The latest checkpoint (what a retry resumes from).
+    /// The attempt's latest checkpoint: the last one it stored that fit the size limit, else
+    /// the one it resumed from. What a retry resumes from, unless the backend keeps details
+    /// and received newer ones from elsewhere (a heartbeat by task token), which the report
+    /// leaves in place.
     pub details: Option<Payload>,
     /// Why the attempt was asked to stop, if it was.
     pub cancel_reason: Option<CancelReason>,
@@ -193,6 +196,7 @@ impl AttemptRunner {
             env: Arc::new(Env {
                 transport: Arc::new(transport),
                 state: StateMap::default(),
+                pump_on_runtime: false,
             }),
             pump: Pump::global(),
             chain: Arc::from(Vec::new()),
@@ -201,6 +205,11 @@ impl AttemptRunner {
 
     /// Heartbeats through `pump` instead.
     pub fn pump(mut self, pump: Pump) -> Self {
+        self.env = Arc::new(Env {
+            transport: self.env.transport.clone(),
+            state: self.env.state.clone(),
+            pump_on_runtime: pump.on_runtime(),
+        });
         self.pump = pump;
         self
     }
@@ -224,6 +233,7 @@ impl AttemptRunner {
         self.env = Arc::new(Env {
             transport: self.env.transport.clone(),
             state,
+            pump_on_runtime: self.env.pump_on_runtime,
         });
         self
     }
@@ -360,6 +370,7 @@ pub(crate) fn detached_context<C: crate::Checkpoint>(
         Arc::new(Env {
             transport,
             state: StateMap::default(),
+            pump_on_runtime: false,
         }),
         None,
         tracing::Span::none(),
@@ -491,6 +502,56 @@ impl AttemptHandle {
     /// The attempt's context (info, progress, cancellation state).
     pub fn context(&self) -> ActivityContext {
         ActivityContext::from_shared(self.shared.clone())
+    }
+
+    /// The attempt's latest checkpoint, encoded, when it is newer than what the attempt has
+    /// delivered to the backend; `None` when the backend already holds the attempt's latest
+    /// (or the attempt has no checkpoint of its own yet). For a backend's live view of a
+    /// running attempt (the embedded engine's `describe()`): show this, else the details the
+    /// backend holds, which may be newer still (a heartbeat by task token from elsewhere).
+    ///
+    /// It encodes only what changed since the pump last encoded (and the pump's next tick then
+    /// sends that without encoding it again); a checkpoint over the size limit is not
+    /// returned (the last one that fit is, if undelivered). It never waits, so a backend may
+    /// call it under its own lock.
+    ///
+    /// ```
+    /// use hb_runtime::checkpoint::decode_payload;
+    /// use hb_runtime::heartbeat::Pump;
+    /// use hb_runtime::prelude::*;
+    /// use hb_runtime::runner::{AttemptRequest, AttemptRunner};
+    /// use hb_runtime::transport::{MemoryTransport, TaskToken};
+    /// use hb_runtime::Payload;
+    ///
+    /// #[activity(heartbeat_timeout = "10s")]
+    /// async fn step(ctx: ActivityContext, #[checkpoint] n: u64) -> Result<(), ActivityError> {
+    ///     ctx.checkpoint(&(n + 1))?;
+    ///     std::future::pending().await
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let runner = AttemptRunner::new(MemoryTransport::new()).pump(Pump::on_current_runtime());
+    /// let request = AttemptRequest::new("s-1", TaskToken::new(*b"s1"), Payload::json(&()).unwrap());
+    /// let running = runner.start(&step(), request);
+    /// let handle = running.handle();
+    /// assert_eq!(handle.current_details(), None); // nothing stored yet
+    ///
+    /// let task = tokio::spawn(running.into_future());
+    /// while handle.context().last_checkpoint::<u64>().is_none() {
+    ///     tokio::task::yield_now().await; // the body stores checkpoint 1
+    /// }
+    /// // Not heartbeated yet (the first heartbeat is 5 s away), but visible.
+    /// let live = handle.current_details().unwrap();
+    /// assert_eq!(decode_payload::<u64>(&live).unwrap(), 1);
+    ///
+    /// handle.context().flush().await.unwrap();
+    /// assert_eq!(handle.current_details(), None); // the backend holds it now
+    /// handle.cancel(CancelReason::Requested);
+    /// task.await.unwrap();
+    /// # }
+    /// ```
+    pub fn current_details(&self) -> Option<Payload> {
+        crate::heartbeat::undelivered(&self.shared)
     }
 }
 

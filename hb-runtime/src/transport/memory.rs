@@ -97,6 +97,27 @@ struct Inner {
     sticky: HeartbeatReply,
     scripted: Vec<(usize, HeartbeatReply)>,
     unavailable: bool,
+    keeps_details: bool,
+    checkpoint_interval: Option<Duration>,
+    /// The details held per attempt, as the modelled backend would store them.
+    stored: std::collections::HashMap<TaskToken, Payload>,
+}
+
+impl Inner {
+    /// A heartbeat or report of `token` carrying `details`: what the modelled backend keeps.
+    fn store(&mut self, token: &TaskToken, details: Option<&Payload>, heartbeat: bool) {
+        match details {
+            Some(d) => {
+                self.stored.insert(token.clone(), d.clone());
+            }
+            // A backend that does not keep details (Temporal) wipes them on a heartbeat
+            // without any.
+            None if heartbeat && !self.keeps_details => {
+                self.stored.remove(token);
+            }
+            None => {}
+        }
+    }
 }
 
 /// A backend in memory: records heartbeats and reports, answers with scripted flags.
@@ -174,6 +195,93 @@ impl MemoryTransport {
         self.lock().unavailable = unavailable;
     }
 
+    /// Models a backend that keeps the last details when a heartbeat carries none (the
+    /// embedded engine), or one that wipes them (Temporal, the default); see
+    /// [`Transport::keeps_details`]. Set it before the attempts start: each reads it once.
+    ///
+    /// ```
+    /// use hb_runtime::prelude::*;
+    /// use hb_runtime::testing::ActivityEnvironment;
+    /// use std::time::Duration;
+    ///
+    /// #[activity(heartbeat_timeout = "10s")]
+    /// async fn resumes(ctx: ActivityContext, #[checkpoint] n: u64) -> Result<(), ActivityError> {
+    ///     tokio::time::sleep(Duration::from_secs(12)).await; // never checkpoints
+    ///     Ok(())
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let env = ActivityEnvironment::new().with_checkpoint(41u64);
+    /// env.transport().set_keeps_details(true);
+    /// let run = env.run(resumes, ()).await;
+    /// // Liveness only: the backend already holds checkpoint 41, and keeps it.
+    /// assert_eq!(run.heartbeats.len(), 2);
+    /// assert!(run.heartbeats.iter().all(|h| h.details.is_none()));
+    /// let token = hb_runtime::transport::TaskToken::new(*b"test-activity#1");
+    /// let held = env.transport().details_of(&token).unwrap();
+    /// assert_eq!(hb_runtime::checkpoint::decode_payload::<u64>(&held).unwrap(), 41);
+    /// # }
+    /// ```
+    pub fn set_keeps_details(&self, keeps: bool) {
+        self.lock().keeps_details = keeps;
+    }
+
+    /// Makes the pump persist changed checkpoints every `interval` (`None`: with heartbeats
+    /// only, the default); see [`Transport::checkpoint_interval`]. Set it before the attempts
+    /// start: each reads it once.
+    ///
+    /// ```
+    /// use hb_runtime::prelude::*;
+    /// use hb_runtime::testing::ActivityEnvironment;
+    /// use std::time::Duration;
+    ///
+    /// #[activity(heartbeat_timeout = "10s")]
+    /// async fn steps(ctx: ActivityContext, #[checkpoint] mut n: u64) -> Result<(), ActivityError> {
+    ///     for _ in 0..3 {
+    ///         tokio::time::sleep(Duration::from_millis(200)).await;
+    ///         n += 1;
+    ///         ctx.checkpoint(&n)?;
+    ///     }
+    ///     tokio::time::sleep(Duration::from_secs(6)).await; // then nothing changes
+    ///     Ok(())
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+    /// let env = ActivityEnvironment::new();
+    /// env.transport().set_checkpoint_interval(Some(Duration::from_millis(500)));
+    /// let run = env.run(steps, ()).await;
+    /// let sent: Vec<_> = run.heartbeats.iter().map(|h| (h.at.as_millis(), h.checkpoint)).collect();
+    /// // Each change within half a second; then one liveness heartbeat 5 s after the last.
+    /// assert_eq!(sent, [(500, Some(2)), (1000, Some(3)), (6000, Some(3))]);
+    /// # }
+    /// ```
+    pub fn set_checkpoint_interval(&self, interval: Option<Duration>) {
+        self.lock().checkpoint_interval = interval;
+    }
+
+    /// The details the modelled backend holds for attempt `token`: the last ones a heartbeat
+    /// or report of it carried (or [`set_details_of`](Self::set_details_of) put there). A
+    /// heartbeat without details wipes them unless [`set_keeps_details`](Self::set_keeps_details)
+    /// is on; a report without details keeps them.
+    pub fn details_of(&self, token: &TaskToken) -> Option<Payload> {
+        self.lock().stored.get(token).cloned()
+    }
+
+    /// Puts `details` in the modelled backend for attempt `token`, as a previous attempt or a
+    /// heartbeat from another process would have left them (the test kit does this with the
+    /// checkpoint it injects).
+    pub fn set_details_of(&self, token: &TaskToken, details: Option<Payload>) {
+        let mut g = self.lock();
+        match details {
+            Some(d) => {
+                g.stored.insert(token.clone(), d);
+            }
+            None => {
+                g.stored.remove(token);
+            }
+        }
+    }
+
     /// Every call received, in order.
     pub fn calls(&self) -> Vec<RecordedCall> {
         self.lock().calls.clone()
@@ -191,7 +299,6 @@ impl MemoryTransport {
             .collect()
     }
 
-    /// When the last heartbeat arrived.
     /// When the last heartbeat of attempt `token` arrived.
     pub fn last_heartbeat_of(&self, token: &TaskToken) -> Option<Instant> {
         self.lock().calls.iter().rev().find_map(|c| match c {
@@ -264,6 +371,7 @@ impl Transport for MemoryTransport {
                     *c += 1;
                     *c
                 };
+                g.store(token, details, true);
                 g.calls.push(RecordedCall::Heartbeat(RecordedHeartbeat {
                     at: Instant::now(),
                     token: token.clone(),
@@ -304,11 +412,15 @@ impl Transport for MemoryTransport {
         error: &'a ActivityError,
         last_details: Option<&'a Payload>,
     ) -> BoxFuture<'a, Result<(), TransportError>> {
-        self.push(RecordedCall::Failed {
-            token: token.clone(),
-            error: error.clone(),
-            last_details: last_details.cloned(),
-        });
+        {
+            let mut g = self.lock();
+            g.store(token, last_details, false);
+            g.calls.push(RecordedCall::Failed {
+                token: token.clone(),
+                error: error.clone(),
+                last_details: last_details.cloned(),
+            });
+        }
         Box::pin(async { Ok(()) })
     }
 
@@ -317,10 +429,22 @@ impl Transport for MemoryTransport {
         token: &'a TaskToken,
         details: Option<&'a Payload>,
     ) -> BoxFuture<'a, Result<(), TransportError>> {
-        self.push(RecordedCall::Cancelled {
-            token: token.clone(),
-            details: details.cloned(),
-        });
+        {
+            let mut g = self.lock();
+            g.store(token, details, false);
+            g.calls.push(RecordedCall::Cancelled {
+                token: token.clone(),
+                details: details.cloned(),
+            });
+        }
         Box::pin(async { Ok(()) })
+    }
+
+    fn keeps_details(&self) -> bool {
+        self.lock().keeps_details
+    }
+
+    fn checkpoint_interval(&self) -> Option<Duration> {
+        self.lock().checkpoint_interval
     }
 }

@@ -9,6 +9,7 @@ mod null;
 
 use std::fmt;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub use memory::{MemoryTransport, RecordedCall, RecordedHeartbeat};
 pub use null::NullTransport;
@@ -217,6 +218,59 @@ pub trait Transport: Send + Sync + 'static {
         token: &'a TaskToken,
         details: Option<&'a Payload>,
     ) -> BoxFuture<'a, Result<(), TransportError>>;
+
+    /// Whether the backend keeps the details it last received when a heartbeat or a report
+    /// carries none. Default `false`.
+    ///
+    /// - `false` (Temporal: a heartbeat without details wipes the stored ones): every heartbeat
+    ///   and every report carries the attempt's latest checkpoint, the one it resumed from
+    ///   included, re-sent as often as needed.
+    /// - `true` (the embedded engine: its store coalesces): the pump sends details only when
+    ///   the attempt has a checkpoint the backend has not received yet, and heartbeats without
+    ///   details otherwise; reports carry details only when the last checkpoint could not be
+    ///   delivered. So details the backend got from elsewhere (a heartbeat by task token from
+    ///   another process) stay until the attempt stores a newer checkpoint of its own, and a
+    ///   retry never overwrites them with the checkpoint it resumed from.
+    ///
+    /// Read once per attempt, when it starts.
+    ///
+    /// ```
+    /// use hb_runtime::transport::{MemoryTransport, NullTransport, Transport};
+    ///
+    /// assert!(!NullTransport::new().keeps_details()); // the default: re-send
+    /// let t = MemoryTransport::new();
+    /// t.set_keeps_details(true); // model a coalescing store
+    /// assert!(t.keeps_details());
+    /// ```
+    fn keeps_details(&self) -> bool {
+        false
+    }
+
+    /// How often the pump persists a changed checkpoint, independently of the liveness
+    /// heartbeat; `None` (the default) ties checkpoints to heartbeats.
+    ///
+    /// With `Some(interval)` shorter than an attempt's heartbeat interval, the pump looks at
+    /// the attempt every `interval` (at most; rounded so a whole number of looks makes one
+    /// heartbeat interval) and sends a heartbeat when the checkpoint changed since the last
+    /// one it delivered; when it did not, it sends one only when a liveness heartbeat is due.
+    /// So a crash loses at most about `interval` of work, and an unchanged checkpoint costs
+    /// nothing more. For a backend where each heartbeat is cheap (the embedded engine batches
+    /// its commits); leave it `None` where every heartbeat is billed or throttled (Temporal).
+    ///
+    /// Read once per attempt, when it starts.
+    ///
+    /// ```
+    /// use hb_runtime::transport::{MemoryTransport, NullTransport, Transport};
+    /// use std::time::Duration;
+    ///
+    /// assert_eq!(NullTransport::new().checkpoint_interval(), None);
+    /// let t = MemoryTransport::new();
+    /// t.set_checkpoint_interval(Some(Duration::from_millis(100)));
+    /// assert_eq!(t.checkpoint_interval(), Some(Duration::from_millis(100)));
+    /// ```
+    fn checkpoint_interval(&self) -> Option<Duration> {
+        None
+    }
 }
 
 impl<T: Transport + ?Sized> Transport for Arc<T> {
@@ -248,5 +302,11 @@ impl<T: Transport + ?Sized> Transport for Arc<T> {
         details: Option<&'a Payload>,
     ) -> BoxFuture<'a, Result<(), TransportError>> {
         (**self).cancelled(token, details)
+    }
+    fn keeps_details(&self) -> bool {
+        (**self).keeps_details()
+    }
+    fn checkpoint_interval(&self) -> Option<Duration> {
+        (**self).checkpoint_interval()
     }
 }

@@ -226,6 +226,14 @@ impl Shared {
 pub(crate) struct SimTransport(pub(crate) Shared);
 
 impl Transport for SimTransport {
+    fn keeps_details(&self) -> bool {
+        true
+    }
+
+    fn checkpoint_interval(&self) -> Option<Duration> {
+        Some(crate::engine::DEFAULT_CHECKPOINT_INTERVAL)
+    }
+
     fn heartbeat<'a>(
         &'a self,
         token: &'a TaskToken,

@@ -40,8 +40,8 @@ const FULL_CHECK_EVERY: usize = 32;
 /// the memory check complains.
 const SLACK: usize = 4;
 /// The most work a crash may lose, beyond the writer's commit delay: checkpoints made this
-/// long before the crash must be in the file.
-pub(crate) const CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
+/// long before the crash must be in the file (the engine's default checkpoint interval).
+pub(crate) const CHECKPOINT_INTERVAL: Duration = crate::engine::DEFAULT_CHECKPOINT_INTERVAL;
 
 /// What a key's activities are.
 #[derive(Debug, Clone)]
@@ -320,10 +320,11 @@ impl World {
             deadline: task.deadline,
             task_token: task.token.clone(),
         };
-        let interval = info.heartbeat_interval;
+        let heartbeat_interval = info.heartbeat_interval;
         let env = Arc::new(Env {
             transport: Arc::new(SimTransport(self.shell.clone())),
             state: StateMap::default(),
+            pump_on_runtime: false,
         });
         let shared = Arc::new(AttemptShared::new(
             info,
@@ -333,6 +334,8 @@ impl World {
             task.details.clone(),
             tracing::Span::none(),
         ));
+        // The period the real pump looks at the attempt with.
+        let interval = crate::heartbeat::tick(heartbeat_interval, shared.options.ticks_per_beat);
         let handle = AttemptHandle::from_shared(shared.clone());
         self.shell
             .lock()
