@@ -88,6 +88,10 @@ pub(crate) struct Live {
     /// Its running attempt is heartbeated by another process, by task token through the
     /// file: at a reopen it may still be alive (the attempt keeps its timeout).
     pub(crate) external: bool,
+    /// How many heartbeat writes of its checkpoint failed (this attempt), for the backoff of
+    /// storing it again; and whether a `StoreCheckpoint` timer is armed to do it.
+    pub(crate) checkpoint_failures: u8,
+    pub(crate) checkpoint_retry: bool,
     /// How many times the closing write failed (it is retried with backoff).
     pub(crate) closing_failures: u8,
     /// Its running attempt's place among the watched heartbeat timeouts (`silence::NONE`: not
@@ -146,6 +150,8 @@ impl Live {
             next_attempt_ms: row.next_attempt_at,
             cancel_requested: row.cancel_requested,
             external: row.external_attempt.is_some_and(|a| a == row.attempt),
+            checkpoint_failures: 0,
+            checkpoint_retry: false,
             closing_failures: 0,
             // Recovered from the file: it may have one.
             heartbeat_row: true,
@@ -185,6 +191,8 @@ pub(crate) enum TimerKind {
     Retry,
     /// Retry of a closing write that failed.
     StoreClosing,
+    /// Storing again a checkpoint whose heartbeat write failed.
+    StoreCheckpoint,
 }
 
 /// An attempt handed to a worker.
@@ -210,6 +218,11 @@ pub(crate) struct Core {
     ready: Ready,
     /// The heartbeat timeouts of running attempts.
     silence: Silence,
+    /// The newest heartbeat request from the file applied: one whose delete failed is not
+    /// applied again after newer ones.
+    requests_applied: i64,
+    /// Cancel requests from the file applied, deleted once their cancels are stored.
+    cancels_stored: Vec<(i64, Stored)>,
 }
 
 /// A caller waiting for a write to be committed (`Ok(false)`: an insert of an id that exists).
@@ -245,6 +258,8 @@ impl Core {
             live: Default::default(),
             ready: Ready::default(),
             silence: Silence::default(),
+            requests_applied: i64::MIN,
+            cancels_stored: Vec::new(),
         }
     }
 
@@ -349,7 +364,13 @@ impl Core {
     }
 
     /// Admits what a reopened file holds open.
-    pub(crate) fn recover(&mut self, rows: Vec<ActivityRow>, fx: &mut Effects) {
+    pub(crate) fn recover(
+        &mut self,
+        rows: Vec<ActivityRow>,
+        requests_applied: i64,
+        fx: &mut Effects,
+    ) {
+        self.requests_applied = requests_applied;
         let now = self.now();
         for row in rows {
             self.admit(Live::from_row(row, &now), fx);
@@ -379,6 +400,7 @@ impl Core {
                 live.started = Some(now);
                 live.last_heartbeat = None;
                 live.external = false;
+                live.checkpoint_failures = 0;
                 fx.writes.push((
                     Write::Started {
                         fold: std::mem::take(&mut live.heartbeat_row),
@@ -529,6 +551,7 @@ impl Core {
         match ack {
             Ack::Reply(reply) => fx.replies.push((reply, result)),
             Ack::Closed(id) => self.closed_committed(&id, result, fx),
+            Ack::Lost(id) => self.checkpoint_lost(&id, fx),
             Ack::Inserted(live, reply) => {
                 // Admitted here, not by the caller: a start whose future was dropped after
                 // its row was written still runs.
@@ -538,6 +561,35 @@ impl Core {
                 fx.replies.push((reply, result));
             }
         }
+    }
+
+    /// A heartbeat write of `id` failed (a full disk): the pump will not send that checkpoint
+    /// again (the engine accepted it), so the engine stores it again itself, 1 s later,
+    /// doubling to 1 min while writes keep failing.
+    fn checkpoint_lost(&mut self, id: &Arc<str>, fx: &mut Effects) {
+        let now = self.clock.now();
+        let Some(live) = self.live.get_mut(id) else {
+            return;
+        };
+        if live.closing.is_some() {
+            return; // its closing write carries the checkpoint
+        }
+        live.checkpoint_failures = live.checkpoint_failures.saturating_add(1);
+        if std::mem::replace(&mut live.checkpoint_retry, true) {
+            return; // a retry is armed already
+        }
+        let retry_in = Duration::from_secs(1 << live.checkpoint_failures.saturating_sub(1).min(6))
+            .min(CLOSING_RETRY_MAX);
+        fx.timers.push((
+            Timer {
+                id: live.id.clone(),
+                attempt: live.attempt,
+                kind: TimerKind::StoreCheckpoint,
+                due: None,
+            },
+            later(now, retry_in),
+        ));
+        tracing::warn!(activity_id = %id, ?retry_in, "a checkpoint could not be stored; storing it again");
     }
 
     /// The closing write of `id` was committed, or failed.
@@ -944,6 +996,20 @@ impl Core {
             }
             // Only meaningful while the activity is closing (handled above).
             TimerKind::StoreClosing => {}
+            TimerKind::StoreCheckpoint => {
+                // Stored again; a failure reports back (`Ack::Lost`) and re-arms this timer.
+                live.checkpoint_retry = false;
+                live.heartbeat_row = true;
+                fx.writes.push((
+                    Write::Heartbeat {
+                        id: live.id.clone(),
+                        details: live.details(),
+                        at: self.clock.wall_ms(),
+                        commit_within: Duration::ZERO,
+                    },
+                    None,
+                ));
+            }
         }
     }
 
@@ -1022,7 +1088,13 @@ impl Core {
     /// A new waiter of `live`'s closing.
     fn waiter(live: &mut Live) -> oneshot::Receiver<Closed> {
         let (tx, rx) = oneshot::channel();
-        live.waiters.get_or_insert_with(Box::default).push(tx);
+        let waiters = live.waiters.get_or_insert_with(Box::default);
+        // Calls abandoned meanwhile (a `timeout` around `result()`) go, so the list holds at
+        // most about twice the calls still waiting: pruned each time it reaches a power of two.
+        if waiters.len() >= 4 && waiters.len().is_power_of_two() {
+            waiters.retain(|w| !w.is_closed());
+        }
+        waiters.push(tx);
         rx
     }
 
@@ -1036,18 +1108,7 @@ impl Core {
         match self.live.get_mut(id) {
             // Its closing write failed and will not be retried (the engine is closed).
             Some(live) if live.closing_failures > 0 && engine_stopped => Wait::EngineClosed,
-            Some(live) => {
-                let (tx, rx) = oneshot::channel();
-                let waiters = live.waiters.get_or_insert_with(Box::default);
-                // Calls abandoned meanwhile (a `timeout` around `result()`) go, so the list
-                // holds at most about twice the calls still waiting: pruned each time it
-                // reaches a power of two.
-                if waiters.len() >= 4 && waiters.len().is_power_of_two() {
-                    waiters.retain(|w| !w.is_closed());
-                }
-                waiters.push(tx);
-                Wait::Pending(rx)
-            }
+            Some(live) => Wait::Pending(Self::waiter(live)),
             None => Wait::NotOpen,
         }
     }
@@ -1103,22 +1164,79 @@ impl Core {
         }
     }
 
+    /// Deletes the cancel requests whose cancels are stored now (checked before each round of
+    /// requests).
+    pub(crate) fn requests_stored(&mut self, fx: &mut Effects) {
+        self.cancels_stored.retain_mut(|(seq, stored)| {
+            let done = match stored {
+                Stored::Closed(rx) => match rx.try_recv() {
+                    Err(oneshot::error::TryRecvError::Empty) => return true,
+                    Ok(c) => !matches!(c.failure, Some(ActivityFailure::Engine(_))),
+                    Err(_) => false,
+                },
+                Stored::Written(rx) => match rx.try_recv() {
+                    Err(oneshot::error::TryRecvError::Empty) => return true,
+                    r => matches!(r, Ok(Ok(_))),
+                },
+                Stored::Now => true,
+            };
+            if done {
+                fx.writes.push((Write::DeleteRequest { seq: *seq }, None));
+            }
+            false
+        });
+    }
+
     /// Applies a request another process queued in the file, and deletes it.
     pub(crate) fn request(&mut self, request: super::store::Request, fx: &mut Effects) {
+        let seq = request.seq;
         match (
             request.kind.as_str(),
             request.activity_id,
             request.task_token,
         ) {
             ("cancel", Some(id), _) => {
-                // Stored before the request is deleted (they share the writer's order).
-                let _ = self.cancel(&id, fx);
+                if self.cancels_stored.iter().any(|(s, _)| *s == seq) {
+                    return; // applied; its delete waits for the cancel to be stored
+                }
+                match self.cancel(&id, fx) {
+                    // Deleted once the cancel is stored: a failed write leaves the request in
+                    // the file, to be applied again (a cancel is idempotent).
+                    Some((_, stored @ (Stored::Closed(_) | Stored::Written(_)))) => {
+                        self.cancels_stored.push((seq, stored));
+                    }
+                    _ => fx.writes.push((Write::DeleteRequest { seq }, None)),
+                }
             }
             ("heartbeat", _, Some(token)) => {
+                if seq <= self.requests_applied {
+                    // A newer heartbeat request was applied already (this one's delete
+                    // failed): applied now, it would put an older checkpoint back.
+                    fx.writes.push((Write::DeleteRequest { seq }, None));
+                    return;
+                }
                 let token = TaskToken::new(token.into_bytes());
                 let details = request.details.map(Payload::from_json_bytes);
-                if let Ok((_, Some(write))) = self.heartbeat(&token, details.as_ref()) {
-                    fx.writes.push((write, None));
+                if let Ok((
+                    _,
+                    Some(Write::Heartbeat {
+                        id, details, at, ..
+                    }),
+                )) = self.heartbeat(&token, details.as_ref())
+                {
+                    // Stored with the request's deletion, in one write.
+                    self.requests_applied = seq;
+                    fx.writes.push((
+                        Write::RequestHeartbeat {
+                            id,
+                            details,
+                            at,
+                            seq,
+                        },
+                        None,
+                    ));
+                } else {
+                    fx.writes.push((Write::DeleteRequest { seq }, None));
                 }
                 // Recorded once per attempt: a reopen leaves this attempt to its timeout.
                 if let Some((id, attempt)) = parse_token(&token) {
@@ -1136,10 +1254,11 @@ impl Core {
                     }
                 }
             }
-            (other, ..) => tracing::warn!(kind = other, "ignoring an unknown queued request"),
+            (other, ..) => {
+                tracing::warn!(kind = other, "ignoring an unknown queued request");
+                fx.writes.push((Write::DeleteRequest { seq }, None));
+            }
         }
-        fx.writes
-            .push((Write::DeleteRequest { seq: request.seq }, None));
     }
 
     /// What the core holds, for the simulator's memory invariants.

@@ -487,7 +487,7 @@ impl Engine {
                 let read = store::open_read(&path)?;
                 let reader = Reader::new(read, path.clone());
                 // Everything is read (and a damaged file refused) before the writer starts.
-                let rows = reader.open_rows()?;
+                let rows = reader.recovery()?;
                 Ok((write, reader, rows))
             })();
             match opened {
@@ -564,7 +564,7 @@ impl Engine {
             None,
             write,
             reader,
-            Vec::new(),
+            (Vec::new(), i64::MIN),
             DEFAULT_CHECKPOINT_INTERVAL,
         ))
     }
@@ -576,7 +576,7 @@ impl Engine {
         lock: Option<store::FileLock>,
         write: rusqlite::Connection,
         reader: Reader,
-        rows: Vec<record::ActivityRow>,
+        (rows, requests_applied): (Vec<record::ActivityRow>, i64),
         checkpoint_interval: Duration,
     ) -> Engine {
         let reader = Arc::new(reader);
@@ -608,7 +608,7 @@ impl Engine {
             answers.send();
         }));
         let recovered = rows.len();
-        inner.change(|core, fx| core.recover(rows, fx));
+        inner.change(|core, fx| core.recover(rows, requests_applied, fx));
         if recovered > 0 {
             tracing::info!(path = %inner.path.display(), recovered, "engine recovered open activities");
         }
@@ -750,6 +750,7 @@ async fn poll_requests(weak: std::sync::Weak<Inner>, stop: tokio_util::sync::Can
         }
         let Some(inner) = weak.upgrade() else { return };
         inner.change(|core, fx| {
+            core.requests_stored(fx);
             for request in requests {
                 core.request(request, fx);
             }

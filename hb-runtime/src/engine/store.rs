@@ -47,6 +47,12 @@ CREATE TABLE IF NOT EXISTS heartbeats (
     details BLOB,
     at INTEGER NOT NULL
 ) WITHOUT ROWID;
+-- The newest heartbeat request applied (`requests_applied`): an older one left behind by a
+-- failed delete is not applied after it.
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY NOT NULL,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS requests (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL,
@@ -105,6 +111,14 @@ pub(crate) enum Write {
     DeleteRequest {
         seq: i64,
     },
+    /// A heartbeat another process queued as request `seq`: stored, and the request deleted,
+    /// together (and `seq` noted as the newest applied).
+    RequestHeartbeat {
+        id: Arc<str>,
+        details: Option<Payload>,
+        at: i64,
+        seq: i64,
+    },
 }
 
 /// What happens once a write is committed, with `Ok(true)` when it changed the file
@@ -115,6 +129,9 @@ pub(crate) enum Ack {
     /// The closing write of an activity: the core answers its waiters (see
     /// `Core::committed`).
     Closed(Arc<str>),
+    /// A heartbeat write of this activity failed (not acknowledged otherwise): the core stores
+    /// its checkpoint again.
+    Lost(Arc<str>),
     /// The row of a start: the core admits the activity, then answers the caller.
     Inserted(
         Box<super::core::Live>,
@@ -127,6 +144,7 @@ impl std::fmt::Debug for Ack {
         match self {
             Ack::Reply(_) => f.write_str("Reply"),
             Ack::Closed(id) => write!(f, "Closed({id})"),
+            Ack::Lost(id) => write!(f, "Lost({id})"),
             Ack::Inserted(live, _) => write!(f, "Inserted({})", live.id),
         }
     }
@@ -407,12 +425,14 @@ pub(crate) fn init(conn: &Connection, path: &Path) -> Result<(), EngineError> {
 }
 
 /// Upgrades a file of schema 1 to this one, in one transaction: the column that marks attempts
-/// heartbeated by another process, and the index retention prunes by.
+/// heartbeated by another process, the index retention prunes by, and the table of the newest
+/// heartbeat request applied.
 fn migrate(conn: &Connection, path: &Path) -> Result<(), EngineError> {
     conn.execute_batch(&format!(
         "BEGIN IMMEDIATE;
          ALTER TABLE activities ADD COLUMN external_attempt INTEGER;
          CREATE INDEX IF NOT EXISTS activities_by_closed ON activities(closed_at) WHERE closed_at IS NOT NULL;
+         CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL) WITHOUT ROWID;
          PRAGMA user_version = {SCHEMA_VERSION};
          COMMIT;"
     ))
@@ -679,27 +699,50 @@ pub(crate) fn commit(
             tracing::warn!(error = %e, writes = batch.len(), "engine batch failed; storing its writes one by one");
             // One bad write (a full disk for one large input) must not fail the writes batched
             // with it: replay them one by one, so only the ones that fail report it.
+            let mut first_error = None;
             for (w, ack) in batch.drain(..) {
                 let mut one = [(w, None)];
-                let r = apply(&mut one).map(|changed| changed[0]);
-                if let Err(e) = &r {
-                    tracing::error!(error = %e, "engine write failed; it was not stored");
+                let mut r = apply(&mut one).map(|changed| changed[0]);
+                let [(w, _)] = one;
+                match &r {
+                    Err(e) => {
+                        tracing::error!(error = %e, "engine write failed; it was not stored");
+                        first_error.get_or_insert_with(|| e.clone());
+                    }
+                    // "Everything before me is stored" does not hold once a write failed.
+                    Ok(_) if matches!(w, Write::Barrier) => {
+                        if let Some(e) = &first_error {
+                            r = Err(e.clone());
+                        }
+                    }
+                    Ok(_) => {}
                 }
-                if let Some(ack) = ack {
+                if let Some(ack) = lost(&w, ack, &r) {
                     acks.push((ack, r));
                 }
             }
         }
         Err(e) => {
             tracing::error!(error = %e, "engine write failed; it was not stored");
-            for (_, ack) in batch.drain(..) {
-                if let Some(ack) = ack {
-                    acks.push((ack, Err(e.clone())));
+            for (w, ack) in batch.drain(..) {
+                let r = Err(e.clone());
+                if let Some(ack) = lost(&w, ack, &r) {
+                    acks.push((ack, r));
                 }
             }
         }
     }
     acks
+}
+
+/// The acknowledgement of `w` with result `r`: its own, or for a failed heartbeat (which has
+/// none), a report that it was lost.
+fn lost(w: &Write, ack: Option<Ack>, r: &Result<bool, EngineError>) -> Option<Ack> {
+    match (w, ack) {
+        (_, Some(ack)) => Some(ack),
+        (Write::Heartbeat { id, .. }, None) if r.is_err() => Some(Ack::Lost(id.clone())),
+        _ => None,
+    }
 }
 
 /// Applies `batch` to the file in one transaction: every write or none.
@@ -819,6 +862,20 @@ pub(crate) fn apply(
                 Write::DeleteRequest { seq } => {
                     sql.get(Sql::DeleteRequest)?.execute(params![seq])?;
                 }
+                Write::RequestHeartbeat {
+                    id,
+                    details,
+                    at,
+                    seq,
+                } => {
+                    sql.get(Sql::Heartbeat)?.execute(params![
+                        &**id,
+                        details.as_ref().map(Payload::data),
+                        at
+                    ])?;
+                    sql.get(Sql::DeleteRequest)?.execute(params![seq])?;
+                    sql.get(Sql::RequestsApplied)?.execute(params![seq])?;
+                }
                 Write::Stop | Write::Barrier => {}
             }
         }
@@ -839,9 +896,10 @@ enum Sql {
     Cancel,
     External,
     DeleteRequest,
+    RequestsApplied,
 }
 
-const SQL: [&str; 9] = [
+const SQL: [&str; 10] = [
     "INSERT OR IGNORE INTO activities (id, type, state, attempt, input, options, details, scheduled_at, next_attempt_at)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     "UPDATE activities SET state = ?2, attempt = ?3, attempt_started_at = ?4, last_heartbeat_at = NULL WHERE id = ?1",
@@ -855,12 +913,14 @@ const SQL: [&str; 9] = [
     "UPDATE activities SET cancel_requested = 1 WHERE id = ?1",
     "UPDATE activities SET external_attempt = ?2 WHERE id = ?1",
     "DELETE FROM requests WHERE seq = ?1",
+    "INSERT INTO meta (key, value) VALUES ('requests_applied', ?1)
+     ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
 ];
 
 /// The statements one transaction of [`apply`] has prepared.
 struct Statements<'c> {
     conn: &'c Connection,
-    cached: [Option<rusqlite::CachedStatement<'c>>; 9],
+    cached: [Option<rusqlite::CachedStatement<'c>>; 10],
 }
 
 impl<'c> Statements<'c> {
@@ -959,6 +1019,14 @@ pub(crate) struct Request {
     pub(crate) details: Option<Vec<u8>>,
 }
 
+/// The newest heartbeat request applied (see the `meta` table).
+pub(crate) fn requests_applied(c: &Connection) -> rusqlite::Result<i64> {
+    c.prepare_cached("SELECT value FROM meta WHERE key = 'requests_applied'")?
+        .query_row([], |r| r.get(0))
+        .optional()
+        .map(|v| v.unwrap_or(i64::MIN))
+}
+
 /// The requests queued in the file, oldest first (at most 1,000).
 pub(crate) fn read_requests(c: &Connection) -> rusqlite::Result<Vec<Request>> {
     let mut stmt = c.prepare_cached(
@@ -1011,9 +1079,9 @@ impl Reader {
         self.with(|c| list_rows(c, states, limit))
     }
 
-    /// Every activity not yet closed (for recovery).
-    pub(crate) fn open_rows(&self) -> Result<Vec<ActivityRow>, EngineError> {
-        self.with(open_rows)
+    /// Every activity not yet closed, and the newest request applied (for recovery).
+    pub(crate) fn recovery(&self) -> Result<(Vec<ActivityRow>, i64), EngineError> {
+        self.with(|c| Ok((open_rows(c)?, requests_applied(c)?)))
     }
 
     /// Requests other processes left in the file, oldest first.

@@ -44,9 +44,9 @@ mod poll;
 mod pump;
 mod send;
 
-pub(crate) use pace::ticks_per_beat;
 #[cfg(feature = "sim")]
 pub(crate) use pace::tick;
+pub(crate) use pace::ticks_per_beat;
 pub(crate) use poll::{PollTracker, Tracked, TrackedFuture};
 pub use pump::{Pump, PumpStats};
 #[cfg(feature = "sim")]

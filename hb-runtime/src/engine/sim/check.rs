@@ -36,8 +36,9 @@ pub(crate) struct Model {
     next_seq: HashMap<String, u64>,
     /// The newest checkpoint number ever durably stored.
     pub(crate) durable: HashMap<String, u64>,
-    /// Checkpoints made by running bodies: number, when, which attempt (the latest few).
-    pub(crate) made: HashMap<String, Vec<(u64, Instant, u32)>>,
+    /// Checkpoints made by running bodies: number, when, which attempt of which process
+    /// (counted by crashes), the latest few.
+    pub(crate) made: HashMap<String, Vec<(u64, Instant, (u32, u64))>>,
     /// How each durably closed activity closed.
     pub(crate) closed: HashMap<String, ActivityState>,
     /// Attempts heartbeated through the file by another process (`id`, attempt).
@@ -56,7 +57,7 @@ impl Model {
     }
 
     /// A body made checkpoint `seq` at `at`.
-    pub(crate) fn made(&mut self, id: &str, seq: u64, at: Instant, attempt: u32) {
+    pub(crate) fn made(&mut self, id: &str, seq: u64, at: Instant, attempt: (u32, u64)) {
         let made = self.made.entry(id.to_owned()).or_default();
         made.push((seq, at, attempt));
         if made.len() > KEEP_MADE {

@@ -67,10 +67,13 @@ pub enum Action {
         /// How.
         ending: Ending,
     },
-    /// A client cancels the activity of `key`.
+    /// A client cancels the activity of `key` (`file`: another process, as `hb cancel`
+    /// does, through the file's request queue).
     Cancel {
         /// Which key.
         key: u8,
+        /// Through the file.
+        file: bool,
     },
     /// A client awaits the result of the activity of `key` (`drop`: abandons the call at
     /// once, as a `timeout` around it would).
@@ -162,7 +165,10 @@ impl Action {
                     _ => Ending::Panic,
                 },
             },
-            760..=789 => Action::Cancel { key },
+            760..=789 => Action::Cancel {
+                key,
+                file: rng.one_in(3),
+            },
             790..=839 => Action::Result {
                 key,
                 drop: rng.one_in(2),

@@ -173,7 +173,7 @@ impl Shell {
             TimerKind::StartToClose => o.start_to_close().unwrap_or(Duration::ZERO),
             TimerKind::ScheduleToClose => o.schedule_to_close().unwrap_or(Duration::ZERO),
             TimerKind::Retry => o.retry_delay(timer.attempt.max(1)),
-            TimerKind::StoreClosing => Duration::from_secs(60),
+            TimerKind::StoreClosing | TimerKind::StoreCheckpoint => Duration::from_secs(60),
         };
         let now = self.now();
         let latest = super::super::clock::later(now, limit + slack);

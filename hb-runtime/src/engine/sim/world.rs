@@ -166,6 +166,8 @@ pub(crate) struct World {
     /// Events inside the steps: pump ticks, commits, timers fired.
     pub(crate) events: Events,
     pub(crate) violation: Option<Violation>,
+    /// Activities cancelled through the file (checked when their requests are gone).
+    requested_cancels: Vec<Arc<str>>,
     /// Invariants not checked in this run (to look for other failures past a known one).
     pub(crate) ignore: Vec<String>,
     /// Prints every action and commit (`HB_SIM_TRACE=1`).
@@ -198,6 +200,7 @@ impl World {
             crashes: 0,
             events: Events::default(),
             violation: None,
+            requested_cancels: Vec::new(),
             ignore: Vec::new(),
             trace: std::env::var_os("HB_SIM_TRACE").is_some(),
         }
@@ -244,7 +247,14 @@ impl World {
             Action::External { pick } => self.external(pick),
             Action::PollRequests => self.poll_requests(),
             Action::Finish { pick, ending } => self.finish(pick, ending),
-            Action::Cancel { key } => self.cancel(key as usize % KEYS as usize),
+            Action::Cancel { key, file } => {
+                let key = key as usize % KEYS as usize;
+                if file {
+                    self.cancel_through_file(key);
+                } else {
+                    self.cancel(key);
+                }
+            }
             Action::Result { key, drop } => self.result(key as usize % KEYS as usize, drop),
             Action::Advance { ms } => self.advance(Duration::from_millis(ms.into())),
             Action::Commit => self.commit(),
@@ -365,7 +375,7 @@ impl World {
         let seq = self.model.next_seq(&id);
         if ctx.checkpoint(&seq).is_ok() {
             let now = self.now();
-            self.model.made(&id, seq, now, attempt);
+            self.model.made(&id, seq, now, (attempt, self.crashes));
         }
     }
 
@@ -407,6 +417,7 @@ impl World {
             return;
         };
         self.shell.lock().change(|core, fx| {
+            core.requests_stored(fx);
             for r in requests {
                 core.request(r, fx);
             }
@@ -450,6 +461,26 @@ impl World {
     fn end_cancelled(&mut self) {
         while let Some(i) = self.running.iter().position(|r| r.shared.is_cancelled()) {
             self.end(i, Ending::Complete);
+        }
+    }
+
+    /// What `request_cancel` does from another process: committed there at once.
+    fn cancel_through_file(&mut self, key: usize) {
+        let id = self.id_of(key);
+        let wall = {
+            use super::super::clock::Clock as _;
+            self.clock.wall_ms()
+        };
+        self.db
+            .execute(
+                "INSERT INTO requests (kind, activity_id, task_token, details, at) VALUES ('cancel', ?1, NULL, NULL, ?2)",
+                rusqlite::params![&*id, wall],
+            )
+            .expect("a request row");
+        // Only a cancel of an activity stored by then must be applied (one not stored yet is
+        // as unknown to the engine as to `hb cancel`).
+        if matches!(store::get_row(&self.db, &id), Ok(Some(_))) {
+            self.requested_cancels.push(id);
         }
     }
 
@@ -566,6 +597,39 @@ impl World {
         self.check_stored(&touched);
         self.callers();
         self.check_known(&touched);
+        self.check_requested_cancels();
+    }
+
+    /// A cancel request gone from the file is a cancel stored.
+    fn check_requested_cancels(&mut self) {
+        let mut i = 0;
+        while i < self.requested_cancels.len() {
+            let id = self.requested_cancels[i].clone();
+            let queued: i64 = self
+                .db
+                .query_row(
+                    "SELECT count(*) FROM requests WHERE kind = 'cancel' AND activity_id = ?1",
+                    [&*id],
+                    |r| r.get(0),
+                )
+                .unwrap_or(0);
+            if queued > 0 {
+                i += 1;
+                continue;
+            }
+            self.requested_cancels.retain(|c| *c != id);
+            if let Ok(Some(row)) = store::get_row(&self.db, &id) {
+                if !row.cancel_requested && !row.state.is_closed() {
+                    self.fail(
+                        "cancel-not-durable",
+                        format!(
+                            "the cancel request of {id} left the file, which has it {} without a cancel",
+                            row.state
+                        ),
+                    );
+                }
+            }
+        }
     }
 
     /// Clients whose calls were answered carry on (what `start()`, `cancel()` and `result()`
@@ -801,8 +865,10 @@ impl World {
         self.clock.step_wall(step_ms.into());
         let mut shell = Shell::new(self.clock.clone());
         // What `Engine::start` does: read what is open, admit it.
-        match store::open_rows(&self.db) {
-            Ok(rows) => shell.change(|core, fx| core.recover(rows, fx)),
+        let read = store::open_rows(&self.db)
+            .and_then(|rows| Ok((rows, store::requests_applied(&self.db)?)));
+        match read {
+            Ok((rows, applied)) => shell.change(|core, fx| core.recover(rows, applied, fx)),
             Err(e) => self.fail("panic", format!("the reopened file cannot be read: {e}")),
         }
         *self.shell.lock() = shell;
@@ -814,9 +880,11 @@ impl World {
         let now = self.now();
         if self
             .last_failure
-            .is_some_and(|f| now.saturating_duration_since(f) < Duration::from_secs(5))
+            .is_some_and(|f| now.saturating_duration_since(f) < Duration::from_secs(65))
         {
-            return; // the disk refused writes: checkpoints may be lost until it recovers
+            // The disk refused writes: checkpoints may be lost until it takes them again and
+            // the engine has stored them again (retried 1 s after, doubling to 1 min).
+            return;
         }
         for r in &self.running {
             if r.shared.is_cancelled() || self.keys[r.key].external {
@@ -830,7 +898,9 @@ impl World {
             };
             let due = made
                 .iter()
-                .filter(|(_, at, attempt)| *attempt == r.attempt && *at + bound <= now)
+                .filter(|(_, at, attempt)| {
+                    *attempt == (r.attempt, self.crashes) && *at + bound <= now
+                })
                 .map(|(seq, ..)| *seq)
                 .max();
             let stored = self.model.durable.get(&*r.id).copied();
@@ -917,7 +987,12 @@ impl World {
         }
         for l in core.live.values() {
             let held = l.waiters.as_ref().map_or(0, |w| w.len());
-            let waiting = self.waiters.iter().filter(|w| w.id == l.id).count();
+            let waiting = self.waiters.iter().filter(|w| w.id == l.id).count()
+                + self
+                    .cancels
+                    .iter()
+                    .filter(|c| c.id == l.id && matches!(c.stored, Stored::Closed(_)))
+                    .count();
             if held > 2 * waiting + SLACK {
                 problem = Some((
                     "waiter-leak",
@@ -1065,7 +1140,8 @@ fn written_id(w: &Write) -> Option<Arc<str>> {
         Write::Started { id, .. }
         | Write::Heartbeat { id, .. }
         | Write::Transition { id, .. }
-        | Write::CancelRequested { id } => Some(id.clone()),
+        | Write::CancelRequested { id }
+        | Write::RequestHeartbeat { id, .. } => Some(id.clone()),
         _ => None,
     }
 }
