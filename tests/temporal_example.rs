@@ -1,9 +1,10 @@
 //! `examples/temporal_worker.rs` on a real Temporal server (`temporal server start-dev`,
 //! started here): a Python workflow calls its activities by name, and a batch whose worker is
-//! killed with SIGKILL mid-run resumes from its checkpoint on the restarted example.
+//! killed with SIGKILL mid-run resumes from its checkpoint on the restarted example; an example
+//! whose namespace is deleted exits with the poll error instead of hanging.
 //!
-//! `cargo test --features temporal --test temporal_example` (it builds the example if this
-//! run did not).
+//! `cargo test --features temporal --test temporal_example` (it builds the example, or
+//! finds it up to date).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -17,35 +18,38 @@ use serde_json::json;
 #[allow(dead_code)]
 mod harness;
 
-/// The example's binary, beside this test's (`target/<profile>/examples/`).
+/// The example's binary, beside this test's (`target/<profile>/examples/`), built once per
+/// run: always through cargo, which rebuilds it only when stale (a binary that merely exists
+/// may predate the example's source, e.g. in a target directory shared by work trees).
 fn example_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("this test's path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>");
-    let binary = profile_dir.join("examples").join("temporal_worker");
-    if !binary.exists() {
-        // `cargo test` builds the examples unless the run was narrowed to one target.
-        let release = profile_dir.ends_with("release").then_some("--release");
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--features",
-                "temporal",
-                "--example",
-                "temporal_worker",
-            ])
-            .args(release)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build");
-        assert!(
-            status.success(),
-            "cargo build --example temporal_worker failed"
-        );
-    }
-    binary
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("this test's path");
+            let profile_dir = exe
+                .parent()
+                .and_then(Path::parent)
+                .expect("target/<profile>/deps/<test>");
+            let release = profile_dir.ends_with("release").then_some("--release");
+            let status = Command::new(env!("CARGO"))
+                .args([
+                    "build",
+                    "--features",
+                    "temporal",
+                    "--example",
+                    "temporal_worker",
+                ])
+                .args(release)
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("run cargo build");
+            assert!(
+                status.success(),
+                "cargo build --example temporal_worker failed"
+            );
+            profile_dir.join("examples").join("temporal_worker")
+        })
+        .clone()
 }
 
 /// The example, started on `queue`; killed when dropped.
