@@ -10,11 +10,16 @@
 //!   the worker mid-run and start it again: the retry resumes from the last checkpoint.
 //! - `double`, input a number: returns it doubled.
 //!
+//! It runs until Ctrl-C (a graceful shutdown: running batches get 10 s, then stop with their
+//! checkpoint and are retried elsewhere), or until polling fails for good (e.g. the namespace
+//! was deleted): then it stops its batches the same way and exits with status 1 and the error.
+//!
 //! From Python, for instance:
 //! `await workflow.execute_activity("process_batch", {"items": 100, "item_ms": 50},
 //!  task_queue="hb-example", start_to_close_timeout=timedelta(minutes=5),
 //!  heartbeat_timeout=timedelta(seconds=2))`
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use hb_runtime::prelude::*;
@@ -85,7 +90,7 @@ fn flag(args: &[String], name: &str, default: &str) -> String {
 }
 
 #[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
@@ -94,7 +99,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!("temporal_worker [--address http://localhost:7233] [--namespace default] [--task-queue hb-example]");
-        return Ok(());
+        return Ok(ExitCode::SUCCESS);
     }
     let address = flag(&args, "--address", "http://localhost:7233");
     let namespace = flag(&args, "--namespace", "default");
@@ -109,7 +114,20 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     .spawn()
     .await?;
     println!("hb worker on {address}, namespace {namespace}, task queue {task_queue}: process_batch, double (Ctrl-C stops it)");
-    tokio::signal::ctrl_c().await?;
-    worker.shutdown().await;
-    Ok(())
+    tokio::select! {
+        // The worker stopped by itself: polling failed for good (the namespace was deleted,
+        // the API key revoked). Its attempts were stopped with their checkpoints; exit with
+        // the error, non-zero, for the supervisor to see.
+        ended = worker.wait() => {
+            if let Err(e) = ended {
+                eprintln!("error: {e}");
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        signal = tokio::signal::ctrl_c() => {
+            signal?;
+            worker.shutdown().await;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

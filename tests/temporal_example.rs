@@ -1,9 +1,10 @@
 //! `examples/temporal_worker.rs` on a real Temporal server (`temporal server start-dev`,
 //! started here): a Python workflow calls its activities by name, and a batch whose worker is
-//! killed with SIGKILL mid-run resumes from its checkpoint on the restarted example.
+//! killed with SIGKILL mid-run resumes from its checkpoint on the restarted example; an example
+//! whose namespace is deleted exits with the poll error instead of hanging.
 //!
-//! `cargo test --features temporal --test temporal_example` (it builds the example if this
-//! run did not).
+//! `cargo test --features temporal --test temporal_example` (it builds the example, or
+//! finds it up to date).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -17,49 +18,61 @@ use serde_json::json;
 #[allow(dead_code)]
 mod harness;
 
-/// The example's binary, beside this test's (`target/<profile>/examples/`).
+/// The example's binary, beside this test's (`target/<profile>/examples/`), built once per
+/// run: always through cargo, which rebuilds it only when stale (a binary that merely exists
+/// may predate the example's source, e.g. in a target directory shared by work trees).
 fn example_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("this test's path");
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>");
-    let binary = profile_dir.join("examples").join("temporal_worker");
-    if !binary.exists() {
-        // `cargo test` builds the examples unless the run was narrowed to one target.
-        let release = profile_dir.ends_with("release").then_some("--release");
-        let status = Command::new(env!("CARGO"))
-            .args([
-                "build",
-                "--features",
-                "temporal",
-                "--example",
-                "temporal_worker",
-            ])
-            .args(release)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .status()
-            .expect("run cargo build");
-        assert!(
-            status.success(),
-            "cargo build --example temporal_worker failed"
-        );
-    }
-    binary
+    static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().expect("this test's path");
+            let profile_dir = exe
+                .parent()
+                .and_then(Path::parent)
+                .expect("target/<profile>/deps/<test>");
+            let release = profile_dir.ends_with("release").then_some("--release");
+            let status = Command::new(env!("CARGO"))
+                .args([
+                    "build",
+                    "--features",
+                    "temporal",
+                    "--example",
+                    "temporal_worker",
+                ])
+                .args(release)
+                .current_dir(env!("CARGO_MANIFEST_DIR"))
+                .status()
+                .expect("run cargo build");
+            assert!(
+                status.success(),
+                "cargo build --example temporal_worker failed"
+            );
+            profile_dir.join("examples").join("temporal_worker")
+        })
+        .clone()
 }
 
 /// The example, started on `queue`; killed when dropped.
-struct Example(Child);
+struct Example {
+    child: Child,
+    /// The thread passing its stderr on to ours; it returns all of it.
+    stderr: Option<std::thread::JoinHandle<String>>,
+}
 
 impl Example {
     fn start(binary: &Path, server: &harness::Server, queue: &str) -> Example {
+        Example::start_in(binary, server, "default", queue)
+    }
+
+    /// The example on `queue` of `namespace`, once it said it was ready.
+    fn start_in(binary: &Path, server: &harness::Server, namespace: &str, queue: &str) -> Example {
         let mut child = Command::new(binary)
             .args(["--address", &server.url()])
-            .args(["--namespace", "default"])
+            .args(["--namespace", namespace])
             .args(["--task-queue", queue])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(Stdio::piped())
             .spawn()
             .expect("start examples/temporal_worker");
         let stdout = child.stdout.take().expect("its stdout");
@@ -68,6 +81,16 @@ impl Example {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 let _ = tx.send(line);
             }
+        });
+        let pipe = child.stderr.take().expect("its stderr");
+        let stderr = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                eprintln!("{line}");
+                all.push_str(&line);
+                all.push('\n');
+            }
+            all
         });
         let give_up = Instant::now() + Duration::from_secs(60);
         loop {
@@ -78,20 +101,39 @@ impl Example {
                 Err(e) => panic!("the example never said it was ready: {e}"),
             }
         }
-        Example(child)
+        Example {
+            child,
+            stderr: Some(stderr),
+        }
     }
 
     /// SIGKILL: no shutdown, no final report.
     fn kill(mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Its exit status and all it wrote to stderr, once it exited by itself within `bound`.
+    fn exit_within(&mut self, bound: Duration) -> (std::process::ExitStatus, String) {
+        let give_up = Instant::now() + bound;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("its status") {
+                let stderr = self.stderr.take().map(|r| r.join().expect("its stderr"));
+                return (status, stderr.unwrap_or_default());
+            }
+            assert!(
+                Instant::now() < give_up,
+                "the example still runs after {bound:?}"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 }
 
 impl Drop for Example {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -188,4 +230,36 @@ fn the_temporal_worker_example_serves_python_and_a_killed_batch_resumes() {
         80,
         "{out}"
     );
+}
+
+#[test]
+fn the_temporal_worker_example_exits_with_the_error_when_it_cannot_poll() {
+    let binary = example_binary();
+    let venv = harness::venv();
+    let server = harness::Server::start(&venv);
+    let namespace = format!("example-gone-{}", std::process::id());
+    harness::cli(
+        &venv,
+        &server,
+        &["operator", "namespace", "create", "--namespace", &namespace],
+    );
+    let mut example = Example::start_in(&binary, &server, &namespace, "example-gone");
+    harness::cli(
+        &venv,
+        &server,
+        &[
+            "operator",
+            "namespace",
+            "delete",
+            "--namespace",
+            &namespace,
+            "--yes",
+        ],
+    );
+    // Its next poll fails (the harness's server answers long polls within 5 s), for good
+    // after core's 60 s of retries: the example stops and exits instead of hanging.
+    let (status, stderr) = example.exit_within(Duration::from_secs(100));
+    assert_eq!(status.code(), Some(1), "{status}: {stderr}");
+    let said = format!("namespace {namespace:?} stopped: polling failed with NotFound");
+    assert!(stderr.contains(&said), "{stderr}");
 }

@@ -794,6 +794,139 @@ async fn an_hb_activity_registered_into_a_temporalio_sdk_worker_runs_and_is_canc
     tokio::task::block_in_place(|| thread.join().unwrap());
 }
 
+/// A namespace of its own on the test server, registered now.
+fn new_namespace(env: &Env, what: &str) -> String {
+    let namespace = format!("hb-{what}-{}", std::process::id());
+    tokio::task::block_in_place(|| {
+        harness::cli(
+            &env.venv,
+            &env.server,
+            &["operator", "namespace", "create", "--namespace", &namespace],
+        )
+    });
+    namespace
+}
+
+/// Deletes `namespace` from the test server (its workers' next poll fails with `NotFound`).
+fn delete_namespace(env: &Env, namespace: &str) {
+    tokio::task::block_in_place(|| {
+        harness::cli(
+            &env.venv,
+            &env.server,
+            &[
+                "operator",
+                "namespace",
+                "delete",
+                "--namespace",
+                namespace,
+                "--yes",
+            ],
+        )
+    });
+}
+
+/// `f` within `bound`, or a panic naming `what`.
+async fn within<T>(bound: Duration, what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(bound, f)
+        .await
+        .unwrap_or_else(|_| panic!("{what} did not happen within {bound:?}"))
+}
+
+async fn a_worker_whose_namespace_is_deleted_stops_its_attempts_and_wait_returns_the_poll_error(
+    env: &Env,
+) {
+    let namespace = new_namespace(env, "gone");
+    let connect = ConnectOptions::new(env.server.url()).namespace(&namespace);
+    let queue = format!("gone-{}", std::process::id());
+    let worker = Worker::new(connect.clone(), &queue)
+        .register(process_batch)
+        .shutdown_grace(Duration::from_secs(1))
+        .spawn()
+        .await
+        .expect("the hb worker starts");
+    // Core lets a poll fail with a "fatal" code for 60 s before it gives up (proxies answer
+    // oddly while starting), so the worker learns of the deletion about a minute after the
+    // next poll. A 300 s heartbeat timeout keeps the attempt from learning it first from a
+    // heartbeat's reply (its pump heartbeats every 150 s).
+    let client = Client::connect(connect).await.expect("the client connects");
+    let id = format!("gone-{}", std::process::id());
+    client
+        .start(
+            process_batch,
+            Batch {
+                items: 100_000,
+                item_ms: 10,
+            },
+            StartOptions::new(&queue, &id).heartbeat_timeout(Duration::from_secs(300)),
+        )
+        .await
+        .unwrap();
+    eventually("the attempt runs", || worker.running() == 1).await;
+
+    delete_namespace(env, &namespace);
+    // The next poll (within the test server's 5 s long poll) fails, for good after core's
+    // 60 s: the worker stops by itself.
+    match within(Duration::from_secs(90), "the worker's end", worker.wait()).await {
+        Err(TemporalError::Poll {
+            namespace: ns,
+            task_queue,
+            code,
+            message,
+        }) => {
+            assert_eq!(
+                (ns.as_str(), task_queue.as_str()),
+                (namespace.as_str(), queue.as_str())
+            );
+            assert_eq!(code, "NotFound", "{message}");
+            assert!(message.contains(&namespace), "{message}");
+        }
+        other => panic!("expected the poll error, got {other:?}"),
+    }
+    assert!(!worker.is_polling());
+    // The running attempt was given the grace, then stopped as for a shutdown (its
+    // checkpoint flushed: the server, its namespace gone, can no longer show it).
+    assert_eq!(worker.running(), 0);
+    let stopped = STOPPED.lock().unwrap().clone();
+    assert!(
+        stopped.contains(&(id.clone(), CancelReason::WorkerShutdown)),
+        "the attempt was stopped by the worker's shutdown: {stopped:?}"
+    );
+    // Its owner can still shut it down (at once: it is over), and ask again.
+    within(Duration::from_secs(5), "shutdown", worker.shutdown()).await;
+    assert!(matches!(
+        worker.wait().await,
+        Err(TemporalError::Poll { .. })
+    ));
+}
+
+async fn wait_returns_ok_after_a_requested_shutdown_and_shutdown_returns_promptly(env: &Env) {
+    let (queue, worker) = env.worker().await;
+    assert!(worker.is_polling());
+    // An attempt still running at the shutdown: cancelled after the 1 s grace.
+    let id = format!("wait-ok-{}", std::process::id());
+    running_batch(env, &queue, &id, 100_000).await;
+    // A waiter from before the shutdown sees its end too.
+    let (ended, ()) = within(Duration::from_secs(15), "the shutdown", async {
+        tokio::join!(worker.wait(), worker.shutdown())
+    })
+    .await;
+    assert!(ended.is_ok(), "{ended:?}");
+    assert!(!worker.is_polling());
+    assert_eq!(worker.running(), 0);
+    let stopped = STOPPED.lock().unwrap().clone();
+    assert!(
+        stopped.contains(&(id.clone(), CancelReason::WorkerShutdown)),
+        "{stopped:?}"
+    );
+    assert!(worker.wait().await.is_ok(), "wait answers again");
+    within(
+        Duration::from_secs(1),
+        "a second shutdown",
+        worker.shutdown(),
+    )
+    .await;
+}
+
 type Case = for<'a> fn(&'a Env) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>;
 
 macro_rules! cases {
@@ -826,6 +959,8 @@ fn main() {
         a_pause_stops_the_attempt_without_cancelling_and_unpause_resumes_from_the_checkpoint,
         a_plain_temporalio_activity_with_auto_heartbeat_outlives_its_heartbeat_timeout_and_can_be_cancelled,
         an_hb_activity_registered_into_a_temporalio_sdk_worker_runs_and_is_cancelled,
+        a_worker_whose_namespace_is_deleted_stops_its_attempts_and_wait_returns_the_poll_error,
+        wait_returns_ok_after_a_requested_shutdown_and_shutdown_returns_promptly,
     ];
     let chosen: Vec<_> = cases
         .iter()
@@ -834,6 +969,12 @@ fn main() {
     if chosen.is_empty() {
         println!("running 0 tests");
         return;
+    }
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
     }
     let venv = harness::venv();
     let server = Server::start(&venv);

@@ -39,13 +39,19 @@
 //!   next attempt once the activity is unpaused, resuming from that checkpoint.
 //! - A worker shutdown cancels running attempts after the worker's grace period with
 //!   `WorkerShutdown`; the server retries them (resuming from the checkpoint), as Temporal does.
+//! - A worker whose polls fail with an error core does not retry (the namespace was deleted,
+//!   the API key revoked) stops by itself the same way, and [`WorkerHandle::wait`] returns
+//!   [`TemporalError::Poll`]; an unreachable server is retried, not such an error.
 //! - An input that does not decode into the activity's input type fails the activity at once,
 //!   non-retryably (`BadInput`, naming the activity, the expected type and the serde error).
 
 mod auto;
 mod client;
 mod convert;
+mod lifecycle;
+mod poll;
 mod sdk;
+mod transport;
 mod worker;
 
 pub use auto::AutoHeartbeat;
@@ -199,4 +205,22 @@ pub enum TemporalError {
     /// The server refused a request or could not be reached.
     #[error("Temporal: {0}")]
     Rpc(String),
+    /// A worker stopped because polling for tasks failed with an error core does not retry
+    /// (the namespace was deleted, the API key lost its permission). Its running attempts
+    /// were given the worker's `shutdown_grace`, then cancelled with their checkpoints
+    /// flushed. From [`WorkerHandle::wait`]; start a new worker once the cause is fixed.
+    #[error(
+        "the Temporal worker of task queue {task_queue:?} in namespace {namespace:?} stopped: \
+         polling failed with {code}: {message}"
+    )]
+    Poll {
+        /// The worker's namespace.
+        namespace: String,
+        /// The worker's task queue.
+        task_queue: String,
+        /// The gRPC status code of the poll (`NotFound`, `PermissionDenied`, ...).
+        code: String,
+        /// The server's message (e.g. `Namespace billing is not found.`).
+        message: String,
+    },
 }

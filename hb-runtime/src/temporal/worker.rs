@@ -3,32 +3,24 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::future::BoxFuture;
-use temporalio_common::protos::coresdk::activity_result::ActivityExecutionResult;
-use temporalio_common::protos::coresdk::activity_task::{
-    activity_task, ActivityCancelReason, Start,
-};
-use temporalio_common::protos::coresdk::{ActivityHeartbeat, ActivityTaskCompletion};
 use temporalio_common::worker::WorkerTaskTypes;
 use temporalio_sdk_core::{
-    init_worker, CoreRuntime, PollError, RuntimeOptions, TunerHolder, WorkerConfig,
-    WorkerVersioningStrategy,
+    init_worker, CoreRuntime, RuntimeOptions, TunerHolder, WorkerConfig, WorkerVersioningStrategy,
 };
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
-use super::convert::{self, failure_of, from_proto, input_of, to_proto};
+use super::poll::{self, lock, PollFailure, Poller, Running};
+use super::transport::CoreTransport;
 use super::{ConnectOptions, TemporalError};
 use crate::definition::{Activity, IntoActivity};
-use crate::error::{ActivityError, CancelReason, TransportError};
 use crate::intercept::Interceptor;
-use crate::payload::Payload;
-use crate::runner::{AttemptHandle, AttemptRequest, AttemptRunner, DynActivity};
+use crate::runner::{AttemptRunner, DynActivity};
 use crate::state::StateMap;
-use crate::transport::{HeartbeatReply, TaskToken, Transport};
-
-type CoreWorker = temporalio_sdk_core::Worker;
 
 /// Runs hb activities for one task queue of a Temporal server.
 ///
@@ -85,9 +77,10 @@ impl Worker {
         self
     }
 
-    /// How long [`WorkerHandle::shutdown`] lets running attempts finish before they are
-    /// cancelled with [`CancelReason::WorkerShutdown`] (default 10 s). The server retries
-    /// them, from their last checkpoint.
+    /// How long a stopping worker ([`WorkerHandle::shutdown`], or a poll that failed for
+    /// good) lets running attempts finish before they are cancelled with
+    /// [`CancelReason::WorkerShutdown`](crate::CancelReason::WorkerShutdown) (default 10 s).
+    /// The server retries them, from their last checkpoint.
     pub fn shutdown_grace(mut self, grace: Duration) -> Self {
         self.shutdown_grace = grace;
         self
@@ -160,7 +153,7 @@ impl Worker {
         })?;
 
         // A runner per activity type, so failures are reported against its own retry policy.
-        let activities: Activities = self
+        let activities: poll::Activities = self
             .activities
             .into_iter()
             .map(|(name, activity)| {
@@ -183,38 +176,75 @@ impl Worker {
             "Temporal worker started"
         );
         let running = Running::default();
-        let polling = Arc::new(std::sync::atomic::AtomicBool::new(true));
-        let join = tokio::spawn(poll(
-            core.clone(),
-            activities,
-            running.clone(),
-            self.shutdown_grace,
-            polling.clone(),
-        ));
-        Ok(WorkerHandle {
+        let polling = Arc::new(AtomicBool::new(true));
+        let stop = CancellationToken::new();
+        let (ended_tx, ended) = watch::channel(None);
+        let poller = Poller {
             core,
-            join,
+            activities,
+            running: running.clone(),
+            shutdown_grace: self.shutdown_grace,
+            stop: stop.clone(),
+            polling: polling.clone(),
+        };
+        let not_polling = NotPolling(polling.clone());
+        let runtime = Arc::new(runtime);
+        let keep_runtime = runtime.clone();
+        tokio::spawn(async move {
+            let _not_polling = not_polling;
+            let _runtime = keep_runtime;
+            let ended = poll::run(poller).await;
+            ended_tx.send_replace(Some(ended));
+        });
+        Ok(WorkerHandle {
+            namespace: self.connect.namespace,
+            task_queue: self.task_queue,
+            stop,
+            ended,
             running,
             polling,
-            _runtime: Arc::new(runtime),
+            _runtime: runtime,
         })
     }
 }
 
+/// Clears `polling` when the poll task ends, however it ends.
+struct NotPolling(Arc<AtomicBool>);
+
+impl Drop for NotPolling {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Relaxed);
+    }
+}
+
 /// A running Temporal worker, from [`Worker::spawn`].
+///
+/// The worker runs until [`shutdown`](Self::shutdown), or until polling fails with an error
+/// the server will not get over (the namespace was deleted, the API key lost its permission):
+/// then it stops by itself, as a shutdown would, and [`wait`](Self::wait) hands the error to
+/// its owner. Dropping the handle leaves the worker running.
 pub struct WorkerHandle {
-    core: Arc<CoreWorker>,
-    join: tokio::task::JoinHandle<()>,
+    namespace: String,
+    task_queue: String,
+    /// Cancelled to ask the poll loop to stop.
+    stop: CancellationToken,
+    /// How the worker ended, once it has.
+    ended: watch::Receiver<Option<Result<(), PollFailure>>>,
     running: Running,
-    /// Cleared when the poll loop ends (shutdown, or a poll that failed).
-    polling: Arc<std::sync::atomic::AtomicBool>,
+    /// Cleared once the worker stops taking tasks (shutdown, or a poll that failed).
+    polling: Arc<AtomicBool>,
     /// Core's runtime (telemetry), kept while the worker runs.
     _runtime: Arc<CoreRuntime>,
 }
 
 impl fmt::Debug for WorkerHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WorkerHandle").finish_non_exhaustive()
+        f.debug_struct("WorkerHandle")
+            .field("namespace", &self.namespace)
+            .field("task_queue", &self.task_queue)
+            .field("polling", &self.is_polling())
+            .field("running", &self.running())
+            .finish_non_exhaustive()
     }
 }
 
@@ -226,286 +256,85 @@ impl WorkerHandle {
     }
 
     /// Whether the worker still polls for tasks: `false` once it stopped taking them, after
-    /// [`shutdown`](Self::shutdown) or because polling failed (an unreachable server, a
-    /// revoked API key; the error is logged, and running attempts get `shutdown_grace`, then
-    /// are cancelled with [`CancelReason::WorkerShutdown`]).
+    /// [`shutdown`](Self::shutdown) or because polling failed (see [`wait`](Self::wait)).
     pub fn is_polling(&self) -> bool {
-        self.polling.load(std::sync::atomic::Ordering::Relaxed)
+        self.polling.load(Ordering::Relaxed)
+    }
+
+    /// Waits until the worker has ended: `Ok(())` after a [`shutdown`](Self::shutdown),
+    /// [`TemporalError::Poll`] when it stopped because polling failed with an error the server
+    /// will not get over (a deleted namespace, a revoked API key). Either way its attempts
+    /// were given the worker's `shutdown_grace`, then cancelled with
+    /// [`CancelReason::WorkerShutdown`](crate::CancelReason::WorkerShutdown) (their
+    /// checkpoints flushed, so the server retries them from there), and core was shut down.
+    ///
+    /// An unreachable server is not such an error: the worker keeps polling and reconnects.
+    /// `wait` takes `&self` and may be called again (or from several tasks); dropping its
+    /// future does not stop the worker. A worker process serves until either comes first,
+    /// the worker's end or Ctrl-C:
+    ///
+    /// ```no_run
+    /// use hb_runtime::prelude::*;
+    /// use hb_runtime::temporal::{ConnectOptions, Worker};
+    ///
+    /// #[activity(heartbeat_timeout = "10s")]
+    /// async fn double(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
+    ///     Ok(n * 2)
+    /// }
+    ///
+    /// # async fn ctrl_c() {}
+    /// # async fn run() -> Result<(), hb_runtime::temporal::TemporalError> {
+    /// let worker = Worker::new(ConnectOptions::new("http://localhost:7233"), "hb-tasks")
+    ///     .register(double)
+    ///     .spawn()
+    ///     .await?;
+    /// tokio::select! {
+    ///     // Polling failed for good (e.g. the namespace was deleted): the worker has
+    ///     // stopped; exit with its error.
+    ///     ended = worker.wait() => ended?,
+    ///     // (`tokio::signal::ctrl_c()` in a real program)
+    ///     () = ctrl_c() => worker.shutdown().await,
+    /// }
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`TemporalError::Poll`] with the poll error (its gRPC code and message), the
+    /// namespace and the task queue; [`TemporalError::Worker`] if the worker's task
+    /// panicked.
+    pub async fn wait(&self) -> Result<(), TemporalError> {
+        let mut ended = self.ended.clone();
+        let outcome = match ended.wait_for(Option::is_some).await {
+            Ok(outcome) => outcome.clone(),
+            Err(_) => None,
+        };
+        match outcome {
+            Some(Ok(())) => Ok(()),
+            Some(Err(failure)) => Err(TemporalError::Poll {
+                namespace: self.namespace.clone(),
+                task_queue: self.task_queue.clone(),
+                code: failure.code,
+                message: failure.message,
+            }),
+            None => Err(TemporalError::Worker(
+                "the worker's poll task ended without saying how (it panicked)".to_owned(),
+            )),
+        }
     }
 
     /// Stops polling, lets running attempts finish within the worker's `shutdown_grace`, then
-    /// cancels the rest with [`CancelReason::WorkerShutdown`] (their checkpoints flushed; the
-    /// server retries them) and waits for every attempt to report.
-    pub async fn shutdown(self) {
-        self.core.initiate_shutdown();
-        let _ = self.join.await;
-    }
-}
-
-/// Takes an attempt out of the running map when its task ends, however it ends.
-struct Forget {
-    running: Running,
-    token: Vec<u8>,
-}
-
-impl Drop for Forget {
-    fn drop(&mut self) {
-        lock(&self.running).remove(&self.token);
-    }
-}
-
-/// The registered activities by name, each with the runner its attempts run under.
-type Activities = HashMap<&'static str, (Arc<dyn DynActivity>, AttemptRunner)>;
-
-/// The running attempts by task token, for cancels to find them.
-type Running = Arc<Mutex<HashMap<Vec<u8>, AttemptHandle>>>;
-
-async fn poll(
-    core: Arc<CoreWorker>,
-    activities: Activities,
-    running: Running,
-    shutdown_grace: Duration,
-    polling: Arc<std::sync::atomic::AtomicBool>,
-) {
-    let mut attempts = tokio::task::JoinSet::new();
-    loop {
-        let task = match core.poll_activity_task().await {
-            Ok(task) => task,
-            Err(PollError::ShutDown) => break,
-            Err(e) => {
-                tracing::error!(error = %e, "polling Temporal for activity tasks failed; the worker stops");
-                core.initiate_shutdown();
-                // Core hands out its WorkerShutdown cancels through the poll that just failed:
-                // cancel what still runs after the grace period here instead.
-                let running = running.clone();
-                tokio::spawn(async move {
-                    tokio::time::sleep(shutdown_grace).await;
-                    for attempt in lock(&running).values() {
-                        attempt.cancel(CancelReason::WorkerShutdown);
-                    }
-                });
-                break;
-            }
-        };
-        // Reap the attempts that ended.
-        while attempts.try_join_next().is_some() {}
-        match task.variant {
-            Some(activity_task::Variant::Start(start)) => {
-                let token = task.task_token;
-                let Some((activity, runner)) = activities.get(start.activity_type.as_str()) else {
-                    unknown_type(&core, token, &start, &activities).await;
-                    continue;
-                };
-                let request = request_of(&token, start, activity.options());
-                let attempt = activity.start(runner, request);
-                lock(&running).insert(token.clone(), attempt.handle());
-                let forget = Forget {
-                    running: running.clone(),
-                    token,
-                };
-                attempts.spawn(async move {
-                    let _forget = forget;
-                    attempt.run().await;
-                });
-            }
-            Some(activity_task::Variant::Cancel(cancel)) => {
-                let reason = match cancel.reason() {
-                    ActivityCancelReason::Cancelled => CancelReason::Requested,
-                    ActivityCancelReason::Paused => CancelReason::Paused,
-                    ActivityCancelReason::WorkerShutdown => CancelReason::WorkerShutdown,
-                    ActivityCancelReason::TimedOut => CancelReason::TimedOut,
-                    // The server restarts the activity: this attempt reports a retryable
-                    // `ActivityReset` failure, as the other SDKs do.
-                    ActivityCancelReason::Reset => CancelReason::Reset,
-                    ActivityCancelReason::NotFound => CancelReason::NotFound,
-                };
-                if let Some(handle) = lock(&running).get(&task.task_token) {
-                    handle.cancel(reason);
-                }
-            }
-            None => {}
-        }
-    }
-    polling.store(false, std::sync::atomic::Ordering::Relaxed);
-    // Shutting down: core cancels what still runs after the grace period; each reports.
-    while attempts.join_next().await.is_some() {}
-    core.shutdown().await;
-    tracing::info!("Temporal worker stopped");
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// What the runner needs for one attempt of an activity task.
-fn request_of(token: &[u8], start: Start, options: crate::ActivityOptions) -> AttemptRequest {
-    let mut options = options;
-    // The server's heartbeat timeout governs (the caller set it); the pump's interval stays
-    // within 0.8 of it, core's throttle.
-    if let Some(ht) = start
-        .heartbeat_timeout
-        .as_ref()
-        .and_then(|d| convert::duration(d.seconds, d.nanos))
-    {
-        options = options.heartbeat_timeout(ht);
-    }
-    let started = start
-        .started_time
-        .as_ref()
-        .and_then(|t| convert::time(t.seconds, t.nanos));
-    let scheduled = start
-        .scheduled_time
-        .as_ref()
-        .and_then(|t| convert::time(t.seconds, t.nanos));
-    let stc = start
-        .start_to_close_timeout
-        .as_ref()
-        .and_then(|d| convert::duration(d.seconds, d.nanos));
-    let s2c = start
-        .schedule_to_close_timeout
-        .as_ref()
-        .and_then(|d| convert::duration(d.seconds, d.nanos));
-    let deadline = [
-        started.zip(stc).map(|(t, d)| t + d),
-        scheduled.zip(s2c).map(|(t, d)| t + d),
-    ]
-    .into_iter()
-    .flatten()
-    .min();
-    let details = start.heartbeat_details.into_iter().next().map(from_proto);
-    AttemptRequest::new(
-        start.activity_id,
-        TaskToken::new(token.to_vec()),
-        input_of(start.input),
-    )
-    .attempt(start.attempt.max(1))
-    .details(details)
-    .deadline(deadline)
-    .options(options)
-}
-
-/// Fails a task whose activity type this worker does not run (retryable: another worker of
-/// the task queue may).
-async fn unknown_type(core: &CoreWorker, token: Vec<u8>, start: &Start, activities: &Activities) {
-    let mut known: Vec<_> = activities.keys().copied().collect();
-    known.sort_unstable();
-    let error = ActivityError::retryable(
-        "NotFoundError",
-        format!(
-            "activity type {:?} is not registered on this worker (it runs: {})",
-            start.activity_type,
-            known.join(", ")
-        ),
-    );
-    tracing::warn!(activity_type = %start.activity_type, "activity task of an unregistered type");
-    complete(
-        core,
-        token,
-        ActivityExecutionResult::fail(failure_of(&error, None, false)),
-    )
-    .await;
-}
-
-async fn complete(core: &CoreWorker, token: Vec<u8>, result: ActivityExecutionResult) {
-    let completion = ActivityTaskCompletion {
-        task_token: token,
-        result: Some(result),
-    };
-    if let Err(e) = core.complete_activity_task(completion).await {
-        tracing::warn!(error = %e, "could not report an activity task's outcome to Temporal");
-    }
-}
-
-/// Heartbeats and outcomes through temporalio-sdk-core. Cancels reach attempts as tasks of
-/// their own (see [`poll`]), so a heartbeat's reply is always "carry on".
-struct CoreTransport {
-    core: Arc<CoreWorker>,
-    /// The activity's retry policy: its `non_retryable` types are reported as such, since the
-    /// caller's policy decides the retries on Temporal.
-    retry: crate::RetryPolicy,
-}
-
-impl CoreTransport {
-    fn record(&self, token: &TaskToken, details: Option<&Payload>) {
-        self.core.record_activity_heartbeat(ActivityHeartbeat {
-            task_token: token.as_bytes().to_vec(),
-            details: details.map(to_proto).into_iter().collect(),
-        });
-    }
-}
-
-impl Transport for CoreTransport {
-    fn heartbeat<'a>(
-        &'a self,
-        token: &'a TaskToken,
-        details: Option<&'a Payload>,
-    ) -> BoxFuture<'a, Result<HeartbeatReply, TransportError>> {
-        self.record(token, details);
-        Box::pin(std::future::ready(Ok(HeartbeatReply::ok())))
-    }
-
-    fn complete<'a>(
-        &'a self,
-        token: &'a TaskToken,
-        output: Payload,
-    ) -> BoxFuture<'a, Result<(), TransportError>> {
-        Box::pin(async move {
-            complete(
-                &self.core,
-                token.as_bytes().to_vec(),
-                ActivityExecutionResult::ok(to_proto(&output)),
-            )
-            .await;
-            Ok(())
-        })
-    }
-
-    fn fail<'a>(
-        &'a self,
-        token: &'a TaskToken,
-        error: &'a ActivityError,
-        last_details: Option<&'a Payload>,
-    ) -> BoxFuture<'a, Result<(), TransportError>> {
-        Box::pin(async move {
-            // Core attaches the last *recorded* details to a failure: record the final
-            // checkpoint first.
-            if last_details.is_some() {
-                self.record(token, last_details);
-            }
-            let result = match error {
-                // Core reports these itself (a retryable "WorkerShutdown" failure with the
-                // last details) when told the attempt was cancelled.
-                ActivityError::Cancelled {
-                    reason: CancelReason::WorkerShutdown,
-                    ..
-                } => ActivityExecutionResult::cancel_from_details(last_details.map(to_proto)),
-                e => ActivityExecutionResult::fail(failure_of(
-                    e,
-                    last_details,
-                    !self.retry.may_retry(e),
-                )),
-            };
-            complete(&self.core, token.as_bytes().to_vec(), result).await;
-            Ok(())
-        })
-    }
-
-    fn cancelled<'a>(
-        &'a self,
-        token: &'a TaskToken,
-        details: Option<&'a Payload>,
-    ) -> BoxFuture<'a, Result<(), TransportError>> {
-        Box::pin(async move {
-            if details.is_some() {
-                self.record(token, details);
-            }
-            complete(
-                &self.core,
-                token.as_bytes().to_vec(),
-                ActivityExecutionResult::cancel_from_details(details.map(to_proto)),
-            )
-            .await;
-            Ok(())
-        })
+    /// cancels the rest with
+    /// [`CancelReason::WorkerShutdown`](crate::CancelReason::WorkerShutdown) (their
+    /// checkpoints flushed; the server retries them) and waits for every attempt to report
+    /// and for core to shut down.
+    ///
+    /// It returns in every case, within the grace plus the activities' longest `cancel_grace`
+    /// and a few seconds: an attempt that cannot report by then (its body blocks its thread,
+    /// or the server does not answer) is dropped, and so is a core whose last poll never
+    /// returns (a warning says which). Calling it again, or after the worker stopped by
+    /// itself, just waits for the end. How the worker ended: [`wait`](Self::wait).
+    pub async fn shutdown(&self) {
+        self.stop.cancel();
+        let _ = self.wait().await;
     }
 }

@@ -82,6 +82,13 @@ impl Server {
             .arg("--db-filename")
             .arg(dir.0.join("temporal.db"))
             .args(["--log-level", "error"])
+            // Long polls return empty after 5 s instead of a minute, so a worker sees a
+            // deleted namespace at its next poll within seconds (the tests of a worker
+            // that cannot poll).
+            .args([
+                "--dynamic-config-value",
+                r#"matching.longPollExpirationInterval="5s""#,
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
