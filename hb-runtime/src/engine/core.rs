@@ -552,6 +552,11 @@ impl Core {
             Ack::Reply(reply) => fx.replies.push((reply, result)),
             Ack::Closed(id) => self.closed_committed(&id, result, fx),
             Ack::Lost(id) => self.checkpoint_lost(&id, fx),
+            Ack::Unfolded(id) => {
+                if let Some(live) = self.live.get_mut(&id) {
+                    live.heartbeat_row = true;
+                }
+            }
             Ack::Inserted(live, reply) => {
                 // Admitted here, not by the caller: a start whose future was dropped after
                 // its row was written still runs.

@@ -106,6 +106,56 @@ pub(crate) struct Inner {
     checkpoint_interval: Duration,
 }
 
+/// How many closed activities one prune write deletes: a few milliseconds of the writer.
+const PRUNE_BATCH: u32 = 1_000;
+
+/// Deletes closed activities older than `retention`, a batch at a time through the writer
+/// (each batch between other writes), every `retention / 8` (at least 10 ms, at most 1 min).
+async fn prune(
+    weak: std::sync::Weak<Inner>,
+    stop: tokio_util::sync::CancellationToken,
+    retention: Duration,
+) {
+    let every = (retention / 8).clamp(Duration::from_millis(10), Duration::from_secs(60));
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        loop {
+            let (rx, before) = {
+                let Some(inner) = weak.upgrade() else { return };
+                let before = inner
+                    .lock()
+                    .clock
+                    .wall_ms()
+                    .saturating_sub(clock::ms(retention));
+                let (ack, rx) = Ack::reply();
+                inner.writer.send(
+                    store::Write::Prune {
+                        closed_before: before,
+                        limit: PRUNE_BATCH,
+                    },
+                    Some(ack),
+                );
+                (rx, before)
+            };
+            match rx.await {
+                // A whole batch: there may be more.
+                Ok(Ok(true)) => tokio::task::yield_now().await,
+                Ok(Ok(false)) => break,
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, closed_before = before, "pruning closed activities failed; trying again later");
+                    break;
+                }
+                Err(_) => return,
+            }
+        }
+    }
+}
+
 impl Drop for Inner {
     /// The last handle is gone: stop the background tasks, and let the writer commit what is
     /// queued, checkpoint the WAL and release the file. Outside an async runtime this waits
@@ -275,6 +325,9 @@ pub struct EngineStats {
 /// [`EngineOptions::checkpoint_interval`]).
 pub const DEFAULT_CHECKPOINT_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How long a closed activity stays in the file by default (see [`EngineOptions::retention`]).
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Options of [`Engine::open_with`].
 #[derive(Debug, Clone)]
 #[non_exhaustive]
@@ -282,6 +335,7 @@ pub struct EngineOptions {
     max_file_size: Option<u64>,
     power_loss_safe: bool,
     checkpoint_interval: Duration,
+    retention: Option<Duration>,
 }
 
 impl Default for EngineOptions {
@@ -290,6 +344,7 @@ impl Default for EngineOptions {
             max_file_size: None,
             power_loss_safe: false,
             checkpoint_interval: DEFAULT_CHECKPOINT_INTERVAL,
+            retention: Some(DEFAULT_RETENTION),
         }
     }
 }
@@ -338,6 +393,31 @@ impl EngineOptions {
     /// ```
     pub fn power_loss_safe(mut self, on: bool) -> Self {
         self.power_loss_safe = on;
+        self
+    }
+
+    /// How long a closed activity (completed, failed, cancelled, timed out) stays in the file,
+    /// counted from when it closed (default 7 days), like a Temporal namespace's retention
+    /// period. Older ones are deleted in the background, a thousand at a time between the
+    /// engine's other writes; `describe`, `result` and `list` then no longer find them, and a
+    /// start with the same id starts a new activity. Open activities are never deleted. The
+    /// space they took is reused by later writes (the file stops growing; it does not shrink).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use hb_runtime::engine::EngineOptions;
+    /// let one_day = EngineOptions::default().retention(Duration::from_secs(24 * 3600));
+    /// let forever = EngineOptions::default().keep_closed_forever();
+    /// # let _ = (one_day, forever);
+    /// ```
+    pub fn retention(mut self, keep: Duration) -> Self {
+        self.retention = Some(keep);
+        self
+    }
+
+    /// Never deletes closed activities (the file grows with every activity ever started).
+    pub fn keep_closed_forever(mut self) -> Self {
+        self.retention = None;
         self
     }
 }
@@ -469,7 +549,6 @@ impl Engine {
         options: EngineOptions,
     ) -> Result<Engine, EngineError> {
         let path = path.as_ref().to_path_buf();
-        let checkpoint_interval = options.checkpoint_interval;
         // Everything that touches the disk runs on a blocking thread, recovery's read included.
         let opened = tokio::task::spawn_blocking(move || -> Result<_, EngineError> {
             // An engine of this process that had the file may still be releasing it.
@@ -505,14 +584,7 @@ impl Engine {
         .await
         .map_err(|_| EngineError::Closed)??;
         let (path, lock, write, reader, rows) = opened;
-        Ok(Self::start(
-            path,
-            Some(lock),
-            write,
-            reader,
-            rows,
-            checkpoint_interval,
-        ))
+        Ok(Self::start(path, Some(lock), write, reader, rows, &options))
     }
 
     /// An engine in memory, for tests: the same engine, nothing on disk.
@@ -565,7 +637,7 @@ impl Engine {
             write,
             reader,
             (Vec::new(), i64::MIN),
-            DEFAULT_CHECKPOINT_INTERVAL,
+            &EngineOptions::default(),
         ))
     }
 
@@ -577,7 +649,7 @@ impl Engine {
         write: rusqlite::Connection,
         reader: Reader,
         (rows, requests_applied): (Vec<record::ActivityRow>, i64),
-        checkpoint_interval: Duration,
+        options: &EngineOptions,
     ) -> Engine {
         let reader = Arc::new(reader);
         let (writer, writer_thread) = store::spawn_writer(write, path.clone(), lock);
@@ -594,7 +666,7 @@ impl Engine {
             timers_stop: tokio_util::sync::CancellationToken::new(),
             workers: tokio_util::task::TaskTracker::new(),
             pending_timers: Arc::default(),
-            checkpoint_interval,
+            checkpoint_interval: options.checkpoint_interval,
         });
         let weak = Arc::downgrade(&inner);
         inner.writer.route(Box::new(move |acks| {
@@ -619,6 +691,9 @@ impl Engine {
             inner.timers_stop.clone(),
         );
         tokio::spawn(poll_requests(Arc::downgrade(&inner), inner.stop.clone()));
+        if let Some(retention) = options.retention {
+            tokio::spawn(prune(Arc::downgrade(&inner), inner.stop.clone(), retention));
+        }
         Engine { inner }
     }
 

@@ -111,6 +111,12 @@ pub(crate) enum Write {
     DeleteRequest {
         seq: i64,
     },
+    /// Deletes up to `limit` activities closed before `closed_before` (ms); acknowledged
+    /// with `true` when it deleted `limit` (there may be more).
+    Prune {
+        closed_before: i64,
+        limit: u32,
+    },
     /// A heartbeat another process queued as request `seq`: stored, and the request deleted,
     /// together (and `seq` noted as the newest applied).
     RequestHeartbeat {
@@ -132,6 +138,8 @@ pub(crate) enum Ack {
     /// A heartbeat write of this activity failed (not acknowledged otherwise): the core stores
     /// its checkpoint again.
     Lost(Arc<str>),
+    /// A write that was to fold this activity's heartbeat row failed: the next one folds it.
+    Unfolded(Arc<str>),
     /// The row of a start: the core admits the activity, then answers the caller.
     Inserted(
         Box<super::core::Live>,
@@ -145,6 +153,7 @@ impl std::fmt::Debug for Ack {
             Ack::Reply(_) => f.write_str("Reply"),
             Ack::Closed(id) => write!(f, "Closed({id})"),
             Ack::Lost(id) => write!(f, "Lost({id})"),
+            Ack::Unfolded(id) => write!(f, "Unfolded({id})"),
             Ack::Inserted(live, _) => write!(f, "Inserted({})", live.id),
         }
     }
@@ -368,29 +377,53 @@ pub(crate) fn is_locked(db: &Path) -> bool {
     }
 }
 
-/// Opens (creating if needed) a file readable and writable by its owner only.
+/// Opens (creating if needed) a file readable and writable by its owner only. Never through a
+/// symbolic link, and only a plain file with no other name: one planted in a shared
+/// directory must not lead hb to write (or truncate) someone else's file.
 fn open_private(path: &Path, truncate: bool) -> Result<std::fs::File, EngineError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new()
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let refused = |reason: &str| EngineError::Foreign {
+        path: path.to_path_buf(),
+        reason: reason.to_owned(),
+    };
+    let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
         .create(true)
-        .truncate(truncate)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW)
         .open(path)
-        .map_err(|e| EngineError::io(path, e))
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ELOOP) => refused(
+                "a symbolic link; hb does not write through one (remove it, or open the file it points to)",
+            ),
+            _ => EngineError::io(path, e),
+        })?;
+    let meta = file.metadata().map_err(|e| EngineError::io(path, e))?;
+    if !meta.is_file() {
+        return Err(refused("not a regular file"));
+    }
+    if meta.nlink() > 1 {
+        return Err(refused(
+            "a file with other names (hard links); hb does not write to one",
+        ));
+    }
+    if truncate {
+        file.set_len(0).map_err(|e| EngineError::io(path, e))?;
+    }
+    Ok(file)
 }
 
 /// Opens the engine file for writing: creates it (mode 0600) or checks it is an hb file of a
 /// schema this build knows, then sets WAL and creates the tables.
 pub(crate) fn open_write(path: &Path) -> Result<Connection, EngineError> {
-    let existed = path.exists();
-    if !existed {
-        open_private(path, false)?;
-    }
+    // Created (mode 0600) or checked here, never through a symbolic link.
+    open_private(path, false)?;
     let conn = Connection::open_with_flags(
         path,
-        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_NOFOLLOW,
     )
     .map_err(|e| EngineError::sqlite(path, e))?;
     check_identity(&conn, path, true)?;
@@ -735,12 +768,16 @@ pub(crate) fn commit(
     acks
 }
 
-/// The acknowledgement of `w` with result `r`: its own, or for a failed heartbeat (which has
-/// none), a report that it was lost.
+/// The acknowledgement of `w` with result `r`: its own, or for a failed write the core must
+/// hear of (a heartbeat, or a fold of one), a report of it.
 fn lost(w: &Write, ack: Option<Ack>, r: &Result<bool, EngineError>) -> Option<Ack> {
     match (w, ack) {
         (_, Some(ack)) => Some(ack),
         (Write::Heartbeat { id, .. }, None) if r.is_err() => Some(Ack::Lost(id.clone())),
+        (
+            Write::Started { fold: true, id, .. } | Write::Transition { fold: true, id, .. },
+            None,
+        ) if r.is_err() => Some(Ack::Unfolded(id.clone())),
         _ => None,
     }
 }
@@ -862,6 +899,22 @@ pub(crate) fn apply(
                 Write::DeleteRequest { seq } => {
                     sql.get(Sql::DeleteRequest)?.execute(params![seq])?;
                 }
+                Write::Prune {
+                    closed_before,
+                    limit,
+                } => {
+                    // A heartbeat left unfolded must not outlive its activity (a new one with
+                    // the same id would show it).
+                    sql.get(Sql::PruneHeartbeats)?
+                        .execute(params![closed_before, limit])?;
+                    let deleted = sql
+                        .get(Sql::Prune)?
+                        .execute(params![closed_before, limit])?;
+                    changed[i] = deleted >= *limit as usize;
+                    if deleted > 0 {
+                        tracing::debug!(deleted, closed_before, "pruned closed activities");
+                    }
+                }
                 Write::RequestHeartbeat {
                     id,
                     details,
@@ -897,9 +950,11 @@ enum Sql {
     External,
     DeleteRequest,
     RequestsApplied,
+    Prune,
+    PruneHeartbeats,
 }
 
-const SQL: [&str; 10] = [
+const SQL: [&str; 12] = [
     "INSERT OR IGNORE INTO activities (id, type, state, attempt, input, options, details, scheduled_at, next_attempt_at)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     "UPDATE activities SET state = ?2, attempt = ?3, attempt_started_at = ?4, last_heartbeat_at = NULL WHERE id = ?1",
@@ -915,12 +970,16 @@ const SQL: [&str; 10] = [
     "DELETE FROM requests WHERE seq = ?1",
     "INSERT INTO meta (key, value) VALUES ('requests_applied', ?1)
      ON CONFLICT (key) DO UPDATE SET value = max(value, excluded.value)",
+    "DELETE FROM activities WHERE id IN
+     (SELECT id FROM activities WHERE closed_at IS NOT NULL AND closed_at < ?1 ORDER BY closed_at, id LIMIT ?2)",
+    "DELETE FROM heartbeats WHERE id IN
+     (SELECT id FROM activities WHERE closed_at IS NOT NULL AND closed_at < ?1 ORDER BY closed_at, id LIMIT ?2)",
 ];
 
 /// The statements one transaction of [`apply`] has prepared.
 struct Statements<'c> {
     conn: &'c Connection,
-    cached: [Option<rusqlite::CachedStatement<'c>>; 10],
+    cached: [Option<rusqlite::CachedStatement<'c>>; 12],
 }
 
 impl<'c> Statements<'c> {

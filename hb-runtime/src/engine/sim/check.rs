@@ -14,7 +14,7 @@ pub struct Violation {
     pub step: usize,
     /// Which invariant: `orphan`, `checkpoint-regressed`, `retry-older-checkpoint`,
     /// `reopened`, `closed-differently`, `waiter-unanswered`, `waiter-wrong`,
-    /// `result-of-open-activity`, `cancel-not-durable`, `ready-queue-leak`, `waiter-leak`, `type-leak`,
+    /// `result-of-open-activity`, `cancel-not-durable`, `pruned-open`, `ready-queue-leak`, `waiter-leak`, `type-leak`,
     /// `timer-too-late`,
     /// `stored-time`, `work-lost`, `slow-recovery`, `panic`, `hang`.
     pub kind: &'static str,
@@ -41,6 +41,8 @@ pub(crate) struct Model {
     pub(crate) made: HashMap<String, Vec<(u64, Instant, (u32, u64))>>,
     /// How each durably closed activity closed.
     pub(crate) closed: HashMap<String, ActivityState>,
+    /// Activities the file has held open.
+    pub(crate) stored_open: HashSet<String>,
     /// Attempts heartbeated through the file by another process (`id`, attempt).
     pub(crate) external: HashSet<(String, u32)>,
 }
@@ -63,6 +65,15 @@ impl Model {
         if made.len() > KEEP_MADE {
             made.drain(..made.len() - KEEP_MADE);
         }
+    }
+
+    /// Activity `id` was pruned (closed and old): its id may start a new activity.
+    pub(crate) fn forget(&mut self, id: &str) {
+        self.durable.remove(id);
+        self.made.remove(id);
+        self.closed.remove(id);
+        self.stored_open.remove(id);
+        self.next_seq.remove(id);
     }
 
     /// The file now holds checkpoint `seq` (if any) for `id`: it must not be older than one it

@@ -90,6 +90,11 @@ pub enum Action {
     },
     /// The writer commits everything queued.
     Commit,
+    /// Closed activities older than `older_ms` are pruned (a few at a time, as retention does).
+    Prune {
+        /// The retention, in ms.
+        older_ms: u32,
+    },
     /// The next `n` calls to the store fail (I/O errors).
     FailCommits {
         /// How many.
@@ -173,7 +178,10 @@ impl Action {
                 key,
                 drop: rng.one_in(2),
             },
-            840..=949 => Action::Commit,
+            840..=939 => Action::Commit,
+            940..=949 => Action::Prune {
+                older_ms: rng.below(60_000) as u32,
+            },
             950..=961 => Action::FailCommits {
                 n: 1 + rng.below(4) as u8,
             },

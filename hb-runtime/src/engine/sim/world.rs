@@ -258,6 +258,7 @@ impl World {
             Action::Result { key, drop } => self.result(key as usize % KEYS as usize, drop),
             Action::Advance { ms } => self.advance(Duration::from_millis(ms.into())),
             Action::Commit => self.commit(),
+            Action::Prune { older_ms } => self.prune(older_ms),
             Action::FailCommits { n } => self.fail_next = n.into(),
             Action::DiskFull { full } => self.disk_full(full),
             Action::Shutdown => self.shutdown(),
@@ -526,6 +527,25 @@ impl World {
         }
     }
 
+    /// What the engine's retention does: a small batch of closed activities older than
+    /// `older_ms` deleted through the writer. Committed on its own (after what is queued), so
+    /// the model knows which ids it removed before any of them starts anew.
+    fn prune(&mut self, older_ms: u32) {
+        self.commit();
+        let wall = {
+            use super::super::clock::Clock as _;
+            self.clock.wall_ms()
+        };
+        self.shell.lock().queue(
+            Write::Prune {
+                closed_before: wall - i64::from(older_ms),
+                limit: 3,
+            },
+            None,
+        );
+        self.commit();
+    }
+
     fn disk_full(&mut self, full: bool) {
         let pages = if full {
             self.db
@@ -550,6 +570,7 @@ impl World {
             return;
         }
         let touched: Vec<Arc<str>> = batch.iter().filter_map(|(w, _)| written_id(w)).collect();
+        let pruning = batch.iter().any(|(w, _)| matches!(w, Write::Prune { .. }));
         if self.trace {
             for (w, _) in &batch {
                 eprintln!("    commit {w:?}");
@@ -594,10 +615,24 @@ impl World {
                 }
             });
         }
+        if pruning {
+            self.forget_pruned();
+        }
         self.check_stored(&touched);
         self.callers();
         self.check_known(&touched);
         self.check_requested_cancels();
+    }
+
+    /// Closed activities pruned from the file are forgotten: their ids may start anew.
+    fn forget_pruned(&mut self) {
+        let closed: Vec<String> = self.model.closed.keys().cloned().collect();
+        for id in closed {
+            if matches!(store::get_row(&self.db, &id), Ok(None)) {
+                self.model.forget(&id);
+                self.requested_cancels.retain(|c| **c != *id);
+            }
+        }
     }
 
     /// A cancel request gone from the file is a cancel stored.
@@ -744,6 +779,9 @@ impl World {
             };
             if let Err((kind, m)) = self.model.state(id, row.state) {
                 self.fail(kind, m);
+            }
+            if !row.state.is_closed() {
+                self.model.stored_open.insert(id.to_string());
             }
             let seq = row.details.as_ref().and_then(|d| {
                 checkpoint::decode_payload::<u64>(&Payload::from_json_bytes(d.clone())).ok()
@@ -1017,6 +1055,21 @@ impl World {
         };
         let shell = self.shell.lock();
         let mut problem = None;
+        // Nothing open is ever pruned: every activity the engine has open and the file held
+        // is still there.
+        for l in shell.core.live.values() {
+            if self.model.durable.contains_key(&*l.id) || self.model.stored_open.contains(&*l.id) {
+                if !rows.iter().any(|r| r.id == l.id) && l.closing.is_none() {
+                    problem = Some((
+                        "pruned-open",
+                        format!(
+                            "{} is open ({}) but its row is gone from the file",
+                            l.id, l.state
+                        ),
+                    ));
+                }
+            }
+        }
         for row in rows {
             let Some(live) = shell.core.live.get(&row.id) else {
                 if !shell
