@@ -539,3 +539,47 @@ async fn a_flood_of_one_type_does_not_starve_another() {
         h.result().await.unwrap();
     }
 }
+
+#[activity(heartbeat_timeout = "10s")]
+async fn plus_one(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
+    Ok(n + 1)
+}
+
+/// Issue 9, failure 1: a `start()` whose future is dropped once its row is on its way to the
+/// file (a `timeout`, a `select!`, a web handler whose client left) still starts the activity:
+/// the engine admits it when the row is stored, not when the caller resumes. Before, it stayed
+/// stored `Scheduled` but unknown to the running engine: no worker ran it and `result()` failed
+/// at once with `Closed`.
+#[tokio::test]
+async fn a_start_whose_future_is_dropped_still_runs() {
+    let engine = Engine::in_memory().await.unwrap();
+    let client = engine.client();
+    // Polled once: the row is queued for the writer; then the future is dropped.
+    let once = futures_util::FutureExt::now_or_never(client.start(
+        plus_one,
+        41,
+        StartOptions::id("dropped"),
+    ));
+    assert!(once.is_none(), "a start waits for its row to be stored");
+    // Stored by the writer meanwhile.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while client.describe("dropped").await.is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the row was never stored"
+        );
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let _w = engine.worker().register(plus_one).spawn().unwrap();
+    let h = client.handle::<plus_one>("dropped");
+    let out = tokio::time::timeout(Duration::from_secs(10), h.result())
+        .await
+        .expect("a worker ran it");
+    assert_eq!(out.unwrap(), 42);
+    // A repeated start of the id is that activity.
+    let again = client
+        .start(plus_one, 0, StartOptions::id("dropped"))
+        .await
+        .unwrap();
+    assert_eq!(again.result().await.unwrap(), 42);
+}

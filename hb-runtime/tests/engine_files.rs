@@ -780,3 +780,339 @@ async fn a_completion_that_does_not_fit_is_reported_and_recovered_after_reopenin
     );
     assert_eq!(engine.integrity_check().await.unwrap(), "ok");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 9: recovery that does not wait, clocks that step back, retention, links, release
+
+/// Opens `path`, starts `id` of `orphan` (no worker here, so it stays scheduled), and lets the
+/// file go; then `edit` changes its row as a crash or a clock step would have left it.
+async fn stored_then(path: &Path, id: &str, options: StartOptions, edit: &str) {
+    let engine = Engine::open(path).await.unwrap();
+    engine.client().start(orphan, 7, options).await.unwrap();
+    close(engine, path).await;
+    let conn = rusqlite::Connection::open(path).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let changed = conn
+        .execute(&edit.replace("$NOW", &now.to_string()), [id])
+        .unwrap();
+    assert_eq!(changed, 1, "{edit}");
+}
+
+/// Runs `orphan` after all (registered here under its own name).
+#[activity(name = "orphan", heartbeat_timeout = "10s")]
+async fn orphan_now(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
+    Ok(n)
+}
+
+/// Issue 9, failure 14: the engine holds its file's lock, so at a reopen every attempt still
+/// marked running belongs to a dead process. It is retried at once (`WorkerLost`), not after
+/// its heartbeat timeout (an hour here; before, the retry waited for it).
+#[tokio::test]
+async fn at_a_reopen_the_attempts_of_a_dead_process_are_retried_at_once() {
+    let dir = Scratch::new("lost-attempt");
+    let path = dir.join("hb.db");
+    let hour = StartOptions::id("lost").heartbeat_timeout(Duration::from_secs(3600));
+    stored_then(
+        &path,
+        "lost",
+        hour,
+        "UPDATE activities SET state = 1, attempt = 1, attempt_started_at = $NOW, last_heartbeat_at = $NOW WHERE id = ?1",
+    )
+    .await;
+    let engine = Engine::open(&path).await.unwrap();
+    let _w = engine.worker().register(orphan_now).spawn().unwrap();
+    let h = engine.client().handle::<orphan_now>("lost");
+    let out = tokio::time::timeout(Duration::from_secs(10), h.result())
+        .await
+        .expect("retried at once, not after its heartbeat timeout");
+    assert_eq!(out.unwrap(), 7);
+    let d = h.describe().await.unwrap();
+    assert_eq!(d.attempt, 2);
+    match d.last_failure {
+        // The last failure is the lost attempt's (attempt 2 completed).
+        None => {}
+        Some(ActivityFailure::Application { error_type, .. }) => {
+            assert_eq!(error_type, "WorkerLost")
+        }
+        other => panic!("{other:?}"),
+    }
+    _w.shutdown().await;
+}
+
+/// ... unless another process heartbeats its work by task token through the file: that one
+/// may be alive, and keeps its heartbeat timeout.
+#[tokio::test]
+async fn at_a_reopen_an_attempt_heartbeated_from_another_process_keeps_its_timeout() {
+    let dir = Scratch::new("external-attempt");
+    let path = dir.join("hb.db");
+    let short = StartOptions::id("ext").heartbeat_timeout(Duration::from_millis(300));
+    stored_then(
+        &path,
+        "ext",
+        short,
+        "UPDATE activities SET state = 1, attempt = 1, attempt_started_at = $NOW, last_heartbeat_at = $NOW, external_attempt = 1 WHERE id = ?1",
+    )
+    .await;
+    let engine = Engine::open(&path).await.unwrap();
+    let h = engine.client().handle::<orphan_now>("ext");
+    assert_eq!(h.describe().await.unwrap().state, ActivityState::Running);
+    let _w = engine.worker().register(orphan_now).spawn().unwrap();
+    let out = tokio::time::timeout(Duration::from_secs(10), h.result())
+        .await
+        .expect("retried after its timeout");
+    assert_eq!(out.unwrap(), 7);
+    let d = h.describe().await.unwrap();
+    assert_eq!(d.attempt, 2);
+    _w.shutdown().await;
+}
+
+/// Issue 9, failure 3: a wall clock that stepped back across a restart (a VM restore, a board
+/// without a clock, NTP not synced yet) leaves stored times in the future. They count as now:
+/// the retry due "in ten years" and the schedule-to-close timeout of an activity scheduled
+/// "in ten years" come within their own durations, not when the clock catches up.
+#[tokio::test]
+async fn stored_times_in_the_future_do_not_hold_recovery_back() {
+    let dir = Scratch::new("clock-back");
+    let path = dir.join("hb.db");
+    let ten_years = 10 * 365 * 24 * 3600 * 1000_i64;
+    let retry = hb_runtime::RetryPolicy::new().initial_interval(Duration::from_millis(50));
+    stored_then(
+        &path,
+        "retry",
+        StartOptions::id("retry").retry(retry),
+        &format!("UPDATE activities SET state = 2, attempt = 1, next_attempt_at = $NOW + {ten_years} WHERE id = ?1"),
+    )
+    .await;
+    let engine = Engine::open(&path).await.unwrap();
+    // Of a type no worker runs here: it waits until its schedule-to-close timeout.
+    engine
+        .client()
+        .start(
+            measure,
+            "m".into(),
+            StartOptions::id("deadline").schedule_to_close_timeout(Duration::from_millis(200)),
+        )
+        .await
+        .unwrap();
+    close(engine, &path).await;
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute(
+        &format!(
+            "UPDATE activities SET scheduled_at = scheduled_at + {ten_years} WHERE id = 'deadline'"
+        ),
+        [],
+    )
+    .unwrap();
+    drop(conn);
+
+    let engine = Engine::open(&path).await.unwrap();
+    let _w = engine.worker().register(orphan_now).spawn().unwrap();
+    let client = engine.client();
+    let retried = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.handle::<orphan_now>("retry").result(),
+    )
+    .await
+    .expect("the retry came within its interval");
+    assert_eq!(retried.unwrap(), 7);
+    let timed_out = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.handle::<measure>("deadline").result(),
+    )
+    .await
+    .expect("the schedule-to-close timeout fired within its duration");
+    assert!(
+        matches!(
+            timed_out,
+            Err(ActivityFailure::Timeout {
+                kind: hb_runtime::engine::TimeoutKind::ScheduleToClose,
+                ..
+            })
+        ),
+        "{timed_out:?}"
+    );
+    _w.shutdown().await;
+}
+
+/// Issue 9, failure 12: closed activities older than the retention are pruned in the
+/// background; open ones and recent closed ones stay, and an id pruned starts anew.
+#[tokio::test]
+async fn retention_prunes_closed_activities_and_keeps_open_ones() {
+    let dir = Scratch::new("retention");
+    let path = dir.join("hb.db");
+    let options = EngineOptions::default().retention(Duration::from_millis(300));
+    let engine = Engine::open_with(&path, options).await.unwrap();
+    let client = engine.client();
+    let _w = engine.worker().register(double).spawn().unwrap();
+    for n in 0..2_500u64 {
+        client
+            .start(double, n, StartOptions::id(format!("done-{n}")))
+            .await
+            .unwrap();
+    }
+    wait_until("they complete", Duration::from_secs(20), || {
+        engine.stats().open == 0
+    })
+    .await;
+    client
+        .start(orphan, 1, StartOptions::id("open"))
+        .await
+        .unwrap();
+    let inspector = Inspector::open(&path).unwrap();
+    let all = || {
+        let mut f = ListFilter::all();
+        f.limit = Some(10_000);
+        inspector.list(&f).unwrap()
+    };
+    wait_until(
+        "the closed activities are pruned (in batches of 1,000)",
+        Duration::from_secs(20),
+        || all().len() == 1,
+    )
+    .await;
+    assert_eq!(all()[0].id, "open", "the open one stays");
+    assert!(matches!(
+        client.describe("done-0").await,
+        Err(EngineError::NotFound { .. })
+    ));
+    // The id starts anew.
+    let again = client
+        .start(double, 21, StartOptions::id("done-0"))
+        .await
+        .unwrap();
+    assert_eq!(again.result().await.unwrap(), 42);
+    _w.shutdown().await;
+}
+
+/// Issue 9, failure 9: a lock file planted as a symbolic link (or a hard link) in a shared
+/// directory is refused, and the file it points to is left as it was; the same for the engine
+/// file itself.
+#[tokio::test]
+async fn a_planted_link_as_the_lock_file_or_the_file_is_refused() {
+    let dir = Scratch::new("planted-link");
+    let victim = dir.join("victim.txt");
+    fs::write(&victim, "precious").unwrap();
+    for (planted, how) in [
+        ("hb.db.lock", "symlink"),
+        ("hb.db.lock", "hardlink"),
+        ("hb.db", "symlink"),
+    ] {
+        let path = dir.join("hb.db");
+        let _ = fs::remove_file(dir.join("hb.db"));
+        let _ = fs::remove_file(dir.join("hb.db.lock"));
+        let at = dir.join(planted);
+        match how {
+            "symlink" => std::os::unix::fs::symlink(&victim, &at).unwrap(),
+            _ => fs::hard_link(&victim, &at).unwrap(),
+        }
+        match Engine::open(&path).await {
+            Err(EngineError::Foreign { reason, .. }) => {
+                assert!(reason.contains("link"), "{how} {planted}: {reason}")
+            }
+            other => panic!("{how} {planted}: expected a refusal, got {other:?}"),
+        }
+        assert_eq!(
+            fs::read_to_string(&victim).unwrap(),
+            "precious",
+            "{how} {planted}"
+        );
+        fs::remove_file(&at).unwrap();
+    }
+}
+
+/// Issue 9, failure 8: dropping the last handle of an engine on a runtime's thread does not
+/// wait there for the writer to commit and release the file; an `Engine::open` of the file in
+/// this process waits for it instead (on a blocking thread).
+#[tokio::test(flavor = "current_thread")]
+async fn dropping_an_engine_on_a_runtime_thread_does_not_block_it() {
+    let dir = Scratch::new("drop-nonblocking");
+    let path = dir.join("hb.db");
+    let engine = Engine::open(&path).await.unwrap();
+    let (tx, mut tokens) = tokio::sync::mpsc::unbounded_channel();
+    let w = engine
+        .worker()
+        .register(hands_out_token)
+        .state(tx)
+        .spawn()
+        .unwrap();
+    engine
+        .client()
+        .start(hands_out_token, (), StartOptions::id("busy"))
+        .await
+        .unwrap();
+    let token = tokens.recv().await.unwrap();
+    w.shutdown().await;
+    // A 64 MiB checkpoint queued last: the writer's final commit takes a while.
+    let big = hb_runtime::Payload::json(&"x".repeat(64 << 20)).unwrap();
+    let _ = engine.client().heartbeat(&token, Some(&big));
+    drop(big);
+    let inspector = Inspector::open(&path).unwrap();
+    drop(engine);
+    assert!(
+        inspector.engine_running(),
+        "the drop waited for the writer to release the file"
+    );
+    // Reopened in this process: waits for the release, then finds the checkpoint stored.
+    let engine = Engine::open(&path).await.unwrap();
+    let d = engine.client().describe("busy").await.unwrap();
+    assert_eq!(d.details.map(|p| p.len()), Some((64 << 20) + 2));
+}
+
+/// Hands its token out and waits.
+#[activity(heartbeat_timeout = "1h")]
+async fn hands_out_token(
+    ctx: ActivityContext,
+    #[state] tokens: tokio::sync::mpsc::UnboundedSender<hb_runtime::transport::TaskToken>,
+) -> Result<(), ActivityError> {
+    tokens.send(ctx.info().task_token.clone()).ok();
+    std::future::pending().await
+}
+
+/// A file of schema 1 (before issue 9) is upgraded when an engine opens it: what it held is
+/// kept, and it runs.
+#[tokio::test]
+async fn a_file_of_schema_1_is_upgraded_and_keeps_what_it_held() {
+    let dir = Scratch::new("schema-1");
+    let path = dir.join("hb.db");
+    let engine = Engine::open(&path).await.unwrap();
+    engine
+        .client()
+        .start(orphan, 5, StartOptions::id("old"))
+        .await
+        .unwrap();
+    close(engine, &path).await;
+    // Back to schema 1, as an earlier hb wrote it.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "DROP INDEX activities_by_closed; DROP TABLE meta;
+         ALTER TABLE activities DROP COLUMN external_attempt; PRAGMA user_version = 1;",
+    )
+    .unwrap();
+    drop(conn);
+    // Read while still schema 1 (the CLI does), then opened by an engine.
+    assert_eq!(
+        Inspector::open(&path).unwrap().get("old").unwrap().state,
+        ActivityState::Scheduled
+    );
+    let engine = Engine::open(&path).await.unwrap();
+    let _w = engine.worker().register(orphan_now).spawn().unwrap();
+    assert_eq!(
+        engine
+            .client()
+            .handle::<orphan_now>("old")
+            .result()
+            .await
+            .unwrap(),
+        5
+    );
+    _w.shutdown().await;
+    drop(engine);
+    let version: i32 = rusqlite::Connection::open(&path)
+        .unwrap()
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 2);
+}

@@ -3,7 +3,11 @@
 //! beyond what the same loop costs as a plain tokio task. The target is 1 KiB beyond the
 //! checkpoint; this asserts it with the checkpoint counted too.
 //!
-//! (A test binary of its own: it counts every allocation of the process.)
+//! It also checks that nothing the engine holds grows with what is gone: abandoned `result()`
+//! calls, and activities cancelled while they waited for a worker.
+//!
+//! (A test binary of its own: it counts every allocation of the process. Its tests take turns,
+//! `ONE_AT_A_TIME`, so one's allocations do not count in another's.)
 
 use std::time::{Duration, Instant};
 
@@ -16,6 +20,9 @@ use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 static GLOBAL: &StatsAlloc<std::alloc::System> = &INSTRUMENTED_SYSTEM;
 
 const N: usize = 5_000;
+
+/// The tests of this file run one at a time: each counts the process's allocations.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[activity(heartbeat_timeout = "2s", heartbeat_interval = "1s")]
 async fn in_flight(ctx: ActivityContext, #[checkpoint] mut n: u64) -> Result<(), ActivityError> {
@@ -58,6 +65,7 @@ fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 
 #[test]
 fn an_in_flight_activity_costs_under_1_kib_beyond_a_plain_task() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -138,4 +146,79 @@ fn an_in_flight_activity_costs_under_1_kib_beyond_a_plain_task() {
         engine.close().await.unwrap();
     });
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Never registered with a worker here.
+#[activity(heartbeat_timeout = "10s")]
+async fn waits(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
+    Ok(n)
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// Issue 9, failure 4: a health check doing `timeout(.., h.result())` in a loop on a long
+/// activity left a waiter behind per call (~217 bytes), without bound. Abandoned calls are
+/// pruned now: 20,000 of them leave next to nothing.
+#[test]
+fn abandoned_result_calls_do_not_accumulate() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = runtime();
+    let engine = rt.block_on(Engine::in_memory()).unwrap();
+    let h = rt
+        .block_on(engine.client().start(waits, 1, StartOptions::id("long")))
+        .unwrap();
+    let abandon = |n: usize| {
+        rt.block_on(async {
+            for _ in 0..n {
+                let r = tokio::time::timeout(Duration::ZERO, h.result()).await;
+                assert!(r.is_err(), "still waiting");
+            }
+        })
+    };
+    abandon(1_000); // warm-up: buffers reach their working size
+    let region = Region::new(GLOBAL);
+    abandon(20_000);
+    let grown = heap(&region);
+    println!("20,000 abandoned result() calls: {grown} bytes held");
+    assert!(
+        grown < 16 << 10,
+        "{grown} bytes held after 20,000 abandoned calls"
+    );
+    rt.block_on(async { h.cancel().await.unwrap() });
+}
+
+/// Issue 9, failure 6: activities cancelled while they waited for a worker of a type none
+/// runs left their ids in the ready queue. Now the queue keeps at most about what still waits:
+/// a round of 20,000 starts and cancels leaves next to nothing.
+#[test]
+fn cancelled_waiting_activities_leave_nothing_in_the_ready_queue() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let rt = runtime();
+    let engine = rt.block_on(Engine::in_memory()).unwrap();
+    let client = engine.client();
+    let round = |r: usize| {
+        rt.block_on(async {
+            for i in 0..20_000 {
+                let id = format!("r{r}-{i}");
+                let h = client.start(waits, 1, StartOptions::id(id)).await.unwrap();
+                h.cancel().await.unwrap();
+            }
+        });
+        wait_for("every activity to close", || engine.stats().open == 0);
+    };
+    round(0); // warm-up: buffers reach their working size
+    let region = Region::new(GLOBAL);
+    round(1);
+    let grown = heap(&region);
+    println!("20,000 starts and cancels of waiting activities: {grown} bytes held");
+    assert!(
+        grown < 64 << 10,
+        "{grown} bytes held after 20,000 cancelled waiting activities"
+    );
 }

@@ -890,3 +890,133 @@ async fn a_body_returning_cancelled_unasked_fails_the_activity_instead_of_cancel
     }
     assert_eq!(h.describe().await.unwrap().state, ActivityState::Failed);
 }
+
+/// Checkpoints a large value, then fails (retryably).
+#[activity(heartbeat_timeout = "10s")]
+async fn saves_big_then_fails(
+    ctx: ActivityContext,
+    #[checkpoint] _saved: String,
+    kb: usize,
+) -> Result<(), ActivityError> {
+    ctx.checkpoint(&"c".repeat(kb << 10))?;
+    ctx.flush().await?;
+    Err(ActivityError::retryable("Flaky", "after a big checkpoint"))
+}
+
+async fn state_is(h: &hb_runtime::engine::ActivityHandle<saves_big_then_fails>, s: ActivityState) {
+    eventually("the state", || async {
+        (h.describe().await.ok()?.state == s).then_some(())
+    })
+    .await;
+}
+
+/// Issue 9, failure 5: a retry interval near `Duration::MAX` (a natural "never retry on your
+/// own") neither panics nor stores a negative time: the retry is due a century from now, the
+/// activity waits for it (or a cancel), and the file reopens with it still waiting.
+#[tokio::test]
+async fn a_retry_interval_of_duration_max_waits_instead_of_overflowing() {
+    let dir = scratch("max-interval");
+    let path = dir.join("hb.db");
+    let engine = Engine::open(&path).await.unwrap();
+    let _w = engine
+        .worker()
+        .register(saves_big_then_fails)
+        .spawn()
+        .unwrap();
+    let never = hb_runtime::RetryPolicy::new().initial_interval(Duration::MAX);
+    let h = engine
+        .client()
+        .start(
+            saves_big_then_fails,
+            1,
+            StartOptions::id("never").retry(never),
+        )
+        .await
+        .unwrap();
+    state_is(&h, ActivityState::BackingOff).await;
+    let d = h.describe().await.unwrap();
+    let next = d.next_attempt_at.expect("a retry is due");
+    let years = |n: u64| Duration::from_secs(n * 365 * 24 * 3600);
+    assert!(next > SystemTime::now() + years(50), "{next:?}");
+    assert_eq!(d.attempt, 1);
+    _w.shutdown().await;
+    drop((h, engine));
+
+    let engine = reopen(&path).await;
+    let _w = engine
+        .worker()
+        .register(saves_big_then_fails)
+        .spawn()
+        .unwrap();
+    let h = engine.client().handle::<saves_big_then_fails>("never");
+    let d = h.describe().await.unwrap();
+    assert_eq!(
+        (d.state, d.attempt),
+        (ActivityState::BackingOff, 1),
+        "not retried at the reopen"
+    );
+    assert_eq!(h.cancel().await.unwrap(), ActivityState::Cancelled);
+    _w.shutdown().await;
+    drop((h, engine));
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// Issue 9, failure 7: `cancel()` answers `Ok` only once the cancel is stored. On a full file
+/// the cancel's own write fails: before, the write was replayed alone, failed, and the barrier
+/// `cancel()` waited for succeeded on its own, so it answered `Ok` for a cancel a crash would
+/// lose. Now it fails with the storage error, and the file still has the activity as it was.
+#[tokio::test]
+async fn a_cancel_that_cannot_be_stored_fails_instead_of_answering_ok() {
+    let dir = scratch("full-cancel");
+    let path = dir.join("hb.db");
+    let options = hb_runtime::engine::EngineOptions::default().max_file_size(2 << 20);
+    let engine = Engine::open_with(&path, options).await.unwrap();
+    let worker = engine
+        .worker()
+        .register(saves_big_then_fails)
+        .spawn()
+        .unwrap();
+    let client = engine.client();
+    // Backing off for an hour with a 200 KiB checkpoint: cancelling it stores a failure that
+    // carries that checkpoint, 200 KiB more.
+    let hour = hb_runtime::RetryPolicy::new().initial_interval(Duration::from_secs(3600));
+    let h = client
+        .start(
+            saves_big_then_fails,
+            200,
+            StartOptions::id("big").retry(hour),
+        )
+        .await
+        .unwrap();
+    state_is(&h, ActivityState::BackingOff).await;
+    worker.shutdown().await;
+    // Fill the file: starts of ever smaller inputs until even a small one does not fit.
+    let mut n = 0;
+    for kb in [100usize, 20, 4] {
+        loop {
+            n += 1;
+            let r = client
+                .start(
+                    saves_big_then_fails,
+                    kb,
+                    StartOptions::id(format!("fill-{n}"))
+                        .start_to_close_timeout(Duration::from_secs(1)),
+                )
+                .await;
+            match r {
+                Ok(_) => {}
+                Err(EngineError::Storage { .. }) => break,
+                Err(e) => panic!("filling: {e}"),
+            }
+        }
+    }
+    match h.cancel().await {
+        Err(EngineError::Storage { .. }) => {}
+        other => panic!("expected the storage error, got {other:?}"),
+    }
+    // What the file says, read as another process would.
+    let stored = Inspector::open(&path).unwrap().get("big").unwrap();
+    assert_eq!(stored.state, ActivityState::BackingOff);
+    drop((h, client, engine));
+    std::fs::remove_dir_all(&dir).ok();
+}
