@@ -115,8 +115,11 @@ fn ms_u32(d: Duration) -> u32 {
 }
 
 impl AttemptOptions {
+    /// `None` also for one beyond ~49 days (kept as `u32::MAX` ms): never within an
+    /// attempt, rather than sooner than asked.
     pub(crate) fn stall_timeout(&self) -> Option<Duration> {
-        (self.stall_timeout_ms > 0).then(|| Duration::from_millis(self.stall_timeout_ms.into()))
+        (self.stall_timeout_ms > 0 && self.stall_timeout_ms < u32::MAX)
+            .then(|| Duration::from_millis(self.stall_timeout_ms.into()))
     }
 
     pub(crate) fn cancel_grace(&self) -> Duration {

@@ -514,7 +514,7 @@ impl ActivityEnvironment {
             .deadline(
                 options
                     .start_to_close_timeout
-                    .map(|t| std::time::SystemTime::now() + t),
+                    .and_then(|t| std::time::SystemTime::now().checked_add(t)),
             )
             .options(options);
 
@@ -536,7 +536,10 @@ impl ActivityEnvironment {
                     };
                     loop {
                         let last = transport.last_heartbeat_of(&token).unwrap_or(start);
-                        let deadline = last + timeout;
+                        // A timeout too long to add is one that never comes.
+                        let Some(deadline) = last.checked_add(timeout) else {
+                            return std::future::pending().await;
+                        };
                         if Instant::now() >= deadline {
                             return;
                         }
@@ -545,13 +548,19 @@ impl ActivityEnvironment {
                 };
                 let start_to_close = async {
                     match options.start_to_close_timeout.filter(|_| simulate) {
-                        Some(t) => tokio::time::sleep_until(start + t).await,
+                        Some(t) => match start.checked_add(t) {
+                            Some(at) => tokio::time::sleep_until(at).await,
+                            None => std::future::pending().await,
+                        },
                         None => std::future::pending().await,
                     }
                 };
                 let push_cancel = async {
                     match cancel_at {
-                        Some(d) => tokio::time::sleep_until(start + d).await,
+                        Some(d) => match start.checked_add(d) {
+                            Some(at) => tokio::time::sleep_until(at).await,
+                            None => std::future::pending().await,
+                        },
                         None => std::future::pending().await,
                     }
                 };

@@ -203,8 +203,10 @@ impl Description {
     }
 }
 
+/// The wall-clock time of stored `ms` (a hostile file's extreme values saturate).
 fn time(ms: i64) -> SystemTime {
-    UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64)
+    let d = Duration::from_millis(ms.max(0) as u64).min(super::clock::FAR * 10);
+    UNIX_EPOCH.checked_add(d).unwrap_or(UNIX_EPOCH)
 }
 
 impl Description {

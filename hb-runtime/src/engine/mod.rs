@@ -64,6 +64,7 @@ mod silence;
 pub mod sim;
 mod store;
 mod timers;
+mod transport;
 mod worker;
 
 pub use client::{ActivityHandle, Client, Description, ListFilter, StartOptions};
@@ -83,6 +84,7 @@ use tokio::sync::{mpsc, Notify};
 use self::core::{Core, Effects};
 use self::store::{Ack, Reader, Writer};
 use self::timers::TimerCommand;
+use self::transport::EngineTransport;
 
 /// The shared state of one engine.
 pub(crate) struct Inner {
@@ -943,67 +945,20 @@ pub mod __fuzz {
     }
 }
 
-/// The transport workers use: calls straight into the engine.
-#[derive(Clone)]
-pub(crate) struct EngineTransport {
-    pub(crate) inner: Arc<Inner>,
-}
-
-impl crate::transport::Transport for EngineTransport {
-    fn heartbeat<'a>(
-        &'a self,
-        token: &'a crate::transport::TaskToken,
-        details: Option<&'a crate::Payload>,
-    ) -> crate::BoxFuture<'a, Result<crate::transport::HeartbeatReply, crate::TransportError>> {
-        let r = self.inner.heartbeat(token, details);
-        Box::pin(async move { r })
+impl transport::Shell for Arc<Inner> {
+    fn change<T>(&self, f: impl FnOnce(&mut Core, &mut Effects) -> T) -> T {
+        Inner::change(self, f)
     }
 
-    fn complete<'a>(
-        &'a self,
-        token: &'a crate::transport::TaskToken,
-        output: crate::Payload,
-    ) -> crate::BoxFuture<'a, Result<(), crate::TransportError>> {
-        if let Some((id, attempt)) = core::parse_token(token) {
-            self.inner
-                .change(|core, fx| core.complete(id, attempt, output, fx));
-        }
-        Box::pin(async { Ok(()) })
+    fn heartbeat(
+        &self,
+        token: &crate::transport::TaskToken,
+        details: Option<&crate::Payload>,
+    ) -> Result<crate::transport::HeartbeatReply, crate::TransportError> {
+        Inner::heartbeat(self, token, details)
     }
 
-    fn fail<'a>(
-        &'a self,
-        token: &'a crate::transport::TaskToken,
-        error: &'a crate::ActivityError,
-        last_details: Option<&'a crate::Payload>,
-    ) -> crate::BoxFuture<'a, Result<(), crate::TransportError>> {
-        if let Some((id, attempt)) = core::parse_token(token) {
-            self.inner
-                .change(|core, fx| core.failed(id, attempt, error, last_details.cloned(), fx));
-        }
-        Box::pin(async { Ok(()) })
-    }
-
-    fn cancelled<'a>(
-        &'a self,
-        token: &'a crate::transport::TaskToken,
-        details: Option<&'a crate::Payload>,
-    ) -> crate::BoxFuture<'a, Result<(), crate::TransportError>> {
-        if let Some((id, attempt)) = core::parse_token(token) {
-            self.inner
-                .change(|core, fx| core.cancelled(id, attempt, details.cloned(), fx));
-        }
-        Box::pin(async { Ok(()) })
-    }
-
-    /// The store coalesces: a heartbeat or report without details keeps the stored ones.
-    fn keeps_details(&self) -> bool {
-        true
-    }
-
-    /// A stored checkpoint is cheap (commits are batched), so changed checkpoints are
-    /// persisted every [`EngineOptions::checkpoint_interval`], whatever the heartbeat interval.
-    fn checkpoint_interval(&self) -> Option<std::time::Duration> {
-        Some(self.inner.checkpoint_interval)
+    fn checkpoint_interval(&self) -> Duration {
+        self.checkpoint_interval
     }
 }

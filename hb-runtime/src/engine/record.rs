@@ -428,8 +428,9 @@ pub(crate) struct StoredOptions {
     pub(crate) non_retryable: Vec<String>,
 }
 
+/// `d` in whole ms: rounded up (a 500 µs timeout is 1 ms, not none), saturating.
 fn ms(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+    u64::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(u64::MAX)
 }
 
 impl StoredOptions {
@@ -445,7 +446,8 @@ impl StoredOptions {
             schedule_to_close_ms: o.schedule_to_close_timeout.map(ms),
             max_attempts: o.retry.max_attempts,
             initial_interval_ms: ms(o.retry.initial_interval),
-            backoff: o.retry.backoff,
+            // What is in force: a NaN or infinite coefficient would not survive JSON.
+            backoff: o.retry.effective_backoff(),
             max_interval_ms: o.retry.max_interval.map(ms),
             non_retryable: o
                 .retry

@@ -124,10 +124,8 @@ impl Worker {
         for a in self.activities.values() {
             a.check_state(&self.state)?;
         }
-        let mut runner = AttemptRunner::new(EngineTransport {
-            inner: self.engine.inner.clone(),
-        })
-        .state(self.state);
+        let mut runner =
+            AttemptRunner::new(EngineTransport(self.engine.inner.clone())).state(self.state);
         for i in self.interceptors {
             runner = runner.shared_interceptor(i);
         }

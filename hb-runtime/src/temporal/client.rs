@@ -149,9 +149,14 @@ impl Client {
         };
         let retry = &defaults.retry;
         let policy = TemporalRetryPolicy::builder()
-            .initial_interval(retry.initial_interval)
-            .backoff_coefficient(retry.backoff)
-            .maybe_maximum_interval(retry.max_interval)
+            // What is in force (the server refuses a maximum below the initial interval).
+            .initial_interval(retry.effective_initial_interval())
+            .backoff_coefficient(retry.effective_backoff())
+            .maybe_maximum_interval(retry.max_interval.map(|_| {
+                retry
+                    .effective_max_interval()
+                    .max(retry.effective_initial_interval())
+            }))
             .maximum_attempts(retry.max_attempts)
             .non_retryable_error_types(retry.non_retryable.iter().copied())
             .build();

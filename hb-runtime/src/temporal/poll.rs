@@ -277,8 +277,9 @@ fn request_of(token: &[u8], start: Start, options: crate::ActivityOptions) -> At
         .as_ref()
         .and_then(|d| convert::duration(d.seconds, d.nanos));
     let deadline = [
-        started.zip(stc).map(|(t, d)| t + d),
-        scheduled.zip(s2c).map(|(t, d)| t + d),
+        // A server's value too far out to add is no deadline.
+        started.zip(stc).and_then(|(t, d)| t.checked_add(d)),
+        scheduled.zip(s2c).and_then(|(t, d)| t.checked_add(d)),
     ]
     .into_iter()
     .flatten()

@@ -10,12 +10,11 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::super::clock::Clock;
-use super::super::core::{parse_token, Core, Effects, Timer, TimerKind};
+use super::super::core::{Core, Effects, Timer, TimerKind};
 use super::super::store::{Ack, Write};
-use crate::error::{ActivityError, TransportError};
+use crate::error::TransportError;
 use crate::payload::Payload;
-use crate::transport::{HeartbeatReply, TaskToken, Transport};
-use crate::BoxFuture;
+use crate::transport::{HeartbeatReply, TaskToken};
 
 /// Simulated time: a monotonic clock that only the simulator moves, and a wall clock that it
 /// may also step either way.
@@ -221,71 +220,27 @@ impl Shared {
     }
 }
 
-/// The transport simulated attempts report through: the same calls into the core as the
-/// engine's own transport.
-pub(crate) struct SimTransport(pub(crate) Shared);
-
-impl Transport for SimTransport {
-    fn keeps_details(&self) -> bool {
-        true
+impl super::super::transport::Shell for Shared {
+    fn change<T>(&self, f: impl FnOnce(&mut Core, &mut Effects) -> T) -> T {
+        self.lock().change(f)
     }
 
-    fn checkpoint_interval(&self) -> Option<Duration> {
-        Some(crate::engine::DEFAULT_CHECKPOINT_INTERVAL)
-    }
-
-    fn heartbeat<'a>(
-        &'a self,
-        token: &'a TaskToken,
-        details: Option<&'a Payload>,
-    ) -> BoxFuture<'a, Result<HeartbeatReply, TransportError>> {
-        let mut shell = self.0.lock();
-        let r = shell.core.heartbeat(token, details).map(|(reply, write)| {
+    fn heartbeat(
+        &self,
+        token: &TaskToken,
+        details: Option<&Payload>,
+    ) -> Result<HeartbeatReply, TransportError> {
+        // What `Inner::heartbeat` does: the core's answer, its write queued.
+        let mut shell = self.lock();
+        shell.core.heartbeat(token, details).map(|(reply, write)| {
             if let Some(w) = write {
                 shell.queue(w, None);
             }
             reply
-        });
-        Box::pin(async move { r })
+        })
     }
 
-    fn complete<'a>(
-        &'a self,
-        token: &'a TaskToken,
-        output: Payload,
-    ) -> BoxFuture<'a, Result<(), TransportError>> {
-        if let Some((id, attempt)) = parse_token(token) {
-            self.0
-                .lock()
-                .change(|core, fx| core.complete(id, attempt, output, fx));
-        }
-        Box::pin(async { Ok(()) })
-    }
-
-    fn fail<'a>(
-        &'a self,
-        token: &'a TaskToken,
-        error: &'a ActivityError,
-        last_details: Option<&'a Payload>,
-    ) -> BoxFuture<'a, Result<(), TransportError>> {
-        if let Some((id, attempt)) = parse_token(token) {
-            self.0
-                .lock()
-                .change(|core, fx| core.failed(id, attempt, error, last_details.cloned(), fx));
-        }
-        Box::pin(async { Ok(()) })
-    }
-
-    fn cancelled<'a>(
-        &'a self,
-        token: &'a TaskToken,
-        details: Option<&'a Payload>,
-    ) -> BoxFuture<'a, Result<(), TransportError>> {
-        if let Some((id, attempt)) = parse_token(token) {
-            self.0
-                .lock()
-                .change(|core, fx| core.cancelled(id, attempt, details.cloned(), fx));
-        }
-        Box::pin(async { Ok(()) })
+    fn checkpoint_interval(&self) -> Duration {
+        crate::engine::DEFAULT_CHECKPOINT_INTERVAL
     }
 }

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::check::{Model, Violation};
 use super::rng::Rng;
-use super::shell::{Shared, Shell, SimClock, SimTransport};
+use super::shell::{Shared, Shell, SimClock};
 use super::{Action, Ending};
 use crate::checkpoint;
 use crate::context::{ActivityContext, ActivityInfo, Env, Shared as AttemptShared, Slot};
@@ -333,7 +333,9 @@ impl World {
         };
         let heartbeat_interval = info.heartbeat_interval;
         let env = Arc::new(Env {
-            transport: Arc::new(SimTransport(self.shell.clone())),
+            transport: Arc::new(crate::engine::transport::EngineTransport(
+                self.shell.clone(),
+            )),
             state: StateMap::default(),
             pump_on_runtime: false,
         });
