@@ -235,12 +235,24 @@ pub fn decode_current<T: Checkpoint>(
             ),
         });
     }
-    T::deserialize(value).map_err(|e| CheckpointDecodeError {
+    crate::payload::decode_value(&value).map_err(|e| CheckpointDecodeError {
         type_name: T::TYPE_NAME,
         version: Some(version),
         expected: T::VERSION,
-        message: e.to_string(),
+        message: e.where_and_why(),
     })
+}
+
+/// What kind of JSON value `v` is, for messages that must not quote it.
+fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Null => "null",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Number(_) => "a number out of range",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::Object(_) => "an object",
+    }
 }
 
 /// Decodes `value` written at `version` as `T`, migrating older versions through `Old`.
@@ -419,7 +431,7 @@ pub fn decode_payload<T: Checkpoint>(payload: &Payload) -> Result<T, CheckpointD
         message,
     };
     let value: serde_json::Value =
-        serde_json::from_slice(payload.data()).map_err(|e| err(None, e.to_string()))?;
+        crate::payload::decode_json(payload.data()).map_err(|e| err(None, e.where_and_why()))?;
     let (version, value) = match value {
         serde_json::Value::Object(mut map) if map.contains_key(VERSION_KEY) => {
             let v = map.remove(VERSION_KEY).unwrap_or_default();
@@ -427,7 +439,15 @@ pub fn decode_payload<T: Checkpoint>(payload: &Payload) -> Result<T, CheckpointD
             let version = v
                 .as_u64()
                 .and_then(|v| u32::try_from(v).ok())
-                .ok_or_else(|| err(None, format!("{VERSION_KEY} is not a version number: {v}")))?;
+                .ok_or_else(|| {
+                    err(
+                        None,
+                        format!(
+                            "{VERSION_KEY} is not a version number but {}",
+                            json_kind(&v)
+                        ),
+                    )
+                })?;
             let inner = match map.remove(VALUE_KEY) {
                 Some(inner) if map.is_empty() => inner,
                 Some(inner) => {

@@ -81,7 +81,7 @@ pub use definition::{
     RetryPolicy,
 };
 pub use error::{ActivityError, CancelReason, CheckpointError, ResultExt, TransportError};
-pub use payload::Payload;
+pub use payload::{DecodeError, Payload};
 pub use state::{MissingState, StateMap};
 
 /// `#[activity(...)]`: see [`hb_macros::activity`].

@@ -1,5 +1,6 @@
 //! Bad input: an input payload that does not decode fails the attempt at once, non-retryably,
-//! naming the activity, the expected type and the serde error, without running the body; a
+//! naming the activity, the expected type, the field and the position (never the value: see
+//! `log_redaction.rs`), without running the body; a
 //! `#[state]` resource the worker does not provide fails the same way.
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -99,7 +100,6 @@ fn bad_input<A: Activity>(run: hb_runtime::testing::TestRun<A>) -> (String, &'st
 #[tokio::test(start_paused = true)]
 async fn an_input_of_the_wrong_type_fails_at_once_without_running_the_body() {
     let payload = Payload::json("forty-two").unwrap();
-    let serde_message = payload.decode::<u64>().unwrap_err().to_string();
     let run = ActivityEnvironment::new()
         .run_payload(double, payload)
         .await;
@@ -107,7 +107,10 @@ async fn an_input_of_the_wrong_type_fails_at_once_without_running_the_body() {
     let (activity, expected, message) = bad_input(run);
     assert_eq!(activity, "double");
     assert_eq!(expected, "u64");
-    assert_eq!(message, serde_message);
+    assert_eq!(
+        message,
+        "at . (line 1, column 11): invalid type: string, expected u64"
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -129,12 +132,14 @@ async fn a_struct_input_missing_a_field_names_the_type_and_the_field() {
 #[tokio::test(start_paused = true)]
 async fn bytes_that_are_not_json_are_bad_input() {
     let payload = Payload::from_json_bytes(b"{\"items\": [1, 2".to_vec());
-    let serde_message = payload.decode::<Batch>().unwrap_err().to_string();
     let run = ActivityEnvironment::new()
         .run_payload(process, payload)
         .await;
     let (_, _, message) = bad_input(run);
-    assert_eq!(message, serde_message);
+    assert_eq!(
+        message,
+        "at items (line 1, column 15): EOF while parsing a list"
+    );
 }
 
 #[tokio::test(start_paused = true)]

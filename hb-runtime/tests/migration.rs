@@ -330,25 +330,23 @@ async fn fail_policy_rejects_a_newer_version_naming_type_and_version() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn fail_policy_rejects_corrupt_bytes_with_the_serde_message() {
+async fn fail_policy_rejects_corrupt_bytes_naming_the_position() {
     let bytes = b"{\"_hb_v\":2,\"next\":";
-    let serde_message = serde_json::from_slice::<serde_json::Value>(bytes)
-        .unwrap_err()
-        .to_string();
     let e = fails_with(json(bytes)).await;
     assert_eq!(e.type_name, "ProgressV2");
-    assert_eq!(e.message, serde_message);
+    assert_eq!(
+        e.message,
+        "at next (line 1, column 18): EOF while parsing a value"
+    );
     assert!(ActivityError::BadCheckpoint(e)
         .to_string()
-        .contains(&serde_message));
+        .contains("EOF while parsing a value"));
 }
 
+/// The field and serde's reason, without the value it refused (see `log_redaction.rs`).
 #[tokio::test(start_paused = true)]
-async fn fail_policy_rejects_a_wrong_shape_with_the_serde_message() {
-    let value = serde_json::json!({"next": "forty", "total": 1});
-    let serde_message = serde_json::from_value::<ProgressV2>(value.clone())
-        .unwrap_err()
-        .to_string();
+async fn fail_policy_rejects_a_wrong_shape_naming_the_field() {
+    let serde_message = "at next: invalid type: string, expected u64";
     let e = fails_with(json(br#"{"_hb_v":2,"next":"forty","total":1}"#)).await;
     assert_eq!(e.version, Some(2));
     assert!(

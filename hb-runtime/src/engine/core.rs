@@ -132,7 +132,7 @@ impl Live {
 
     /// The record of a row read from the file; `now` converts its stored times.
     pub(crate) fn from_row(row: ActivityRow, now: &Now) -> Self {
-        let options = serde_json::from_str(&row.options).unwrap_or_else(|e| {
+        let options = crate::payload::decode_json(row.options.as_bytes()).unwrap_or_else(|e| {
             tracing::warn!(id = %row.id, error = %e, "unreadable stored options; using defaults");
             StoredOptions::from_options(&crate::ActivityOptions::new())
         });

@@ -304,7 +304,7 @@ impl AttemptRunner {
             .map_err(|e| ActivityError::BadInput {
                 activity: A::NAME.to_owned(),
                 expected_type: std::any::type_name::<A::Input>(),
-                message: e.to_string(),
+                message: e.where_and_why(),
             });
         let body: BoxFuture<'static, Result<A::Output, ActivityError>> = match (early_error, input)
         {
