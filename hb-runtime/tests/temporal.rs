@@ -351,6 +351,9 @@ async fn an_input_that_does_not_decode_fails_at_once_without_retries(env: &Env) 
         message.contains("double") && message.contains("u64"),
         "{message}"
     );
+    // What the server stores and every caller sees: the reason, not the value.
+    assert!(message.contains("invalid type: string"), "{message}");
+    assert!(!message.contains("twenty-one"), "{message}");
 }
 
 async fn an_error_type_the_activity_lists_as_non_retryable_is_not_retried_by_the_caller(env: &Env) {

@@ -43,7 +43,8 @@
 //!   the API key revoked) stops by itself the same way, and [`WorkerHandle::wait`] returns
 //!   [`TemporalError::Poll`]; an unreachable server is retried, not such an error.
 //! - An input that does not decode into the activity's input type fails the activity at once,
-//!   non-retryably (`BadInput`, naming the activity, the expected type and the serde error).
+//!   non-retryably (`BadInput`, naming the activity, the expected type, the field and the
+//!   position; never the value).
 
 mod auto;
 mod client;
