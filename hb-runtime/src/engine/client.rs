@@ -203,9 +203,10 @@ impl Description {
     }
 }
 
-/// The wall-clock time of stored `ms` (a hostile file's extreme values saturate).
+/// The wall-clock time of stored `ms`, as stored (a hostile file's extreme values too: tools
+/// show them as out of range); before 1970 reads as 1970.
 fn time(ms: i64) -> SystemTime {
-    let d = Duration::from_millis(ms.max(0) as u64).min(super::clock::FAR * 10);
+    let d = Duration::from_millis(ms.max(0).unsigned_abs());
     UNIX_EPOCH.checked_add(d).unwrap_or(UNIX_EPOCH)
 }
 
