@@ -346,17 +346,13 @@ async fn fail_policy_rejects_corrupt_bytes_naming_the_position() {
 /// The field and serde's reason, without the value it refused (see `log_redaction.rs`).
 #[tokio::test(start_paused = true)]
 async fn fail_policy_rejects_a_wrong_shape_naming_the_field() {
-    let serde_message = "at next: invalid type: string, expected u64";
+    let reason = "at next: invalid type: string, expected u64";
     let e = fails_with(json(br#"{"_hb_v":2,"next":"forty","total":1}"#)).await;
     assert_eq!(e.version, Some(2));
-    assert!(
-        e.message.contains(&serde_message),
-        "{} vs {serde_message}",
-        e.message
-    );
+    assert!(e.message.contains(reason), "{} vs {reason}", e.message);
     let shown = ActivityError::BadCheckpoint(e).to_string();
     assert!(
-        shown.contains("ProgressV2") && shown.contains(&serde_message),
+        shown.contains("ProgressV2") && shown.contains(reason),
         "{shown}"
     );
 }

@@ -17,7 +17,7 @@ static RELEASING: Mutex<Vec<(PathBuf, JoinHandle<()>)>> = Mutex::new(Vec::new())
 pub(crate) fn key(path: &Path) -> PathBuf {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty());
     match (
-        dir.map_or_else(|| std::env::current_dir(), std::fs::canonicalize),
+        dir.map_or_else(std::env::current_dir, std::fs::canonicalize),
         path.file_name(),
     ) {
         (Ok(dir), Some(name)) => dir.join(name),

@@ -710,11 +710,15 @@ fn writer_loop(mut conn: Connection, path: PathBuf, inbox: &Inbox) -> Connection
     conn
 }
 
+/// Stores a batch of writes in one transaction; answers, per write, whether it changed a row.
+pub(crate) type Apply<'a> =
+    dyn FnMut(&mut [(Write, Option<Ack>)]) -> Result<Vec<bool>, EngineError> + 'a;
+
 /// Commits `batch` through `apply` in one transaction (or, if that fails, each write alone)
 /// and returns the acknowledgements with their results, in order; `batch` is left empty.
 pub(crate) fn commit(
     batch: &mut Vec<(Write, Option<Ack>)>,
-    apply: &mut dyn FnMut(&mut [(Write, Option<Ack>)]) -> Result<Vec<bool>, EngineError>,
+    apply: &mut Apply<'_>,
 ) -> Vec<(Ack, Result<bool, EngineError>)> {
     let mut acks = Vec::new();
     if batch.is_empty() {

@@ -28,6 +28,10 @@ impl fmt::Display for Violation {
     }
 }
 
+/// A checkpoint a running body made: its number, when, and which attempt of which process
+/// (counted by crashes).
+pub(crate) type Made = (u64, Instant, (u32, u64));
+
 /// What the simulator knows must be true, per activity id.
 #[derive(Default)]
 pub(crate) struct Model {
@@ -38,7 +42,7 @@ pub(crate) struct Model {
     pub(crate) durable: HashMap<String, u64>,
     /// Checkpoints made by running bodies: number, when, which attempt of which process
     /// (counted by crashes), the latest few.
-    pub(crate) made: HashMap<String, Vec<(u64, Instant, (u32, u64))>>,
+    pub(crate) made: HashMap<String, Vec<Made>>,
     /// How each durably closed activity closed.
     pub(crate) closed: HashMap<String, ActivityState>,
     /// Activities the file has held open.

@@ -321,7 +321,7 @@ impl World {
             }
         }
         // What the worker and `AttemptRunner::start` do.
-        let options = task.options.apply_to(self.keys[key].options.clone());
+        let options = task.options.apply_to(self.keys[key].options);
         let info = ActivityInfo {
             activity_id: task.id.to_string(),
             activity_type: self.keys[key].activity_type,
@@ -988,7 +988,7 @@ impl World {
         }
         self.callers();
         self.check_memory();
-        if self.step % FULL_CHECK_EVERY == 0 {
+        if self.step.is_multiple_of(FULL_CHECK_EVERY) {
             self.check_open();
         }
     }
@@ -1060,16 +1060,16 @@ impl World {
         // Nothing open is ever pruned: every activity the engine has open and the file held
         // is still there.
         for l in shell.core.live.values() {
-            if self.model.durable.contains_key(&*l.id) || self.model.stored_open.contains(&*l.id) {
-                if !rows.iter().any(|r| r.id == l.id) && l.closing.is_none() {
-                    problem = Some((
-                        "pruned-open",
-                        format!(
-                            "{} is open ({}) but its row is gone from the file",
-                            l.id, l.state
-                        ),
-                    ));
-                }
+            let stored =
+                self.model.durable.contains_key(&*l.id) || self.model.stored_open.contains(&*l.id);
+            if stored && !rows.iter().any(|r| r.id == l.id) && l.closing.is_none() {
+                problem = Some((
+                    "pruned-open",
+                    format!(
+                        "{} is open ({}) but its row is gone from the file",
+                        l.id, l.state
+                    ),
+                ));
             }
         }
         for row in rows {
