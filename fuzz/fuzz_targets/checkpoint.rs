@@ -11,7 +11,7 @@
 //!   finite floats included.
 //!
 //! Floats may drift by a few ulps per round trip (serde_json without `float_roundtrip`); that is
-//! tolerated unless `HB_FUZZ_EXACT_FLOATS=1` (see `fuzz/regressions/checkpoint/`).
+//! tolerated unless `HB_FUZZ_STRICT=1` (see `fuzz/regressions/checkpoint/`).
 //!
 //! Floats: JSON has no NaN or infinity. A decoded `f64` is always finite; a value holding NaN
 //! encodes as `null` and is then refused by its own decode (see `non_finite`).

@@ -7,10 +7,10 @@ use serde_json::Value;
 /// places: serde_json, as hb builds it (without its `float_roundtrip` feature), parses a float
 /// by multiplying or dividing its digits by a rounded power of ten (once or twice), so the
 /// shortest text of an `f64` may come back as a neighbour a few ulps away, and a value holding
-/// floats drifts on every round trip (`fuzz/regressions/checkpoint/`). Set
-/// `HB_FUZZ_EXACT_FLOATS=1` to demand exact round trips.
+/// floats drifts on every round trip (`fuzz/regressions/checkpoint/`). With
+/// `HB_FUZZ_STRICT=1` set, round trips must be exact.
 pub fn same_but_float_drift<T: Serialize>(a: &T, b: &T) -> bool {
-    if std::env::var_os("HB_FUZZ_EXACT_FLOATS").is_some() {
+    if crate::strict() {
         return false;
     }
     match (serde_json::to_value(a), serde_json::to_value(b)) {
