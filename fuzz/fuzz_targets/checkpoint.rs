@@ -10,8 +10,8 @@
 //! - values built from the input (strings with `"_hb_`, keys named `_hb_v`) round trip too,
 //!   finite floats included.
 //!
-//! Floats may drift by a few ulps per round trip (serde_json without `float_roundtrip`); that is
-//! tolerated unless `HB_FUZZ_STRICT=1` (see `fuzz/regressions/checkpoint/`).
+//! Floats round trip exactly (serde_json's `float_roundtrip`; before it, they drifted by an ulp
+//! or two: `fuzz/regressions/checkpoint/`).
 //!
 //! Floats: JSON has no NaN or infinity. A decoded `f64` is always finite; a value holding NaN
 //! encodes as `null` and is then refused by its own decode (see `non_finite`).
@@ -22,7 +22,6 @@ use std::collections::BTreeMap;
 use std::fmt::Debug;
 
 use arbitrary::{Arbitrary, Unstructured};
-use hb_fuzz::same_but_float_drift;
 use hb_runtime::checkpoint::{
     decode_payload, encode_payload, progress_of, CheckpointDecodeError, VERSION_KEY,
 };
@@ -178,7 +177,7 @@ fn well_formed<T: Checkpoint>(e: &CheckpointDecodeError) {
     let _ = e.to_string();
 }
 
-/// `value` encodes, decodes back equal (floats within a few ulps: see `same_but_float_drift`),
+/// `value` encodes, decodes back equal (floats exactly),
 /// encodes to the same bytes again, and its envelope reports its progress.
 fn round_trip<T: Checkpoint + PartialEq + Debug>(value: &T) {
     let encoded = encode_payload(value)
@@ -190,14 +189,11 @@ fn round_trip<T: Checkpoint + PartialEq + Debug>(value: &T) {
         )
     });
     assert_eq!(progress_of(&encoded), value.progress(), "{value:?}");
-    if back != *value {
-        assert!(
-            same_but_float_drift(&back, value),
-            "round trip through {:?}: {back:?} != {value:?}",
-            String::from_utf8_lossy(encoded.data())
-        );
-        return;
-    }
+    assert!(
+        back == *value,
+        "round trip through {:?}: {back:?} != {value:?}",
+        String::from_utf8_lossy(encoded.data())
+    );
     let again = encode_payload(&back).expect("encodes once more");
     assert_eq!(again.data(), encoded.data(), "encoding is not stable");
 }

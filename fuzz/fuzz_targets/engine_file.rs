@@ -25,7 +25,6 @@ use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
 use hb_fuzz::engine_file::{now_ms, prepare, sibling, Edit, Patch};
-use hb_fuzz::strict;
 use hb_runtime::engine::__fuzz::parse_task_token;
 use hb_runtime::engine::{
     request_cancel, request_heartbeat, Engine, EngineError, EngineOptions, Inspector, ListFilter,
@@ -296,21 +295,6 @@ fn make_seed(runtime: &tokio::runtime::Runtime, path: &Path) -> Vec<u8> {
     seed
 }
 
-/// Whether `Engine::open` stamps a file with this `header` again before it has read its rows:
-/// hb's `application_id` with a `user_version` other than 1 (migrated) or 2 (current) gets the
-/// schema and `user_version = 2` first, so a damaged one is refused as corrupt ("left
-/// untouched") after it was changed (`fuzz/regressions/engine_file/`). Tolerated unless
-/// `HB_FUZZ_STRICT`.
-fn restamped(header: &[u8]) -> bool {
-    let field = |at: usize| {
-        header
-            .get(at..at + 4)
-            .map(|b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    };
-    // The SQLite header: user_version at byte 60, application_id at byte 68.
-    field(68) == Some(0x6862_0001) && !matches!(field(60), Some(1 | 2))
-}
-
 /// Removes the file and everything an engine or SQLite puts beside it.
 fn remove_all(path: &Path) {
     for suffix in ["", "-wal", "-shm", "-journal", ".lock"] {
@@ -355,7 +339,7 @@ fuzz_target!(|case: Case| {
             | EngineError::Corrupt { .. }),
         ) => {
             let after = fs::read(&path).expect("read the file");
-            if after != before && (strict() || !restamped(&before)) {
+            if after != before {
                 let first = after.iter().zip(&before).position(|(a, b)| a != b);
                 panic!(
                     "refused ({e}) but changed the file: {} bytes before, {} after, first \

@@ -1,9 +1,6 @@
 //! Helpers of the fuzz targets (`fuzz_targets/`).
 
 pub mod engine_file;
-pub mod floats;
-
-pub use floats::same_but_float_drift;
 
 /// Whether `HB_FUZZ_STRICT` is set: then the targets fail on the known findings they
 /// otherwise tolerate so as to go on finding others (`fuzz/regressions/README.md`).

@@ -404,6 +404,32 @@ async fn a_damaged_file_is_refused_as_corrupt_and_left_untouched() {
     refused_untouched(&path, |e| matches!(e, EngineError::Corrupt { .. })).await;
 }
 
+/// Found by fuzzing (`fuzz/regressions/engine_file/`): a file with hb's application_id but no
+/// schema version was given the schema and stamped before its damage was found, then refused
+/// as "left untouched". hb stamps both in one transaction, so such a file is not hb's.
+#[tokio::test]
+async fn hb_s_application_id_without_a_schema_version_is_refused_untouched() {
+    for version in [0, -1] {
+        let dir = Scratch::new("unversioned");
+        let path = dir.join("hb.db");
+        populated(&path, 10).await;
+        let db = rusqlite::Connection::open(&path).unwrap();
+        db.execute_batch(&format!("PRAGMA user_version = {version};"))
+            .unwrap();
+        drop(db);
+        // Damaged as well: nothing may be written before the damage is found.
+        let mut bytes = fs::read(&path).unwrap();
+        for (i, b) in bytes.iter_mut().enumerate().skip(4096) {
+            *b = (i as u8).wrapping_mul(31) ^ 0xa5;
+        }
+        fs::write(&path, &bytes).unwrap();
+        refused_untouched(&path, |e| {
+            matches!(e, EngineError::Foreign { reason, .. } if reason.contains("schema version"))
+        })
+        .await;
+    }
+}
+
 #[tokio::test]
 async fn reopening_after_a_clean_close_recovers_open_activities() {
     let dir = Scratch::new("reopen");

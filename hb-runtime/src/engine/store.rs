@@ -449,12 +449,17 @@ pub(crate) fn init(conn: &Connection, path: &Path) -> Result<(), EngineError> {
             _ => {}
         }
     }
-    conn.execute_batch(SCHEMA)
-        .map_err(|e| EngineError::sqlite(path, e))?;
+    // The tables and the stamp in one transaction: a file with hb's application_id always has
+    // a schema version (check_identity refuses one without).
     conn.execute_batch(&format!(
-        "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
+        "BEGIN IMMEDIATE; {SCHEMA}
+         PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};
+         COMMIT;"
     ))
-    .map_err(|e| EngineError::sqlite(path, e))
+    .map_err(|e| {
+        let _ = conn.execute_batch("ROLLBACK;");
+        EngineError::sqlite(path, e)
+    })
 }
 
 /// Upgrades a file of schema 1 to this one, in one transaction: the column that marks attempts
@@ -540,6 +545,15 @@ fn check_identity(conn: &Connection, path: &Path, may_init: bool) -> Result<(), 
         return Err(EngineError::Foreign {
             path: path.to_path_buf(),
             reason: format!("SQLite application_id is {app:#x}, not hb's {APPLICATION_ID:#x}"),
+        });
+    }
+    if version < 1 {
+        // hb stamps its application_id and a schema version together: a file with the one
+        // and not the other was not written by hb (or was damaged). Refused before anything
+        // is written to it (found by fuzzing: such a file was stamped, then refused).
+        return Err(EngineError::Foreign {
+            path: path.to_path_buf(),
+            reason: format!("hb's application_id with schema version {version}"),
         });
     }
     if version > SCHEMA_VERSION {
