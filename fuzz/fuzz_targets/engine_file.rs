@@ -205,21 +205,28 @@ fn wait_released(path: &Path) {
 }
 
 /// A small engine file with a bit of everything, closed cleanly; its bytes.
+/// A worker running every activity of the fixture, handing task tokens to `tx`.
+fn spawn_worker(
+    engine: &Engine,
+    tx: tokio::sync::mpsc::UnboundedSender<TaskToken>,
+) -> Result<hb_runtime::engine::WorkerHandle, EngineError> {
+    engine
+        .worker()
+        .register(double)
+        .register(count_to)
+        .register(failing)
+        .register(stuck)
+        .state(tx)
+        .shutdown_grace(Duration::from_millis(1))
+        .spawn()
+}
+
 fn make_seed(runtime: &tokio::runtime::Runtime, path: &Path) -> Vec<u8> {
     let (engine, token) = runtime.block_on(async {
         let options = EngineOptions::default().keep_closed_forever();
         let engine = Engine::open_with(path, options).await.expect("a new file");
         let (tx, mut tokens) = unbounded_channel::<TaskToken>();
-        let worker = engine
-            .worker()
-            .register(double)
-            .register(count_to)
-            .register(failing)
-            .register(stuck)
-            .state(tx)
-            .shutdown_grace(Duration::from_millis(1))
-            .spawn()
-            .expect("a worker");
+        let worker = spawn_worker(&engine, tx).expect("a worker");
         let client = engine.client();
         let done = client.start(double, 21, StartOptions::id("done")).await;
         assert_eq!(done.unwrap().result().await.unwrap(), 42);
@@ -432,15 +439,7 @@ async fn exercise(path: &Path, options: EngineOptions, case: &Case) -> Result<En
     }
     if let Some(ms) = case.options.worker_ms {
         let (tx, _) = unbounded_channel::<TaskToken>();
-        let worker = engine
-            .worker()
-            .register(double)
-            .register(count_to)
-            .register(failing)
-            .register(stuck)
-            .state(tx)
-            .shutdown_grace(Duration::from_millis(1))
-            .spawn();
+        let worker = spawn_worker(&engine, tx);
         if let Ok(worker) = worker {
             tokio::time::sleep(Duration::from_millis(u64::from(ms % 4))).await;
             worker.shutdown().await;

@@ -247,6 +247,8 @@ async fn the_engine_stores_and_returns_decode_failures_without_values() {
         .any(|e| e.message.contains("unreadable stored options"));
     assert!(warned, "the engine warns about the options it cannot read");
     assert_no_secret_logged();
+    drop(engine);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn tempdir() -> std::path::PathBuf {
