@@ -124,10 +124,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                     .last_failure
                     .as_ref()
                     .map_or_else(String::new, |f| f.to_string());
-                say(&bar, format!(
-                    "attempt {attempt_seen} died: {why}\nattempt {} resumes from item {resumed} (its last checkpoint)",
-                    d.attempt
-                ));
+                say(
+                    &bar,
+                    format!(
+                        "attempt {attempt_seen} died: {why}\nattempt {} resumes from item {resumed} (its last checkpoint)",
+                        d.attempt
+                    ),
+                );
             }
             if attempt_seen == 0 {
                 say(&bar, format!("attempt {} started", d.attempt));

@@ -98,7 +98,9 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
         .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
-        println!("temporal_worker [--address http://localhost:7233] [--namespace default] [--task-queue hb-example]");
+        println!(
+            "temporal_worker [--address http://localhost:7233] [--namespace default] [--task-queue hb-example]"
+        );
         return Ok(ExitCode::SUCCESS);
     }
     let address = flag(&args, "--address", "http://localhost:7233");
@@ -113,7 +115,9 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     .register(double)
     .spawn()
     .await?;
-    println!("hb worker on {address}, namespace {namespace}, task queue {task_queue}: process_batch, double (Ctrl-C stops it)");
+    println!(
+        "hb worker on {address}, namespace {namespace}, task queue {task_queue}: process_batch, double (Ctrl-C stops it)"
+    );
     tokio::select! {
         // The worker stopped by itself: polling failed for good (the namespace was deleted,
         // the API key revoked). Its attempts were stopped with their checkpoints; exit with

@@ -9,7 +9,7 @@
 use std::hint::black_box;
 use std::time::Duration;
 
-use criterion::{criterion_group, Criterion};
+use criterion::{Criterion, criterion_group};
 use hb_runtime::runner::{AttemptRequest, AttemptRunner};
 use hb_runtime::transport::{NullTransport, TaskToken};
 use hb_runtime::{

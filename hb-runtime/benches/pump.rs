@@ -10,11 +10,11 @@
 //! before the criterion run.
 
 use std::hint::black_box;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use criterion::{criterion_group, Criterion};
+use criterion::{Criterion, criterion_group};
 use hb_runtime::heartbeat::Pump;
 use hb_runtime::runner::{AttemptRequest, AttemptRunner};
 use hb_runtime::transport::{NullTransport, TaskToken};
@@ -23,7 +23,7 @@ use hb_runtime::{
     Payload,
 };
 use serde::{Deserialize, Serialize};
-use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
+use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
 // Counts heap bytes exactly (no backtraces, a few atomics per allocation).
 #[global_allocator]

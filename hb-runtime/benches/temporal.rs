@@ -42,7 +42,7 @@ fn rss_bytes() -> u64 {
 /// Plain temporalio-sdk activities measuring `record_heartbeat` from the inside.
 mod sdk {
     #![allow(dead_code)]
-    use super::{rss_bytes, Progress};
+    use super::{Progress, rss_bytes};
     use std::time::Instant;
 
     pub struct Measure;

@@ -789,35 +789,43 @@ mod tests {
         let other = Waker::noop();
 
         let mut own = Box::pin(ctx.cancelled());
-        assert!(own
-            .as_mut()
-            .poll(&mut Context::from_waker(&attempts))
-            .is_pending());
+        assert!(
+            own.as_mut()
+                .poll(&mut Context::from_waker(&attempts))
+                .is_pending()
+        );
         assert!(
             own.waiting.is_none(),
             "no wait list entry in the attempt's task"
         );
 
         let mut elsewhere = Box::pin(ctx.cancelled());
-        assert!(elsewhere
-            .as_mut()
-            .poll(&mut Context::from_waker(other))
-            .is_pending());
+        assert!(
+            elsewhere
+                .as_mut()
+                .poll(&mut Context::from_waker(other))
+                .is_pending()
+        );
         assert!(elsewhere.waiting.is_some(), "waits on the token");
 
         ctx.inner.cancel_with(CancelReason::Requested);
-        assert!(own
-            .as_mut()
-            .poll(&mut Context::from_waker(&attempts))
-            .is_ready());
-        assert!(elsewhere
-            .as_mut()
-            .poll(&mut Context::from_waker(other))
-            .is_ready());
+        assert!(
+            own.as_mut()
+                .poll(&mut Context::from_waker(&attempts))
+                .is_ready()
+        );
+        assert!(
+            elsewhere
+                .as_mut()
+                .poll(&mut Context::from_waker(other))
+                .is_ready()
+        );
         let mut after = Box::pin(ctx.cancelled());
-        assert!(after
-            .as_mut()
-            .poll(&mut Context::from_waker(other))
-            .is_ready());
+        assert!(
+            after
+                .as_mut()
+                .poll(&mut Context::from_waker(other))
+                .is_ready()
+        );
     }
 }

@@ -319,7 +319,9 @@ impl<T, E: fmt::Display> ResultExt<T> for Result<T, E> {
 #[non_exhaustive]
 pub enum CheckpointError {
     /// The encoded checkpoint is larger than the activity's `max_checkpoint_size`.
-    #[error("checkpoint {type_name} is {size} bytes encoded, above the {limit}-byte limit; the previous checkpoint was kept")]
+    #[error(
+        "checkpoint {type_name} is {size} bytes encoded, above the {limit}-byte limit; the previous checkpoint was kept"
+    )]
     TooLarge {
         /// The checkpoint type.
         type_name: &'static str,
@@ -329,9 +331,7 @@ pub enum CheckpointError {
         limit: usize,
     },
     /// The value passed is not the activity's checkpoint type.
-    #[error(
-        "checkpoint of type {found} passed to an activity whose checkpoint type is {expected}"
-    )]
+    #[error("checkpoint of type {found} passed to an activity whose checkpoint type is {expected}")]
     WrongType {
         /// The activity's declared checkpoint type.
         expected: &'static str,

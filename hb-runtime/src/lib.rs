@@ -84,12 +84,12 @@ pub use error::{ActivityError, CancelReason, CheckpointError, ResultExt, Transpo
 pub use payload::{DecodeError, Payload};
 pub use state::{MissingState, StateMap};
 
-/// `#[activity(...)]`: see [`hb_macros::activity`].
-#[cfg(feature = "macros")]
-pub use hb_macros::activity;
 /// `#[derive(Checkpoint)]`: see [`hb_macros::Checkpoint`].
 #[cfg(feature = "macros")]
 pub use hb_macros::Checkpoint;
+/// `#[activity(...)]`: see [`hb_macros::activity`].
+#[cfg(feature = "macros")]
+pub use hb_macros::activity;
 
 /// Everything an activity author needs: `use hb_runtime::prelude::*;`.
 pub mod prelude {
@@ -106,7 +106,7 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::checkpoint::{
-        decode_current, decode_migrated, Checkpoint, CheckpointDecodeError, Progress, ProgressCount,
+        Checkpoint, CheckpointDecodeError, Progress, ProgressCount, decode_current, decode_migrated,
     };
     pub use crate::context::ActivityContext;
     pub use crate::definition::{
@@ -118,8 +118,8 @@ pub mod __private {
     pub use core::option::Option;
     pub use core::result::Result;
     pub use core::time::Duration;
-    pub use serde::de::DeserializeOwned;
     pub use serde::Serialize;
+    pub use serde::de::DeserializeOwned;
     pub use serde_json::Value;
     pub use std::boxed::Box;
 

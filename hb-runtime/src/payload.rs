@@ -5,8 +5,8 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 use bytes::Bytes;
-use serde::de::DeserializeOwned;
 use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 /// The encoding hb writes and reads: Temporal's JSON payload converter.
 pub const JSON_PLAIN: &str = "json/plain";
@@ -210,11 +210,7 @@ pub struct DecodeError {
 }
 
 fn display_path(path: &str) -> &str {
-    if path.is_empty() {
-        "."
-    } else {
-        path
-    }
+    if path.is_empty() { "." } else { path }
 }
 
 fn display_position(line: usize, column: usize) -> String {

@@ -131,7 +131,9 @@ impl fmt::Debug for StateMap {
 /// # }
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("no worker state of type `{type_name}`: add it with `.state(value)` on the worker (or `.with_state(value)` on the test environment)")]
+#[error(
+    "no worker state of type `{type_name}`: add it with `.state(value)` on the worker (or `.with_state(value)` on the test environment)"
+)]
 #[non_exhaustive]
 pub struct MissingState {
     /// The missing type.

@@ -3,8 +3,8 @@
 //! `log_redaction.rs`), without running the body; a
 //! `#[state]` resource the worker does not provide fails the same way.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use hb_runtime::prelude::*;

@@ -252,10 +252,12 @@ async fn a_well_behaved_body_gets_no_blocked_executor_warning() {
         .run(crunch, 1_500)
         .await;
     run.result.as_ref().unwrap();
-    assert!(!logs
-        .for_activity("crunch-quiet")
-        .iter()
-        .any(|e| e.level == Level::WARN));
+    assert!(
+        !logs
+            .for_activity("crunch-quiet")
+            .iter()
+            .any(|e| e.level == Level::WARN)
+    );
 }
 
 /// What a test written as the README suggests for other activities did before: under a paused

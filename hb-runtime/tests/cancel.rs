@@ -6,13 +6,13 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
+use hb_runtime::Payload;
 use hb_runtime::checkpoint::decode_payload;
 use hb_runtime::heartbeat::Pump;
 use hb_runtime::prelude::*;
 use hb_runtime::runner::{AttemptRequest, AttemptRunner};
 use hb_runtime::testing::ActivityEnvironment;
 use hb_runtime::transport::{HeartbeatReply, MemoryTransport, RecordedCall, TaskToken};
-use hb_runtime::Payload;
 
 #[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug, PartialEq)]
 struct Step {
@@ -343,10 +343,11 @@ async fn a_pause_stops_the_attempt_as_a_retryable_failure_not_a_cancellation() {
         }
         other => panic!("expected a failure report, got {other:?}"),
     }
-    assert!(!run
-        .calls
-        .iter()
-        .any(|c| matches!(c, RecordedCall::Cancelled { .. })));
+    assert!(
+        !run.calls
+            .iter()
+            .any(|c| matches!(c, RecordedCall::Cancelled { .. }))
+    );
 }
 
 #[tokio::test(start_paused = true)]

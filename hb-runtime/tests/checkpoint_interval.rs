@@ -12,7 +12,7 @@ use hb_runtime::checkpoint::decode_payload;
 use hb_runtime::engine::{Engine, StartOptions};
 use hb_runtime::prelude::*;
 use hb_runtime::testing::{ActivityEnvironment, TestRun};
-use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
 fn ms(n: u64) -> Duration {
     Duration::from_millis(n)

@@ -5,9 +5,9 @@
 
 use std::collections::BTreeMap;
 
+use hb_runtime::Payload;
 use hb_runtime::checkpoint::{decode_payload, encode_payload, progress_of};
 use hb_runtime::prelude::*;
-use hb_runtime::Payload;
 use proptest::prelude::*;
 
 #[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug, PartialEq)]

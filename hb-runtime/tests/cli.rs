@@ -229,8 +229,8 @@ async fn populated(dir: &TempDir) -> (PathBuf, Engine, WorkerHandle) {
 fn with_engine_gone<T: Send + 'static>(
     path: &Path,
     f: impl FnOnce(PathBuf) -> std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>
-        + Send
-        + 'static,
+    + Send
+    + 'static,
 ) -> T {
     let p = path.to_path_buf();
     let out = std::thread::spawn(move || {

@@ -1,7 +1,7 @@
 //! The embedded engine end to end: start, run, retry from the checkpoint, time out, cancel.
 
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use hb_runtime::engine::{

@@ -8,14 +8,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
+use hb_runtime::Payload;
 use hb_runtime::engine::{
-    request_heartbeat, ActivityFailure, ActivityState, Engine, EngineError, Inspector,
-    StartOptions, TimeoutKind,
+    ActivityFailure, ActivityState, Engine, EngineError, Inspector, StartOptions, TimeoutKind,
+    request_heartbeat,
 };
 use hb_runtime::prelude::*;
 use hb_runtime::transport::TaskToken;
-use hb_runtime::Payload;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
+use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
 #[activity(
     start_to_close_timeout = "150ms",
@@ -494,10 +494,10 @@ where
     ) {
         let mut fields = Fields::default();
         attrs.record(&mut fields);
-        if fields.get("activity_id") == Some(HELD) {
-            if let Some(span) = ctx.span(id) {
-                span.extensions_mut().insert(Held);
-            }
+        if fields.get("activity_id") == Some(HELD)
+            && let Some(span) = ctx.span(id)
+        {
+            span.extensions_mut().insert(Held);
         }
     }
 

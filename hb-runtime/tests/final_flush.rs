@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
+use hb_runtime::Payload;
 use hb_runtime::checkpoint::decode_payload;
 use hb_runtime::heartbeat::Pump;
 use hb_runtime::prelude::*;
 use hb_runtime::runner::{AttemptRequest, AttemptRunner};
 use hb_runtime::testing::ActivityEnvironment;
 use hb_runtime::transport::{MemoryTransport, RecordedCall, TaskToken};
-use hb_runtime::Payload;
 
 #[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug, PartialEq)]
 struct Step {
@@ -240,10 +240,12 @@ async fn dropping_the_attempt_mid_run_still_flushes_its_checkpoint() {
     assert_eq!(step(heartbeats[0].details.as_ref()), Some(Step { n: 2 }));
     assert_eq!(heartbeats[0].token, TaskToken::new(*b"dropped"));
     // Nobody reported an outcome: the future that would have was dropped.
-    assert!(transport
-        .calls()
-        .iter()
-        .all(|c| matches!(c, RecordedCall::Heartbeat(_))));
+    assert!(
+        transport
+            .calls()
+            .iter()
+            .all(|c| matches!(c, RecordedCall::Heartbeat(_)))
+    );
 
     // And the pump forgot the attempt: no more heartbeats.
     tokio::time::sleep(Duration::from_secs(30)).await;

@@ -9,10 +9,10 @@ mod support;
 
 use std::time::Duration;
 
+use hb_runtime::Payload;
 use hb_runtime::engine::{ActivityFailure, Engine, StartOptions};
 use hb_runtime::prelude::*;
 use hb_runtime::testing::ActivityEnvironment;
-use hb_runtime::Payload;
 
 /// The value no log line may contain.
 const SECRET: &str = "sk-live-7f3a9c21e5";

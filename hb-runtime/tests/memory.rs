@@ -6,10 +6,10 @@
 
 use std::time::Duration;
 
+use hb_runtime::Payload;
 use hb_runtime::prelude::*;
 use hb_runtime::runner::{AttemptRequest, AttemptRunner};
 use hb_runtime::transport::{MemoryTransport, TaskToken};
-use hb_runtime::Payload;
 
 #[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug)]
 struct Progress {

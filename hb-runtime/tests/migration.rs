@@ -305,10 +305,11 @@ async fn fails_with(details: Payload) -> CheckpointDecodeError {
     }
     assert_eq!(run.final_details.as_ref(), Some(&details));
     // Nothing overwrote them either.
-    assert!(run
-        .heartbeats
-        .iter()
-        .all(|h| h.details.as_ref() == Some(&details)));
+    assert!(
+        run.heartbeats
+            .iter()
+            .all(|h| h.details.as_ref() == Some(&details))
+    );
     match err {
         ActivityError::BadCheckpoint(e) => {
             let shown = ActivityError::BadCheckpoint(e.clone()).to_string();
@@ -338,9 +339,11 @@ async fn fail_policy_rejects_corrupt_bytes_naming_the_position() {
         e.message,
         "at next (line 1, column 18): EOF while parsing a value"
     );
-    assert!(ActivityError::BadCheckpoint(e)
-        .to_string()
-        .contains("EOF while parsing a value"));
+    assert!(
+        ActivityError::BadCheckpoint(e)
+            .to_string()
+            .contains("EOF while parsing a value")
+    );
 }
 
 /// The field and serde's reason, without the value it refused (see `log_redaction.rs`).

@@ -8,14 +8,14 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+use hb_runtime::Payload;
 use hb_runtime::checkpoint::{decode_payload, encode_payload};
 use hb_runtime::engine::{ActivityFailure, Engine, StartOptions, WorkerHandle};
 use hb_runtime::prelude::*;
 use hb_runtime::testing::ActivityEnvironment;
 use hb_runtime::transport::TaskToken;
-use hb_runtime::Payload;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver, UnboundedSender};
 use tokio::sync::Notify;
+use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 #[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug, PartialEq)]
 struct Progress {

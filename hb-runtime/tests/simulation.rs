@@ -143,11 +143,9 @@ fn trace_shortest() {
         .map(str::to_owned)
         .collect();
     let ignore: Vec<&str> = ignore.iter().map(String::as_str).collect();
-    std::env::remove_var("HB_SIM_TRACE");
     let o = sim::run_ignoring(seed, STEPS, &ignore);
     let Some(v) = &o.violation else { return };
     let short = sim::shrink(seed, &o.actions, v.kind, &ignore);
-    std::env::set_var("HB_SIM_TRACE", "1");
-    let r = sim::replay_ignoring(seed, &short, &ignore);
+    let r = sim::replay_traced(seed, &short, &ignore);
     println!("{:?}", r.violation);
 }

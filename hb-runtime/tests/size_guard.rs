@@ -155,10 +155,11 @@ async fn flush_reports_an_oversized_checkpoint_at_once() {
         }
     );
     assert_never_sent_above(&run, 100);
-    assert!(run
-        .heartbeats
-        .iter()
-        .all(|h| h.checkpoint == Some(blob("small"))));
+    assert!(
+        run.heartbeats
+            .iter()
+            .all(|h| h.checkpoint == Some(blob("small")))
+    );
     assert_eq!(run.last_checkpoint, Some(blob("small")));
 }
 
@@ -195,10 +196,11 @@ async fn the_final_report_carries_the_previous_checkpoint_not_the_oversized_one(
     assert_eq!(run.result.as_ref().unwrap_err().error_type(), "Flaky");
     assert_never_sent_above(&run, 100);
     assert!(!run.heartbeats.is_empty());
-    assert!(run
-        .heartbeats
-        .iter()
-        .all(|h| h.checkpoint == Some(blob("small"))));
+    assert!(
+        run.heartbeats
+            .iter()
+            .all(|h| h.checkpoint == Some(blob("small")))
+    );
     assert_eq!(run.last_checkpoint, Some(blob("small")));
 }
 
@@ -401,9 +403,9 @@ async fn steady(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkpoint_whose_serialize_panics_is_an_encode_error_and_the_pump_lives_on() {
+    use hb_runtime::Payload;
     use hb_runtime::runner::{AttemptRequest, AttemptRunner};
     use hb_runtime::transport::{MemoryTransport, TaskToken};
-    use hb_runtime::Payload;
 
     // The global pump, on its own thread: the one a panic there would take down.
     let transport = MemoryTransport::new();

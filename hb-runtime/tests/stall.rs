@@ -157,10 +157,12 @@ async fn a_slow_body_that_keeps_checkpointing_is_never_stalled() {
     // A heartbeat every 5 s throughout.
     assert_eq!(run.heartbeats.len(), 13 + 1, "13 ticks and the final flush");
     assert_eq!(run.max_heartbeat_gap(), secs(5.0));
-    assert!(!logs
-        .for_activity("stall-2")
-        .iter()
-        .any(|e| e.message.contains("stall_timeout")));
+    assert!(
+        !logs
+            .for_activity("stall-2")
+            .iter()
+            .any(|e| e.message.contains("stall_timeout"))
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -169,10 +171,11 @@ async fn without_stall_timeout_a_quiet_body_keeps_heartbeating() {
     run.result.as_ref().unwrap();
     assert!(!run.timed_out);
     assert_eq!(run.heartbeats.len(), 12);
-    assert!(run
-        .heartbeats
-        .iter()
-        .all(|h| h.checkpoint == Some(Step { n: 1 })));
+    assert!(
+        run.heartbeats
+            .iter()
+            .all(|h| h.checkpoint == Some(Step { n: 1 }))
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -201,10 +204,14 @@ async fn heartbeats_resume_when_checkpoints_resume_before_the_backend_gives_up()
         ]
     );
     let events = logs.for_activity("stall-3");
-    assert!(events
-        .iter()
-        .any(|e| e.level == Level::WARN && e.message.contains("stall_timeout")));
-    assert!(events
-        .iter()
-        .any(|e| e.level == Level::INFO && e.message.contains("checkpoints resumed")));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.level == Level::WARN && e.message.contains("stall_timeout"))
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.level == Level::INFO && e.message.contains("checkpoints resumed"))
+    );
 }

@@ -123,9 +123,10 @@ async fn a_delivered_cancel_is_an_info_event_with_its_reason() {
         info.iter().any(|e| e.message.contains("cancel delivered")),
         "{info:#?}"
     );
-    assert!(info
-        .iter()
-        .all(|e| e.span_field("activity_id") == Some("traced-3")));
+    assert!(
+        info.iter()
+            .all(|e| e.span_field("activity_id") == Some("traced-3"))
+    );
 }
 
 #[tokio::test(start_paused = true)]

@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use proc_macro2::TokenStream;
-use quote::{quote, ToTokens};
+use quote::{ToTokens, quote};
 use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
-use syn::{token, Expr, LitStr, Path, Token};
+use syn::{Expr, LitStr, Path, Token, token};
 
 use super::values::{
     backoff_opt, checkpoint_size_opt, choice, crate_opt, duration_opt, expect_value, key_name,
@@ -297,35 +297,33 @@ impl ActivityArgs {
         }
         if let (Some(heartbeat), Some(attempt)) =
             (&self.heartbeat_timeout, &self.start_to_close_timeout)
+            && attempt.value < heartbeat.value
         {
-            if attempt.value < heartbeat.value {
-                cx.error_spanned_by(
-                    heartbeat.whole(),
-                    format!(
-                        "heartbeat_timeout ({}) is longer than start_to_close_timeout ({}): the \
+            cx.error_spanned_by(
+                heartbeat.whole(),
+                format!(
+                    "heartbeat_timeout ({}) is longer than start_to_close_timeout ({}): the \
                          attempt times out before a missing heartbeat could ever be noticed",
-                        show(heartbeat.value),
-                        show(attempt.value),
-                    ),
-                );
-            }
+                    show(heartbeat.value),
+                    show(attempt.value),
+                ),
+            );
         }
         if let (Some(attempt), Some(total)) = (
             &self.start_to_close_timeout,
             &self.schedule_to_close_timeout,
-        ) {
-            if total.value < attempt.value {
-                cx.error_spanned_by(
-                    total.whole(),
-                    format!(
-                        "schedule_to_close_timeout ({}) is shorter than start_to_close_timeout \
+        ) && total.value < attempt.value
+        {
+            cx.error_spanned_by(
+                total.whole(),
+                format!(
+                    "schedule_to_close_timeout ({}) is shorter than start_to_close_timeout \
                          ({}): it bounds all attempts together, so it must be at least as long as \
                          one attempt",
-                        show(total.value),
-                        show(attempt.value),
-                    ),
-                );
-            }
+                    show(total.value),
+                    show(attempt.value),
+                ),
+            );
         }
         if let (Some(stall), None) = (&self.stall_timeout, &self.heartbeat_timeout) {
             cx.error_spanned_by(
@@ -356,20 +354,19 @@ impl ActivityArgs {
                 ),
             }
         }
-        if let Some(retry) = &self.retry {
-            if let (Some(initial), Some(max)) = (&retry.initial_interval, &retry.max_interval) {
-                if max.value < initial.value {
-                    cx.error_spanned_by(
-                        max.whole(),
-                        format!(
-                            "max_interval ({}) is shorter than initial_interval ({}): the retry \
+        if let Some(retry) = &self.retry
+            && let (Some(initial), Some(max)) = (&retry.initial_interval, &retry.max_interval)
+            && max.value < initial.value
+        {
+            cx.error_spanned_by(
+                max.whole(),
+                format!(
+                    "max_interval ({}) is shorter than initial_interval ({}): the retry \
                              delay starts at initial_interval and grows up to max_interval",
-                            show(max.value),
-                            show(initial.value),
-                        ),
-                    );
-                }
-            }
+                    show(max.value),
+                    show(initial.value),
+                ),
+            );
         }
     }
 }

@@ -22,12 +22,12 @@
 //! what the user wrote (tracing-attributes' "fake return edge").
 
 use proc_macro2::{Delimiter, Group, Span, TokenStream};
-use quote::{format_ident, quote, ToTokens};
+use quote::{ToTokens, format_ident, quote};
 use syn::ext::IdentExt;
-use syn::{parse_quote, GenericParam, Generics, Ident, ItemFn, Type};
+use syn::{GenericParam, Generics, Ident, ItemFn, Type, parse_quote};
 
 use super::args::{ActivityArgs, BadCheckpoint, CancelMode};
-use super::model::{is_owned, ActivityFn, Role};
+use super::model::{ActivityFn, Role, is_owned};
 use crate::ctxt::Ctxt;
 use crate::duration;
 use crate::respan::{first_span, respan};
@@ -254,10 +254,10 @@ impl<'a> Emitter<'a> {
                 n => format!("at most {n} attempts"),
             });
         }
-        if let Some(cancel) = &a.cancel {
-            if cancel.value == CancelMode::Cooperative {
-                options.push("cooperative cancellation".to_owned());
-            }
+        if let Some(cancel) = &a.cancel
+            && cancel.value == CancelMode::Cooperative
+        {
+            options.push("cooperative cancellation".to_owned());
         }
         let options = if options.is_empty() {
             String::new()

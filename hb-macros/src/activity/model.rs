@@ -2,7 +2,7 @@
 //! types, and where its attributes go. Every rule about the signature is checked here.
 
 use proc_macro2::{Delimiter, Group, Span, TokenStream, TokenTree};
-use quote::{quote, ToTokens};
+use quote::{ToTokens, quote};
 use syn::visit_mut::{self, VisitMut};
 use syn::{
     Attribute, Block, FnArg, GenericArgument, GenericParam, Generics, Ident, ItemFn, PatType,

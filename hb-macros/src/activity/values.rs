@@ -4,11 +4,11 @@
 use std::time::Duration;
 
 use proc_macro2::TokenTree;
-use quote::{quote, ToTokens};
+use quote::{ToTokens, quote};
 use syn::meta::ParseNestedMeta;
-use syn::{token, BinOp, Expr, ExprLit, Lit, LitStr, Path, Token, UnOp};
+use syn::{BinOp, Expr, ExprLit, Lit, LitStr, Path, Token, UnOp, token};
 
-use super::args::{Opt, HARD_CHECKPOINT_LIMIT};
+use super::args::{HARD_CHECKPOINT_LIMIT, Opt};
 use crate::ctxt::Ctxt;
 use crate::duration;
 

@@ -2,9 +2,9 @@
 //! `total`), parsed with `parse_nested_meta`.
 
 use proc_macro2::TokenTree;
-use quote::{quote, ToTokens};
+use quote::{ToTokens, quote};
 use syn::meta::ParseNestedMeta;
-use syn::{token, Attribute, Expr, ExprLit, Lit, LitStr, Path, Token, Type};
+use syn::{Attribute, Expr, ExprLit, Lit, LitStr, Path, Token, Type, token};
 
 use crate::ctxt::Ctxt;
 use crate::keys;

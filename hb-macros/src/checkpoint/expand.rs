@@ -12,9 +12,9 @@
 //! ```
 
 use proc_macro2::TokenStream;
-use quote::{quote, ToTokens};
+use quote::{ToTokens, quote};
 use syn::ext::IdentExt;
-use syn::{parse_quote, DeriveInput, GenericArgument, PathArguments, Type};
+use syn::{DeriveInput, GenericArgument, PathArguments, Type, parse_quote};
 
 use super::model::{CheckpointType, ProgressField};
 use crate::ctxt::Ctxt;

@@ -3,7 +3,7 @@
 
 use syn::{Data, DeriveInput, Fields, Generics, Ident, Index, Member, Type};
 
-use super::attr::{field_markers, ContainerAttrs, FieldMarker, Marker};
+use super::attr::{ContainerAttrs, FieldMarker, Marker, field_markers};
 use crate::ctxt::Ctxt;
 
 /// A field marked `#[checkpoint(done)]` or `#[checkpoint(total)]`.
@@ -125,10 +125,11 @@ impl CheckpointType {
                     ),
                 );
             }
-            if let Type::Path(p) = &old.value {
-                if p.qself.is_none() && p.path.is_ident(&input.ident) {
-                    cx.error_spanned_by(&old.value, "a type cannot migrate from itself");
-                }
+            if let Type::Path(p) = &old.value
+                && p.qself.is_none()
+                && p.path.is_ident(&input.ident)
+            {
+                cx.error_spanned_by(&old.value, "a type cannot migrate from itself");
             }
         }
         CheckpointType {

@@ -13,12 +13,12 @@ use bytes::Bytes;
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::clock::{later, Clock, Now};
+use super::EngineError;
+use super::clock::{Clock, Now, later};
 use super::ready::Ready;
 use super::record::{ActivityFailure, ActivityRow, ActivityState, StoredOptions, TimeoutKind};
 use super::silence::{self, Silence};
 use super::store::{Ack, Write};
-use super::EngineError;
 use crate::error::{ActivityError, CancelReason, TransportError, TransportErrorKind};
 use crate::payload::Payload;
 use crate::runner::AttemptHandle;
@@ -470,17 +470,19 @@ impl Core {
                 ActivityState::BackingOff | ActivityState::Scheduled
             );
             let mut write = None;
-            if live.attempt == attempt && live.closing.is_none() && awaiting_retry {
-                if let Some(d) = details {
-                    live.set_details(d);
-                    live.heartbeat_row = true;
-                    write = Some(Write::Heartbeat {
-                        id: live.id.clone(),
-                        details: Some(d.clone()),
-                        at: clock.wall_ms,
-                        commit_within: live.options.heartbeat_commit_within(),
-                    });
-                }
+            if live.attempt == attempt
+                && live.closing.is_none()
+                && awaiting_retry
+                && let Some(d) = details
+            {
+                live.set_details(d);
+                live.heartbeat_row = true;
+                write = Some(Write::Heartbeat {
+                    id: live.id.clone(),
+                    details: Some(d.clone()),
+                    at: clock.wall_ms,
+                    commit_within: live.options.heartbeat_commit_within(),
+                });
             }
             let reply = if live.attempt == attempt {
                 HeartbeatReply::timed_out()
@@ -616,12 +618,11 @@ impl Core {
                     return;
                 };
                 // The options shared by its type go with the last activity that used them.
-                if Arc::strong_count(&live.options) == 2 {
-                    if let Some((_, shared)) = self.options.get_key_value(&*live.activity_type) {
-                        if Arc::ptr_eq(shared, &live.options) {
-                            self.options.remove(&*live.activity_type);
-                        }
-                    }
+                if Arc::strong_count(&live.options) == 2
+                    && let Some((_, shared)) = self.options.get_key_value(&*live.activity_type)
+                    && Arc::ptr_eq(shared, &live.options)
+                {
+                    self.options.remove(&*live.activity_type);
                 }
                 let closed = live.closing.map(|c| *c).unwrap_or(Closed {
                     state: live.state,
@@ -898,17 +899,17 @@ impl Core {
     /// A timer fired.
     pub(crate) fn on_timer(&mut self, t: &Timer, fx: &mut Effects) {
         let now = self.clock.now();
-        if let Some(due) = t.due {
-            if now < due {
-                fx.timers.push((
-                    Timer {
-                        due: None,
-                        ..t.clone()
-                    },
-                    due,
-                ));
-                return;
-            }
+        if let Some(due) = t.due
+            && now < due
+        {
+            fx.timers.push((
+                Timer {
+                    due: None,
+                    ..t.clone()
+                },
+                due,
+            ));
+            return;
         }
         let Some(live) = self.live.get_mut(&t.id) else {
             return;
@@ -1244,19 +1245,19 @@ impl Core {
                     fx.writes.push((Write::DeleteRequest { seq }, None));
                 }
                 // Recorded once per attempt: a reopen leaves this attempt to its timeout.
-                if let Some((id, attempt)) = parse_token(&token) {
-                    if let Some(live) = self.live.get_mut(id) {
-                        if live.is_current(attempt) && !live.external {
-                            live.external = true;
-                            fx.writes.push((
-                                Write::External {
-                                    id: live.id.clone(),
-                                    attempt,
-                                },
-                                None,
-                            ));
-                        }
-                    }
+                if let Some((id, attempt)) = parse_token(&token)
+                    && let Some(live) = self.live.get_mut(id)
+                    && live.is_current(attempt)
+                    && !live.external
+                {
+                    live.external = true;
+                    fx.writes.push((
+                        Write::External {
+                            id: live.id.clone(),
+                            attempt,
+                        },
+                        None,
+                    ));
                 }
             }
             (other, ..) => {

@@ -3,9 +3,9 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use super::EngineError;
 use super::client::{Description, ListFilter};
 use super::store::{self, Reader};
-use super::EngineError;
 
 /// A read-only view of an engine file. Never creates, locks or changes the file; works while
 /// an engine has it open.

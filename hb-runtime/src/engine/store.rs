@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use rusqlite::{params, Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::error::EngineError;
 use super::record::{ActivityRow, ActivityState};
@@ -252,10 +252,10 @@ impl Inbox {
                 other => core.push((other, r)),
             }
         }
-        if !core.is_empty() {
-            if let Some(route) = self.router.get() {
-                route(core);
-            }
+        if !core.is_empty()
+            && let Some(route) = self.router.get()
+        {
+            route(core);
         }
     }
 }

@@ -11,8 +11,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::time::delay_queue::Key;
 
-use super::core::{Timer, TimerKind};
 use super::Inner;
+use super::core::{Timer, TimerKind};
 
 /// What the deadline queue is told.
 #[derive(Debug)]

@@ -4,11 +4,11 @@
 
 use std::time::Duration;
 
-use super::core::{parse_token, Core, Effects};
+use super::core::{Core, Effects, parse_token};
+use crate::BoxFuture;
 use crate::error::{ActivityError, TransportError};
 use crate::payload::Payload;
 use crate::transport::{HeartbeatReply, TaskToken, Transport};
-use crate::BoxFuture;
 
 /// What runs the core: the engine (`Arc<Inner>`), or the simulator.
 pub(crate) trait Shell: Send + Sync + 'static {

@@ -51,4 +51,4 @@ pub(crate) use poll::{PollTracker, Tracked, TrackedFuture};
 pub use pump::{Pump, PumpStats};
 #[cfg(feature = "sim")]
 pub(crate) use send::beat;
-pub(crate) use send::{finish, send_now, undelivered, Final, SendState};
+pub(crate) use send::{Final, SendState, finish, send_now, undelivered};

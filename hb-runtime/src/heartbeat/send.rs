@@ -147,17 +147,13 @@ pub(crate) fn undelivered(shared: &Shared) -> Option<Payload> {
         Ok(mut s) => {
             // Encoded here, it is not encoded again by the next tick, which sends it.
             let fresh = shared.slot.seq() != s.encoded_seq;
-            if let Err(e) = encode_latest(shared, &mut s) {
-                if fresh {
-                    tracing::warn!(parent: shared.span(), error = %e, "checkpoint refused; the previous one stands");
-                    shared.flag_error();
-                }
+            if let Err(e) = encode_latest(shared, &mut s)
+                && fresh
+            {
+                tracing::warn!(parent: shared.span(), error = %e, "checkpoint refused; the previous one stands");
+                shared.flag_error();
             }
-            if s.pending {
-                s.last.clone()
-            } else {
-                None
-            }
+            if s.pending { s.last.clone() } else { None }
         }
         // A heartbeat is under way: encode the current value on the side, leaving the state
         // to the send (it carries that value or an older one). The value the attempt resumed
@@ -229,11 +225,11 @@ pub(crate) async fn beat(shared: Arc<Shared>) {
     // A refusal is reported once: when this tick encoded the refused value. One already seen
     // (by an earlier tick, or by `flush()`, which returns it itself) is not flagged again.
     let fresh = seq != s.encoded_seq;
-    if let Err(e) = encode_latest(&shared, &mut s) {
-        if fresh {
-            tracing::warn!(parent: shared.span(), error = %e, "checkpoint refused; heartbeating with the previous one");
-            shared.flag_error();
-        }
+    if let Err(e) = encode_latest(&shared, &mut s)
+        && fresh
+    {
+        tracing::warn!(parent: shared.span(), error = %e, "checkpoint refused; heartbeating with the previous one");
+        shared.flag_error();
     }
     s.quiet_ticks = s.quiet_ticks.saturating_add(1);
     let options = &shared.options;

@@ -4,8 +4,8 @@
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
-use temporalio_common::data_converters::RawValue;
 use temporalio_common::ActivityDefinition;
+use temporalio_common::data_converters::RawValue;
 use temporalio_sdk::activities::{ActivityContext, ActivityError, ExecutableActivity};
 
 /// A plain temporalio-sdk activity, heartbeated while it runs and stopped when cancelled.

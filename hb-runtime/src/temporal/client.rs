@@ -10,12 +10,12 @@ use temporalio_client::{
     RetryPolicy as TemporalRetryPolicy,
 };
 use temporalio_common::data_converters::RawValue;
-use temporalio_common::protos::temporal::api::failure::v1::{failure::FailureInfo, Failure};
+use temporalio_common::protos::temporal::api::failure::v1::{Failure, failure::FailureInfo};
 use temporalio_common::{ActivityCloseTimeouts, UntypedActivity};
 
 use super::convert::{self, from_proto, to_proto};
 use super::{ConnectOptions, TemporalError};
-use crate::checkpoint::{progress_of, Progress};
+use crate::checkpoint::{Progress, progress_of};
 use crate::definition::{Activity, IntoActivity};
 use crate::payload::Payload;
 

@@ -4,7 +4,7 @@ use std::time::{Duration, SystemTime};
 
 use temporalio_common::protos::temporal::api::common::v1::{Payload as ProtoPayload, Payloads};
 use temporalio_common::protos::temporal::api::failure::v1::{
-    failure::FailureInfo, ApplicationFailureInfo, Failure,
+    ApplicationFailureInfo, Failure, failure::FailureInfo,
 };
 
 use crate::error::{ActivityError, CancelReason};

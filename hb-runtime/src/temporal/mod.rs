@@ -57,7 +57,7 @@ mod worker;
 
 pub use auto::AutoHeartbeat;
 pub use client::{Client, Description, Handle, ResultError, StartOptions, TimeoutKind};
-pub use sdk::{sdk_activity, Marker, SdkActivity};
+pub use sdk::{Marker, SdkActivity, sdk_activity};
 pub use worker::{Worker, WorkerHandle};
 
 use std::time::Duration;

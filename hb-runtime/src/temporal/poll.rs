@@ -10,7 +10,7 @@ use std::time::Duration;
 use futures_util::future::OptionFuture;
 use temporalio_common::protos::coresdk::activity_result::ActivityExecutionResult;
 use temporalio_common::protos::coresdk::activity_task::{
-    activity_task, ActivityCancelReason, ActivityTask, Start,
+    ActivityCancelReason, ActivityTask, Start, activity_task,
 };
 use temporalio_sdk_core::PollError;
 use tokio::task::JoinSet;
@@ -18,8 +18,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::convert::{self, failure_of, from_proto, input_of};
-use super::lifecycle::{Effect, Ending, Lifecycle, Seen, CORE_SHUTDOWN_BOUND};
-use super::transport::{complete, CoreWorker};
+use super::lifecycle::{CORE_SHUTDOWN_BOUND, Effect, Ending, Lifecycle, Seen};
+use super::transport::{CoreWorker, complete};
 use crate::error::{ActivityError, CancelReason};
 use crate::runner::{AttemptHandle, AttemptRequest, AttemptRunner, DynActivity};
 use crate::transport::TaskToken;

@@ -4,9 +4,9 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use futures_util::future::BoxFuture;
+use temporalio_common::ActivityDefinition;
 use temporalio_common::data_converters::RawValue;
 use temporalio_common::error::ApplicationFailure;
-use temporalio_common::ActivityDefinition;
 use temporalio_sdk::activities::{
     ActivityContext, ActivityDefinitions, ActivityError as SdkError, ActivityImplementer,
     ExecutableActivity,

@@ -3,18 +3,18 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use temporalio_common::worker::WorkerTaskTypes;
 use temporalio_sdk_core::{
-    init_worker, CoreRuntime, RuntimeOptions, TunerHolder, WorkerConfig, WorkerVersioningStrategy,
+    CoreRuntime, RuntimeOptions, TunerHolder, WorkerConfig, WorkerVersioningStrategy, init_worker,
 };
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::poll::{self, lock, PollFailure, Poller, Running};
+use super::poll::{self, PollFailure, Poller, Running, lock};
 use super::transport::CoreTransport;
 use super::{ConnectOptions, TemporalError};
 use crate::definition::{Activity, IntoActivity};

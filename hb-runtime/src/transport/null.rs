@@ -1,7 +1,7 @@
 //! A [`Transport`] that accepts everything and keeps nothing.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{HeartbeatReply, TaskToken, Transport};
 use crate::definition::BoxFuture;

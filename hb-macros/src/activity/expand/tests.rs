@@ -113,7 +113,7 @@ fn generics_states_and_names() {
     let out = expand_ok(
         quote!(name = "custom", crate = "my::hb"),
         quote! {
-            pub(crate) async fn gen<T: Clone>(
+            pub(crate) async fn wrap<T: Clone>(
                 ctx: ActivityContext,
                 #[state] db: Db,
                 input: Wrapper<T>,
@@ -123,20 +123,20 @@ fn generics_states_and_names() {
     contains(
         &out,
         quote! {
-            pub(crate) struct __hb_activity_gen<T: Clone>(my::hb::__private::PhantomData<fn() -> (T,)>)
+            pub(crate) struct __hb_activity_wrap<T: Clone>(my::hb::__private::PhantomData<fn() -> (T,)>)
                 where T: Default;
         },
     );
     contains(
         &out,
         quote!(
-            pub(crate) type gen<T> = __hb_activity_gen<T>;
+            pub(crate) type wrap<T> = __hb_activity_wrap<T>;
         ),
     );
     contains(
         &out,
         quote! {
-            impl<T: Clone> my::hb::__private::Activity for __hb_activity_gen<T>
+            impl<T: Clone> my::hb::__private::Activity for __hb_activity_wrap<T>
             where T: Default, T: ::core::marker::Send + ::core::marker::Sync + 'static
         },
     );

@@ -3,10 +3,10 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hb_runtime::engine::{request_cancel, Inspector};
+use hb_runtime::engine::{Inspector, request_cancel};
 
-use crate::fmt;
 use crate::Failure;
+use crate::fmt;
 
 /// How long to wait for a running engine to pick the request up (it polls every 200 ms).
 const CONFIRM_WITHIN: Duration = Duration::from_secs(2);

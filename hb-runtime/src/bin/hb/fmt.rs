@@ -114,10 +114,10 @@ pub(crate) fn checkpoint(payload: &Payload, raw: bool, indent: &str) -> (String,
         if !raw && version.is_some() {
             map.remove("_hb_v");
             map.remove("_hb_p");
-            if map.len() == 1 {
-                if let Some(inner) = map.remove("_hb_value") {
-                    value = inner;
-                }
+            if map.len() == 1
+                && let Some(inner) = map.remove("_hb_value")
+            {
+                value = inner;
             }
         }
     }
@@ -259,9 +259,11 @@ mod tests {
         let p = Payload::from_json_bytes(br#"{"_hb_v":1,"_hb_value":41}"#.to_vec());
         assert_eq!(checkpoint(&p, false, "").0, "41");
         let p = Payload::from_json_bytes(b"\x1b[2Jnot json".to_vec());
-        assert!(checkpoint(&p, false, "")
-            .0
-            .contains("(not JSON, 12 bytes) \\u{1b}[2J"));
+        assert!(
+            checkpoint(&p, false, "")
+                .0
+                .contains("(not JSON, 12 bytes) \\u{1b}[2J")
+        );
     }
 
     #[test]

@@ -5,8 +5,8 @@ use std::time::SystemTime;
 
 use hb_runtime::engine::{ActivityState, Inspector, ListFilter};
 
-use crate::fmt::{self, Table};
 use crate::Failure;
+use crate::fmt::{self, Table};
 
 pub(crate) fn run(path: &Path, states: Vec<ActivityState>, limit: u64) -> Result<(), Failure> {
     let inspector = Inspector::open(path)?;

@@ -4,11 +4,11 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::SystemTime;
 
-use hb_runtime::engine::Inspector;
 use hb_runtime::Payload;
+use hb_runtime::engine::Inspector;
 
-use crate::fmt;
 use crate::Failure;
+use crate::fmt;
 
 pub(crate) fn run(path: &Path, id: &str, raw: bool) -> Result<(), Failure> {
     let inspector = Inspector::open(path)?;
@@ -37,12 +37,12 @@ pub(crate) fn run(path: &Path, id: &str, raw: bool) -> Result<(), Failure> {
             out.push_str("last failure:\n");
             fmt::failure(f, &mut out, "  ");
             // The failure's own details, when they say more than the checkpoint below.
-            if let Some(details) = f.last_details() {
-                if !same_json(d.details.as_ref(), details) {
-                    out.push_str("  details:\n");
-                    out.push_str(&fmt::checkpoint(details, raw, "    ").0);
-                    out.push('\n');
-                }
+            if let Some(details) = f.last_details()
+                && !same_json(d.details.as_ref(), details)
+            {
+                out.push_str("  details:\n");
+                out.push_str(&fmt::checkpoint(details, raw, "    ").0);
+                out.push('\n');
             }
         }
     }

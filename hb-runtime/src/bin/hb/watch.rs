@@ -12,9 +12,9 @@ use std::time::{Duration, SystemTime};
 use hb_runtime::engine::{ActivityState, Description, EngineError, Inspector, ListFilter};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
 
+use crate::Failure;
 use crate::fmt;
 use crate::screen::Screen;
-use crate::Failure;
 
 /// The widest id shown in full.
 const ID_WIDTH: usize = 32;
@@ -137,12 +137,12 @@ impl<'a> Board<'a> {
                 self.mp.remove(&bar);
             }
             // Say how it ended, above the bars.
-            if let Ok(d) = self.inspector.get(&id) {
-                if d.state.is_closed() {
-                    let _ = self
-                        .mp
-                        .println(format!("{} {}", fmt::clean(&id), fmt::state(&d)));
-                }
+            if let Ok(d) = self.inspector.get(&id)
+                && d.state.is_closed()
+            {
+                let _ = self
+                    .mp
+                    .println(format!("{} {}", fmt::clean(&id), fmt::state(&d)));
             }
         }
 

@@ -232,7 +232,7 @@ pub fn run(seed: u64, steps: usize) -> Outcome {
 pub fn run_ignoring(seed: u64, steps: usize, ignore: &[&str]) -> Outcome {
     let mut rng = Rng::new(seed);
     let mut actions = Vec::with_capacity(steps);
-    let outcome = play(seed, ignore, || {
+    let outcome = play(seed, ignore, false, || {
         if actions.len() == steps {
             return None;
         }
@@ -249,16 +249,31 @@ pub fn replay(seed: u64, actions: &[Action]) -> Outcome {
 
 /// [`replay`], not checking the invariants named in `ignore`.
 pub fn replay_ignoring(seed: u64, actions: &[Action], ignore: &[&str]) -> Outcome {
+    replay_with(seed, actions, ignore, false)
+}
+
+/// [`replay_ignoring`], printing every action and commit to stdout as it goes.
+pub fn replay_traced(seed: u64, actions: &[Action], ignore: &[&str]) -> Outcome {
+    replay_with(seed, actions, ignore, true)
+}
+
+fn replay_with(seed: u64, actions: &[Action], ignore: &[&str], trace: bool) -> Outcome {
     let mut next = actions.iter().copied();
-    let outcome = play(seed, ignore, || next.next());
+    let outcome = play(seed, ignore, trace, || next.next());
     Outcome {
         actions: actions.to_vec(),
         ..outcome
     }
 }
 
-fn play(seed: u64, ignore: &[&str], mut next: impl FnMut() -> Option<Action>) -> Outcome {
+fn play(
+    seed: u64,
+    ignore: &[&str],
+    trace: bool,
+    mut next: impl FnMut() -> Option<Action>,
+) -> Outcome {
     let mut world = World::new(seed);
+    world.trace = trace;
     world.ignore = ignore.iter().map(|k| k.to_string()).collect();
     let mut steps = 0;
     let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {

@@ -20,11 +20,7 @@ impl Rng {
 
     /// A number below `n` (0 when `n` is 0).
     pub(crate) fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next() % n
-        }
+        if n == 0 { 0 } else { self.next() % n }
     }
 
     /// True once in `n` times.

@@ -199,13 +199,12 @@ impl Shell {
             next_attempt_at: Some(at),
             ..
         } = write
+            && *at < wall
         {
-            if *at < wall {
-                self.problems.push((
-                    "stored-time",
-                    format!("{id}: next attempt stored at {at} ms, before now ({wall} ms)"),
-                ));
-            }
+            self.problems.push((
+                "stored-time",
+                format!("{id}: next attempt stored at {at} ms, before now ({wall} ms)"),
+            ));
         }
     }
 }

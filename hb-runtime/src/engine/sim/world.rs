@@ -17,11 +17,11 @@ use super::{Action, Ending};
 use crate::checkpoint;
 use crate::context::{ActivityContext, ActivityInfo, Env, Shared as AttemptShared, Slot};
 use crate::definition::{ActivityOptions, RetryPolicy};
+use crate::engine::EngineError;
 use crate::engine::client::new_row;
 use crate::engine::core::{Closed, Live, Stored, Wait};
 use crate::engine::record::{ActivityState, StoredOptions};
 use crate::engine::store::{self, Ack, Write};
-use crate::engine::EngineError;
 use crate::error::{ActivityError, CancelReason};
 use crate::payload::Payload;
 use crate::runner::AttemptHandle;
@@ -170,7 +170,7 @@ pub(crate) struct World {
     requested_cancels: Vec<Arc<str>>,
     /// Invariants not checked in this run (to look for other failures past a known one).
     pub(crate) ignore: Vec<String>,
-    /// Prints every action and commit (`HB_SIM_TRACE=1`).
+    /// Prints every action and commit (`sim::replay_traced`).
     pub(crate) trace: bool,
 }
 
@@ -202,7 +202,7 @@ impl World {
             violation: None,
             requested_cancels: Vec::new(),
             ignore: Vec::new(),
-            trace: std::env::var_os("HB_SIM_TRACE").is_some(),
+            trace: false,
         }
     }
 
@@ -309,16 +309,16 @@ impl World {
             .details
             .as_ref()
             .and_then(|d| checkpoint::decode_payload::<u64>(d).ok());
-        if let Some(&newest) = self.model.durable.get(&*task.id) {
-            if resumed.is_none_or(|r| r < newest) {
-                self.fail(
-                    "retry-older-checkpoint",
-                    format!(
-                        "attempt {} of {} resumes from checkpoint {resumed:?}; the file held #{newest}",
-                        task.attempt, task.id
-                    ),
-                );
-            }
+        if let Some(&newest) = self.model.durable.get(&*task.id)
+            && resumed.is_none_or(|r| r < newest)
+        {
+            self.fail(
+                "retry-older-checkpoint",
+                format!(
+                    "attempt {} of {} resumes from checkpoint {resumed:?}; the file held #{newest}",
+                    task.attempt, task.id
+                ),
+            );
         }
         // What the worker and `AttemptRunner::start` do.
         let options = task.options.apply_to(self.keys[key].options);
@@ -655,16 +655,17 @@ impl World {
                 continue;
             }
             self.requested_cancels.retain(|c| *c != id);
-            if let Ok(Some(row)) = store::get_row(&self.db, &id) {
-                if !row.cancel_requested && !row.state.is_closed() {
-                    self.fail(
+            if let Ok(Some(row)) = store::get_row(&self.db, &id)
+                && !row.cancel_requested
+                && !row.state.is_closed()
+            {
+                self.fail(
                         "cancel-not-durable",
                         format!(
                             "the cancel request of {id} left the file, which has it {} without a cancel",
                             row.state
                         ),
                     );
-                }
             }
         }
     }
@@ -944,15 +945,15 @@ impl World {
                 .map(|(seq, ..)| *seq)
                 .max();
             let stored = self.model.durable.get(&*r.id).copied();
-            if let Some(due) = due {
-                if stored.is_none_or(|s| s < due) {
-                    let message = format!(
-                        "crash of attempt {} of {}: checkpoint #{due} was made more than {bound:?} before, the file holds {stored:?}",
-                        r.attempt, r.id
-                    );
-                    self.fail("work-lost", message);
-                    return;
-                }
+            if let Some(due) = due
+                && stored.is_none_or(|s| s < due)
+            {
+                let message = format!(
+                    "crash of attempt {} of {}: checkpoint #{due} was made more than {bound:?} before, the file holds {stored:?}",
+                    r.attempt, r.id
+                );
+                self.fail("work-lost", message);
+                return;
             }
         }
     }
