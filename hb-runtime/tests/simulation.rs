@@ -7,8 +7,10 @@
 //! ```
 //!
 //! A failure prints its seed, the invariant broken, and the shortest sequence of actions found
-//! that still breaks it; `HB_SIM_SEED` replays it exactly.
+//! that still breaks it; `HB_SIM_SEED` replays it exactly. Seeds are independent and run on
+//! one thread per core; a seed's run does not depend on which thread runs it.
 
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use hb_runtime::engine::sim::{self, Outcome};
@@ -54,14 +56,13 @@ fn report_failure(o: &Outcome, ignore: &[&str]) -> String {
 #[test]
 fn the_engine_keeps_its_invariants_under_random_faults() {
     let started = Instant::now();
-    let seeds: Box<dyn Iterator<Item = u64>> =
-        match (env_u64("HB_SIM_SEED"), env_u64("HB_SIM_SEEDS")) {
-            (Some(seed), _) => Box::new(std::iter::once(seed)),
-            (None, Some(n)) => Box::new(0..n),
-            (None, None) => {
-                Box::new((0..MAX_FIXED_SEEDS).take_while(move |_| started.elapsed() < BUDGET))
-            }
-        };
+    // Seeds are independent runs: they are shared out to one thread per core, each taking the
+    // next seed not yet taken, so the figures below are for the whole machine.
+    let (seeds, budget) = match (env_u64("HB_SIM_SEED"), env_u64("HB_SIM_SEEDS")) {
+        (Some(seed), _) => (seed..seed.saturating_add(1), None),
+        (None, Some(n)) => (0..n, None),
+        (None, None) => (0..MAX_FIXED_SEEDS, Some(BUDGET)),
+    };
     let ignore: Vec<String> = std::env::var("HB_SIM_IGNORE")
         .unwrap_or_default()
         .split(',')
@@ -69,33 +70,75 @@ fn the_engine_keeps_its_invariants_under_random_faults() {
         .map(str::to_owned)
         .collect();
     let ignore: Vec<&str> = ignore.iter().map(String::as_str).collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let next = AtomicU64::new(seeds.start);
+    let failed = AtomicUsize::new(0);
+    let per_thread: Vec<Totals> = std::thread::scope(|scope| {
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut t = Totals::default();
+                    while budget.is_none_or(|b| started.elapsed() < b)
+                        && failed.load(Ordering::Relaxed) < 3
+                    {
+                        let seed = next.fetch_add(1, Ordering::Relaxed);
+                        if seed >= seeds.end {
+                            break;
+                        }
+                        let o = sim::run_ignoring(seed, STEPS, &ignore);
+                        t.runs += 1;
+                        t.steps += o.steps as u64;
+                        t.crashes += o.crashes;
+                        t.events += o.events.ticks + o.events.commits + o.events.timers;
+                        if o.violation.is_some() {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                            t.failures.push(o);
+                        }
+                    }
+                    t
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .map(|w| w.join().expect("a simulation thread panicked"))
+            .collect()
+    });
+    let elapsed = started.elapsed();
     let (mut runs, mut steps, mut crashes, mut events) = (0u64, 0u64, 0u64, 0u64);
     let mut failures = Vec::new();
-    for seed in seeds {
-        let o = sim::run_ignoring(seed, STEPS, &ignore);
-        runs += 1;
-        steps += o.steps as u64;
-        crashes += o.crashes;
-        events += o.events.ticks + o.events.commits + o.events.timers;
-        if o.violation.is_some() {
-            failures.push(o);
-            if failures.len() >= 3 {
-                break;
-            }
-        }
+    for t in per_thread {
+        runs += t.runs;
+        steps += t.steps;
+        crashes += t.crashes;
+        events += t.events;
+        failures.extend(t.failures);
     }
-    let elapsed = started.elapsed();
+    // The lowest failing seed first, whichever thread ran it.
+    failures.sort_by_key(|o| o.seed);
     println!(
         "simulation: {runs} seeds, {steps} steps, {crashes} crashes, {} violations",
         failures.len(),
     );
     println!(
-        "({:.0} steps/s; within them {events} events: heartbeats, commits, timers fired)",
-        steps as f64 / elapsed.as_secs_f64()
+        "({:.0} steps/s on {threads} threads, {:.0} per thread; within them {events} events: \
+         heartbeats, commits, timers fired)",
+        steps as f64 / elapsed.as_secs_f64(),
+        steps as f64 / elapsed.as_secs_f64() / threads as f64,
     );
     if let Some(first) = failures.first() {
         panic!("{}", report_failure(first, &ignore));
     }
+}
+
+/// What one simulation thread ran.
+#[derive(Default)]
+struct Totals {
+    runs: u64,
+    steps: u64,
+    crashes: u64,
+    events: u64,
+    failures: Vec<Outcome>,
 }
 
 #[test]
