@@ -31,6 +31,16 @@ fn env_u64(name: &str) -> Option<u64> {
     std::env::var(name).ok().and_then(|v| v.trim().parse().ok())
 }
 
+/// `HB_SIM_IGNORE=kind,kind`: invariants not to report (to look past a known failure).
+fn ignored_kinds() -> Vec<String> {
+    std::env::var("HB_SIM_IGNORE")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
 fn report_failure(o: &Outcome, ignore: &[&str]) -> String {
     let v = o.violation.as_ref().expect("a failure");
     let short = sim::shrink(o.seed, &o.actions, v.kind, ignore);
@@ -63,12 +73,7 @@ fn the_engine_keeps_its_invariants_under_random_faults() {
         (None, Some(n)) => (0..n, None),
         (None, None) => (0..MAX_FIXED_SEEDS, Some(BUDGET)),
     };
-    let ignore: Vec<String> = std::env::var("HB_SIM_IGNORE")
-        .unwrap_or_default()
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
+    let ignore = ignored_kinds();
     let ignore: Vec<&str> = ignore.iter().map(String::as_str).collect();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let next = AtomicU64::new(seeds.start);
@@ -86,14 +91,10 @@ fn the_engine_keeps_its_invariants_under_random_faults() {
                             break;
                         }
                         let o = sim::run_ignoring(seed, STEPS, &ignore);
-                        t.runs += 1;
-                        t.steps += o.steps as u64;
-                        t.crashes += o.crashes;
-                        t.events += o.events.ticks + o.events.commits + o.events.timers;
                         if o.violation.is_some() {
                             failed.fetch_add(1, Ordering::Relaxed);
-                            t.failures.push(o);
                         }
+                        t.record(o);
                     }
                     t
                 })
@@ -105,17 +106,21 @@ fn the_engine_keeps_its_invariants_under_random_faults() {
             .collect()
     });
     let elapsed = started.elapsed();
-    let (mut runs, mut steps, mut crashes, mut events) = (0u64, 0u64, 0u64, 0u64);
-    let mut failures = Vec::new();
-    for t in per_thread {
-        runs += t.runs;
-        steps += t.steps;
-        crashes += t.crashes;
-        events += t.events;
-        failures.extend(t.failures);
-    }
+    let mut total = per_thread
+        .into_iter()
+        .fold(Totals::default(), |mut total, t| {
+            total.add(t);
+            total
+        });
     // The lowest failing seed first, whichever thread ran it.
-    failures.sort_by_key(|o| o.seed);
+    total.failures.sort_by_key(|o| o.seed);
+    let Totals {
+        runs,
+        steps,
+        crashes,
+        events,
+        failures,
+    } = total;
     println!(
         "simulation: {runs} seeds, {steps} steps, {crashes} crashes, {} violations",
         failures.len(),
@@ -139,6 +144,26 @@ struct Totals {
     crashes: u64,
     events: u64,
     failures: Vec<Outcome>,
+}
+
+impl Totals {
+    fn record(&mut self, o: Outcome) {
+        self.runs += 1;
+        self.steps += o.steps as u64;
+        self.crashes += o.crashes;
+        self.events += o.events.ticks + o.events.commits + o.events.timers;
+        if o.violation.is_some() {
+            self.failures.push(o);
+        }
+    }
+
+    fn add(&mut self, other: Totals) {
+        self.runs += other.runs;
+        self.steps += other.steps;
+        self.crashes += other.crashes;
+        self.events += other.events;
+        self.failures.extend(other.failures);
+    }
 }
 
 #[test]
@@ -179,12 +204,7 @@ fn trace_shortest() {
     let (Some(seed), Some(_)) = (env_u64("HB_SIM_SEED"), std::env::var_os("HB_SIM_TRACE")) else {
         return;
     };
-    let ignore: Vec<String> = std::env::var("HB_SIM_IGNORE")
-        .unwrap_or_default()
-        .split(',')
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect();
+    let ignore = ignored_kinds();
     let ignore: Vec<&str> = ignore.iter().map(String::as_str).collect();
     let o = sim::run_ignoring(seed, STEPS, &ignore);
     let Some(v) = &o.violation else { return };
