@@ -6,7 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use hb_runtime::engine::{ActivityFailure, Engine, StartOptions};
+use hb_runtime::client::{ActivityFailure, StartOptions};
+use hb_runtime::engine::Engine;
 use hb_runtime::prelude::*;
 
 #[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug)]
@@ -56,7 +57,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .worker()
         .register(copy_files)
         .register(index_pages)
-        .spawn()?;
+        .spawn()
+        .await?;
     let client = engine.client();
 
     let copy = client

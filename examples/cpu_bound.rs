@@ -6,7 +6,8 @@
 
 use std::time::{Duration, Instant};
 
-use hb_runtime::engine::{Engine, StartOptions};
+use hb_runtime::client::StartOptions;
+use hb_runtime::engine::Engine;
 use hb_runtime::prelude::*;
 
 #[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug)]
@@ -53,7 +54,7 @@ async fn count_primes(
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let engine = Engine::in_memory().await?;
-    let _worker = engine.worker().register(count_primes).spawn()?;
+    let _worker = engine.worker().register(count_primes).spawn().await?;
     let started = Instant::now();
     let h = engine
         .client()
@@ -68,7 +69,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             last = d.last_heartbeat;
         }
-        if d.state.is_closed() {
+        if d.status.is_closed() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(100)).await;

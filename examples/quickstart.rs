@@ -14,7 +14,8 @@
 
 use std::time::{Duration, Instant};
 
-use hb_runtime::engine::{ActivityState, Engine, StartOptions};
+use hb_runtime::client::{ActivityStatus, StartOptions};
+use hb_runtime::engine::Engine;
 use hb_runtime::prelude::*;
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -97,7 +98,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .worker()
         .register(process_batch)
         .max_concurrent(4)
-        .spawn()?;
+        .spawn()
+        .await?;
 
     let batch = Batch {
         items: 200,
@@ -141,8 +143,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         if let Some(p) = d.progress {
             bar.set_position(p.done);
         }
-        bar.set_message(d.state.to_string());
-        if d.state.is_closed() {
+        bar.set_message(d.status.to_string());
+        if d.status.is_closed() {
             break;
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
@@ -156,7 +158,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let expected: u64 = (0..200u64).map(|i| i * i).sum();
     assert_eq!(report.sum, expected, "every item counted exactly once");
-    assert_eq!(handle.describe().await?.state, ActivityState::Completed);
+    assert_eq!(handle.describe().await?.status, ActivityStatus::Completed);
     println!("done in {:.1?}", started.elapsed());
 
     worker.shutdown().await;

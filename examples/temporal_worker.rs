@@ -23,7 +23,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use hb_runtime::prelude::*;
-use hb_runtime::temporal::{ConnectOptions, Worker};
+use hb_runtime::temporal::{ConnectOptions, Temporal};
 
 /// How far a batch got: what a retry resumes from.
 #[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug)]
@@ -107,14 +107,14 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let namespace = flag(&args, "--namespace", "default");
     let task_queue = flag(&args, "--task-queue", "hb-example");
 
-    let worker = Worker::new(
-        ConnectOptions::new(&address).namespace(&namespace),
-        &task_queue,
-    )
-    .register(process_batch)
-    .register(double)
-    .spawn()
-    .await?;
+    let temporal = Temporal::connect(ConnectOptions::new(&address).namespace(&namespace)).await?;
+    let worker = temporal
+        .worker()
+        .task_queue(&task_queue)
+        .register(process_batch)
+        .register(double)
+        .spawn()
+        .await?;
     println!(
         "hb worker on {address}, namespace {namespace}, task queue {task_queue}: process_batch, double (Ctrl-C stops it)"
     );

@@ -5,7 +5,8 @@
 
 use std::time::Instant;
 
-use hb_runtime::engine::{Engine, StartOptions};
+use hb_runtime::client::StartOptions;
+use hb_runtime::engine::Engine;
 use hb_runtime::prelude::*;
 
 #[activity(start_to_close_timeout = "1m")]
@@ -26,7 +27,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .worker()
         .register(noop)
         .max_concurrent(1024)
-        .spawn()?;
+        .spawn()
+        .await?;
     let client = engine.client();
 
     let started = Instant::now();

@@ -25,10 +25,10 @@ use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
 use hb_fuzz::engine_file::{now_ms, prepare, sibling, Edit, Patch};
+use hb_runtime::client::{ClientError, ListFilter, StartOptions};
 use hb_runtime::engine::__fuzz::parse_task_token;
 use hb_runtime::engine::{
-    request_cancel, request_heartbeat, Engine, EngineError, EngineOptions, Inspector, ListFilter,
-    StartOptions,
+    request_cancel, request_heartbeat, Engine, EngineError, EngineOptions, Inspector,
 };
 use hb_runtime::prelude::*;
 use hb_runtime::transport::TaskToken;
@@ -206,7 +206,7 @@ fn wait_released(path: &Path) {
 
 /// A small engine file with a bit of everything, closed cleanly; its bytes.
 /// A worker running every activity of the fixture, handing task tokens to `tx`.
-fn spawn_worker(
+async fn spawn_worker(
     engine: &Engine,
     tx: tokio::sync::mpsc::UnboundedSender<TaskToken>,
 ) -> Result<hb_runtime::engine::WorkerHandle, EngineError> {
@@ -219,6 +219,7 @@ fn spawn_worker(
         .state(tx)
         .shutdown_grace(Duration::from_millis(1))
         .spawn()
+        .await
 }
 
 fn make_seed(runtime: &tokio::runtime::Runtime, path: &Path) -> Vec<u8> {
@@ -226,7 +227,7 @@ fn make_seed(runtime: &tokio::runtime::Runtime, path: &Path) -> Vec<u8> {
         let options = EngineOptions::default().keep_closed_forever();
         let engine = Engine::open_with(path, options).await.expect("a new file");
         let (tx, mut tokens) = unbounded_channel::<TaskToken>();
-        let worker = spawn_worker(&engine, tx).expect("a worker");
+        let worker = spawn_worker(&engine, tx).await.expect("a worker");
         let client = engine.client();
         let done = client.start(double, 21, StartOptions::id("done")).await;
         assert_eq!(done.unwrap().result().await.unwrap(), 42);
@@ -385,7 +386,7 @@ async fn exercise(path: &Path, options: EngineOptions, case: &Case) -> Result<En
             let _ = f.to_string();
         }
         match client.describe(&d.id).await {
-            Err(EngineError::NotFound { .. }) if case.options.retention_ms.is_none() => {
+            Err(ClientError::NotFound { .. }) if case.options.retention_ms.is_none() => {
                 panic!("{:?} is listed but not found", d.id)
             }
             _ => {}
@@ -411,7 +412,7 @@ async fn exercise(path: &Path, options: EngineOptions, case: &Case) -> Result<En
             }
             Action::Result(i) => {
                 if let Some(id) = id(i) {
-                    let handle = client.handle::<double>(id);
+                    let handle = client.handle(double, id);
                     let _ = tokio::time::timeout(Duration::from_millis(1), handle.result()).await;
                 }
             }
@@ -439,7 +440,7 @@ async fn exercise(path: &Path, options: EngineOptions, case: &Case) -> Result<En
     }
     if let Some(ms) = case.options.worker_ms {
         let (tx, _) = unbounded_channel::<TaskToken>();
-        let worker = spawn_worker(&engine, tx);
+        let worker = spawn_worker(&engine, tx).await;
         if let Ok(worker) = worker {
             tokio::time::sleep(Duration::from_millis(u64::from(ms % 4))).await;
             worker.shutdown().await;

@@ -13,7 +13,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{Criterion, criterion_group};
-use hb_runtime::engine::{ActivityState, Engine, StartOptions};
+use hb_runtime::client::{ActivityStatus, StartOptions};
+use hb_runtime::engine::Engine;
 use hb_runtime::prelude::*;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
 
@@ -99,6 +100,7 @@ fn bench_throughput(c: &mut Criterion) {
             .register(noop)
             .max_concurrent(1024)
             .spawn()
+            .await
             .unwrap()
     });
     let client = engine.client();
@@ -139,8 +141,14 @@ fn bench_throughput(c: &mut Criterion) {
 fn bench_cancel(c: &mut Criterion) {
     let rt = runtime();
     let engine = rt.block_on(Engine::in_memory()).unwrap();
-    let _worker =
-        rt.block_on(async { engine.worker().register(waits_for_cancel).spawn().unwrap() });
+    let _worker = rt.block_on(async {
+        engine
+            .worker()
+            .register(waits_for_cancel)
+            .spawn()
+            .await
+            .unwrap()
+    });
     let client = engine.client();
     let samples = Arc::new(Mutex::new(Vec::new()));
     let next = AtomicU64::new(0);
@@ -156,7 +164,7 @@ fn bench_cancel(c: &mut Criterion) {
                             .start(waits_for_cancel, (), StartOptions::id(&id))
                             .await
                             .unwrap();
-                        while h.describe().await.unwrap().state != ActivityState::Running {
+                        while h.describe().await.unwrap().status != ActivityStatus::Running {
                             tokio::task::yield_now().await;
                         }
                         // Let the worker attach the attempt (so the cancel is a push).
@@ -187,7 +195,8 @@ fn bench_cancel(c: &mut Criterion) {
 fn bench_dead_attempt(c: &mut Criterion) {
     let rt = runtime();
     let engine = rt.block_on(Engine::in_memory()).unwrap();
-    let _worker = rt.block_on(async { engine.worker().register(goes_quiet).spawn().unwrap() });
+    let _worker =
+        rt.block_on(async { engine.worker().register(goes_quiet).spawn().await.unwrap() });
     let client = engine.client();
     let samples = Arc::new(Mutex::new(Vec::new()));
     let next = AtomicU64::new(0);
@@ -306,6 +315,7 @@ fn bench_in_flight(c: &mut Criterion) {
             .register(in_flight)
             .max_concurrent(N as usize)
             .spawn()
+            .await
             .unwrap()
     });
     let client = engine.client();

@@ -14,9 +14,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use criterion::Criterion;
-use hb_runtime::engine::{Engine, StartOptions as EngineStart};
+use hb_runtime::client::{ActivityClient, StartOptions};
+use hb_runtime::engine::Engine;
 use hb_runtime::prelude::*;
-use hb_runtime::temporal::{Client, ConnectOptions, StartOptions, Worker};
+use hb_runtime::temporal::{ConnectOptions, Temporal};
 
 #[path = "../tests/temporal/harness.rs"]
 #[allow(dead_code)]
@@ -157,9 +158,10 @@ fn main() {
         .build()
         .unwrap();
     let mut c = Criterion::default().configure_from_args();
-    let client = rt
-        .block_on(Client::connect(ConnectOptions::new(&url)))
+    let temporal = rt
+        .block_on(Temporal::connect(ConnectOptions::new(&url)))
         .unwrap();
+    let client = temporal.client();
     let mut run = 0u64;
     let mut id = move |what: &str| {
         run += 1;
@@ -175,7 +177,7 @@ fn main() {
                 .block_on(client.start(
                     sdk_heartbeat_loop,
                     iters,
-                    StartOptions::new(&sdk_queue, id("loop")),
+                    StartOptions::id(id("loop")).task_queue(&sdk_queue),
                 ))
                 .unwrap();
             Duration::from_nanos(rt.block_on(h.result()).unwrap())
@@ -185,7 +187,7 @@ fn main() {
         .block_on(client.start(
             sdk_heartbeat_memory,
             1_000_000,
-            StartOptions::new(&sdk_queue, id("memory")),
+            StartOptions::id(id("memory")).task_queue(&sdk_queue),
         ))
         .unwrap();
     let grown = rt.block_on(h.result()).unwrap();
@@ -206,7 +208,9 @@ fn main() {
     let hb_queue = format!("bench-hb-{}", std::process::id());
     let worker = rt
         .block_on(
-            Worker::new(ConnectOptions::new(&url), &hb_queue)
+            temporal
+                .worker()
+                .task_queue(&hb_queue)
                 .register(noop)
                 .max_concurrent(BATCH as usize)
                 .spawn(),
@@ -223,7 +227,7 @@ fn main() {
                 iters,
                 BATCH,
                 || {
-                    let options = StartOptions::new(&hb_queue, id("noop"));
+                    let options = StartOptions::id(id("noop")).task_queue(&hb_queue);
                     async { client.start(noop, (), options).await.unwrap() }
                 },
                 |h| async move { h.result().await.unwrap() },
@@ -239,6 +243,7 @@ fn main() {
             .register(noop)
             .max_concurrent(BATCH as usize)
             .spawn()
+            .await
             .unwrap()
     });
     let engine_client = engine.client();
@@ -249,7 +254,7 @@ fn main() {
                 iters,
                 BATCH,
                 || {
-                    let options = EngineStart::id(id("engine"));
+                    let options = StartOptions::id(id("engine"));
                     async { engine_client.start(noop, (), options).await.unwrap() }
                 },
                 |h| async move { h.result().await.unwrap() },

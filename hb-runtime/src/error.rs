@@ -182,6 +182,24 @@ impl ActivityError {
         self
     }
 
+    /// What the error says, without its type (which [`error_type`](Self::error_type) gives):
+    /// what backends store as the failure's message, so that `type: message` names the type
+    /// once.
+    ///
+    /// ```
+    /// use hb_runtime::ActivityError;
+    ///
+    /// let e = ActivityError::non_retryable("NotFound", "No such file: a.csv");
+    /// assert_eq!(e.message(), "No such file: a.csv");
+    /// assert_eq!(e.to_string(), "NotFound: No such file: a.csv");
+    /// ```
+    pub fn message(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            ActivityError::Application { message, .. } => message.as_str().into(),
+            e => e.to_string().into(),
+        }
+    }
+
     /// The error's type name, as retry policies match it.
     pub fn error_type(&self) -> &str {
         match self {

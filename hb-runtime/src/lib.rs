@@ -52,12 +52,18 @@
 //! - [`intercept`] is the chain around every attempt (the pump is its built-in member).
 //! - [`transport::Transport`] is the seam backends implement; [`runner::AttemptRunner`] drives
 //!   attempts against one.
+//! - [`client::ActivityClient`] starts and follows activities, written once for every
+//!   backend; [`worker::Worker`] is the worker builder both backends share.
+//! - [`engine`] is the embedded durable backend (SQLite); `temporal` (feature `temporal`) runs
+//!   the same activities on a Temporal server.
 //! - [`testing::ActivityEnvironment`] runs an activity in tests with a deterministic clock.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
+pub mod backend;
 pub mod checkpoint;
+pub mod client;
 pub mod context;
 pub mod definition;
 #[cfg(feature = "engine")]
@@ -73,6 +79,7 @@ pub mod state;
 pub mod temporal;
 pub mod testing;
 pub mod transport;
+pub mod worker;
 
 pub use checkpoint::{Checkpoint, CheckpointDecodeError, Progress};
 pub use context::{ActivityContext, ActivityInfo};
@@ -91,10 +98,12 @@ pub use hb_macros::Checkpoint;
 #[cfg(feature = "macros")]
 pub use hb_macros::activity;
 
-/// Everything an activity author needs: `use hb_runtime::prelude::*;`.
+/// Everything an activity author needs, and the [`ActivityClient`](client::ActivityClient)
+/// trait whose methods start and follow activities: `use hb_runtime::prelude::*;`.
 pub mod prelude {
     #[cfg(feature = "macros")]
     pub use crate::activity;
+    pub use crate::client::ActivityClient;
     pub use crate::{
         Activity, ActivityContext, ActivityError, CancelReason, Checkpoint, CheckpointError,
         ResultExt,

@@ -9,7 +9,8 @@
 use std::time::Duration;
 
 use hb_runtime::checkpoint::decode_payload;
-use hb_runtime::engine::{Engine, StartOptions};
+use hb_runtime::client::StartOptions;
+use hb_runtime::engine::Engine;
 use hb_runtime::prelude::*;
 use hb_runtime::testing::{ActivityEnvironment, TestRun};
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
@@ -184,6 +185,7 @@ async fn the_engine_stores_a_checkpoint_long_before_the_heartbeat_interval() {
         .register(checkpoints_once)
         .state(tx)
         .spawn()
+        .await
         .unwrap();
     let client = engine.client();
     let handle = client

@@ -8,9 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use hb_runtime::engine::{
-    ActivityFailure, ActivityState, Engine, Inspector, StartOptions, WorkerHandle,
-};
+use hb_runtime::client::{ActivityFailure, ActivityStatus, StartOptions};
+use hb_runtime::engine::{Engine, Inspector, WorkerHandle};
 use hb_runtime::prelude::*;
 
 #[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug, PartialEq)]
@@ -170,13 +169,13 @@ async fn eventually(what: &str, mut check: impl FnMut() -> bool) {
 }
 
 /// Whether the file (as another process reads it) shows `id` in `state` with `done` items.
-fn file_shows(path: &Path, id: &str, state: ActivityState, done: u64) -> bool {
+fn file_shows(path: &Path, id: &str, state: ActivityStatus, done: u64) -> bool {
     let Ok(inspector) = Inspector::open(path) else {
         return false;
     };
     inspector
         .get(id)
-        .is_ok_and(|d| d.state == state && d.progress.is_some_and(|p| p.done == done))
+        .is_ok_and(|d| d.status == state && d.progress.is_some_and(|p| p.done == done))
 }
 
 /// An engine on `dir/hb.db` with a worker, holding three activities: `done-1` completed (5/5),
@@ -189,6 +188,7 @@ async fn populated(dir: &TempDir) -> (PathBuf, Engine, WorkerHandle) {
         .register(crunch)
         .shutdown_grace(Duration::from_millis(50))
         .spawn()
+        .await
         .unwrap();
     let client = engine.client();
     let job = |items, fail_at, park_at| Job {
@@ -214,11 +214,11 @@ async fn populated(dir: &TempDir) -> (PathBuf, Engine, WorkerHandle) {
         .await
         .unwrap();
     eventually("run-1 to be stored running at item 3", || {
-        file_shows(&path, "run-1", ActivityState::Running, 3)
+        file_shows(&path, "run-1", ActivityStatus::Running, 3)
     })
     .await;
     eventually("fail-1 to be stored as failed", || {
-        file_shows(&path, "fail-1", ActivityState::Failed, 4)
+        file_shows(&path, "fail-1", ActivityStatus::Failed, 4)
     })
     .await;
     (path, engine, worker)
@@ -271,7 +271,7 @@ fn closed_engine_file(path: &Path) {
     with_engine_gone(path, |p| {
         Box::pin(async move {
             let engine = Engine::open(&p).await.unwrap();
-            let _w = engine.worker().register(crunch).spawn().unwrap();
+            let _w = engine.worker().register(crunch).spawn().await.unwrap();
             let h = engine
                 .client()
                 .start(
@@ -468,7 +468,7 @@ async fn watch_draws_one_frame_of_bars_when_stdout_is_not_a_terminal() {
 async fn cancel_reaches_a_running_attempt_of_the_engine_that_has_the_file() {
     let dir = TempDir::new("cancel");
     let (path, engine, _worker) = populated(&dir).await;
-    let handle = engine.client().handle::<crunch>("run-1");
+    let handle = engine.client().handle(crunch, "run-1");
     // A client already waiting for the result, as the activity's starter would be.
     let waiting = tokio::spawn(async move { handle.result().await });
     tokio::task::yield_now().await;
@@ -539,16 +539,16 @@ fn a_cancel_queued_without_an_engine_applies_when_one_opens_the_file() {
     let state = with_engine_gone(&path, |p| {
         Box::pin(async move {
             let engine = Engine::open(&p).await.unwrap();
-            let handle = engine.client().handle::<crunch>("later-1");
+            let handle = engine.client().handle(crunch, "later-1");
             let result = tokio::time::timeout(Duration::from_secs(5), handle.result()).await;
             assert!(
                 matches!(result, Ok(Err(ActivityFailure::Cancelled { .. }))),
                 "{result:?}"
             );
-            handle.describe().await.unwrap().state
+            handle.describe().await.unwrap().status
         })
     });
-    assert_eq!(state, ActivityState::Cancelled);
+    assert_eq!(state, ActivityStatus::Cancelled);
 }
 
 // ---------------------------------------------------------------------------------------------

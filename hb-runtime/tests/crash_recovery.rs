@@ -19,7 +19,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hb_runtime::engine::{ActivityState, Engine, Inspector, StartOptions};
+use hb_runtime::client::{ActivityStatus, StartOptions};
+use hb_runtime::engine::{Engine, Inspector};
 use hb_runtime::prelude::*;
 
 /// Set (to the scratch directory) in the child's environment.
@@ -188,6 +189,7 @@ fn crash_recovery_child() {
             .state(log)
             .max_concurrent(ACTIVITIES)
             .spawn()
+            .await
             .unwrap();
         let client = engine.client();
         let mut handles = Vec::new();
@@ -473,7 +475,7 @@ fn activities_survive_repeated_sigkill() {
                 .await
                 .unwrap();
             let d = h.describe().await.unwrap();
-            assert_eq!(d.state, ActivityState::Completed, "{id}");
+            assert_eq!(d.status, ActivityStatus::Completed, "{id}");
             assert_eq!(h.result().await.unwrap(), expected(&job), "{id}");
         }
     });

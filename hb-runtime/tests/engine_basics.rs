@@ -4,10 +4,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use hb_runtime::engine::{
-    ActivityFailure, ActivityState, Engine, EngineError, ListFilter, StartOptions, TimeoutKind,
+use hb_runtime::client::{
+    ActivityFailure, ActivityStatus, ClientError, ListFilter, StartOptions, TimeoutKind,
 };
+use hb_runtime::engine::{Engine, EngineError};
 use hb_runtime::prelude::*;
+use hb_runtime::worker::ConfigError;
 
 #[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug, PartialEq)]
 struct Progress {
@@ -64,6 +66,7 @@ async fn engine_with_worker() -> (Engine, hb_runtime::engine::WorkerHandle) {
         .register(stuck)
         .shutdown_grace(Duration::from_millis(50))
         .spawn()
+        .await
         .unwrap();
     (engine, worker)
 }
@@ -92,7 +95,7 @@ async fn an_activity_runs_and_its_result_is_typed() {
         }
     );
     let d = h.describe().await.unwrap();
-    assert_eq!(d.state, ActivityState::Completed);
+    assert_eq!(d.status, ActivityStatus::Completed);
     assert_eq!(d.progress.unwrap().done, 3);
     assert_eq!(d.progress.unwrap().total, Some(3));
 }
@@ -154,7 +157,7 @@ async fn cancelling_a_running_attempt_reaches_it_at_once() {
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    assert_eq!(h.cancel().await.unwrap(), ActivityState::Running);
+    h.cancel().await.unwrap();
     match h.result().await {
         Err(ActivityFailure::Cancelled { details }) => {
             let p: Progress = hb_runtime::checkpoint::decode_payload(&details.unwrap()).unwrap();
@@ -162,7 +165,10 @@ async fn cancelling_a_running_attempt_reaches_it_at_once() {
         }
         other => panic!("expected Cancelled, got {other:?}"),
     }
-    assert_eq!(h.describe().await.unwrap().state, ActivityState::Cancelled);
+    assert_eq!(
+        h.describe().await.unwrap().status,
+        ActivityStatus::Cancelled
+    );
 }
 
 #[tokio::test]
@@ -173,8 +179,15 @@ async fn an_activity_no_worker_runs_is_cancelled_directly() {
         .start(stuck, (), StartOptions::id("waiting"))
         .await
         .unwrap();
-    assert_eq!(h.describe().await.unwrap().state, ActivityState::Scheduled);
-    assert_eq!(h.cancel().await.unwrap(), ActivityState::Cancelled);
+    assert_eq!(
+        h.describe().await.unwrap().status,
+        ActivityStatus::Scheduled
+    );
+    h.cancel().await.unwrap();
+    assert_eq!(
+        h.describe().await.unwrap().status,
+        ActivityStatus::Cancelled
+    );
     assert!(matches!(
         h.result().await,
         Err(ActivityFailure::Cancelled { .. })
@@ -190,7 +203,7 @@ async fn starting_is_idempotent_by_id_unless_told_otherwise() {
     assert!(matches!(
         c.start(stuck, (), StartOptions::id("dup").fail_if_exists())
             .await,
-        Err(EngineError::AlreadyStarted { .. })
+        Err(ClientError::AlreadyStarted { .. })
     ));
     let job = Job {
         items: 1,
@@ -199,10 +212,10 @@ async fn starting_is_idempotent_by_id_unless_told_otherwise() {
     };
     assert!(matches!(
         c.start(batch, job, StartOptions::id("dup")).await,
-        Err(EngineError::WrongType { .. })
+        Err(ClientError::WrongType { .. })
     ));
     assert_eq!(
-        c.list(ListFilter::state(ActivityState::Scheduled))
+        c.list(ListFilter::status(ActivityStatus::Scheduled))
             .await
             .unwrap()
             .len(),
@@ -229,7 +242,7 @@ async fn stalls(ctx: ActivityContext, #[checkpoint] mut n: u64) -> Result<u64, A
 #[tokio::test]
 async fn a_stalled_attempt_times_out_on_heartbeat_and_retries_with_its_checkpoint() {
     let engine = Engine::in_memory().await.unwrap();
-    let _w = engine.worker().register(stalls).spawn().unwrap();
+    let _w = engine.worker().register(stalls).spawn().await.unwrap();
     let h = engine
         .client()
         .start(stalls, (), StartOptions::id("stall-1"))
@@ -253,11 +266,11 @@ async fn a_stalled_attempt_times_out_on_heartbeat_and_retries_with_its_checkpoin
         }
         other => panic!("expected RetriesExhausted, got {other:?}"),
     }
-    assert_eq!(h.describe().await.unwrap().state, ActivityState::TimedOut);
+    assert_eq!(h.describe().await.unwrap().status, ActivityStatus::TimedOut);
 }
 
 /// Waits (at most 10 s) until `h` reports at least `done` items done.
-async fn progressed(h: &hb_runtime::engine::ActivityHandle<batch>, done: u64) {
+async fn progressed(h: &hb_runtime::client::Handle<batch>, done: u64) {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while h
         .describe()
@@ -282,6 +295,7 @@ async fn worker_shutdown_cancels_with_worker_shutdown_and_the_retry_resumes() {
         .register(batch)
         .shutdown_grace(Duration::from_millis(20))
         .spawn()
+        .await
         .unwrap();
     let h = engine
         .client()
@@ -300,8 +314,8 @@ async fn worker_shutdown_cancels_with_worker_shutdown_and_the_retry_resumes() {
     w.shutdown().await;
     let d = h.describe().await.unwrap();
     assert_eq!(
-        d.state,
-        ActivityState::Scheduled,
+        d.status,
+        ActivityStatus::Scheduled,
         "retried at once, waiting for a worker"
     );
     let saved = d.checkpoint::<Progress>().unwrap().next;
@@ -310,7 +324,7 @@ async fn worker_shutdown_cancels_with_worker_shutdown_and_the_retry_resumes() {
         d.last_failure,
         Some(ActivityFailure::Application { ref error_type, .. }) if error_type == "WorkerShutdown"
     ));
-    let _w2 = engine.worker().register(batch).spawn().unwrap();
+    let _w2 = engine.worker().register(batch).spawn().await.unwrap();
     let report = h.result().await.unwrap();
     assert_eq!(report.attempt, 2);
     assert_eq!(report.resumed_from, saved);
@@ -329,9 +343,66 @@ async fn a_missing_state_is_refused_when_the_worker_spawns() {
     }
     let engine = Engine::in_memory().await.unwrap();
     assert!(matches!(
-        engine.worker().register(needs_pool).spawn(),
-        Err(EngineError::MissingState(_))
+        engine.worker().register(needs_pool).spawn().await,
+        Err(EngineError::Config(ConfigError::MissingState(_)))
     ));
+}
+
+#[tokio::test]
+async fn a_worker_refuses_an_activity_registered_twice_and_a_worker_with_none() {
+    mod other {
+        use hb_runtime::prelude::*;
+        /// Another activity of the name `batch`.
+        #[activity(name = "batch")]
+        pub async fn batch_too(_ctx: ActivityContext) -> Result<(), ActivityError> {
+            Ok(())
+        }
+    }
+    let engine = Engine::in_memory().await.unwrap();
+    for twice in [
+        engine.worker().register(batch).register(batch),
+        engine.worker().register(batch).register(other::batch_too),
+    ] {
+        match twice.spawn().await {
+            Err(EngineError::Config(e @ ConfigError::Duplicate { .. })) => {
+                assert!(
+                    e.to_string().contains("`batch` was registered twice"),
+                    "{e}"
+                );
+            }
+            other => panic!("expected a duplicate registration, got {other:?}"),
+        }
+    }
+    assert!(matches!(
+        engine.worker().spawn().await,
+        Err(EngineError::Config(ConfigError::NoActivity))
+    ));
+}
+
+#[tokio::test]
+async fn a_failure_names_its_type_once() {
+    #[activity]
+    async fn open_file(_ctx: ActivityContext) -> Result<(), ActivityError> {
+        Err(ActivityError::non_retryable(
+            "NotFound",
+            "No such file: a.csv",
+        ))
+    }
+    let engine = Engine::in_memory().await.unwrap();
+    let _w = engine.worker().register(open_file).spawn().await.unwrap();
+    let h = engine
+        .client()
+        .start(open_file, (), StartOptions::id("f"))
+        .await
+        .unwrap();
+    let failure = h.result().await.unwrap_err();
+    assert_eq!(failure.to_string(), "NotFound: No such file: a.csv");
+    let Some(ActivityFailure::Application { message, .. }) =
+        h.describe().await.unwrap().last_failure
+    else {
+        panic!("expected the application failure");
+    };
+    assert_eq!(message, "No such file: a.csv");
 }
 
 /// Parks until released through `GATE`, counting how many run at once.
@@ -356,6 +427,7 @@ async fn a_worker_runs_at_most_max_concurrent_attempts_at_once() {
         .register(gated)
         .max_concurrent(2)
         .spawn()
+        .await
         .unwrap();
     let client = engine.client();
     let mut handles = Vec::new();
@@ -374,7 +446,7 @@ async fn a_worker_runs_at_most_max_concurrent_attempts_at_once() {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let running = client
-        .list(ListFilter::state(ActivityState::Running))
+        .list(ListFilter::status(ActivityStatus::Running))
         .await
         .unwrap();
     assert_eq!(running.len(), 2);
@@ -390,7 +462,7 @@ async fn an_in_memory_engine_reads_while_it_writes() {
     // Reads (list, describe of closed activities) run on their own connection while the writer
     // commits; on a shared-cache in-memory database they must not fail as "locked".
     let engine = Engine::in_memory().await.unwrap();
-    let _w = engine.worker().register(batch).spawn().unwrap();
+    let _w = engine.worker().register(batch).spawn().await.unwrap();
     let client = engine.client();
     let writers = tokio::spawn({
         let client = client.clone();
@@ -422,6 +494,7 @@ async fn closing_the_engine_shuts_its_workers_down_and_refuses_new_work() {
         .register(batch)
         .shutdown_grace(Duration::from_millis(20))
         .spawn()
+        .await
         .unwrap();
     let client = engine.client();
     let h = client
@@ -444,7 +517,7 @@ async fn closing_the_engine_shuts_its_workers_down_and_refuses_new_work() {
         .expect("close() did not return")
         .unwrap();
     let d = h.describe().await.unwrap();
-    assert_eq!(d.state, ActivityState::Scheduled);
+    assert_eq!(d.status, ActivityStatus::Scheduled);
     assert!(d.checkpoint::<Progress>().unwrap().next >= 2);
     assert!(matches!(
         d.last_failure,
@@ -462,13 +535,13 @@ async fn closing_the_engine_shuts_its_workers_down_and_refuses_new_work() {
             StartOptions::id("closing-2"),
         )
         .await;
-    assert!(matches!(late, Err(EngineError::Closed)), "{late:?}");
+    assert!(matches!(late, Err(ClientError::Closed)), "{late:?}");
     assert!(matches!(
         client.cancel("closing-1").await,
-        Err(EngineError::Closed)
+        Err(ClientError::Closed)
     ));
     assert!(matches!(
-        engine.worker().register(batch).spawn(),
+        engine.worker().register(batch).spawn().await,
         Err(EngineError::Closed)
     ));
     assert_eq!(client.list(ListFilter::all()).await.unwrap().len(), 1);
@@ -520,6 +593,7 @@ async fn a_flood_of_one_type_does_not_starve_another() {
         .register(fair_b)
         .max_concurrent(1)
         .spawn()
+        .await
         .unwrap();
     for h in &bs {
         tokio::time::timeout(Duration::from_secs(10), h.result())
@@ -570,8 +644,8 @@ async fn a_start_whose_future_is_dropped_still_runs() {
         );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    let _w = engine.worker().register(plus_one).spawn().unwrap();
-    let h = client.handle::<plus_one>("dropped");
+    let _w = engine.worker().register(plus_one).spawn().await.unwrap();
+    let h = client.handle(plus_one, "dropped");
     let out = tokio::time::timeout(Duration::from_secs(10), h.result())
         .await
         .expect("a worker ran it");

@@ -15,10 +15,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use hb_runtime::engine::{
-    ActivityFailure, ActivityState, Engine, EngineError, EngineOptions, Inspector, ListFilter,
-    StartOptions,
-};
+use hb_runtime::client::{ActivityFailure, ActivityStatus, ClientError, ListFilter, StartOptions};
+use hb_runtime::engine::{Engine, EngineError, EngineOptions, Inspector};
 use hb_runtime::prelude::*;
 
 /// A fresh, empty scratch directory for one test, removed when the test passes (kept for a
@@ -190,7 +188,7 @@ async fn a_new_file_and_its_companions_are_private() {
     let dir = Scratch::new("mode");
     let path = dir.join("hb.db");
     let engine = Engine::open(&path).await.unwrap();
-    let _w = engine.worker().register(double).spawn().unwrap();
+    let _w = engine.worker().register(double).spawn().await.unwrap();
     let h = engine
         .client()
         .start(double, 21, StartOptions::id("d"))
@@ -224,7 +222,7 @@ async fn a_second_open_in_the_same_process_is_locked_and_the_first_keeps_working
         "{message}"
     );
     // The refused open changed nothing: the first engine still runs activities.
-    let _w = engine.worker().register(double).spawn().unwrap();
+    let _w = engine.worker().register(double).spawn().await.unwrap();
     let h = engine
         .client()
         .start(double, 5, StartOptions::id("after-refusal"))
@@ -291,8 +289,8 @@ async fn a_second_process_opening_the_file_is_locked() {
     );
     // Still ours.
     assert_eq!(
-        engine.client().describe("held").await.unwrap().state,
-        ActivityState::Scheduled
+        engine.client().describe("held").await.unwrap().status,
+        ActivityStatus::Scheduled
     );
 }
 
@@ -448,11 +446,11 @@ async fn reopening_after_a_clean_close_recovers_open_activities() {
     let engine = Engine::open(&path).await.unwrap();
     let client = engine.client();
     let waiting = client
-        .list(ListFilter::state(ActivityState::Scheduled))
+        .list(ListFilter::status(ActivityStatus::Scheduled))
         .await
         .unwrap();
     assert_eq!(waiting.len(), 3);
-    let _w = engine.worker().register(double).spawn().unwrap();
+    let _w = engine.worker().register(double).spawn().await.unwrap();
     for n in 0..3u64 {
         let h = client
             .start(double, 1000, StartOptions::id(format!("later-{n}")))
@@ -464,7 +462,7 @@ async fn reopening_after_a_clean_close_recovers_open_activities() {
             "the stored input, not 1000"
         );
         let d = h.describe().await.unwrap();
-        assert_eq!((d.state, d.attempt), (ActivityState::Completed, 1));
+        assert_eq!((d.status, d.attempt), (ActivityStatus::Completed, 1));
     }
     assert_eq!(engine.integrity_check().await.unwrap(), "ok");
 }
@@ -520,7 +518,7 @@ async fn a_row_of_a_type_no_worker_registered_waits_scheduled_while_others_run()
     }
 
     let engine = Engine::open(&path).await.unwrap();
-    let _w = engine.worker().register(double).spawn().unwrap();
+    let _w = engine.worker().register(double).spawn().await.unwrap();
     let client = engine.client();
     for n in 0..3u64 {
         let h = client
@@ -534,10 +532,10 @@ async fn a_row_of_a_type_no_worker_registered_waits_scheduled_while_others_run()
     tokio::time::sleep(Duration::from_millis(300)).await;
     let d = client.describe("from-elsewhere").await.unwrap();
     assert_eq!(d.activity_type, "billing.Gone");
-    assert_eq!((d.state, d.attempt), (ActivityState::Scheduled, 0));
+    assert_eq!((d.status, d.attempt), (ActivityStatus::Scheduled, 0));
     assert!(d.last_failure.is_none());
     let waiting = client
-        .list(ListFilter::state(ActivityState::Scheduled))
+        .list(ListFilter::status(ActivityStatus::Scheduled))
         .await
         .unwrap();
     assert_eq!(
@@ -545,15 +543,16 @@ async fn a_row_of_a_type_no_worker_registered_waits_scheduled_while_others_run()
         ["from-elsewhere"]
     );
     // Not lost: it can still be cancelled, as anything waiting can.
+    client.cancel("from-elsewhere").await.unwrap();
     assert_eq!(
-        client.cancel("from-elsewhere").await.unwrap(),
-        ActivityState::Cancelled
+        client.describe("from-elsewhere").await.unwrap().status,
+        ActivityStatus::Cancelled
     );
 }
 
 /// Starts `measure` activities with 2 KiB inputs until one fails; returns the stored ones and
 /// the error.
-async fn fill(engine: &Engine, prefix: &str) -> (Vec<(String, String)>, EngineError) {
+async fn fill(engine: &Engine, prefix: &str) -> (Vec<(String, String)>, ClientError) {
     let client = engine.client();
     let mut stored = Vec::new();
     for i in 0..500 {
@@ -580,7 +579,7 @@ async fn a_full_disk_fails_start_with_storage_and_loses_nothing_stored() {
         .unwrap();
     let (stored, err) = fill(&engine, "fill").await;
     match &err {
-        EngineError::Storage { path: p, message } => {
+        ClientError::Engine(EngineError::Storage { path: p, message }) => {
             assert_eq!(p, &path);
             assert!(message.contains("full"), "{message}");
         }
@@ -598,18 +597,18 @@ async fn a_full_disk_fails_start_with_storage_and_loses_nothing_stored() {
     let refused = format!("fill-{}", stored.len());
     assert!(matches!(
         client.describe(&refused).await,
-        Err(EngineError::NotFound { .. })
+        Err(ClientError::NotFound { .. })
     ));
     assert!(matches!(
         client
             .start(measure, blob(0, 2048), StartOptions::id(&refused))
             .await,
-        Err(EngineError::Storage { .. })
+        Err(ClientError::Engine(EngineError::Storage { .. }))
     ));
     for (id, _) in &stored {
         assert_eq!(
-            client.describe(id).await.unwrap().state,
-            ActivityState::Scheduled
+            client.describe(id).await.unwrap().status,
+            ActivityStatus::Scheduled
         );
     }
     assert_eq!(
@@ -622,7 +621,7 @@ async fn a_full_disk_fails_start_with_storage_and_loses_nothing_stored() {
     // Without the cap, everything stored before runs with its input intact.
     let engine = Engine::open(&path).await.unwrap();
     assert_eq!(engine.integrity_check().await.unwrap(), "ok");
-    let _w = engine.worker().register(measure).spawn().unwrap();
+    let _w = engine.worker().register(measure).spawn().await.unwrap();
     let client = engine.client();
     assert_eq!(
         client.list(ListFilter::all()).await.unwrap().len(),
@@ -641,7 +640,7 @@ async fn a_full_disk_fails_start_with_storage_and_loses_nothing_stored() {
     }
     assert!(matches!(
         client.describe(&refused).await,
-        Err(EngineError::NotFound { .. })
+        Err(ClientError::NotFound { .. })
     ));
     assert_eq!(engine.integrity_check().await.unwrap(), "ok");
 }
@@ -663,9 +662,12 @@ async fn a_start_that_fails_to_store_never_runs() {
         .await
         .unwrap();
     let (_stored, err) = fill(&engine, "fill").await;
-    assert!(matches!(err, EngineError::Storage { .. }), "{err:?}");
+    assert!(
+        matches!(err, ClientError::Engine(EngineError::Storage { .. })),
+        "{err:?}"
+    );
     // A worker waits for `record_run` attempts while starts of it fail to be stored.
-    let _w = engine.worker().register(record_run).spawn().unwrap();
+    let _w = engine.worker().register(record_run).spawn().await.unwrap();
     let client = engine.client();
     let mut refused = Vec::new();
     for i in 0..20 {
@@ -673,7 +675,10 @@ async fn a_start_that_fails_to_store_never_runs() {
         let r = client
             .start(record_run, blob(i, 4096), StartOptions::id(&id))
             .await;
-        assert!(matches!(r, Err(EngineError::Storage { .. })), "{r:?}");
+        assert!(
+            matches!(r, Err(ClientError::Engine(EngineError::Storage { .. }))),
+            "{r:?}"
+        );
         refused.push(id);
     }
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -727,6 +732,7 @@ async fn a_completion_that_does_not_fit_is_reported_and_recovered_after_reopenin
         .register(big_output)
         .state(gate.clone())
         .spawn()
+        .await
         .unwrap();
     let h = engine
         .client()
@@ -739,23 +745,26 @@ async fn a_completion_that_does_not_fit_is_reported_and_recovered_after_reopenin
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let (stored, err) = fill(&engine, "fill").await;
-    assert!(matches!(err, EngineError::Storage { .. }), "{err:?}");
+    assert!(
+        matches!(err, ClientError::Engine(EngineError::Storage { .. })),
+        "{err:?}"
+    );
 
     // The 40 KB output cannot be stored: result() says so instead of claiming completion.
     gate.open.add_permits(1);
     match tokio::time::timeout(Duration::from_secs(10), h.result()).await {
-        Ok(Err(ActivityFailure::Engine(EngineError::Storage { .. }))) => {}
+        Ok(Err(ActivityFailure::Backend(ClientError::Engine(EngineError::Storage { .. })))) => {}
         other => panic!("expected a storage failure, got {other:?}"),
     }
     // The activity stays open, closing, and its write is retried (after 1 s, then 2 s, ...):
     // a second result() answers with the next try's error, not with "engine closed".
     match tokio::time::timeout(Duration::from_secs(10), h.result()).await {
-        Ok(Err(ActivityFailure::Engine(EngineError::Storage { .. }))) => {}
+        Ok(Err(ActivityFailure::Backend(ClientError::Engine(EngineError::Storage { .. })))) => {}
         other => panic!("expected the retried write's storage failure, got {other:?}"),
     }
     // The file still holds the activity as it was: running its first attempt.
     let d = Inspector::open(&path).unwrap().get("big").unwrap();
-    assert_eq!((d.state, d.attempt), (ActivityState::Running, 1));
+    assert_eq!((d.status, d.attempt), (ActivityStatus::Running, 1));
     // Closing the engine ends the retries: result() says so at once instead of waiting.
     let waiting = tokio::spawn({
         let h = h.clone();
@@ -772,7 +781,7 @@ async fn a_completion_that_does_not_fit_is_reported_and_recovered_after_reopenin
             .expect("result() after close() answered at once"),
     ] {
         assert!(
-            matches!(r, Err(ActivityFailure::Engine(EngineError::Closed))),
+            matches!(r, Err(ActivityFailure::Backend(ClientError::Closed))),
             "{r:?}"
         );
     }
@@ -788,6 +797,7 @@ async fn a_completion_that_does_not_fit_is_reported_and_recovered_after_reopenin
         .register(big_output)
         .state(gate.clone())
         .spawn()
+        .await
         .unwrap();
     let h = engine
         .client()
@@ -849,8 +859,8 @@ async fn at_a_reopen_the_attempts_of_a_dead_process_are_retried_at_once() {
     )
     .await;
     let engine = Engine::open(&path).await.unwrap();
-    let _w = engine.worker().register(orphan_now).spawn().unwrap();
-    let h = engine.client().handle::<orphan_now>("lost");
+    let _w = engine.worker().register(orphan_now).spawn().await.unwrap();
+    let h = engine.client().handle(orphan_now, "lost");
     let out = tokio::time::timeout(Duration::from_secs(10), h.result())
         .await
         .expect("retried at once, not after its heartbeat timeout");
@@ -883,9 +893,9 @@ async fn at_a_reopen_an_attempt_heartbeated_from_another_process_keeps_its_timeo
     )
     .await;
     let engine = Engine::open(&path).await.unwrap();
-    let h = engine.client().handle::<orphan_now>("ext");
-    assert_eq!(h.describe().await.unwrap().state, ActivityState::Running);
-    let _w = engine.worker().register(orphan_now).spawn().unwrap();
+    let h = engine.client().handle(orphan_now, "ext");
+    assert_eq!(h.describe().await.unwrap().status, ActivityStatus::Running);
+    let _w = engine.worker().register(orphan_now).spawn().await.unwrap();
     let out = tokio::time::timeout(Duration::from_secs(10), h.result())
         .await
         .expect("retried after its timeout");
@@ -935,18 +945,18 @@ async fn stored_times_in_the_future_do_not_hold_recovery_back() {
     drop(conn);
 
     let engine = Engine::open(&path).await.unwrap();
-    let _w = engine.worker().register(orphan_now).spawn().unwrap();
+    let _w = engine.worker().register(orphan_now).spawn().await.unwrap();
     let client = engine.client();
     let retried = tokio::time::timeout(
         Duration::from_secs(10),
-        client.handle::<orphan_now>("retry").result(),
+        client.handle(orphan_now, "retry").result(),
     )
     .await
     .expect("the retry came within its interval");
     assert_eq!(retried.unwrap(), 7);
     let timed_out = tokio::time::timeout(
         Duration::from_secs(10),
-        client.handle::<measure>("deadline").result(),
+        client.handle(measure, "deadline").result(),
     )
     .await
     .expect("the schedule-to-close timeout fired within its duration");
@@ -954,7 +964,7 @@ async fn stored_times_in_the_future_do_not_hold_recovery_back() {
         matches!(
             timed_out,
             Err(ActivityFailure::Timeout {
-                kind: hb_runtime::engine::TimeoutKind::ScheduleToClose,
+                kind: hb_runtime::client::TimeoutKind::ScheduleToClose,
                 ..
             })
         ),
@@ -972,7 +982,7 @@ async fn retention_prunes_closed_activities_and_keeps_open_ones() {
     let options = EngineOptions::default().retention(Duration::from_millis(300));
     let engine = Engine::open_with(&path, options).await.unwrap();
     let client = engine.client();
-    let _w = engine.worker().register(double).spawn().unwrap();
+    let _w = engine.worker().register(double).spawn().await.unwrap();
     for n in 0..2_500u64 {
         client
             .start(double, n, StartOptions::id(format!("done-{n}")))
@@ -1002,7 +1012,7 @@ async fn retention_prunes_closed_activities_and_keeps_open_ones() {
     assert_eq!(all()[0].id, "open", "the open one stays");
     assert!(matches!(
         client.describe("done-0").await,
-        Err(EngineError::NotFound { .. })
+        Err(ClientError::NotFound { .. })
     ));
     // The id starts anew.
     let again = client
@@ -1063,6 +1073,7 @@ async fn dropping_an_engine_on_a_runtime_thread_does_not_block_it() {
         .register(hands_out_token)
         .state(tx)
         .spawn()
+        .await
         .unwrap();
     engine
         .client()
@@ -1120,15 +1131,15 @@ async fn a_file_of_schema_1_is_upgraded_and_keeps_what_it_held() {
     drop(conn);
     // Read while still schema 1 (the CLI does), then opened by an engine.
     assert_eq!(
-        Inspector::open(&path).unwrap().get("old").unwrap().state,
-        ActivityState::Scheduled
+        Inspector::open(&path).unwrap().get("old").unwrap().status,
+        ActivityStatus::Scheduled
     );
     let engine = Engine::open(&path).await.unwrap();
-    let _w = engine.worker().register(orphan_now).spawn().unwrap();
+    let _w = engine.worker().register(orphan_now).spawn().await.unwrap();
     assert_eq!(
         engine
             .client()
-            .handle::<orphan_now>("old")
+            .handle(orphan_now, "old")
             .result()
             .await
             .unwrap(),

@@ -11,7 +11,8 @@
 
 use std::time::{Duration, Instant};
 
-use hb_runtime::engine::{Engine, StartOptions};
+use hb_runtime::client::StartOptions;
+use hb_runtime::engine::Engine;
 use hb_runtime::heartbeat::Pump;
 use hb_runtime::prelude::*;
 use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
@@ -97,6 +98,7 @@ fn an_in_flight_activity_costs_under_1_kib_beyond_a_plain_task() {
             .max_concurrent(N)
             .shutdown_grace(Duration::ZERO)
             .spawn()
+            .await
             .unwrap()
     });
     let client = engine.client();

@@ -9,10 +9,8 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
 use hb_runtime::Payload;
-use hb_runtime::engine::{
-    ActivityFailure, ActivityState, Engine, EngineError, Inspector, StartOptions, TimeoutKind,
-    request_heartbeat,
-};
+use hb_runtime::client::{ActivityFailure, ActivityStatus, ClientError, StartOptions, TimeoutKind};
+use hb_runtime::engine::{Engine, EngineError, Inspector, request_heartbeat};
 use hb_runtime::prelude::*;
 use hb_runtime::transport::TaskToken;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
@@ -32,7 +30,7 @@ async fn too_slow(ctx: ActivityContext, #[checkpoint] n: u64) -> Result<(), Acti
 #[tokio::test]
 async fn start_to_close_times_each_attempt_out_and_retries_from_the_checkpoint() {
     let engine = Engine::in_memory().await.unwrap();
-    let _w = engine.worker().register(too_slow).spawn().unwrap();
+    let _w = engine.worker().register(too_slow).spawn().await.unwrap();
     let h = engine
         .client()
         .start(too_slow, (), StartOptions::id("s2c"))
@@ -58,7 +56,7 @@ async fn start_to_close_times_each_attempt_out_and_retries_from_the_checkpoint()
 #[tokio::test]
 async fn schedule_to_close_ends_the_whole_activity() {
     let engine = Engine::in_memory().await.unwrap();
-    let _w = engine.worker().register(too_slow).spawn().unwrap();
+    let _w = engine.worker().register(too_slow).spawn().await.unwrap();
     let h = engine
         .client()
         .start(
@@ -77,7 +75,7 @@ async fn schedule_to_close_ends_the_whole_activity() {
         }) => {}
         other => panic!("expected a schedule-to-close timeout, got {other:?}"),
     }
-    assert_eq!(h.describe().await.unwrap().state, ActivityState::TimedOut);
+    assert_eq!(h.describe().await.unwrap().status, ActivityStatus::TimedOut);
 }
 
 #[activity(retry(max_attempts = 5, initial_interval = "10ms", non_retryable = ["BadRow"]))]
@@ -91,7 +89,7 @@ async fn strict(_ctx: ActivityContext, kind: String) -> Result<(), ActivityError
 #[tokio::test]
 async fn a_non_retryable_error_type_ends_the_activity_at_once() {
     let engine = Engine::in_memory().await.unwrap();
-    let _w = engine.worker().register(strict).spawn().unwrap();
+    let _w = engine.worker().register(strict).spawn().await.unwrap();
     let h = engine
         .client()
         .start(strict, "BadRow".to_string(), StartOptions::id("strict-1"))
@@ -125,7 +123,7 @@ async fn fails_once(_ctx: ActivityContext) -> Result<(), ActivityError> {
 #[tokio::test]
 async fn a_failed_attempt_backs_off_for_the_policy_interval() {
     let engine = Engine::in_memory().await.unwrap();
-    let _w = engine.worker().register(fails_once).spawn().unwrap();
+    let _w = engine.worker().register(fails_once).spawn().await.unwrap();
     let before = SystemTime::now();
     let h = engine
         .client()
@@ -135,7 +133,7 @@ async fn a_failed_attempt_backs_off_for_the_policy_interval() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     let d = loop {
         let d = h.describe().await.unwrap();
-        if d.state == ActivityState::BackingOff {
+        if d.status == ActivityStatus::BackingOff {
             break d;
         }
         assert!(tokio::time::Instant::now() < deadline, "never backed off");
@@ -148,7 +146,11 @@ async fn a_failed_attempt_backs_off_for_the_policy_interval() {
         Some(ActivityFailure::Application { ref error_type, .. }) if error_type == "Flaky"
     ));
     // Cancelled directly while waiting for its retry.
-    assert_eq!(h.cancel().await.unwrap(), ActivityState::Cancelled);
+    h.cancel().await.unwrap();
+    assert_eq!(
+        h.describe().await.unwrap().status,
+        ActivityStatus::Cancelled
+    );
 }
 
 #[activity(heartbeat_timeout = "30s", heartbeat_interval = "20s")]
@@ -173,6 +175,7 @@ async fn an_attempt_is_heartbeated_by_task_token_from_another_thread_and_process
         .worker()
         .register(waits_for_outside_heartbeats)
         .spawn()
+        .await
         .unwrap();
     let client = engine.client();
     let h = client
@@ -249,6 +252,7 @@ async fn a_deadline_years_away_does_not_stop_the_engines_timers() {
         .register(too_slow)
         .register(fails_first)
         .spawn()
+        .await
         .unwrap();
     let client = engine.client();
     let _far = client
@@ -293,6 +297,7 @@ async fn an_attempt_that_fails_after_a_cancel_request_ends_the_activity_as_cance
         .worker()
         .register(fails_when_cancelled)
         .spawn()
+        .await
         .unwrap();
     let h = engine
         .client()
@@ -300,7 +305,7 @@ async fn an_attempt_that_fails_after_a_cancel_request_ends_the_activity_as_cance
         .await
         .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while h.describe().await.unwrap().state != ActivityState::Running {
+    while h.describe().await.unwrap().status != ActivityStatus::Running {
         assert!(tokio::time::Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -340,7 +345,7 @@ async fn a_write_that_does_not_fit_fails_alone() {
     let big_start = client.start(strict, big, StartOptions::id("too-big")).await;
     assert!(matches!(
         big_start,
-        Err(hb_runtime::engine::EngineError::Storage { .. })
+        Err(ClientError::Engine(EngineError::Storage { .. }))
     ));
     while let Some(r) = small.join_next().await {
         r.unwrap()
@@ -382,6 +387,7 @@ async fn a_timed_out_attempts_late_checkpoint_reaches_the_retry() {
         .worker()
         .register(saves_after_its_timeout)
         .spawn()
+        .await
         .unwrap();
     let h = engine
         .client()
@@ -399,7 +405,7 @@ async fn a_timed_out_attempts_late_checkpoint_reaches_the_retry() {
         (d.checkpoint::<u64>() == Some(2)).then_some(d)
     })
     .await;
-    assert_eq!(d.state, ActivityState::BackingOff);
+    assert_eq!(d.status, ActivityStatus::BackingOff);
     match d.last_failure {
         Some(ActivityFailure::Timeout {
             kind: TimeoutKind::Heartbeat,
@@ -538,6 +544,7 @@ async fn a_timed_out_attempts_late_checkpoint_survives_a_reopen() {
         .worker()
         .register(saves_once_it_times_out)
         .spawn()
+        .await
         .unwrap();
     let h = engine
         .client()
@@ -548,7 +555,7 @@ async fn a_timed_out_attempts_late_checkpoint_survives_a_reopen() {
     // The late 2 is taken while the engine, having timed attempt 1 out, is held.
     eventually("the late checkpoint 2 is kept", || async {
         let d = h.describe().await.unwrap();
-        (d.state == ActivityState::BackingOff && d.checkpoint::<u64>() == Some(2)).then_some(())
+        (d.status == ActivityStatus::BackingOff && d.checkpoint::<u64>() == Some(2)).then_some(())
     })
     .await;
     HOLD_RELEASED.store(true, Ordering::SeqCst);
@@ -564,8 +571,9 @@ async fn a_timed_out_attempts_late_checkpoint_survives_a_reopen() {
         .worker()
         .register(saves_once_it_times_out)
         .spawn()
+        .await
         .unwrap();
-    let h = engine.client().handle::<saves_once_it_times_out>(HELD);
+    let h = engine.client().handle(saves_once_it_times_out, HELD);
     let resumed_from = tokio::time::timeout(Duration::from_secs(10), h.result())
         .await
         .expect("the retry finished")
@@ -630,6 +638,7 @@ async fn a_cancel_reaches_the_current_attempt_never_a_stale_one() {
         .register(reports_its_cancel)
         .state(tx)
         .spawn()
+        .await
         .unwrap();
     let client = engine.client();
     let h = client
@@ -644,7 +653,7 @@ async fn a_cancel_reaches_the_current_attempt_never_a_stale_one() {
     .await;
     let d = eventually("attempt 1 times out", || async {
         let d = h.describe().await.unwrap();
-        (d.state != ActivityState::Running).then_some(d)
+        (d.status != ActivityStatus::Running).then_some(d)
     })
     .await;
     assert_eq!(d.attempt, 1);
@@ -666,10 +675,7 @@ async fn a_cancel_reaches_the_current_attempt_never_a_stale_one() {
         (GATE_ENTERED.load(Ordering::SeqCst) >= 2).then_some(())
     })
     .await;
-    assert_eq!(
-        client.cancel("stale").await.unwrap(),
-        ActivityState::Running
-    );
+    client.cancel("stale").await.unwrap();
     GATE_OPENED.store(2, Ordering::SeqCst);
 
     let mut reports = Vec::new();
@@ -718,6 +724,7 @@ async fn cancel_answers_only_once_the_request_is_stored() {
         .register(hands_out_its_token)
         .state(tx)
         .spawn()
+        .await
         .unwrap();
     let client = engine.client();
     let h = client
@@ -738,10 +745,7 @@ async fn cancel_answers_only_once_the_request_is_stored() {
     let big = Payload::json(&"x".repeat(4 << 20)).unwrap();
     assert!(!client.heartbeat(&token, Some(&big)).unwrap().stops());
     drop(big);
-    assert_eq!(
-        client.cancel("stored").await.unwrap(),
-        ActivityState::Running
-    );
+    client.cancel("stored").await.unwrap();
     assert!(
         inspector.get("stored").unwrap().cancel_requested,
         "cancel() answered before the request was in the file"
@@ -791,6 +795,7 @@ async fn the_timers_of_closed_activities_leave_the_deadline_queue_at_once() {
         .worker()
         .register(quick_with_long_timeouts)
         .spawn()
+        .await
         .unwrap();
     for (i, h) in (0..).zip(&handles) {
         let out = tokio::time::timeout(Duration::from_secs(10), h.result())
@@ -874,7 +879,12 @@ async fn quits_unasked(_ctx: ActivityContext) -> Result<(), ActivityError> {
 #[tokio::test]
 async fn a_body_returning_cancelled_unasked_fails_the_activity_instead_of_cancelling_it() {
     let engine = Engine::in_memory().await.unwrap();
-    let _w = engine.worker().register(quits_unasked).spawn().unwrap();
+    let _w = engine
+        .worker()
+        .register(quits_unasked)
+        .spawn()
+        .await
+        .unwrap();
     let h = engine
         .client()
         .start(quits_unasked, (), StartOptions::id("quits"))
@@ -888,7 +898,7 @@ async fn a_body_returning_cancelled_unasked_fails_the_activity_instead_of_cancel
         }) => assert_eq!(error_type, "Cancelled"),
         other => panic!("expected a non-retryable Cancelled failure, got {other:?}"),
     }
-    assert_eq!(h.describe().await.unwrap().state, ActivityState::Failed);
+    assert_eq!(h.describe().await.unwrap().status, ActivityStatus::Failed);
 }
 
 /// Checkpoints a large value, then fails (retryably).
@@ -903,9 +913,9 @@ async fn saves_big_then_fails(
     Err(ActivityError::retryable("Flaky", "after a big checkpoint"))
 }
 
-async fn state_is(h: &hb_runtime::engine::ActivityHandle<saves_big_then_fails>, s: ActivityState) {
+async fn state_is(h: &hb_runtime::client::Handle<saves_big_then_fails>, s: ActivityStatus) {
     eventually("the state", || async {
-        (h.describe().await.ok()?.state == s).then_some(())
+        (h.describe().await.ok()?.status == s).then_some(())
     })
     .await;
 }
@@ -922,6 +932,7 @@ async fn a_retry_interval_of_duration_max_waits_instead_of_overflowing() {
         .worker()
         .register(saves_big_then_fails)
         .spawn()
+        .await
         .unwrap();
     let never = hb_runtime::RetryPolicy::new().initial_interval(Duration::MAX);
     let h = engine
@@ -933,7 +944,7 @@ async fn a_retry_interval_of_duration_max_waits_instead_of_overflowing() {
         )
         .await
         .unwrap();
-    state_is(&h, ActivityState::BackingOff).await;
+    state_is(&h, ActivityStatus::BackingOff).await;
     let d = h.describe().await.unwrap();
     let next = d.next_attempt_at.expect("a retry is due");
     let years = |n: u64| Duration::from_secs(n * 365 * 24 * 3600);
@@ -947,15 +958,20 @@ async fn a_retry_interval_of_duration_max_waits_instead_of_overflowing() {
         .worker()
         .register(saves_big_then_fails)
         .spawn()
+        .await
         .unwrap();
-    let h = engine.client().handle::<saves_big_then_fails>("never");
+    let h = engine.client().handle(saves_big_then_fails, "never");
     let d = h.describe().await.unwrap();
     assert_eq!(
-        (d.state, d.attempt),
-        (ActivityState::BackingOff, 1),
+        (d.status, d.attempt),
+        (ActivityStatus::BackingOff, 1),
         "not retried at the reopen"
     );
-    assert_eq!(h.cancel().await.unwrap(), ActivityState::Cancelled);
+    h.cancel().await.unwrap();
+    assert_eq!(
+        h.describe().await.unwrap().status,
+        ActivityStatus::Cancelled
+    );
     _w.shutdown().await;
     drop((h, engine));
     std::fs::remove_dir_all(&dir).ok();
@@ -975,6 +991,7 @@ async fn a_cancel_that_cannot_be_stored_fails_instead_of_answering_ok() {
         .worker()
         .register(saves_big_then_fails)
         .spawn()
+        .await
         .unwrap();
     let client = engine.client();
     // Backing off for an hour with a 200 KiB checkpoint: cancelling it stores a failure that
@@ -988,7 +1005,7 @@ async fn a_cancel_that_cannot_be_stored_fails_instead_of_answering_ok() {
         )
         .await
         .unwrap();
-    state_is(&h, ActivityState::BackingOff).await;
+    state_is(&h, ActivityStatus::BackingOff).await;
     worker.shutdown().await;
     // Fill the file: starts of ever smaller inputs until even a small one does not fit.
     let mut n = 0;
@@ -1005,18 +1022,18 @@ async fn a_cancel_that_cannot_be_stored_fails_instead_of_answering_ok() {
                 .await;
             match r {
                 Ok(_) => {}
-                Err(EngineError::Storage { .. }) => break,
+                Err(ClientError::Engine(EngineError::Storage { .. })) => break,
                 Err(e) => panic!("filling: {e}"),
             }
         }
     }
     match h.cancel().await {
-        Err(EngineError::Storage { .. }) => {}
+        Err(ClientError::Engine(EngineError::Storage { .. })) => {}
         other => panic!("expected the storage error, got {other:?}"),
     }
     // What the file says, read as another process would.
     let stored = Inspector::open(&path).unwrap().get("big").unwrap();
-    assert_eq!(stored.state, ActivityState::BackingOff);
+    assert_eq!(stored.status, ActivityStatus::BackingOff);
     drop((h, client, engine));
     std::fs::remove_dir_all(&dir).ok();
 }

@@ -10,7 +10,8 @@ mod support;
 use std::time::Duration;
 
 use hb_runtime::Payload;
-use hb_runtime::engine::{ActivityFailure, Engine, StartOptions};
+use hb_runtime::client::{ActivityFailure, StartOptions};
+use hb_runtime::engine::Engine;
 use hb_runtime::prelude::*;
 use hb_runtime::testing::ActivityEnvironment;
 
@@ -170,6 +171,7 @@ async fn the_engine_stores_and_returns_decode_failures_without_values() {
         .register(login_v2)
         .register(token_v2)
         .spawn()
+        .await
         .unwrap();
     let client = engine.client();
 
@@ -213,7 +215,7 @@ async fn the_engine_stores_and_returns_decode_failures_without_values() {
         .expect("the attempt completes at once")
         .unwrap_err();
     match &failure {
-        ActivityFailure::BadOutput { message } => {
+        ActivityFailure::BadOutput { message, .. } => {
             assert!(
                 message.contains("invalid type: string, expected u64"),
                 "{message}"

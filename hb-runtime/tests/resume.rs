@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 use hb_runtime::Payload;
 use hb_runtime::checkpoint::{decode_payload, encode_payload};
-use hb_runtime::engine::{ActivityFailure, Engine, StartOptions, WorkerHandle};
+use hb_runtime::client::{ActivityFailure, StartOptions};
+use hb_runtime::engine::{Engine, WorkerHandle};
 use hb_runtime::prelude::*;
 use hb_runtime::testing::ActivityEnvironment;
 use hb_runtime::transport::TaskToken;
@@ -328,6 +329,7 @@ async fn external_details_survive_attempt_2(
             fail_second: fail_second.clone(),
         })
         .spawn()
+        .await
         .unwrap();
     let client = engine.client();
     client
@@ -373,7 +375,7 @@ async fn external_details_survive_attempt_2(
 async fn an_external_heartbeat_during_a_retry_survives_it_and_the_cancel_carries_it() {
     let (engine, worker, _fail, _attempts, external) =
         external_details_survive_attempt_2("ext-cancel").await;
-    let handle = engine.client().handle::<hands_out>("ext-cancel");
+    let handle = engine.client().handle(hands_out, "ext-cancel");
     handle.cancel().await.unwrap();
     match tokio::time::timeout(Duration::from_secs(10), handle.result())
         .await
@@ -392,7 +394,7 @@ async fn an_external_heartbeat_during_a_retry_is_what_the_next_retry_resumes_fro
     fail_second.notify_one();
     let (attempt, _, resumed_from) = next_attempt(&mut attempts).await;
     assert_eq!((attempt, resumed_from), (3, Progress { next: 5, total: 9 }));
-    let handle = engine.client().handle::<hands_out>("ext-retry");
+    let handle = engine.client().handle(hands_out, "ext-retry");
     let done = tokio::time::timeout(Duration::from_secs(10), handle.result())
         .await
         .expect("attempt 3 completed")

@@ -8,10 +8,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use hb_runtime::client::{
+    ActivityClient, ActivityFailure, ActivityStatus, ClientError, Handle, ListFilter, StartOptions,
+};
 use hb_runtime::prelude::*;
 use hb_runtime::temporal::{
-    AutoHeartbeat, Client, ConnectOptions, Handle, ResultError, StartOptions, TemporalError,
-    Worker, WorkerHandle, sdk_activity,
+    AutoHeartbeat, Client, ConnectOptions, Temporal, TemporalError, WorkerHandle, sdk_activity,
 };
 use serde_json::json;
 
@@ -85,6 +87,18 @@ async fn process_batch(
 #[activity(heartbeat_timeout = "10s", retry(non_retryable = ["Unlucky"]))]
 async fn unlucky(_ctx: ActivityContext) -> Result<(), ActivityError> {
     Err(ActivityError::retryable("Unlucky", "the draw went badly"))
+}
+
+/// Counts its attempts in its checkpoint and fails each, retryably, 2 attempts allowed.
+#[activity(
+    heartbeat_timeout = "10s",
+    retry(max_attempts = 2, initial_interval = "100ms")
+)]
+async fn flaky(ctx: ActivityContext, #[checkpoint] mut tries: u64) -> Result<(), ActivityError> {
+    tries += 1;
+    ctx.checkpoint(&tries)?;
+    ctx.flush().await?;
+    Err(ActivityError::retryable("Flaky", "not this time"))
 }
 
 /// Checkpoints `progress_to` items, then stops making progress (a stuck dependency): with
@@ -210,7 +224,11 @@ fn child_worker(spec: &str) {
     let (url, queue) = spec.split_once(' ').expect("url and queue");
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
-        let _worker = Worker::new(ConnectOptions::new(url), queue)
+        let _worker = Temporal::connect(ConnectOptions::new(url))
+            .await
+            .expect("the child worker connects")
+            .worker()
+            .task_queue(queue)
             .register(logged_batch)
             .spawn()
             .await
@@ -281,7 +299,10 @@ impl Env {
 
     /// An hb worker on `queue`, with every test activity.
     async fn worker_on(&self, queue: &str) -> WorkerHandle {
-        Worker::new(ConnectOptions::new(self.server.url()), queue)
+        self.temporal()
+            .await
+            .worker()
+            .task_queue(queue)
             .register(double)
             .register(process_batch)
             .register(stalls)
@@ -292,10 +313,14 @@ impl Env {
             .expect("the hb worker starts")
     }
 
-    async fn client(&self) -> Client {
-        Client::connect(ConnectOptions::new(self.server.url()))
+    async fn temporal(&self) -> Temporal {
+        Temporal::connect(ConnectOptions::new(self.server.url()))
             .await
-            .expect("the client connects")
+            .expect("connected to the server")
+    }
+
+    async fn client(&self) -> Client {
+        self.temporal().await.client()
     }
 
     /// Calls `activity` from Python on a worker of its own, stopped afterwards.
@@ -458,7 +483,7 @@ async fn a_killed_worker_s_retry_resumes_from_the_last_checkpoint(env: &Env) {
 }
 
 /// Polls `describe` (bounded) until the activity reports progress.
-async fn wait_for_progress<A: Activity>(h: &Handle<A>) -> hb_runtime::temporal::Description {
+async fn wait_for_progress<A: Activity>(h: &Handle<A>) -> hb_runtime::client::Description {
     let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
     loop {
         let d = h.describe().await.expect("describe");
@@ -479,7 +504,11 @@ async fn a_standalone_activity_is_started_awaited_described_and_cancelled_throug
     let (queue, worker) = env.worker().await;
     let client = env.client().await;
     let id = format!("standalone-{}", std::process::id());
-    let options = || StartOptions::new(&queue, &id).heartbeat_timeout(Duration::from_secs(2));
+    let options = || {
+        StartOptions::id(&id)
+            .task_queue(&queue)
+            .heartbeat_timeout(Duration::from_secs(2))
+    };
     let batch = || Batch {
         items: 40,
         item_ms: 50,
@@ -488,12 +517,17 @@ async fn a_standalone_activity_is_started_awaited_described_and_cancelled_throug
         .start(process_batch, batch(), options())
         .await
         .unwrap();
+    let again = client
+        .start(process_batch, batch(), options())
+        .await
+        .expect("a second start of a running id is the running activity");
+    assert_eq!(again.id(), h.id());
     assert!(
         matches!(
-            client.start(process_batch, batch(), options()).await,
-            Err(TemporalError::AlreadyStarted { .. })
+            client.start(process_batch, batch(), options().fail_if_exists()).await,
+            Err(ClientError::AlreadyStarted { ref activity_type, .. }) if activity_type == "process_batch"
         ),
-        "a second start of a running id is refused"
+        "a second start with fail_if_exists is refused"
     );
     let d = wait_for_progress(&h).await;
     assert_eq!(d.activity_type, "process_batch");
@@ -512,12 +546,202 @@ async fn a_standalone_activity_is_started_awaited_described_and_cancelled_throug
     let long = running_batch(env, &queue, &format!("{id}-cancelled"), 100_000).await;
     long.cancel().await.unwrap();
     match long.result().await {
-        Err(ResultError::Cancelled { details: Some(d) }) => {
+        Err(ActivityFailure::Cancelled { details: Some(d) }) => {
             let p: BatchProgress = hb_runtime::checkpoint::decode_payload(&d).unwrap();
             assert!(p.next > 0 && p.total == 100_000, "{p:?}");
         }
         other => panic!("expected Cancelled with the checkpoint, got {other:?}"),
     }
+    worker.shutdown().await;
+}
+
+/// The caller of the "one client model": written once against `ActivityClient`.
+async fn run<C: ActivityClient>(
+    c: &C,
+    id: &str,
+) -> Result<BatchReport, Box<dyn std::error::Error>> {
+    let batch = Batch {
+        items: 20,
+        item_ms: 5,
+    };
+    let h = c.start(process_batch, batch, StartOptions::id(id)).await?;
+    println!("{:?}", h.describe().await?.progress);
+    Ok(h.result().await?)
+}
+
+/// What every backend answers the same way, through `ActivityClient` alone.
+async fn same_answers<C: ActivityClient>(c: &C, tag: &str) {
+    let id = format!("{tag}-batch");
+    let report = run(c, &id).await.expect("the caller runs");
+    assert_eq!((report.processed, report.attempt), (20, 1), "{tag}");
+
+    // Starting is idempotent by id, unless asked otherwise; another type is refused.
+    let again = Batch {
+        items: 99,
+        item_ms: 0,
+    };
+    let same = c
+        .start(process_batch, again, StartOptions::id(&id))
+        .await
+        .unwrap();
+    assert_eq!(same.result().await.unwrap(), report, "{tag}");
+    let strict = StartOptions::id(&id).fail_if_exists();
+    let refused = c
+        .start(
+            process_batch,
+            Batch {
+                items: 1,
+                item_ms: 0,
+            },
+            strict,
+        )
+        .await;
+    assert!(
+        matches!(&refused, Err(ClientError::AlreadyStarted { activity_type, .. }) if activity_type == "process_batch"),
+        "{tag}: {refused:?}"
+    );
+    let other = c.start(double, 1, StartOptions::id(&id)).await;
+    assert!(
+        matches!(&other, Err(ClientError::WrongType { found, expected, .. }) if found == "process_batch" && expected == "double"),
+        "{tag}: {other:?}"
+    );
+
+    // Describe: status, progress, checkpoint, output; it serialises.
+    let d = c.describe(&id).await.unwrap();
+    assert_eq!(d.status, ActivityStatus::Completed, "{tag}: {d:?}");
+    assert_eq!(d.attempt, 1, "{tag}");
+    assert_eq!(
+        d.progress.map(|p| (p.done, p.total)),
+        Some((20, Some(20))),
+        "{tag}"
+    );
+    assert_eq!(
+        d.checkpoint::<BatchProgress>().map(|p| p.next),
+        Some(20),
+        "{tag}"
+    );
+    let output: BatchReport = d.output.as_ref().expect("the output").decode().unwrap();
+    assert_eq!(output, report, "{tag}");
+    let json = serde_json::to_value(&d).unwrap();
+    assert_eq!(
+        (json["status"].as_str(), json["details"]["next"].as_u64()),
+        (Some("completed"), Some(20)),
+        "{tag}"
+    );
+
+    // Cancelling a closed activity changes nothing; an unknown id is NotFound.
+    c.cancel(&id).await.unwrap();
+    assert_eq!(
+        c.describe(&id).await.unwrap().status,
+        ActivityStatus::Completed,
+        "{tag}"
+    );
+    let missing = format!("{tag}-missing");
+    assert_eq!(
+        c.describe(&missing).await.unwrap_err(),
+        ClientError::NotFound {
+            id: missing.clone()
+        },
+        "{tag}"
+    );
+
+    // An output the caller's type does not decode.
+    match c.handle(double, &id).result().await {
+        Err(ActivityFailure::BadOutput { activity_type, .. }) => {
+            assert_eq!(activity_type, "double")
+        }
+        other => panic!("{tag}: expected BadOutput, got {other:?}"),
+    }
+
+    // Retries spent: the last attempt's failure, with the last checkpoint.
+    let h = c
+        .start(flaky, (), StartOptions::id(format!("{tag}-flaky")))
+        .await
+        .unwrap();
+    let failure = h.result().await.unwrap_err();
+    match &failure {
+        ActivityFailure::RetriesExhausted { attempts: 2, last } => assert!(
+            matches!(&**last, ActivityFailure::Application { error_type, non_retryable: false, .. } if error_type == "Flaky"),
+            "{tag}: {failure:?}"
+        ),
+        other => panic!("{tag}: expected RetriesExhausted, got {other:?}"),
+    }
+    let last: u64 =
+        hb_runtime::checkpoint::decode_payload(failure.last_details().expect("details")).unwrap();
+    assert_eq!(last, 2, "{tag}");
+    assert_eq!(
+        h.describe().await.unwrap().status,
+        ActivityStatus::Failed,
+        "{tag}"
+    );
+
+    // A type the retry policy lists ends it at once.
+    let h = c
+        .start(unlucky, (), StartOptions::id(format!("{tag}-unlucky")))
+        .await
+        .unwrap();
+    match h.result().await {
+        Err(f @ ActivityFailure::Application { .. }) => {
+            // The type is named once.
+            assert_eq!(f.to_string(), "Unlucky: the draw went badly", "{tag}");
+        }
+        other => panic!("{tag}: expected the Unlucky failure, got {other:?}"),
+    }
+
+    // Listed (the server's visibility store follows within a moment).
+    let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let all = c
+            .list(ListFilter::status(ActivityStatus::Completed))
+            .await
+            .unwrap();
+        if all
+            .iter()
+            .any(|d| d.id == id && d.activity_type == "process_batch")
+        {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < give_up,
+            "{tag}: {id} never listed: {all:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn one_caller_written_against_activity_client_gets_the_same_answers_from_the_engine_and_temporal(
+    env: &Env,
+) {
+    let engine = hb_runtime::engine::Engine::in_memory().await.unwrap();
+    let engine_worker = engine
+        .worker()
+        .register(process_batch)
+        .register(double)
+        .register(flaky)
+        .register(unlucky)
+        .spawn()
+        .await
+        .unwrap();
+    same_answers(&engine.client(), &format!("engine-{}", std::process::id())).await;
+    engine_worker.shutdown().await;
+
+    // Starts name no task queue: a worker on the default one runs them.
+    let temporal = env.temporal().await;
+    let worker = temporal
+        .worker()
+        .register(process_batch)
+        .register(double)
+        .register(flaky)
+        .register(unlucky)
+        .shutdown_grace(Duration::from_secs(1))
+        .spawn()
+        .await
+        .unwrap();
+    same_answers(
+        &temporal.client(),
+        &format!("temporal-{}", std::process::id()),
+    )
+    .await;
     worker.shutdown().await;
 }
 
@@ -544,7 +768,7 @@ async fn a_long_running_worker_keeps_nothing_for_the_attempts_it_finished(env: &
             done.push((
                 n,
                 client
-                    .start(double, n, StartOptions::new(&queue, id("ok", n)))
+                    .start(double, n, StartOptions::id(id("ok", n)).task_queue(&queue))
                     .await
                     .unwrap(),
             ));
@@ -557,7 +781,7 @@ async fn a_long_running_worker_keeps_nothing_for_the_attempts_it_finished(env: &
         long.cancel().await.unwrap();
         assert!(matches!(
             long.result().await,
-            Err(ResultError::Cancelled { .. })
+            Err(ActivityFailure::Cancelled { .. })
         ));
         eventually("the worker forgets every finished attempt", || {
             worker.running() == 0
@@ -580,7 +804,9 @@ async fn running_batch(env: &Env, queue: &str, id: &str, items: u64) -> Handle<p
         .start(
             process_batch,
             Batch { items, item_ms: 10 },
-            StartOptions::new(queue, id).heartbeat_timeout(Duration::from_secs(2)),
+            StartOptions::id(id)
+                .task_queue(queue)
+                .heartbeat_timeout(Duration::from_secs(2)),
         )
         .await
         .unwrap();
@@ -611,22 +837,11 @@ async fn a_reset_restarts_the_activity_from_its_checkpoint_instead_of_failing_it
     let (queue, worker) = env.worker().await;
     let id = format!("reset-{}", std::process::id());
     let h = running_batch(env, &queue, &id, 400).await;
-    let run_id = h
-        .run_id()
-        .expect("a started handle knows its run")
-        .to_owned();
     tokio::task::block_in_place(|| {
         harness::cli(
             &env.venv,
             &env.server,
-            &[
-                "activity",
-                "reset",
-                "--activity-id",
-                &id,
-                "--run-id",
-                &run_id,
-            ],
+            &["activity", "reset", "--activity-id", &id],
         )
     });
     // The attempt stops with a retryable ActivityReset failure; the server starts the
@@ -651,11 +866,7 @@ async fn a_pause_stops_the_attempt_without_cancelling_and_unpause_resumes_from_t
     let (queue, worker) = env.worker().await;
     let id = format!("paused-{}", std::process::id());
     let h = running_batch(env, &queue, &id, ITEMS).await;
-    let run_id = h
-        .run_id()
-        .expect("a started handle knows its run")
-        .to_owned();
-    let ids = ["--activity-id", id.as_str(), "--run-id", run_id.as_str()];
+    let ids = ["--activity-id", id.as_str()];
     tokio::task::block_in_place(|| {
         harness::cli(
             &env.venv,
@@ -668,7 +879,7 @@ async fn a_pause_stops_the_attempt_without_cancelling_and_unpause_resumes_from_t
     let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
     let paused = loop {
         let d = h.describe().await.unwrap();
-        if d.run_state == "Paused" && d.last_failure.is_some() {
+        if d.status == ActivityStatus::Paused && d.last_failure.is_some() {
             break d;
         }
         assert!(tokio::time::Instant::now() < give_up, "never paused: {d:?}");
@@ -677,12 +888,17 @@ async fn a_pause_stops_the_attempt_without_cancelling_and_unpause_resumes_from_t
     let at = paused.progress.expect("the checkpoint is kept").done;
     assert!(at > 0 && at < ITEMS, "{paused:?}");
     assert_ne!(
-        paused.status, "Canceled",
+        paused.status,
+        ActivityStatus::Cancelled,
         "a pause is not a cancellation: {paused:?}"
     );
     // The attempt reported the pause itself (not a cancel the server would refuse, leaving a
     // heartbeat timeout as the failure).
-    let failure = paused.last_failure.clone().unwrap_or_default();
+    let failure = paused
+        .last_failure
+        .as_ref()
+        .map(ToString::to_string)
+        .unwrap_or_default();
     assert!(
         failure.to_lowercase().contains("paused"),
         "the attempt's failure names the pause: {paused:?}"
@@ -841,7 +1057,12 @@ async fn a_worker_whose_namespace_is_deleted_stops_its_attempts_and_wait_returns
     let namespace = new_namespace(env, "gone");
     let connect = ConnectOptions::new(env.server.url()).namespace(&namespace);
     let queue = format!("gone-{}", std::process::id());
-    let worker = Worker::new(connect.clone(), &queue)
+    let temporal = Temporal::connect(connect)
+        .await
+        .expect("connected to the server");
+    let worker = temporal
+        .worker()
+        .task_queue(&queue)
         .register(process_batch)
         .shutdown_grace(Duration::from_secs(1))
         .spawn()
@@ -851,7 +1072,7 @@ async fn a_worker_whose_namespace_is_deleted_stops_its_attempts_and_wait_returns
     // oddly while starting), so the worker learns of the deletion about a minute after the
     // next poll. A 300 s heartbeat timeout keeps the attempt from learning it first from a
     // heartbeat's reply (its pump heartbeats every 150 s).
-    let client = Client::connect(connect).await.expect("the client connects");
+    let client = temporal.client();
     let id = format!("gone-{}", std::process::id());
     client
         .start(
@@ -860,7 +1081,9 @@ async fn a_worker_whose_namespace_is_deleted_stops_its_attempts_and_wait_returns
                 items: 100_000,
                 item_ms: 10,
             },
-            StartOptions::new(&queue, &id).heartbeat_timeout(Duration::from_secs(300)),
+            StartOptions::id(&id)
+                .task_queue(&queue)
+                .heartbeat_timeout(Duration::from_secs(300)),
         )
         .await
         .unwrap();
@@ -986,6 +1209,7 @@ fn main() {
         a_stalled_attempt_is_retried_from_its_checkpoint,
         a_killed_worker_s_retry_resumes_from_the_last_checkpoint,
         a_standalone_activity_is_started_awaited_described_and_cancelled_through_the_hb_client,
+        one_caller_written_against_activity_client_gets_the_same_answers_from_the_engine_and_temporal,
         a_long_running_worker_keeps_nothing_for_the_attempts_it_finished,
         a_worker_shutdown_s_retry_resumes_from_the_checkpoint_on_another_worker,
         a_reset_restarts_the_activity_from_its_checkpoint_instead_of_failing_it,

@@ -39,7 +39,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use hb_runtime::engine::{ActivityState, EngineError};
+use hb_runtime::client::ActivityStatus;
+use hb_runtime::engine::EngineError;
 
 /// Look at and steer the activities of an hb engine file.
 #[derive(Debug, Parser)]
@@ -63,7 +64,7 @@ enum Command {
         /// Only activities in this state (repeat or comma-separate for several): scheduled,
         /// running, backing_off, completed, failed, cancelled, timed_out
         #[arg(long = "state", short = 's', value_name = "S", value_delimiter = ',', value_parser = parse_state)]
-        states: Vec<ActivityState>,
+        states: Vec<ActivityStatus>,
         /// At most N activities
         #[arg(long, short = 'n', value_name = "N", default_value_t = 1000,
               value_parser = clap::value_parser!(u64).range(1..))]
@@ -105,8 +106,8 @@ enum Command {
     },
 }
 
-fn parse_state(s: &str) -> Result<ActivityState, String> {
-    ActivityState::parse(s).ok_or_else(|| {
+fn parse_state(s: &str) -> Result<ActivityStatus, String> {
+    ActivityStatus::parse(s).ok_or_else(|| {
         "expected one of scheduled, running, backing_off, completed, failed, cancelled, timed_out"
             .to_owned()
     })

@@ -16,9 +16,10 @@ use tokio::time::Instant;
 use super::EngineError;
 use super::clock::{Clock, Now, later};
 use super::ready::Ready;
-use super::record::{ActivityFailure, ActivityRow, ActivityState, StoredOptions, TimeoutKind};
+use super::record::{ActivityRow, StoredOptions};
 use super::silence::{self, Silence};
 use super::store::{Ack, Write};
+use crate::client::{ActivityFailure, ActivityStatus, TimeoutKind};
 use crate::error::{ActivityError, CancelReason, TransportError, TransportErrorKind};
 use crate::payload::Payload;
 use crate::runner::AttemptHandle;
@@ -61,7 +62,7 @@ pub(crate) type Waiters = Option<Box<Vec<oneshot::Sender<Closed>>>>;
 /// How a closed activity ended.
 #[derive(Debug, Clone)]
 pub(crate) struct Closed {
-    pub(crate) state: ActivityState,
+    pub(crate) state: ActivityStatus,
     pub(crate) output: Option<Payload>,
     pub(crate) failure: Option<ActivityFailure>,
 }
@@ -71,7 +72,7 @@ pub(crate) struct Live {
     pub(crate) id: Arc<str>,
     /// Shared by the open activities of one type (interned by `Core::admit`).
     pub(crate) activity_type: Arc<str>,
-    pub(crate) state: ActivityState,
+    pub(crate) state: ActivityStatus,
     /// The latest attempt started (0 before the first).
     pub(crate) attempt: u32,
     /// Its input and last checkpoint as JSON (what the file keeps; see [`Live::input`] and
@@ -169,7 +170,7 @@ impl Live {
     }
 
     fn is_current(&self, attempt: u32) -> bool {
-        self.closing.is_none() && self.state == ActivityState::Running && self.attempt == attempt
+        self.closing.is_none() && self.state == ActivityStatus::Running && self.attempt == attempt
     }
 }
 
@@ -306,8 +307,8 @@ impl Core {
             ));
         }
         match live.state {
-            ActivityState::Scheduled => Self::push_ready(&mut self.ready, &live, fx),
-            ActivityState::BackingOff => {
+            ActivityStatus::Scheduled => Self::push_ready(&mut self.ready, &live, fx),
+            ActivityStatus::BackingOff => {
                 // Never later than the retry's own delay from now, whatever the wall clock did.
                 let latest = later(now, live.options.retry_delay(live.attempt));
                 let at = live
@@ -324,7 +325,7 @@ impl Core {
                     at,
                 ));
             }
-            ActivityState::Running => {
+            ActivityStatus::Running => {
                 // Recovered: the engine holds its file's lock, so the process that ran this
                 // attempt is gone. Retried at once, unless another process heartbeats its
                 // work by token (it may be alive): that times out from its last heartbeat.
@@ -385,7 +386,7 @@ impl Core {
                     self.ready.skipped(t);
                     continue;
                 };
-                if live.state != ActivityState::Scheduled || live.closing.is_some() {
+                if live.state != ActivityStatus::Scheduled || live.closing.is_some() {
                     self.ready.skipped(t);
                     continue;
                 }
@@ -396,7 +397,7 @@ impl Core {
                 live.attempt = live.attempt.saturating_add(1);
                 // The previous attempt's handle must not receive this attempt's cancels.
                 live.handle = None;
-                live.state = ActivityState::Running;
+                live.state = ActivityStatus::Running;
                 live.started = Some(now);
                 live.last_heartbeat = None;
                 live.external = false;
@@ -467,7 +468,7 @@ impl Core {
             // retry, not started yet, resumes from it.
             let awaiting_retry = matches!(
                 live.state,
-                ActivityState::BackingOff | ActivityState::Scheduled
+                ActivityStatus::BackingOff | ActivityStatus::Scheduled
             );
             let mut write = None;
             if live.attempt == attempt
@@ -520,7 +521,7 @@ impl Core {
         let Some(live) = self.live.get_mut(id) else {
             return;
         };
-        let waited = live.state == ActivityState::Scheduled;
+        let waited = live.state == ActivityStatus::Scheduled;
         live.handle = None;
         self.silence.unwatch(
             std::mem::replace(&mut live.silence, silence::NONE),
@@ -538,7 +539,7 @@ impl Core {
             let live = &self.live;
             self.ready.left(&ty, |i| {
                 live.get(i)
-                    .is_some_and(|l| l.state == ActivityState::Scheduled && l.closing.is_none())
+                    .is_some_and(|l| l.state == ActivityStatus::Scheduled && l.closing.is_none())
             });
         }
     }
@@ -662,7 +663,7 @@ impl Core {
                 let closed = Closed {
                     state: live.state,
                     output: None,
-                    failure: Some(ActivityFailure::Engine(e)),
+                    failure: Some(ActivityFailure::from(e)),
                 };
                 for w in std::mem::take(&mut live.waiters)
                     .into_iter()
@@ -692,7 +693,7 @@ impl Core {
         self.close(
             &id,
             Closed {
-                state: ActivityState::Completed,
+                state: ActivityStatus::Completed,
                 output: Some(output),
                 failure: None,
             },
@@ -730,7 +731,7 @@ impl Core {
         self.close(
             &id,
             Closed {
-                state: ActivityState::Cancelled,
+                state: ActivityStatus::Cancelled,
                 output: None,
                 failure: Some(ActivityFailure::Cancelled { details }),
             },
@@ -789,7 +790,7 @@ impl Core {
             self.close(
                 id,
                 Closed {
-                    state: ActivityState::Cancelled,
+                    state: ActivityStatus::Cancelled,
                     output: None,
                     failure: Some(ActivityFailure::Cancelled { details }),
                 },
@@ -820,14 +821,14 @@ impl Core {
         });
         if retryable && attempts_left && before_deadline && delay.is_zero() {
             // Retried at once (worker shutdown, or a zero interval): ready again now.
-            live.state = ActivityState::Scheduled;
+            live.state = ActivityStatus::Scheduled;
             live.next_attempt_ms = None;
             live.last_failure = Some(Box::new(failure.clone()));
             fx.writes.push((
                 Write::Transition {
                     fold: std::mem::take(&mut live.heartbeat_row),
                     id: id.clone(),
-                    state: ActivityState::Scheduled,
+                    state: ActivityStatus::Scheduled,
                     attempt: live.attempt,
                     details: live.details(),
                     output: None,
@@ -842,14 +843,14 @@ impl Core {
             return;
         }
         if retryable && attempts_left && before_deadline {
-            live.state = ActivityState::BackingOff;
+            live.state = ActivityStatus::BackingOff;
             live.next_attempt_ms = Some(next_ms);
             live.last_failure = Some(Box::new(failure.clone()));
             fx.writes.push((
                 Write::Transition {
                     fold: std::mem::take(&mut live.heartbeat_row),
                     id: id.clone(),
-                    state: ActivityState::BackingOff,
+                    state: ActivityStatus::BackingOff,
                     attempt: live.attempt,
                     details: live.details(),
                     output: None,
@@ -872,9 +873,9 @@ impl Core {
             return;
         }
         let state = if matches!(failure, ActivityFailure::Timeout { .. }) {
-            ActivityState::TimedOut
+            ActivityStatus::TimedOut
         } else {
-            ActivityState::Failed
+            ActivityStatus::Failed
         };
         let failure = if retryable && !attempts_left && live.attempt > 1 {
             ActivityFailure::RetriesExhausted {
@@ -971,7 +972,7 @@ impl Core {
                 self.close(
                     &id,
                     Closed {
-                        state: ActivityState::TimedOut,
+                        state: ActivityStatus::TimedOut,
                         output: None,
                         failure: Some(failure),
                     },
@@ -979,16 +980,16 @@ impl Core {
                 );
             }
             TimerKind::Retry => {
-                if live.state != ActivityState::BackingOff || live.attempt != t.attempt {
+                if live.state != ActivityStatus::BackingOff || live.attempt != t.attempt {
                     return;
                 }
-                live.state = ActivityState::Scheduled;
+                live.state = ActivityStatus::Scheduled;
                 live.next_attempt_ms = None;
                 fx.writes.push((
                     Write::Transition {
                         fold: std::mem::take(&mut live.heartbeat_row),
                         id: live.id.clone(),
-                        state: ActivityState::Scheduled,
+                        state: ActivityStatus::Scheduled,
                         attempt: live.attempt,
                         details: None,
                         output: None,
@@ -1048,7 +1049,11 @@ impl Core {
 
     /// A cancel request. Returns the state the activity is in afterwards and what to await
     /// before telling the caller the cancel is stored (`None`: the activity is not open).
-    pub(crate) fn cancel(&mut self, id: &str, fx: &mut Effects) -> Option<(ActivityState, Stored)> {
+    pub(crate) fn cancel(
+        &mut self,
+        id: &str,
+        fx: &mut Effects,
+    ) -> Option<(ActivityStatus, Stored)> {
         let live = self.live.get_mut(id)?;
         if let Some(c) = &live.closing {
             // Closing already: stored once its closing write is.
@@ -1056,22 +1061,22 @@ impl Core {
             return Some((state, Stored::Closed(Self::waiter(live))));
         }
         match live.state {
-            ActivityState::Scheduled | ActivityState::BackingOff => {
+            ActivityStatus::Scheduled | ActivityStatus::BackingOff => {
                 let id = live.id.clone();
                 let details = live.details();
                 let rx = Self::waiter(live);
                 self.close(
                     &id,
                     Closed {
-                        state: ActivityState::Cancelled,
+                        state: ActivityStatus::Cancelled,
                         output: None,
                         failure: Some(ActivityFailure::Cancelled { details }),
                     },
                     fx,
                 );
-                Some((ActivityState::Cancelled, Stored::Closed(rx)))
+                Some((ActivityStatus::Cancelled, Stored::Closed(rx)))
             }
-            ActivityState::Running => {
+            ActivityStatus::Running => {
                 live.cancel_requested = true;
                 // Written again by every cancel (it is idempotent): the caller waits for its own
                 // write, whatever became of an earlier one.
@@ -1085,7 +1090,7 @@ impl Core {
                 if let Some(h) = &live.handle {
                     fx.cancels.push((h.clone(), CancelReason::Requested));
                 }
-                Some((ActivityState::Running, Stored::Written(rx)))
+                Some((ActivityStatus::Running, Stored::Written(rx)))
             }
             s => Some((s, Stored::Now)),
         }
@@ -1159,7 +1164,7 @@ impl Core {
             let closed = Closed {
                 state: live.state,
                 output: None,
-                failure: Some(ActivityFailure::Engine(EngineError::Closed)),
+                failure: Some(ActivityFailure::from(EngineError::Closed)),
             };
             for w in std::mem::take(&mut live.waiters)
                 .into_iter()
@@ -1177,7 +1182,7 @@ impl Core {
             let done = match stored {
                 Stored::Closed(rx) => match rx.try_recv() {
                     Err(oneshot::error::TryRecvError::Empty) => return true,
-                    Ok(c) => !matches!(c.failure, Some(ActivityFailure::Engine(_))),
+                    Ok(c) => !matches!(c.failure, Some(ActivityFailure::Backend(_))),
                     Err(_) => false,
                 },
                 Stored::Written(rx) => match rx.try_recv() {

@@ -1,42 +1,18 @@
-//! Errors of the embedded engine, its worker and its client.
+//! Errors of the embedded engine: its file, its workers.
 
 use std::path::{Path, PathBuf};
 
 /// What went wrong opening or using an engine file.
 ///
-/// Each variant carries what a caller needs to act on it (the path, the id, the types):
+/// Each variant carries what a caller needs to act on it (the path, the holder, the versions);
+/// client calls report these as [`ClientError::Engine`](crate::client::ClientError::Engine).
 ///
 /// ```
-/// use hb_runtime::engine::{Engine, EngineError, StartOptions};
-/// use hb_runtime::prelude::*;
+/// use hb_runtime::engine::{EngineError, Inspector};
 ///
-/// #[activity(heartbeat_timeout = "10s")]
-/// async fn double(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
-///     Ok(n * 2)
-/// }
-///
-/// #[activity(heartbeat_timeout = "10s")]
-/// async fn greet(_ctx: ActivityContext, name: String) -> Result<String, ActivityError> {
-///     Ok(format!("hello {name}"))
-/// }
-///
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let engine = Engine::in_memory().await?;
-/// let client = engine.client();
-/// client.start(double, 1, StartOptions::id("job")).await?;
-///
-/// match client.start(greet, "hb".into(), StartOptions::id("job")).await {
-///     Err(EngineError::WrongType { id, found, expected }) => {
-///         assert_eq!(id, "job");
-///         assert_eq!((found.as_str(), expected.as_str()), ("double", "greet"));
-///     }
-///     other => panic!("expected WrongType, got {other:?}"),
-/// }
-///
-/// let err = client.describe("nope").await.unwrap_err();
-/// assert_eq!(err, EngineError::NotFound { id: "nope".into() });
-/// assert_eq!(err.to_string(), "no activity with id `nope`");
-/// # Ok(()) }
+/// let err = Inspector::open("no-such-dir/hb.db").unwrap_err();
+/// assert!(matches!(err, EngineError::Missing { ref path } if path.ends_with("hb.db")));
+/// assert_eq!(err.to_string(), "no-such-dir/hb.db does not exist");
 /// ```
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
@@ -90,42 +66,15 @@ pub enum EngineError {
         /// What failed.
         message: String,
     },
-    /// An activity with this id exists already (and
-    /// [`StartOptions::fail_if_exists`](super::StartOptions::fail_if_exists) said to refuse).
-    #[error("an activity with id `{id}` was already started (type {activity_type})")]
-    AlreadyStarted {
-        /// The id.
-        id: String,
-        /// Its type.
-        activity_type: String,
-    },
     /// No activity has this id.
     #[error("no activity with id `{id}`")]
     NotFound {
         /// The id.
         id: String,
     },
-    /// The activity exists but is of another type than the handle asked for.
-    #[error("activity `{id}` is of type {found}, not {expected}")]
-    WrongType {
-        /// The id.
-        id: String,
-        /// Its type.
-        found: String,
-        /// The type asked for.
-        expected: String,
-    },
-    /// The input could not be encoded.
-    #[error("cannot encode the input of `{activity_type}`: {message}")]
-    BadInput {
-        /// The activity type.
-        activity_type: String,
-        /// The serde message.
-        message: String,
-    },
-    /// A worker was asked to run an activity whose `#[state]` the worker does not have.
+    /// A worker's configuration was refused at `spawn`.
     #[error(transparent)]
-    MissingState(#[from] crate::state::MissingState),
+    Config(#[from] crate::worker::ConfigError),
     /// The engine has shut down.
     #[error("the engine has shut down")]
     Closed,

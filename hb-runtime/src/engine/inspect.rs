@@ -4,14 +4,16 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use super::EngineError;
-use super::client::{Description, ListFilter};
+use super::client::describe_row;
 use super::store::{self, Reader};
+use crate::client::{Description, ListFilter};
 
 /// A read-only view of an engine file. Never creates, locks or changes the file; works while
 /// an engine has it open.
 ///
 /// ```
-/// use hb_runtime::engine::{Engine, Inspector, ListFilter, EngineError};
+/// use hb_runtime::client::ListFilter;
+/// use hb_runtime::engine::{Engine, Inspector, EngineError};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), EngineError> {
 /// let dir = std::env::temp_dir().join(format!("hb-doc-inspect-{}", std::process::id()));
@@ -60,9 +62,9 @@ impl Inspector {
     pub fn list(&self, filter: &ListFilter) -> Result<Vec<Description>, EngineError> {
         Ok(self
             .reader
-            .list(&filter.states, filter.limit.unwrap_or(1000))?
+            .list(&filter.statuses, filter.effective_limit())?
             .into_iter()
-            .map(Description::from_row)
+            .map(describe_row)
             .collect())
     }
 
@@ -70,7 +72,7 @@ impl Inspector {
     pub fn get(&self, id: &str) -> Result<Description, EngineError> {
         self.reader
             .get(id)?
-            .map(Description::from_row)
+            .map(describe_row)
             .ok_or_else(|| EngineError::NotFound { id: id.to_owned() })
     }
 

@@ -1,7 +1,8 @@
 //! The embedded durable engine: hb's default backend. No server: one SQLite file.
 //!
 //! ```no_run
-//! use hb_runtime::engine::{Engine, StartOptions};
+//! use hb_runtime::client::StartOptions;
+//! use hb_runtime::engine::Engine;
 //! use hb_runtime::prelude::*;
 //!
 //! #[activity(heartbeat_timeout = "10s", retry(max_attempts = 5))]
@@ -11,7 +12,7 @@
 //!
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let engine = Engine::open("hb.db").await?;
-//! let _worker = engine.worker().register(double).max_concurrent(64).spawn()?;
+//! let _worker = engine.worker().register(double).max_concurrent(64).spawn().await?;
 //! let handle = engine.client().start(double, 21, StartOptions::id("double-1")).await?;
 //! assert_eq!(handle.result().await?, 42);
 //! # Ok(()) }
@@ -39,7 +40,7 @@
 //! heartbeat and retries them from their last checkpoint.
 //!
 //! A closing write that fails (a full disk) is reported to the activity's waiters as
-//! [`ActivityFailure::Engine`]; the activity stays open in memory and the write is retried
+//! [`ActivityFailure::Backend`](crate::client::ActivityFailure::Backend); the activity stays open in memory and the write is retried
 //! (after 1 s, doubling to 1 min) until it is stored, so a later `result()` answers the
 //! outcome. [`Engine::close`] ends the retries (waiters then get [`EngineError::Closed`]). If
 //! the process ends first, the file still holds the activity as it was before, and reopening
@@ -67,11 +68,12 @@ mod timers;
 mod transport;
 mod worker;
 
-pub use client::{ActivityHandle, Client, Description, ListFilter, StartOptions};
+pub use client::Client;
 pub use error::EngineError;
 pub use inspect::Inspector;
-pub use record::{ActivityFailure, ActivityState, TimeoutKind};
-pub use worker::{Worker, WorkerHandle};
+pub use worker::WorkerHandle;
+
+use crate::worker::Worker;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -433,7 +435,8 @@ impl EngineOptions {
 /// them:
 ///
 /// ```
-/// use hb_runtime::engine::{ActivityState, Engine, StartOptions};
+/// use hb_runtime::client::{ActivityStatus, StartOptions};
+/// use hb_runtime::engine::Engine;
 /// use hb_runtime::prelude::*;
 ///
 /// #[activity(heartbeat_timeout = "10s")]
@@ -443,11 +446,11 @@ impl EngineOptions {
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let engine = Engine::in_memory().await?;
-/// let _worker = engine.worker().register(double).spawn()?;
+/// let _worker = engine.worker().register(double).spawn().await?;
 /// let client = engine.client();
 /// let handle = client.start(double, 21, StartOptions::id("double-21")).await?;
 /// assert_eq!(handle.result().await?, 42);
-/// assert_eq!(client.describe("double-21").await?.state, ActivityState::Completed);
+/// assert_eq!(client.describe("double-21").await?.status, ActivityStatus::Completed);
 ///
 /// // An in-memory engine's path is a `file:` URI; its database is sound.
 /// assert!(engine.path().to_string_lossy().starts_with("file:"));
@@ -481,7 +484,9 @@ impl Engine {
     /// What a file holds outlives the engine that wrote it:
     ///
     /// ```
-    /// use hb_runtime::engine::{ActivityState, Engine, EngineError, StartOptions};
+    /// use hb_runtime::client::{ActivityStatus, StartOptions};
+    /// use hb_runtime::client::ClientError;
+    /// use hb_runtime::engine::{Engine, EngineError};
     /// use hb_runtime::prelude::*;
     ///
     /// #[activity(heartbeat_timeout = "10s")]
@@ -504,9 +509,9 @@ impl Engine {
     /// // Reopened, the file still has it waiting; a worker runs it now.
     /// let engine = Engine::open(&path).await?;
     /// let client = engine.client();
-    /// assert_eq!(client.describe("d").await?.state, ActivityState::Scheduled);
-    /// let _worker = engine.worker().register(double).spawn()?;
-    /// assert_eq!(client.handle::<double>("d").result().await?, 42);
+    /// assert_eq!(client.describe("d").await?.status, ActivityStatus::Scheduled);
+    /// let _worker = engine.worker().register(double).spawn().await?;
+    /// assert_eq!(client.handle(double, "d").result().await?, 42);
     /// # _worker.shutdown().await;
     /// # drop((client, engine));
     /// # std::fs::remove_dir_all(&dir)?;
@@ -519,7 +524,9 @@ impl Engine {
     /// [`Engine::open`] with options.
     ///
     /// ```
-    /// use hb_runtime::engine::{Engine, EngineError, EngineOptions, StartOptions};
+    /// use hb_runtime::client::StartOptions;
+    /// use hb_runtime::client::ClientError;
+    /// use hb_runtime::engine::{Engine, EngineError, EngineOptions};
     /// use hb_runtime::prelude::*;
     ///
     /// #[activity(heartbeat_timeout = "10s")]
@@ -539,8 +546,8 @@ impl Engine {
     /// // A start that does not fit under the cap is refused, and nothing of it is stored.
     /// let big = "x".repeat(1 << 20);
     /// let refused = client.start(measure, big, StartOptions::id("big")).await;
-    /// assert!(matches!(refused, Err(EngineError::Storage { .. })));
-    /// assert!(matches!(client.describe("big").await, Err(EngineError::NotFound { .. })));
+    /// assert!(matches!(refused, Err(ClientError::Engine(EngineError::Storage { .. }))));
+    /// assert!(matches!(client.describe("big").await, Err(ClientError::NotFound { .. })));
     /// assert!(client.describe("small").await.is_ok());
     /// # drop((client, engine));
     /// # std::fs::remove_dir_all(&dir)?;
@@ -594,7 +601,9 @@ impl Engine {
     /// Each call is a new, empty engine:
     ///
     /// ```
-    /// use hb_runtime::engine::{Engine, EngineError, StartOptions};
+    /// use hb_runtime::client::StartOptions;
+    /// use hb_runtime::client::ClientError;
+    /// use hb_runtime::engine::{Engine, EngineError};
     /// use hb_runtime::prelude::*;
     ///
     /// #[activity(heartbeat_timeout = "10s")]
@@ -607,7 +616,7 @@ impl Engine {
     /// let b = Engine::in_memory().await?;
     /// a.client().start(noop, (), StartOptions::id("job")).await?;
     /// assert!(a.client().describe("job").await.is_ok());
-    /// assert!(matches!(b.client().describe("job").await, Err(EngineError::NotFound { .. })));
+    /// assert!(matches!(b.client().describe("job").await, Err(ClientError::NotFound { .. })));
     /// # Ok(()) }
     /// ```
     pub async fn in_memory() -> Result<Engine, EngineError> {
@@ -699,12 +708,13 @@ impl Engine {
         Engine { inner }
     }
 
-    /// A worker builder: register activities, then `spawn()`.
-    pub fn worker(&self) -> Worker {
+    /// A worker builder: register activities, then `spawn().await`.
+    pub fn worker(&self) -> Worker<Engine> {
         Worker::new(self.clone())
     }
 
-    /// A client: start, await, cancel, describe and list activities.
+    /// A client: start, await, cancel, describe and list activities (its methods are those of
+    /// [`ActivityClient`](crate::client::ActivityClient)).
     pub fn client(&self) -> Client {
         Client::new(self.clone())
     }
@@ -718,7 +728,8 @@ impl Engine {
     /// deadline queue. Neither grows with activities that have closed.
     ///
     /// ```
-    /// use hb_runtime::engine::{Engine, StartOptions};
+    /// use hb_runtime::client::StartOptions;
+    /// use hb_runtime::engine::Engine;
     /// use hb_runtime::prelude::*;
     ///
     /// #[activity(heartbeat_timeout = "10s", schedule_to_close_timeout = "1h")]
@@ -730,7 +741,7 @@ impl Engine {
     /// let engine = Engine::in_memory().await?;
     /// let handle = engine.client().start(double, 4, StartOptions::id("d")).await?;
     /// assert_eq!(engine.stats().open, 1); // scheduled; no worker yet
-    /// let _worker = engine.worker().register(double).spawn()?;
+    /// let _worker = engine.worker().register(double).spawn().await?;
     /// assert_eq!(handle.result().await?, 8);
     /// assert_eq!(engine.stats().open, 0);
     /// # Ok(()) }
@@ -769,7 +780,9 @@ impl Engine {
     /// [`EngineError::Storage`] if the final commit failed.
     ///
     /// ```
-    /// use hb_runtime::engine::{ActivityState, Engine, EngineError, StartOptions};
+    /// use hb_runtime::client::{ActivityStatus, StartOptions};
+    /// use hb_runtime::client::ClientError;
+    /// use hb_runtime::engine::{Engine, EngineError};
     /// use hb_runtime::prelude::*;
     ///
     /// #[activity(heartbeat_timeout = "10s")]
@@ -779,14 +792,14 @@ impl Engine {
     ///
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let engine = Engine::in_memory().await?;
-    /// let _worker = engine.worker().register(double).spawn()?;
+    /// let _worker = engine.worker().register(double).spawn().await?;
     /// let handle = engine.client().start(double, 4, StartOptions::id("last")).await?;
     /// assert_eq!(handle.result().await?, 8);
     /// engine.close().await?; // the worker shuts down with it
     /// // What was stored still answers; new work is refused.
-    /// assert_eq!(handle.describe().await?.state, ActivityState::Completed);
+    /// assert_eq!(handle.describe().await?.status, ActivityStatus::Completed);
     /// let refused = engine.client().start(double, 5, StartOptions::id("late")).await;
-    /// assert!(matches!(refused, Err(EngineError::Closed)));
+    /// assert!(matches!(refused, Err(ClientError::Closed)));
     /// # Ok(()) }
     /// ```
     pub async fn close(&self) -> Result<(), EngineError> {
@@ -839,7 +852,8 @@ async fn poll_requests(weak: std::sync::Weak<Inner>, stop: tokio_util::sync::Can
 /// open (or the next to open it) to apply. What `hb cancel` does.
 ///
 /// ```
-/// use hb_runtime::engine::{request_cancel, ActivityFailure, Engine, StartOptions};
+/// use hb_runtime::client::{ActivityFailure, StartOptions};
+/// use hb_runtime::engine::{request_cancel, Engine};
 /// use hb_runtime::prelude::*;
 ///
 /// #[activity(heartbeat_timeout = "10s")]
@@ -877,9 +891,8 @@ pub fn request_cancel(path: impl AsRef<Path>, id: &str) -> Result<(), EngineErro
 /// process other than the engine's heartbeats an attempt.
 ///
 /// ```
-/// use hb_runtime::engine::{
-///     request_cancel, request_heartbeat, ActivityFailure, Engine, StartOptions,
-/// };
+/// use hb_runtime::client::{ActivityFailure, StartOptions};
+/// use hb_runtime::engine::{request_cancel, request_heartbeat, Engine};
 /// use hb_runtime::prelude::*;
 /// use hb_runtime::transport::TaskToken;
 /// use hb_runtime::Payload;
@@ -901,7 +914,7 @@ pub fn request_cancel(path: impl AsRef<Path>, id: &str) -> Result<(), EngineErro
 /// let path = dir.join("hb.db");
 /// let engine = Engine::open(&path).await?;
 /// let (tx, mut tokens) = unbounded_channel();
-/// let _worker = engine.worker().register(external).state(tx).spawn()?;
+/// let _worker = engine.worker().register(external).state(tx).spawn().await?;
 /// let handle = engine.client().start(external, (), StartOptions::id("ext")).await?;
 /// let token = tokens.recv().await.unwrap();
 ///

@@ -1,276 +1,16 @@
-//! What the engine stores of an activity, and the typed failures clients receive.
+//! What the engine stores of an activity: its row, its options, its failures as JSON.
 
-use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::client::{ActivityFailure, ActivityStatus, TimeoutKind};
 use crate::definition::{ActivityOptions, RetryPolicy};
 use crate::error::ActivityError;
 use crate::payload::Payload;
 
-/// Where an activity is in its life.
-///
-/// ```
-/// use hb_runtime::engine::ActivityState;
-///
-/// assert!(!ActivityState::BackingOff.is_closed());
-/// assert!(ActivityState::TimedOut.is_closed());
-/// assert_eq!(ActivityState::BackingOff.as_str(), "backing_off");
-/// assert_eq!(ActivityState::BackingOff.to_string(), "backing_off");
-///
-/// // `parse` reads what `as_str` writes, and a few spellings people type.
-/// assert_eq!(ActivityState::parse("timed_out"), Some(ActivityState::TimedOut));
-/// assert_eq!(ActivityState::parse("timed-out"), Some(ActivityState::TimedOut));
-/// assert_eq!(ActivityState::parse("canceled"), Some(ActivityState::Cancelled));
-/// assert_eq!(ActivityState::parse("paused"), None);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-#[repr(i64)]
-pub enum ActivityState {
-    /// Waiting for a worker.
-    Scheduled = 0,
-    /// An attempt is running.
-    Running = 1,
-    /// Waiting for the retry delay after a failed attempt.
-    BackingOff = 2,
-    /// Completed with an output.
-    Completed = 3,
-    /// Failed for good (non-retryable, or retries exhausted).
-    Failed = 4,
-    /// Cancelled.
-    Cancelled = 5,
-    /// Timed out for good (schedule-to-close, or the last attempt's timeout).
-    TimedOut = 6,
-    /// A state this build does not know (written by a newer hb).
-    Unknown = 99,
-}
-
-impl ActivityState {
-    pub(crate) fn from_i64(v: i64) -> Option<Self> {
-        Some(match v {
-            0 => ActivityState::Scheduled,
-            1 => ActivityState::Running,
-            2 => ActivityState::BackingOff,
-            3 => ActivityState::Completed,
-            4 => ActivityState::Failed,
-            5 => ActivityState::Cancelled,
-            6 => ActivityState::TimedOut,
-            _ => return None,
-        })
-    }
-
-    /// Whether the activity has ended.
-    pub fn is_closed(self) -> bool {
-        matches!(
-            self,
-            ActivityState::Completed
-                | ActivityState::Failed
-                | ActivityState::Cancelled
-                | ActivityState::TimedOut
-        )
-    }
-
-    /// The lower-case name (`"running"`, ...).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ActivityState::Scheduled => "scheduled",
-            ActivityState::Running => "running",
-            ActivityState::BackingOff => "backing_off",
-            ActivityState::Completed => "completed",
-            ActivityState::Failed => "failed",
-            ActivityState::Cancelled => "cancelled",
-            ActivityState::TimedOut => "timed_out",
-            ActivityState::Unknown => "unknown",
-        }
-    }
-
-    /// Parses [`as_str`](Self::as_str) names.
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "scheduled" => ActivityState::Scheduled,
-            "running" => ActivityState::Running,
-            "backing_off" | "backing-off" => ActivityState::BackingOff,
-            "completed" => ActivityState::Completed,
-            "failed" => ActivityState::Failed,
-            "cancelled" | "canceled" => ActivityState::Cancelled,
-            "timed_out" | "timed-out" => ActivityState::TimedOut,
-            _ => return None,
-        })
-    }
-}
-
-impl fmt::Display for ActivityState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// Which timeout fired.
-///
-/// ```
-/// use hb_runtime::engine::{ActivityFailure, ActivityState, Engine, StartOptions, TimeoutKind};
-/// use hb_runtime::prelude::*;
-///
-/// #[activity(start_to_close_timeout = "50ms", retry(max_attempts = 1))]
-/// async fn too_slow(_ctx: ActivityContext) -> Result<(), ActivityError> {
-///     std::future::pending().await // never finishes on its own
-/// }
-///
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let engine = Engine::in_memory().await?;
-/// let _worker = engine.worker().register(too_slow).spawn()?;
-/// let handle = engine.client().start(too_slow, (), StartOptions::id("slow")).await?;
-/// match handle.result().await {
-///     Err(ActivityFailure::Timeout { kind, .. }) => {
-///         assert_eq!(kind, TimeoutKind::StartToClose);
-///         assert_eq!(kind.to_string(), "start-to-close");
-///     }
-///     other => panic!("expected a timeout, got {other:?}"),
-/// }
-/// assert_eq!(handle.describe().await?.state, ActivityState::TimedOut);
-/// # Ok(()) }
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-#[non_exhaustive]
-pub enum TimeoutKind {
-    /// No heartbeat for `heartbeat_timeout`.
-    Heartbeat,
-    /// One attempt ran longer than `start_to_close_timeout`.
-    StartToClose,
-    /// The whole activity took longer than `schedule_to_close_timeout`.
-    ScheduleToClose,
-}
-
-impl fmt::Display for TimeoutKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            TimeoutKind::Heartbeat => "heartbeat",
-            TimeoutKind::StartToClose => "start-to-close",
-            TimeoutKind::ScheduleToClose => "schedule-to-close",
-        })
-    }
-}
-
-/// How an activity (or one of its attempts) failed, as a client sees it.
-///
-/// ```
-/// use hb_runtime::checkpoint::decode_payload;
-/// use hb_runtime::engine::{ActivityFailure, Engine, StartOptions};
-/// use hb_runtime::prelude::*;
-///
-/// #[activity(heartbeat_timeout = "10s", retry(max_attempts = 2, initial_interval = "10ms"))]
-/// async fn flaky(ctx: ActivityContext, #[checkpoint] mut tries: u64)
-///     -> Result<(), ActivityError>
-/// {
-///     tries += 1;
-///     ctx.checkpoint(&tries)?;
-///     Err(ActivityError::retryable("Flaky", "not this time"))
-/// }
-///
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let engine = Engine::in_memory().await?;
-/// let _worker = engine.worker().register(flaky).spawn()?;
-/// let handle = engine.client().start(flaky, (), StartOptions::id("flaky")).await?;
-/// let failure = handle.result().await.unwrap_err();
-///
-/// let ActivityFailure::RetriesExhausted { attempts, last } = &failure else {
-///     panic!("expected RetriesExhausted, got {failure:?}");
-/// };
-/// assert_eq!(*attempts, 2);
-/// match &**last {
-///     ActivityFailure::Application { error_type, non_retryable, .. } => {
-///         assert_eq!(error_type, "Flaky");
-///         assert!(!non_retryable);
-///     }
-///     other => panic!("expected the activity's own error, got {other:?}"),
-/// }
-/// // The last checkpoint comes with the failure: attempt 2 resumed from attempt 1's.
-/// assert_eq!(decode_payload::<u64>(failure.last_details().unwrap())?, 2);
-/// # Ok(()) }
-/// ```
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[non_exhaustive]
-pub enum ActivityFailure {
-    /// The activity's own error.
-    #[error("{error_type}: {message}")]
-    Application {
-        /// The error type (what retry policies match).
-        error_type: String,
-        /// The message.
-        message: String,
-        /// Whether it was marked non-retryable.
-        non_retryable: bool,
-        /// The last checkpoint (or the error's own details).
-        details: Option<Payload>,
-    },
-    /// A timeout fired.
-    #[error("{kind} timeout")]
-    Timeout {
-        /// Which one.
-        kind: TimeoutKind,
-        /// The last checkpoint the attempt heartbeated.
-        last_details: Option<Payload>,
-    },
-    /// The activity was cancelled.
-    #[error("cancelled")]
-    Cancelled {
-        /// Its last checkpoint.
-        details: Option<Payload>,
-    },
-    /// Every attempt the retry policy allowed failed; `last` is the final attempt's failure.
-    #[error("retries exhausted after {attempts} attempts; last failure: {last}")]
-    RetriesExhausted {
-        /// Attempts made.
-        attempts: u32,
-        /// How the last one failed.
-        last: Box<ActivityFailure>,
-    },
-    /// The output could not be decoded into the activity's output type.
-    #[error("cannot decode the output: {message}")]
-    BadOutput {
-        /// The serde message.
-        message: String,
-    },
-    /// The engine could not answer.
-    #[error(transparent)]
-    Engine(#[from] super::EngineError),
-}
-
 impl ActivityFailure {
-    /// The last checkpoint carried by the failure, if any: for
-    /// [`RetriesExhausted`](Self::RetriesExhausted), the last attempt's.
-    ///
-    /// ```
-    /// use hb_runtime::checkpoint::{decode_payload, encode_payload};
-    /// use hb_runtime::engine::{ActivityFailure, TimeoutKind};
-    ///
-    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let timeout = ActivityFailure::Timeout {
-    ///     kind: TimeoutKind::Heartbeat,
-    ///     last_details: Some(encode_payload(&7u64)?),
-    /// };
-    /// let failure = ActivityFailure::RetriesExhausted { attempts: 3, last: Box::new(timeout) };
-    /// assert_eq!(decode_payload::<u64>(failure.last_details().unwrap())?, 7);
-    ///
-    /// let undecodable = ActivityFailure::BadOutput { message: "expected u64".into() };
-    /// assert!(undecodable.last_details().is_none());
-    /// # Ok(()) }
-    /// ```
-    pub fn last_details(&self) -> Option<&Payload> {
-        match self {
-            ActivityFailure::Application { details, .. } => details.as_ref(),
-            ActivityFailure::Timeout { last_details, .. } => last_details.as_ref(),
-            ActivityFailure::Cancelled { details } => details.as_ref(),
-            ActivityFailure::RetriesExhausted { last, .. } => last.last_details(),
-            _ => None,
-        }
-    }
-
     /// The failure of one attempt, from what it reported.
     pub(crate) fn from_attempt(error: &ActivityError, details: Option<Payload>) -> Self {
         match error {
@@ -290,7 +30,7 @@ impl ActivityFailure {
             },
             e => ActivityFailure::Application {
                 error_type: e.error_type().to_owned(),
-                message: e.to_string(),
+                message: e.message().into_owned(),
                 non_retryable: !e.is_retryable(),
                 details,
             },
@@ -499,7 +239,7 @@ impl StoredOptions {
 pub(crate) struct ActivityRow {
     pub(crate) id: Arc<str>,
     pub(crate) activity_type: String,
-    pub(crate) state: ActivityState,
+    pub(crate) state: ActivityStatus,
     pub(crate) attempt: u32,
     pub(crate) input: Vec<u8>,
     pub(crate) options: String,

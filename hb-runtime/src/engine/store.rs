@@ -11,8 +11,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 
 use super::error::EngineError;
-use super::record::{ActivityRow, ActivityState};
+use super::record::ActivityRow;
 use crate::Payload;
+use crate::client::ActivityStatus;
 
 /// What identifies an hb engine file (`PRAGMA application_id`, "hb\0\1").
 pub(crate) const APPLICATION_ID: i32 = 0x6862_0001;
@@ -88,7 +89,7 @@ pub(crate) enum Write {
         /// As for `Started`.
         fold: bool,
         id: Arc<str>,
-        state: ActivityState,
+        state: ActivityStatus,
         attempt: u32,
         details: Option<Payload>,
         output: Option<Payload>,
@@ -862,7 +863,7 @@ pub(crate) fn apply(
                     }
                     sql.get(Sql::Started)?.execute(params![
                         &**id,
-                        ActivityState::Running as i64,
+                        ActivityStatus::Running as i64,
                         attempt,
                         at
                     ])?;
@@ -1021,7 +1022,7 @@ fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ActivityRow> {
     Ok(ActivityRow {
         id: Arc::from(r.get::<_, String>(0)?),
         activity_type: r.get(1)?,
-        state: ActivityState::from_i64(state).unwrap_or(ActivityState::Unknown),
+        state: ActivityStatus::from_i64(state).unwrap_or(ActivityStatus::Unknown),
         attempt: r.get(3)?,
         input: r.get(4)?,
         options: r.get(5)?,
@@ -1054,7 +1055,7 @@ pub(crate) fn get_row(c: &Connection, id: &str) -> rusqlite::Result<Option<Activ
 /// Rows in `states` (all when empty), newest first, at most `limit`.
 pub(crate) fn list_rows(
     c: &Connection,
-    states: &[ActivityState],
+    states: &[ActivityStatus],
     limit: usize,
 ) -> rusqlite::Result<Vec<ActivityRow>> {
     let filter = if states.is_empty() {
@@ -1073,9 +1074,9 @@ pub(crate) fn list_rows(
 /// Every activity not yet closed, for recovery (with what only recovery reads).
 pub(crate) fn open_rows(c: &Connection) -> rusqlite::Result<Vec<ActivityRow>> {
     let open = [
-        ActivityState::Scheduled,
-        ActivityState::Running,
-        ActivityState::BackingOff,
+        ActivityStatus::Scheduled,
+        ActivityStatus::Running,
+        ActivityStatus::BackingOff,
     ]
     .map(|s| (s as i64).to_string())
     .join(",");
@@ -1150,7 +1151,7 @@ impl Reader {
     /// Rows in `states` (all when empty), newest first, at most `limit`.
     pub(crate) fn list(
         &self,
-        states: &[ActivityState],
+        states: &[ActivityStatus],
         limit: usize,
     ) -> Result<Vec<ActivityRow>, EngineError> {
         self.with(|c| list_rows(c, states, limit))

@@ -1,8 +1,7 @@
-//! Workers run the engine's attempts: registered activities, a concurrency limit, graceful
-//! shutdown.
+//! The engine's workers: [`Worker::spawn`] polls the engine for attempts and runs them under
+//! a concurrency limit, with a graceful shutdown.
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -10,138 +9,41 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use super::{Engine, EngineError, EngineTransport};
-use crate::definition::{Activity, IntoActivity};
 use crate::error::CancelReason;
-use crate::intercept::Interceptor;
 use crate::runner::{AttemptHandle, AttemptRequest, AttemptRunner, DynActivity};
-use crate::state::StateMap;
+use crate::worker::Worker;
 
-/// Runs attempts of the activities registered with it.
-///
-/// ```
-/// use hb_runtime::engine::{Engine, StartOptions};
-/// use hb_runtime::prelude::*;
-/// use std::sync::Arc;
-/// use std::time::Duration;
-///
-/// #[derive(Debug)]
-/// struct Greeting(String);
-///
-/// #[activity(heartbeat_timeout = "10s")]
-/// async fn greet(ctx: ActivityContext, #[state] g: Arc<Greeting>, name: String) -> Result<String, ActivityError> {
-///     Ok(format!("{} {name}", g.0))
-/// }
-///
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let engine = Engine::in_memory().await?;
-/// let worker = engine
-///     .worker()
-///     .register(greet)
-///     .state(Arc::new(Greeting("hello".into())))
-///     .max_concurrent(16)
-///     .shutdown_grace(Duration::from_secs(5))
-///     .spawn()?;
-/// let h = engine.client().start(greet, "hb".to_string(), StartOptions::id("g1")).await?;
-/// assert_eq!(h.result().await?, "hello hb");
-/// worker.shutdown().await;
-/// # Ok(()) }
-/// ```
-pub struct Worker {
-    engine: Engine,
-    activities: HashMap<&'static str, Arc<dyn DynActivity>>,
-    max_concurrent: usize,
-    state: StateMap,
-    shutdown_grace: Duration,
-    interceptors: Vec<Arc<dyn Interceptor>>,
-}
-
-impl fmt::Debug for Worker {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Worker")
-            .field("activities", &self.activities.keys().collect::<Vec<_>>())
-            .field("max_concurrent", &self.max_concurrent)
-            .field("state", &self.state)
-            .field("shutdown_grace", &self.shutdown_grace)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Worker {
-    pub(crate) fn new(engine: Engine) -> Self {
-        Worker {
-            engine,
-            activities: HashMap::new(),
-            max_concurrent: 100,
-            state: StateMap::new(),
-            shutdown_grace: Duration::from_secs(10),
-            interceptors: Vec::new(),
-        }
-    }
-
-    /// Runs `activity` (an `#[activity]` function's name).
-    pub fn register<F: IntoActivity>(mut self, activity: F) -> Self {
-        let a = activity.into_activity();
-        self.activities
-            .insert(<F::Activity as Activity>::NAME, Arc::new(a));
-        self
-    }
-
-    /// Runs at most `n` attempts at once (default 100).
-    pub fn max_concurrent(mut self, n: usize) -> Self {
-        // A semaphore's limit (the shutdown waits for all permits at once, as a u32).
-        self.max_concurrent = n.clamp(
-            1,
-            tokio::sync::Semaphore::MAX_PERMITS.min(u32::MAX as usize),
-        );
-        self
-    }
-
-    /// Provides a resource activities take as a `#[state]` parameter.
-    pub fn state<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
-        self.state.insert(value);
-        self
-    }
-
-    /// How long [`WorkerHandle::shutdown`] lets running attempts finish before cancelling
-    /// them with [`CancelReason::WorkerShutdown`] (default 10 s).
-    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
-        self.shutdown_grace = grace;
-        self
-    }
-
-    /// Adds an interceptor around every attempt.
-    pub fn interceptor(mut self, interceptor: impl Interceptor) -> Self {
-        self.interceptors.push(Arc::new(interceptor));
-        self
-    }
-
+impl Worker<Engine> {
     /// Starts polling for attempts on the current tokio runtime.
     ///
     /// # Errors
-    /// [`EngineError::MissingState`] when a registered activity takes a `#[state]` the worker
-    /// was not given; [`EngineError::Closed`] after [`Engine::close`](super::Engine::close).
-    pub fn spawn(self) -> Result<WorkerHandle, EngineError> {
-        for a in self.activities.values() {
-            a.check_state(&self.state)?;
-        }
+    /// [`EngineError::Config`] when the configuration is refused (no activity, one registered
+    /// twice, a `#[state]` an activity takes that the worker was not given);
+    /// [`EngineError::Closed`] after [`Engine::close`](super::Engine::close).
+    pub async fn spawn(self) -> Result<WorkerHandle, EngineError> {
+        let Worker {
+            backend: engine,
+            config,
+        } = self;
+        config.check()?;
         let mut runner =
-            AttemptRunner::new(EngineTransport(self.engine.inner.clone())).state(self.state);
-        for i in self.interceptors {
+            AttemptRunner::new(EngineTransport(engine.inner.clone())).state(config.state);
+        for i in config.interceptors {
             runner = runner.shared_interceptor(i);
         }
-        if self.engine.inner.stop.is_cancelled() {
+        if engine.inner.stop.is_cancelled() {
             return Err(EngineError::Closed);
         }
         // Closing the engine shuts its workers down too.
-        let stop = self.engine.inner.stop.child_token();
-        let workers = self.engine.inner.workers.clone();
+        let stop = engine.inner.stop.child_token();
+        let workers = engine.inner.workers.clone();
         let join = workers.spawn(poll(
-            self.engine,
-            self.activities,
+            engine,
+            config.activities,
             runner,
-            self.max_concurrent,
+            config.max_concurrent,
             stop.clone(),
-            self.shutdown_grace,
+            config.shutdown_grace,
         ));
         Ok(WorkerHandle { stop, join })
     }
@@ -152,7 +54,8 @@ impl Worker {
 /// [`shutdown`](Self::shutdown) to stop it.
 ///
 /// ```
-/// use hb_runtime::engine::{Engine, StartOptions};
+/// use hb_runtime::client::StartOptions;
+/// use hb_runtime::engine::Engine;
 /// use hb_runtime::prelude::*;
 ///
 /// #[activity(heartbeat_timeout = "10s")]
@@ -163,13 +66,13 @@ impl Worker {
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 /// let engine = Engine::in_memory().await?;
 /// let client = engine.client();
-/// let worker = engine.worker().register(double).spawn()?;
+/// let worker = engine.worker().register(double).spawn().await?;
 /// assert_eq!(client.start(double, 1, StartOptions::id("a")).await?.result().await?, 2);
 /// worker.shutdown().await;
 ///
 /// // Started with no worker: it waits for the next one.
 /// let later = client.start(double, 2, StartOptions::id("b")).await?;
-/// let _worker = engine.worker().register(double).spawn()?;
+/// let _worker = engine.worker().register(double).spawn().await?;
 /// assert_eq!(later.result().await?, 4);
 /// # Ok(()) }
 /// ```
@@ -193,7 +96,8 @@ impl WorkerHandle {
     /// `max_attempts`.
     ///
     /// ```
-    /// use hb_runtime::engine::{ActivityFailure, ActivityState, Engine, StartOptions};
+    /// use hb_runtime::client::{ActivityFailure, ActivityStatus, StartOptions};
+    /// use hb_runtime::engine::Engine;
     /// use hb_runtime::prelude::*;
     /// use std::sync::Arc;
     /// use std::time::Duration;
@@ -223,20 +127,20 @@ impl WorkerHandle {
     ///     .register(resumable)
     ///     .state(started.clone())
     ///     .shutdown_grace(Duration::from_millis(20))
-    ///     .spawn()?;
+    ///     .spawn().await?;
     /// let handle = engine.client().start(resumable, (), StartOptions::id("r")).await?;
     /// started.notified().await;
     /// worker.shutdown().await; // 20 ms of grace, then the attempt is cancelled
     ///
     /// let d = handle.describe().await?;
-    /// assert_eq!(d.state, ActivityState::Scheduled); // the retry is due at once
+    /// assert_eq!(d.status, ActivityStatus::Scheduled); // the retry is due at once
     /// let Some(ActivityFailure::Application { error_type, .. }) = d.last_failure else {
     ///     panic!("expected the attempt's failure");
     /// };
     /// assert_eq!(error_type, "WorkerShutdown");
     ///
     /// // The next worker resumes it from the flushed checkpoint.
-    /// let _worker = engine.worker().register(resumable).state(started).spawn()?;
+    /// let _worker = engine.worker().register(resumable).state(started).spawn().await?;
     /// assert_eq!(handle.result().await?, 1);
     /// assert_eq!(handle.describe().await?.attempt, 2);
     /// # Ok(()) }

@@ -1,29 +1,46 @@
-//! Standalone activities on a Temporal server: start an hb activity by its typed input, await
-//! its typed output, cancel it, and describe it (state, attempt, progress from its checkpoint).
+//! The Temporal [`ActivityClient`]: hb activities as standalone activities on a Temporal
+//! server, started by their typed input, awaited for their typed output, cancelled, described
+//! (status, attempt, progress from the checkpoint) and listed.
 
 use std::fmt;
-use std::marker::PhantomData;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
+use futures_util::StreamExt;
 use temporalio_client::{
-    ActivityCancelOptions, ActivityDescribeOptions, ActivityHandle, ActivityStartOptions,
+    ActivityCancelOptions, ActivityDescribeOptions, ActivityExecutionInfoLike,
+    ActivityExecutionStatus, ActivityHandle, ActivityIdConflictPolicy, ActivityIdReusePolicy,
+    ActivityListOptions, ActivityStartOptions, PendingActivityState,
     RetryPolicy as TemporalRetryPolicy,
 };
 use temporalio_common::data_converters::RawValue;
 use temporalio_common::protos::temporal::api::failure::v1::{Failure, failure::FailureInfo};
 use temporalio_common::{ActivityCloseTimeouts, UntypedActivity};
 
-use super::convert::{self, from_proto, to_proto};
-use super::{ConnectOptions, TemporalError};
-use crate::checkpoint::{Progress, progress_of};
-use crate::definition::{Activity, IntoActivity};
+use super::TemporalError;
+use super::convert::{from_proto, to_proto};
+use crate::backend::{ClientBackend, StartRequest};
+use crate::client::{
+    ActivityClient, ActivityFailure, ActivityStatus, ClientError, Description, IfExists,
+    ListFilter, TimeoutKind,
+};
+use crate::definition::{ActivityOptions, BoxFuture};
 use crate::payload::Payload;
 
-/// Starts and follows standalone hb activities on a Temporal server.
+/// The task queue of starts and workers that name none.
+pub const DEFAULT_TASK_QUEUE: &str = "hb-tasks";
+
+/// Used when an activity sets neither a start-to-close nor a schedule-to-close timeout
+/// (Temporal requires one).
+const DEFAULT_START_TO_CLOSE: Duration = Duration::from_secs(24 * 3600);
+
+/// Starts and follows standalone hb activities on a Temporal server: from
+/// [`Temporal::client`](super::Temporal::client), cheap to clone. Its operations are those of
+/// [`ActivityClient`].
 ///
 /// ```no_run
+/// use hb_runtime::client::{ActivityClient, StartOptions};
 /// use hb_runtime::prelude::*;
-/// use hb_runtime::temporal::{Client, ConnectOptions, StartOptions};
+/// use hb_runtime::temporal::{ConnectOptions, Temporal};
 ///
 /// #[activity(heartbeat_timeout = "10s", start_to_close_timeout = "1h")]
 /// async fn double(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
@@ -31,8 +48,9 @@ use crate::payload::Payload;
 /// }
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// let client = Client::connect(ConnectOptions::new("http://localhost:7233")).await?;
-/// let handle = client.start(double, 21, StartOptions::new("hb-tasks", "double-1")).await?;
+/// let temporal = Temporal::connect(ConnectOptions::new("http://localhost:7233")).await?;
+/// let _worker = temporal.worker().register(double).spawn().await?;
+/// let handle = temporal.client().start(double, 21, StartOptions::id("double-1")).await?;
 /// assert_eq!(handle.result().await?, 42);
 /// # Ok(()) }
 /// ```
@@ -47,399 +65,372 @@ impl fmt::Debug for Client {
     }
 }
 
-/// Where and how to start one activity.
-#[derive(Clone, Debug)]
-pub struct StartOptions {
-    task_queue: String,
-    id: String,
-    start_to_close_timeout: Option<Duration>,
-    schedule_to_close_timeout: Option<Duration>,
-    heartbeat_timeout: Option<Duration>,
-}
+impl ActivityClient for Client {}
 
-impl StartOptions {
-    /// The activity `id` (unique among running activities of the namespace) on `task_queue`
-    /// (where an hb [`Worker`](super::Worker) runs it). Timeouts and the retry policy come from
-    /// the activity's `#[activity(...)]` options unless set here.
-    pub fn new(task_queue: impl Into<String>, id: impl Into<String>) -> Self {
-        StartOptions {
-            task_queue: task_queue.into(),
-            id: id.into(),
-            start_to_close_timeout: None,
-            schedule_to_close_timeout: None,
-            heartbeat_timeout: None,
-        }
+impl ClientBackend for Client {
+    fn start_activity(&self, request: StartRequest) -> BoxFuture<'_, Result<(), ClientError>> {
+        Box::pin(self.start(request))
     }
 
-    /// Overrides the activity's start-to-close timeout.
-    pub fn start_to_close_timeout(mut self, timeout: Duration) -> Self {
-        self.start_to_close_timeout = Some(timeout);
-        self
+    fn activity_output<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Payload, ActivityFailure>> {
+        Box::pin(self.output(id))
     }
 
-    /// Overrides the activity's schedule-to-close timeout.
-    pub fn schedule_to_close_timeout(mut self, timeout: Duration) -> Self {
-        self.schedule_to_close_timeout = Some(timeout);
-        self
+    fn describe_activity<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> BoxFuture<'a, Result<Description, ClientError>> {
+        Box::pin(self.describe_id(id))
     }
 
-    /// Overrides the activity's heartbeat timeout.
-    pub fn heartbeat_timeout(mut self, timeout: Duration) -> Self {
-        self.heartbeat_timeout = Some(timeout);
-        self
+    fn cancel_activity<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), ClientError>> {
+        Box::pin(self.cancel_id(id))
+    }
+
+    fn list_activities(
+        &self,
+        filter: ListFilter,
+    ) -> BoxFuture<'_, Result<Vec<Description>, ClientError>> {
+        Box::pin(self.list_matching(filter))
     }
 }
-
-/// Used when an activity sets neither a start-to-close nor a schedule-to-close timeout
-/// (Temporal requires one).
-const DEFAULT_START_TO_CLOSE: Duration = Duration::from_secs(24 * 3600);
 
 impl Client {
-    /// Connects to the server `options` names.
-    ///
-    /// # Errors
-    /// [`TemporalError::Connect`] when the server cannot be reached.
-    pub async fn connect(options: ConnectOptions) -> Result<Client, TemporalError> {
-        let connection = options.connect().await?;
-        let inner = temporalio_client::Client::new(
-            connection,
-            temporalio_client::ClientOptions::new(options.namespace.clone()).build(),
-        )
-        .map_err(|e| TemporalError::Worker(e.to_string()))?;
-        Ok(Client { inner })
+    pub(crate) fn new(inner: temporalio_client::Client) -> Self {
+        Client { inner }
     }
 
-    /// Starts `activity` with `input` as a standalone activity.
-    ///
-    /// Not idempotent by id: a second start with the id of a running activity fails with
-    /// [`TemporalError::AlreadyStarted`] (use [`handle`](Self::handle) to follow the running
-    /// one).
-    ///
-    /// # Errors
-    /// [`TemporalError::AlreadyStarted`]; [`TemporalError::Encode`] when the input does not
-    /// serialise; [`TemporalError::Rpc`] when the server refuses the start.
-    pub async fn start<F: IntoActivity>(
-        &self,
-        activity: F,
-        input: <F::Activity as Activity>::Input,
-        options: StartOptions,
-    ) -> Result<Handle<F::Activity>, TemporalError> {
-        let activity = activity.into_activity();
-        let defaults = activity.options();
-        let name = <F::Activity as Activity>::NAME;
-        let input = Payload::json(&input).map_err(|e| TemporalError::Encode {
-            activity: name.to_owned(),
-            message: e.to_string(),
-        })?;
-        let stc = options
-            .start_to_close_timeout
-            .or(defaults.start_to_close_timeout);
-        let s2c = options
-            .schedule_to_close_timeout
-            .or(defaults.schedule_to_close_timeout);
-        let close = match (s2c, stc) {
-            (Some(schedule_to_close), Some(start_to_close)) => {
-                ActivityCloseTimeouts::ScheduleAndStartToClose {
-                    schedule_to_close,
-                    start_to_close,
-                }
-            }
-            (Some(s), None) => ActivityCloseTimeouts::ScheduleToClose(s),
-            (None, s) => ActivityCloseTimeouts::StartToClose(s.unwrap_or(DEFAULT_START_TO_CLOSE)),
-        };
-        let retry = &defaults.retry;
-        let policy = TemporalRetryPolicy::builder()
-            // What is in force (the server refuses a maximum below the initial interval).
-            .initial_interval(retry.effective_initial_interval())
-            .backoff_coefficient(retry.effective_backoff())
-            .maybe_maximum_interval(retry.max_interval.map(|_| {
-                retry
-                    .effective_max_interval()
-                    .max(retry.effective_initial_interval())
-            }))
-            .maximum_attempts(retry.max_attempts)
-            .non_retryable_error_types(retry.non_retryable.iter().copied())
+    fn handle_of(&self, id: &str) -> ActivityHandle<temporalio_client::Client, UntypedActivity> {
+        self.inner.get_untyped_activity_handle(id, None)
+    }
+
+    /// Starts a standalone activity; an existing id (running or closed: ids are not reused)
+    /// is the existing activity unless the request says to fail.
+    async fn start(&self, request: StartRequest) -> Result<(), ClientError> {
+        let StartRequest {
+            activity_type,
+            id,
+            input,
+            options,
+            task_queue,
+            if_exists,
+            ..
+        } = request;
+        let queue = task_queue.unwrap_or_else(|| DEFAULT_TASK_QUEUE.to_owned());
+        let start = ActivityStartOptions::new(queue, id.clone(), close_timeouts(&options))
+            .maybe_heartbeat_timeout(options.heartbeat_timeout)
+            .retry_policy(retry_policy(&options))
+            // Ids are never reused, and a start of an existing id is answered here: the
+            // engine's semantics (idempotent by id).
+            .id_reuse_policy(ActivityIdReusePolicy::RejectDuplicate)
+            .id_conflict_policy(ActivityIdConflictPolicy::Fail)
             .build();
-        let start = ActivityStartOptions::new(options.task_queue, options.id.clone(), close)
-            .maybe_heartbeat_timeout(options.heartbeat_timeout.or(defaults.heartbeat_timeout))
-            .retry_policy(policy)
-            .build();
-        let handle = self
+        let started = self
             .inner
             .start_activity(
-                UntypedActivity::new(name),
+                UntypedActivity::new(activity_type),
                 RawValue::new(vec![to_proto(&input)]),
                 start,
             )
-            .await
-            .map_err(|e| match e {
-                temporalio_client::errors::StartActivityError::AlreadyStarted { .. } => {
-                    TemporalError::AlreadyStarted { id: options.id }
+            .await;
+        match started {
+            Ok(_) => Ok(()),
+            Err(temporalio_client::errors::StartActivityError::AlreadyStarted { .. }) => {
+                let found = self.describe_id(&id).await?.activity_type;
+                if if_exists == IfExists::Fail {
+                    Err(ClientError::AlreadyStarted {
+                        id,
+                        activity_type: found,
+                    })
+                } else if found != activity_type {
+                    Err(ClientError::WrongType {
+                        id,
+                        found,
+                        expected: activity_type.to_owned(),
+                    })
+                } else {
+                    Ok(())
                 }
-                other => TemporalError::Rpc(other.to_string()),
-            })?;
-        Ok(Handle {
-            inner: self.inner.get_untyped_activity_handle(
-                handle.activity_id(),
-                handle.run_id().map(str::to_owned),
-            ),
-            _activity: PhantomData,
-        })
-    }
-
-    /// A handle on the activity `id` (its latest run), started elsewhere.
-    pub fn handle<F: IntoActivity>(
-        &self,
-        _activity: F,
-        id: impl Into<String>,
-    ) -> Handle<F::Activity> {
-        Handle {
-            inner: self.inner.get_untyped_activity_handle(id, None),
-            _activity: PhantomData,
+            }
+            Err(e) => Err(ClientError::Temporal(TemporalError::Rpc(e.to_string()))),
         }
     }
-}
 
-/// A standalone activity, from [`Client::start`] or [`Client::handle`].
-pub struct Handle<A> {
-    inner: ActivityHandle<temporalio_client::Client, UntypedActivity>,
-    _activity: PhantomData<fn() -> A>,
-}
-
-impl<A> fmt::Debug for Handle<A> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Handle")
-            .field("id", &self.inner.activity_id())
-            .finish_non_exhaustive()
-    }
-}
-
-/// How a standalone activity ended, when not with its output.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ResultError {
-    /// An attempt failed and was not retried (non-retryable, or the retry policy is spent):
-    /// the last attempt's failure.
-    #[error("{error_type}: {message}")]
-    Application {
-        /// The error's type (`ActivityError::error_type`, e.g. `BadInput`).
-        error_type: String,
-        /// What it said.
-        message: String,
-        /// Whether it was non-retryable.
-        non_retryable: bool,
-        /// Its details (hb attaches the last checkpoint).
-        details: Option<Payload>,
-    },
-    /// A timeout ended it.
-    #[error("{kind} timeout")]
-    Timeout {
-        /// Which timeout.
-        kind: TimeoutKind,
-        /// The last heartbeat's details (the last checkpoint).
-        last_details: Option<Payload>,
-    },
-    /// It was cancelled.
-    #[error("cancelled")]
-    Cancelled {
-        /// The details it was cancelled with (the last checkpoint).
-        details: Option<Payload>,
-    },
-    /// It was terminated.
-    #[error("terminated")]
-    Terminated,
-    /// Its output does not decode into the activity's output type.
-    #[error("the output of {activity} does not decode: {message}")]
-    Output {
-        /// The activity type.
-        activity: String,
-        /// The serde message.
-        message: String,
-    },
-    /// The server could not answer.
-    #[error(transparent)]
-    Temporal(#[from] TemporalError),
-}
-
-/// Which timeout ended an activity.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum TimeoutKind {
-    /// No heartbeat within the heartbeat timeout.
-    Heartbeat,
-    /// An attempt ran past its start-to-close timeout.
-    StartToClose,
-    /// The activity ran past its schedule-to-close timeout.
-    ScheduleToClose,
-    /// No worker took it within its schedule-to-start timeout.
-    ScheduleToStart,
-}
-
-impl fmt::Display for TimeoutKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            TimeoutKind::Heartbeat => "heartbeat",
-            TimeoutKind::StartToClose => "start-to-close",
-            TimeoutKind::ScheduleToClose => "schedule-to-close",
-            TimeoutKind::ScheduleToStart => "schedule-to-start",
-        })
-    }
-}
-
-/// Where a standalone activity stands, from [`Handle::describe`].
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct Description {
-    /// Its id.
-    pub id: String,
-    /// Its activity type (the hb name).
-    pub activity_type: String,
-    /// `Running`, `Completed`, `Failed`, `Canceled`, `Terminated`, `TimedOut` or `Paused`.
-    pub status: String,
-    /// `Scheduled`, `Started`, `CancelRequested`, `Paused` or `PauseRequested` while open.
-    pub run_state: String,
-    /// The current (or last) attempt, from 1.
-    pub attempt: u32,
-    /// Done/total of the last checkpoint (its `#[checkpoint(done)]`/`total` fields).
-    pub progress: Option<Progress>,
-    /// The last checkpoint.
-    pub details: Option<Payload>,
-    /// When the last heartbeat arrived.
-    pub last_heartbeat: Option<SystemTime>,
-    /// The last failed attempt's failure.
-    pub last_failure: Option<String>,
-}
-
-impl<A: Activity> Handle<A> {
-    /// The activity id.
-    pub fn id(&self) -> &str {
-        self.inner.activity_id()
-    }
-
-    /// The run this handle follows (`None`: the latest run of the id).
-    pub fn run_id(&self) -> Option<&str> {
-        self.inner.run_id()
-    }
-
-    /// Waits for the activity to end: its typed output, or how it ended otherwise.
-    ///
-    /// # Errors
-    /// See [`ResultError`].
-    pub async fn result(&self) -> Result<A::Output, ResultError> {
+    /// Waits for activity `id` to close: its output, or how it failed.
+    async fn output(&self, id: &str) -> Result<Payload, ActivityFailure> {
         use temporalio_client::errors::ActivityResultError as E;
-        match self.inner.result().await {
+        let failure = match self.handle_of(id).result().await {
             Ok(raw) => {
-                let payload = raw
+                return Ok(raw
                     .payloads
                     .into_iter()
                     .next()
                     .map(from_proto)
-                    .unwrap_or_else(|| Payload::from_json_bytes(b"null".to_vec()));
-                payload.decode().map_err(|e| ResultError::Output {
-                    activity: A::NAME.to_owned(),
-                    message: e.to_string(),
-                })
+                    .unwrap_or_else(|| Payload::from_json_bytes(b"null".to_vec())));
             }
-            Err(E::ActivityFailed(e)) => Err(failure_to_result(e.failure())),
-            Err(E::Cancelled { details }) => Err(ResultError::Cancelled {
+            Err(E::ActivityFailed(e)) => failure_of(e.failure()),
+            Err(E::Cancelled { details }) => ActivityFailure::Cancelled {
                 details: details.raw().first().cloned().map(from_proto),
+            },
+            Err(E::Terminated) => ActivityFailure::Terminated,
+            Err(E::TimedOut(t)) => ActivityFailure::Timeout {
+                kind: {
+                    use temporalio_sdk::TimeoutType as T;
+                    match t {
+                        T::Heartbeat => TimeoutKind::Heartbeat,
+                        T::ScheduleToClose => TimeoutKind::ScheduleToClose,
+                        T::ScheduleToStart => TimeoutKind::ScheduleToStart,
+                        _ => TimeoutKind::StartToClose,
+                    }
+                },
+                last_details: None,
+            },
+            Err(E::NotFound(_)) => {
+                return Err(ClientError::NotFound { id: id.to_owned() }.into());
+            }
+            Err(other) => return Err(TemporalError::Rpc(other.to_string()).into()),
+        };
+        // A retryable failure that ended the activity: its retries were spent (as the engine
+        // reports it).
+        let retryable = match &failure {
+            ActivityFailure::Application {
+                non_retryable,
+                error_type,
+                ..
+            } => !non_retryable && error_type != "BadInput",
+            ActivityFailure::Timeout { kind, .. } => {
+                matches!(kind, TimeoutKind::Heartbeat | TimeoutKind::StartToClose)
+            }
+            _ => false,
+        };
+        if !retryable {
+            return Err(failure);
+        }
+        let raw = self
+            .handle_of(id)
+            .describe(ActivityDescribeOptions::builder().build())
+            .await
+            .map_err(|e| ClientError::Temporal(TemporalError::Rpc(e.to_string())))?;
+        let info = raw.raw_info();
+        let listed = |t: &str| {
+            info.retry_policy
+                .as_ref()
+                .is_some_and(|p| p.non_retryable_error_types.iter().any(|n| n == t))
+        };
+        let attempts = u32::try_from(info.attempt).unwrap_or(0);
+        match &failure {
+            ActivityFailure::Application { error_type, .. } if listed(error_type) => Err(failure),
+            _ if attempts > 1 => Err(ActivityFailure::RetriesExhausted {
+                attempts,
+                last: Box::new(failure),
             }),
-            Err(E::Terminated) => Err(ResultError::Terminated),
-            Err(other) => Err(ResultError::Temporal(TemporalError::Rpc(other.to_string()))),
+            _ => Err(failure),
         }
     }
 
-    /// Asks for the activity to be cancelled (returns at once; [`result`](Self::result) says
-    /// when it stopped).
-    ///
-    /// # Errors
-    /// [`TemporalError::Rpc`] when the server refuses (e.g. an unknown id).
-    pub async fn cancel(&self) -> Result<(), TemporalError> {
-        self.inner
+    /// Asks activity `id` to stop; a closed activity is left as it is.
+    async fn cancel_id(&self, id: &str) -> Result<(), ClientError> {
+        let cancelled = self
+            .handle_of(id)
             .cancel(ActivityCancelOptions::default())
-            .await
-            .map_err(|e| TemporalError::Rpc(e.to_string()))
+            .await;
+        match cancelled {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // Refused: for a closed activity, that is nothing to do.
+                let d = self.describe_id(id).await?;
+                if d.status.is_closed() {
+                    Ok(())
+                } else {
+                    Err(ClientError::Temporal(TemporalError::Rpc(e.to_string())))
+                }
+            }
+        }
     }
 
-    /// Where the activity stands.
-    ///
-    /// # Errors
-    /// [`TemporalError::Rpc`] when the server refuses (e.g. an unknown id).
-    pub async fn describe(&self) -> Result<Description, TemporalError> {
+    /// Where activity `id` stands.
+    async fn describe_id(&self, id: &str) -> Result<Description, ClientError> {
+        use temporalio_client::errors::ActivityInteractionError as E;
         let d = self
-            .inner
+            .handle_of(id)
             .describe(
                 ActivityDescribeOptions::builder()
                     .include_heartbeat_details(true)
                     .include_last_failure(true)
+                    .include_outcome(true)
                     .build(),
             )
             .await
-            .map_err(|e| TemporalError::Rpc(e.to_string()))?;
+            .map_err(|e| match e {
+                E::NotFound(_) => ClientError::NotFound { id: id.to_owned() },
+                e => ClientError::Temporal(TemporalError::Rpc(e.to_string())),
+            })?;
         let raw = d.raw_info();
         let details = raw
             .heartbeat_details
             .as_ref()
             .and_then(|p| p.payloads.first().cloned())
             .map(from_proto);
-        Ok(Description {
-            id: raw.activity_id.clone(),
-            activity_type: raw
-                .activity_type
-                .as_ref()
-                .map(|t| t.name.clone())
-                .unwrap_or_default(),
-            status: format!(
-                "{:?}",
-                temporalio_client::ActivityExecutionInfoLike::status(&d)
-            ),
-            run_state: format!("{:?}", d.run_state()),
-            attempt: u32::try_from(raw.attempt).unwrap_or(0),
-            progress: details.as_ref().and_then(progress_of),
-            details,
-            last_heartbeat: raw
-                .last_heartbeat_time
-                .as_ref()
-                .and_then(|t| convert::time(t.seconds, t.nanos)),
-            last_failure: raw.last_failure.as_ref().map(|f| f.message.clone()),
-        })
+        let run_state = d.run_state();
+        let mut status = status_of(ActivityExecutionInfoLike::status(&d), run_state);
+        let next_attempt_at = d.next_attempt_schedule_time();
+        if status == ActivityStatus::Scheduled
+            && next_attempt_at.is_some_and(|t| t > std::time::SystemTime::now())
+        {
+            status = ActivityStatus::BackingOff;
+        }
+        let mut out = Description::new(
+            raw.activity_id.clone(),
+            ActivityExecutionInfoLike::activity_type(&d).to_owned(),
+            status,
+        )
+        .with_details(details);
+        out.attempt = u32::try_from(raw.attempt).unwrap_or(0);
+        out.last_heartbeat = d.last_heartbeat_time();
+        out.attempt_started = d.last_started_time();
+        out.last_failure = raw.last_failure.as_ref().map(failure_of);
+        out.cancel_requested = run_state == PendingActivityState::CancelRequested
+            || status == ActivityStatus::Cancelled;
+        out.scheduled_at = ActivityExecutionInfoLike::schedule_time(&d);
+        out.next_attempt_at = next_attempt_at.filter(|_| !status.is_closed());
+        out.closed_at = ActivityExecutionInfoLike::close_time(&d);
+        out.task_queue = Some(ActivityExecutionInfoLike::task_queue(&d).to_owned());
+        if status == ActivityStatus::Completed {
+            use temporalio_common::protos::temporal::api::activity::v1::activity_execution_outcome::Value as V;
+            if let Some(V::Result(p)) = d.raw_outcome() {
+                out.output = p.payloads.first().cloned().map(from_proto);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Activities matching `filter`, newest first (from the server's visibility store: ids,
+    /// types, statuses and times; `describe` one for its checkpoint).
+    async fn list_matching(&self, filter: ListFilter) -> Result<Vec<Description>, ClientError> {
+        let limit = filter.effective_limit();
+        let mut stream = self
+            .inner
+            .list_activities("", ActivityListOptions::default());
+        let mut out = Vec::new();
+        while let Some(item) = stream.next().await {
+            let info =
+                item.map_err(|e| ClientError::Temporal(TemporalError::Rpc(e.to_string())))?;
+            let status = status_of(info.status(), PendingActivityState::Unspecified);
+            if !filter.wants(status) {
+                continue;
+            }
+            let mut d = Description::new(
+                info.activity_id().to_owned(),
+                info.activity_type().to_owned(),
+                status,
+            );
+            d.scheduled_at = info.schedule_time();
+            d.closed_at = info.close_time();
+            d.task_queue = Some(info.task_queue().to_owned());
+            out.push(d);
+            if out.len() >= limit {
+                break;
+            }
+        }
+        out.sort_by(|a, b| b.scheduled_at.cmp(&a.scheduled_at).then(a.id.cmp(&b.id)));
+        Ok(out)
     }
 }
 
-/// What an activity's final failure says, in hb's terms.
-fn failure_to_result(f: &Failure) -> ResultError {
+/// Temporal's status (and, while open, run state) as hb's.
+fn status_of(status: ActivityExecutionStatus, run: PendingActivityState) -> ActivityStatus {
+    use ActivityExecutionStatus as S;
+    use PendingActivityState as R;
+    match status {
+        S::Running => match run {
+            R::Scheduled => ActivityStatus::Scheduled,
+            R::Paused => ActivityStatus::Paused,
+            _ => ActivityStatus::Running,
+        },
+        S::Completed => ActivityStatus::Completed,
+        S::Failed => ActivityStatus::Failed,
+        S::Canceled => ActivityStatus::Cancelled,
+        S::Terminated => ActivityStatus::Terminated,
+        S::TimedOut => ActivityStatus::TimedOut,
+        S::Paused => ActivityStatus::Paused,
+        _ => ActivityStatus::Unknown,
+    }
+}
+
+/// How the server should close and retry an activity with `options`.
+fn close_timeouts(options: &ActivityOptions) -> ActivityCloseTimeouts {
+    match (
+        options.schedule_to_close_timeout,
+        options.start_to_close_timeout,
+    ) {
+        (Some(schedule_to_close), Some(start_to_close)) => {
+            ActivityCloseTimeouts::ScheduleAndStartToClose {
+                schedule_to_close,
+                start_to_close,
+            }
+        }
+        (Some(s), None) => ActivityCloseTimeouts::ScheduleToClose(s),
+        (None, s) => ActivityCloseTimeouts::StartToClose(s.unwrap_or(DEFAULT_START_TO_CLOSE)),
+    }
+}
+
+fn retry_policy(options: &ActivityOptions) -> TemporalRetryPolicy {
+    let retry = &options.retry;
+    TemporalRetryPolicy::builder()
+        // What is in force (the server refuses a maximum below the initial interval).
+        .initial_interval(retry.effective_initial_interval())
+        .backoff_coefficient(retry.effective_backoff())
+        .maybe_maximum_interval(retry.max_interval.map(|_| {
+            retry
+                .effective_max_interval()
+                .max(retry.effective_initial_interval())
+        }))
+        .maximum_attempts(retry.max_attempts)
+        .non_retryable_error_types(retry.non_retryable.iter().copied())
+        .build()
+}
+
+fn timeout_kind(
+    t: temporalio_common::protos::temporal::api::enums::v1::TimeoutType,
+) -> TimeoutKind {
+    use temporalio_common::protos::temporal::api::enums::v1::TimeoutType as T;
+    match t {
+        T::Heartbeat => TimeoutKind::Heartbeat,
+        T::ScheduleToClose => TimeoutKind::ScheduleToClose,
+        T::ScheduleToStart => TimeoutKind::ScheduleToStart,
+        _ => TimeoutKind::StartToClose,
+    }
+}
+
+/// What a failure says, in hb's terms.
+fn failure_of(f: &Failure) -> ActivityFailure {
     let first = |p: &Option<temporalio_common::protos::temporal::api::common::v1::Payloads>| {
         p.as_ref()
             .and_then(|p| p.payloads.first().cloned())
             .map(from_proto)
     };
     match &f.failure_info {
-        Some(FailureInfo::ApplicationFailureInfo(a)) => ResultError::Application {
+        Some(FailureInfo::ApplicationFailureInfo(a)) => ActivityFailure::Application {
             error_type: a.r#type.clone(),
             message: f.message.clone(),
             non_retryable: a.non_retryable,
             details: first(&a.details),
         },
-        Some(FailureInfo::TimeoutFailureInfo(t)) => {
-            use temporalio_common::protos::temporal::api::enums::v1::TimeoutType as T;
-            ResultError::Timeout {
-                kind: match t.timeout_type() {
-                    T::Heartbeat => TimeoutKind::Heartbeat,
-                    T::ScheduleToClose => TimeoutKind::ScheduleToClose,
-                    T::ScheduleToStart => TimeoutKind::ScheduleToStart,
-                    _ => TimeoutKind::StartToClose,
-                },
-                last_details: first(&t.last_heartbeat_details),
-            }
-        }
-        Some(FailureInfo::CanceledFailureInfo(c)) => ResultError::Cancelled {
+        Some(FailureInfo::TimeoutFailureInfo(t)) => ActivityFailure::Timeout {
+            kind: timeout_kind(t.timeout_type()),
+            last_details: first(&t.last_heartbeat_details),
+        },
+        Some(FailureInfo::CanceledFailureInfo(c)) => ActivityFailure::Cancelled {
             details: first(&c.details),
         },
-        Some(FailureInfo::TerminatedFailureInfo(_)) => ResultError::Terminated,
+        Some(FailureInfo::TerminatedFailureInfo(_)) => ActivityFailure::Terminated,
         // An activity failure wrapping the cause: the cause says what happened.
         _ => match &f.cause {
-            Some(cause) => failure_to_result(cause),
-            None => ResultError::Application {
+            Some(cause) => failure_of(cause),
+            None => ActivityFailure::Application {
                 error_type: String::new(),
                 message: f.message.clone(),
                 non_retryable: false,

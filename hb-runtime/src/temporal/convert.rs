@@ -76,7 +76,7 @@ pub(crate) fn failure_of(
         e => e.error_type(),
     };
     Failure {
-        message: error.to_string(),
+        message: error.message().into_owned(),
         source: "hb".to_owned(),
         failure_info: Some(FailureInfo::ApplicationFailureInfo(
             ApplicationFailureInfo {

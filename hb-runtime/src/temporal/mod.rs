@@ -9,7 +9,7 @@
 //!
 //! ```no_run
 //! use hb_runtime::prelude::*;
-//! use hb_runtime::temporal::{ConnectOptions, Worker};
+//! use hb_runtime::temporal::{ConnectOptions, Temporal};
 //!
 //! #[activity(heartbeat_timeout = "10s")]
 //! async fn double(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
@@ -17,7 +17,9 @@
 //! }
 //!
 //! # async fn run() -> Result<(), hb_runtime::temporal::TemporalError> {
-//! let worker = Worker::new(ConnectOptions::new("http://localhost:7233"), "hb-tasks")
+//! let temporal = Temporal::connect(ConnectOptions::new("http://localhost:7233")).await?;
+//! let worker = temporal
+//!     .worker()
 //!     .register(double)
 //!     .spawn()
 //!     .await?;
@@ -56,10 +58,13 @@ mod transport;
 mod worker;
 
 pub use auto::AutoHeartbeat;
-pub use client::{Client, Description, Handle, ResultError, StartOptions, TimeoutKind};
+pub use client::{Client, DEFAULT_TASK_QUEUE};
 pub use sdk::{Marker, SdkActivity, sdk_activity};
-pub use worker::{Worker, WorkerHandle};
+pub use worker::WorkerHandle;
 
+use crate::worker::Worker;
+
+use std::fmt;
 use std::time::Duration;
 
 /// Where and how to reach a Temporal server.
@@ -163,6 +168,80 @@ impl ConnectOptions {
     }
 }
 
+/// A connection to a Temporal server: hands out the [`Client`] and workers, as
+/// [`Engine`](crate::engine::Engine) does for the embedded engine. Cheap to clone; clients
+/// and workers share its connection.
+///
+/// ```no_run
+/// use hb_runtime::client::{ActivityClient, StartOptions};
+/// use hb_runtime::prelude::*;
+/// use hb_runtime::temporal::{ConnectOptions, Temporal};
+///
+/// #[activity(heartbeat_timeout = "10s")]
+/// async fn double(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
+///     Ok(n * 2)
+/// }
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let temporal = Temporal::connect(ConnectOptions::new("http://localhost:7233")).await?;
+/// let worker = temporal.worker().task_queue("batch-queue").register(double).spawn().await?;
+/// let start = StartOptions::id("double-21").task_queue("batch-queue");
+/// assert_eq!(temporal.client().start(double, 21, start).await?.result().await?, 42);
+/// worker.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Temporal {
+    options: ConnectOptions,
+    connection: temporalio_client::Connection,
+    client: temporalio_client::Client,
+}
+
+impl fmt::Debug for Temporal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Temporal")
+            .field("address", &self.options.address)
+            .field("namespace", &self.options.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Temporal {
+    /// Connects to the server `options` names.
+    ///
+    /// # Errors
+    /// [`TemporalError::Connect`] when the server cannot be reached.
+    pub async fn connect(options: ConnectOptions) -> Result<Temporal, TemporalError> {
+        let connection = options.connect().await?;
+        let client = temporalio_client::Client::new(
+            connection.clone(),
+            temporalio_client::ClientOptions::new(options.namespace.clone()).build(),
+        )
+        .map_err(|e| TemporalError::Connect {
+            address: options.address.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(Temporal {
+            options,
+            connection,
+            client,
+        })
+    }
+
+    /// A client of the connection's namespace: start, await, cancel, describe and list
+    /// activities (its methods are those of [`ActivityClient`](crate::client::ActivityClient)).
+    pub fn client(&self) -> Client {
+        Client::new(self.client.clone())
+    }
+
+    /// A worker builder (task queue [`DEFAULT_TASK_QUEUE`] unless
+    /// [`task_queue`](Worker::task_queue) says otherwise): register activities, then
+    /// `spawn().await`.
+    pub fn worker(&self) -> Worker<Temporal> {
+        Worker::new(self.clone())
+    }
+}
+
 fn default_identity() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
@@ -171,7 +250,7 @@ fn default_identity() -> String {
 }
 
 /// What can go wrong talking to Temporal.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum TemporalError {
     /// The server could not be reached (or refused the connection).
@@ -185,24 +264,9 @@ pub enum TemporalError {
     /// The worker could not be created or failed while running.
     #[error("Temporal worker: {0}")]
     Worker(String),
-    /// A registered activity takes a `#[state]` the worker was not given.
+    /// A worker's configuration was refused at `spawn`.
     #[error(transparent)]
-    MissingState(#[from] crate::state::MissingState),
-    /// An activity with this id is running already (a start is not idempotent on Temporal:
-    /// follow the running one with `Client::handle`).
-    #[error("an activity with id {id:?} is running already")]
-    AlreadyStarted {
-        /// The id.
-        id: String,
-    },
-    /// An activity's input does not serialise.
-    #[error("the input of {activity} does not serialise: {message}")]
-    Encode {
-        /// The activity type.
-        activity: String,
-        /// The serde message.
-        message: String,
-    },
+    Config(#[from] crate::worker::ConfigError),
     /// The server refused a request or could not be reached.
     #[error("Temporal: {0}")]
     Rpc(String),

@@ -1,11 +1,9 @@
 //! A Temporal worker running hb activities: polls activity tasks through temporalio-sdk-core,
 //! runs each attempt under hb's runner (pump, checkpoints, cancellation), reports the outcome.
 
-use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::Duration;
 
 use temporalio_common::worker::WorkerTaskTypes;
 use temporalio_sdk_core::{
@@ -16,116 +14,47 @@ use tokio_util::sync::CancellationToken;
 
 use super::poll::{self, PollFailure, Poller, Running, lock};
 use super::transport::CoreTransport;
-use super::{ConnectOptions, TemporalError};
-use crate::definition::{Activity, IntoActivity};
-use crate::intercept::Interceptor;
-use crate::runner::{AttemptRunner, DynActivity};
-use crate::state::StateMap;
+use super::{Temporal, TemporalError};
+use crate::runner::AttemptRunner;
+use crate::worker::Worker;
 
-/// Runs hb activities for one task queue of a Temporal server.
-///
-/// Register activities, then [`spawn`](Self::spawn); see the [module docs](super).
-pub struct Worker {
-    connect: ConnectOptions,
-    task_queue: String,
-    activities: HashMap<&'static str, Arc<dyn DynActivity>>,
-    max_concurrent: usize,
-    shutdown_grace: Duration,
-    state: StateMap,
-    interceptors: Vec<Arc<dyn Interceptor>>,
-}
-
-impl fmt::Debug for Worker {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Worker")
-            .field("address", &self.connect.address)
-            .field("namespace", &self.connect.namespace)
-            .field("task_queue", &self.task_queue)
-            .field("activities", &self.activities.keys().collect::<Vec<_>>())
-            .field("max_concurrent", &self.max_concurrent)
-            .field("shutdown_grace", &self.shutdown_grace)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Worker {
-    /// A worker for `task_queue` on the server `connect` names.
-    pub fn new(connect: ConnectOptions, task_queue: impl Into<String>) -> Self {
-        Worker {
-            connect,
-            task_queue: task_queue.into(),
-            activities: HashMap::new(),
-            max_concurrent: 100,
-            shutdown_grace: Duration::from_secs(10),
-            state: StateMap::new(),
-            interceptors: Vec::new(),
-        }
-    }
-
-    /// Runs `activity` (an `#[activity]` function's name) under its hb name.
-    pub fn register<F: IntoActivity>(mut self, activity: F) -> Self {
-        self.activities.insert(
-            <F::Activity as Activity>::NAME,
-            Arc::new(activity.into_activity()),
-        );
+impl Worker<Temporal> {
+    /// Polls `queue` (default [`DEFAULT_TASK_QUEUE`](super::DEFAULT_TASK_QUEUE), where the
+    /// Temporal client starts activities that name no queue).
+    pub fn task_queue(mut self, queue: impl Into<String>) -> Self {
+        self.config.task_queue = Some(queue.into());
         self
     }
 
-    /// Runs at most `n` attempts at once (default 100).
-    pub fn max_concurrent(mut self, n: usize) -> Self {
-        self.max_concurrent = n.max(1);
-        self
-    }
-
-    /// How long a stopping worker ([`WorkerHandle::shutdown`], or a poll that failed for
-    /// good) lets running attempts finish before they are cancelled with
-    /// [`CancelReason::WorkerShutdown`](crate::CancelReason::WorkerShutdown) (default 10 s).
-    /// The server retries them, from their last checkpoint.
-    pub fn shutdown_grace(mut self, grace: Duration) -> Self {
-        self.shutdown_grace = grace;
-        self
-    }
-
-    /// Provides a resource activities take as a `#[state]` parameter.
-    pub fn state<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
-        self.state.insert(value);
-        self
-    }
-
-    /// Adds an interceptor around every attempt.
-    pub fn interceptor(mut self, interceptor: impl Interceptor) -> Self {
-        self.interceptors.push(Arc::new(interceptor));
-        self
-    }
-
-    /// Connects and starts polling on the current tokio runtime.
+    /// Starts polling on the current tokio runtime.
     ///
     /// # Errors
-    /// [`TemporalError::Connect`] when the server cannot be reached;
-    /// [`TemporalError::Worker`] when no activity is registered or the server refuses the
-    /// worker (an unknown namespace); [`TemporalError::MissingState`] when an activity takes
-    /// a `#[state]` the worker was not given.
+    /// [`TemporalError::Config`] when the configuration is refused (no activity, one
+    /// registered twice, a `#[state]` an activity takes that the worker was not given);
+    /// [`TemporalError::Worker`] when the server refuses the worker (an unknown namespace).
     pub async fn spawn(self) -> Result<WorkerHandle, TemporalError> {
-        if self.activities.is_empty() {
-            return Err(TemporalError::Worker(
-                "no activity registered: call .register(..) first".to_owned(),
-            ));
-        }
-        for a in self.activities.values() {
-            a.check_state(&self.state)?;
-        }
-        let connection = self.connect.connect().await?;
+        let Worker {
+            backend: temporal,
+            config,
+        } = self;
+        config.check()?;
+        let connect = &temporal.options;
+        let task_queue = config
+            .task_queue
+            .clone()
+            .unwrap_or_else(|| super::DEFAULT_TASK_QUEUE.to_owned());
+        let connection = temporal.connection.clone();
         let runtime_options = RuntimeOptions::builder()
             .build()
             .map_err(|e| TemporalError::Worker(e.to_string()))?;
         let runtime = CoreRuntime::new_assume_tokio(runtime_options)
             .map_err(|e| TemporalError::Worker(e.to_string()))?;
-        let config = WorkerConfig::builder()
-            .namespace(self.connect.namespace.clone())
-            .task_queue(self.task_queue.clone())
+        let core_config = WorkerConfig::builder()
+            .namespace(connect.namespace.clone())
+            .task_queue(task_queue.clone())
             .tuner(Arc::new(TunerHolder::fixed_size(
                 1,
-                self.max_concurrent,
+                config.max_concurrent,
                 1,
                 1,
             )))
@@ -135,25 +64,25 @@ impl Worker {
                 enable_remote_activities: true,
                 enable_nexus: false,
             })
-            .graceful_shutdown_period(self.shutdown_grace)
+            .graceful_shutdown_period(config.shutdown_grace)
             .versioning_strategy(WorkerVersioningStrategy::None {
                 build_id: String::new(),
             })
             .build()
             .map_err(TemporalError::Worker)?;
         let core = Arc::new(
-            init_worker(&runtime, config, connection)
+            init_worker(&runtime, core_config, connection)
                 .map_err(|e| TemporalError::Worker(format!("{e:#}")))?,
         );
         core.validate().await.map_err(|e| {
             TemporalError::Worker(format!(
                 "the server refused the worker (namespace {:?}): {e}",
-                self.connect.namespace
+                connect.namespace
             ))
         })?;
 
         // A runner per activity type, so failures are reported against its own retry policy.
-        let activities: poll::Activities = self
+        let activities: poll::Activities = config
             .activities
             .into_iter()
             .map(|(name, activity)| {
@@ -161,17 +90,17 @@ impl Worker {
                     core: core.clone(),
                     retry: activity.options().retry,
                 };
-                let mut runner = AttemptRunner::new(transport).state(self.state.clone());
-                for i in &self.interceptors {
+                let mut runner = AttemptRunner::new(transport).state(config.state.clone());
+                for i in &config.interceptors {
                     runner = runner.shared_interceptor(i.clone());
                 }
                 (name, (activity, runner))
             })
             .collect();
         tracing::info!(
-            address = %self.connect.address,
-            namespace = %self.connect.namespace,
-            task_queue = %self.task_queue,
+            address = %connect.address,
+            namespace = %connect.namespace,
+            task_queue = %task_queue,
             activities = ?activities.keys().collect::<Vec<_>>(),
             "Temporal worker started"
         );
@@ -183,7 +112,7 @@ impl Worker {
             core,
             activities,
             running: running.clone(),
-            shutdown_grace: self.shutdown_grace,
+            shutdown_grace: config.shutdown_grace,
             stop: stop.clone(),
             polling: polling.clone(),
         };
@@ -197,8 +126,8 @@ impl Worker {
             ended_tx.send_replace(Some(ended));
         });
         Ok(WorkerHandle {
-            namespace: self.connect.namespace,
-            task_queue: self.task_queue,
+            namespace: connect.namespace.clone(),
+            task_queue,
             stop,
             ended,
             running,
@@ -275,7 +204,7 @@ impl WorkerHandle {
     ///
     /// ```no_run
     /// use hb_runtime::prelude::*;
-    /// use hb_runtime::temporal::{ConnectOptions, Worker};
+    /// use hb_runtime::temporal::{ConnectOptions, Temporal};
     ///
     /// #[activity(heartbeat_timeout = "10s")]
     /// async fn double(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
@@ -284,7 +213,9 @@ impl WorkerHandle {
     ///
     /// # async fn ctrl_c() {}
     /// # async fn run() -> Result<(), hb_runtime::temporal::TemporalError> {
-    /// let worker = Worker::new(ConnectOptions::new("http://localhost:7233"), "hb-tasks")
+    /// let temporal = Temporal::connect(ConnectOptions::new("http://localhost:7233")).await?;
+    /// let worker = temporal
+    ///     .worker()
     ///     .register(double)
     ///     .spawn()
     ///     .await?;

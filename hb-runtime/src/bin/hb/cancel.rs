@@ -16,10 +16,10 @@ pub(crate) fn run(path: &Path, id: &str) -> Result<(), Failure> {
     let before = inspector.get(id)?;
     let shown = fmt::clean(id);
     let file = fmt::clean(&path.display().to_string());
-    if before.state.is_closed() {
+    if before.status.is_closed() {
         return crate::print(&format!(
             "{shown} has already closed ({}); nothing to cancel\n",
-            before.state
+            before.status
         ));
     }
     request_cancel(path, id)?;
@@ -37,16 +37,16 @@ pub(crate) fn run(path: &Path, id: &str) -> Result<(), Failure> {
     let deadline = Instant::now() + CONFIRM_WITHIN;
     loop {
         let d = inspector.get(id)?;
-        if d.state.is_closed() {
+        if d.status.is_closed() {
             return crate::print(&format!(
                 "cancel of {shown} applied by the running engine: it is now {}\n",
-                d.state
+                d.status
             ));
         }
         if d.cancel_requested {
             return crate::print(&format!(
                 "cancel of {shown} applied by the running engine: the attempt is stopping (state {})\n",
-                d.state
+                d.status
             ));
         }
         if Instant::now() >= deadline {

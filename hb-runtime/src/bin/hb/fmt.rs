@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use hb_runtime::engine::{ActivityFailure, Description};
+use hb_runtime::client::{ActivityFailure, Description};
 use hb_runtime::{Payload, Progress};
 
 /// `s` safe to print on a terminal: control characters (escape sequences, newlines, ...) are
@@ -85,10 +85,10 @@ pub(crate) fn progress(p: Option<Progress>) -> String {
 
 /// The state, with a pending cancel shown.
 pub(crate) fn state(d: &Description) -> String {
-    if d.cancel_requested && !d.state.is_closed() {
-        format!("{} (cancelling)", d.state)
+    if d.cancel_requested && !d.status.is_closed() {
+        format!("{} (cancelling)", d.status)
     } else {
-        d.state.to_string()
+        d.status.to_string()
     }
 }
 

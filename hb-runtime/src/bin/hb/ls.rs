@@ -3,23 +3,24 @@
 use std::path::Path;
 use std::time::SystemTime;
 
-use hb_runtime::engine::{ActivityState, Inspector, ListFilter};
+use hb_runtime::client::{ActivityStatus, ListFilter};
+use hb_runtime::engine::Inspector;
 
 use crate::Failure;
 use crate::fmt::{self, Table};
 
-pub(crate) fn run(path: &Path, states: Vec<ActivityState>, limit: u64) -> Result<(), Failure> {
+pub(crate) fn run(path: &Path, states: Vec<ActivityStatus>, limit: u64) -> Result<(), Failure> {
     let inspector = Inspector::open(path)?;
     let limit = usize::try_from(limit).unwrap_or(usize::MAX);
     let mut filter = ListFilter::all();
-    filter.states = states;
+    filter.statuses = states;
     filter.limit = Some(limit);
     let activities = inspector.list(&filter)?;
     if activities.is_empty() {
-        let which = if filter.states.is_empty() {
+        let which = if filter.statuses.is_empty() {
             String::new()
         } else {
-            let names: Vec<&str> = filter.states.iter().map(|s| s.as_str()).collect();
+            let names: Vec<&str> = filter.statuses.iter().map(|s| s.as_str()).collect();
             format!(" in state {}", names.join(" or "))
         };
         return crate::print(&format!(

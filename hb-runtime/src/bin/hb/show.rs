@@ -18,7 +18,7 @@ pub(crate) fn run(path: &Path, id: &str, raw: bool) -> Result<(), Failure> {
     let mut out = String::new();
     field(&mut out, "id", fmt::clean(&d.id));
     field(&mut out, "type", fmt::clean(&d.activity_type));
-    field(&mut out, "state", d.state.to_string());
+    field(&mut out, "state", d.status.to_string());
     field(&mut out, "attempt", d.attempt.to_string());
     field(&mut out, "progress", fmt::progress(d.progress));
     field(
@@ -26,7 +26,7 @@ pub(crate) fn run(path: &Path, id: &str, raw: bool) -> Result<(), Failure> {
         "cancel requested",
         if d.cancel_requested { "yes" } else { "no" }.to_owned(),
     );
-    field(&mut out, "scheduled", fmt::time(d.scheduled_at, now));
+    field(&mut out, "scheduled", time(d.scheduled_at));
     field(&mut out, "attempt started", time(d.attempt_started));
     field(&mut out, "last heartbeat", time(d.last_heartbeat));
     field(&mut out, "next attempt", time(d.next_attempt_at));

@@ -9,7 +9,8 @@ use std::io::IsTerminal as _;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
-use hb_runtime::engine::{ActivityState, Description, EngineError, Inspector, ListFilter};
+use hb_runtime::client::{ActivityStatus, Description, ListFilter};
+use hb_runtime::engine::{EngineError, Inspector};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressFinish, ProgressStyle};
 
 use crate::Failure;
@@ -117,7 +118,7 @@ impl<'a> Board<'a> {
     /// Reads the file and brings the bars up to date.
     fn frame(&mut self) -> Result<(), EngineError> {
         let mut filter = ListFilter::all();
-        filter.states = vec![ActivityState::Running, ActivityState::BackingOff];
+        filter.statuses = vec![ActivityStatus::Running, ActivityStatus::BackingOff];
         filter.limit = Some(LIST_LIMIT);
         let open = self.inspector.list(&filter)?;
         let engine = self.inspector.engine_running();
@@ -138,7 +139,7 @@ impl<'a> Board<'a> {
             }
             // Say how it ended, above the bars.
             if let Ok(d) = self.inspector.get(&id)
-                && d.state.is_closed()
+                && d.status.is_closed()
             {
                 let _ = self
                     .mp
@@ -184,7 +185,7 @@ impl<'a> Board<'a> {
         let file = fmt::clean(&self.inspector.path().display().to_string());
         let running = open
             .iter()
-            .filter(|d| d.state == ActivityState::Running)
+            .filter(|d| d.status == ActivityStatus::Running)
             .count();
         let backing_off = open.len() - running;
         // The list stops at its limit: then the counts are lower bounds.
@@ -231,8 +232,8 @@ fn about(d: &Description, now: SystemTime) -> String {
         fmt::clip(&d.activity_type, 40),
         d.attempt
     );
-    match d.state {
-        ActivityState::BackingOff => {
+    match d.status {
+        ActivityStatus::BackingOff => {
             s.push_str(" · backing off");
             if let Some(t) = d.next_attempt_at {
                 s.push_str(&format!(", next attempt {}", fmt::ago(t, now)));

@@ -5,7 +5,7 @@ use std::fmt;
 
 use tokio::time::Instant;
 
-use super::super::record::ActivityState;
+use crate::client::ActivityStatus;
 
 /// An invariant the engine broke.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,7 +44,7 @@ pub(crate) struct Model {
     /// (counted by crashes), the latest few.
     pub(crate) made: HashMap<String, Vec<Made>>,
     /// How each durably closed activity closed.
-    pub(crate) closed: HashMap<String, ActivityState>,
+    pub(crate) closed: HashMap<String, ActivityStatus>,
     /// Activities the file has held open.
     pub(crate) stored_open: HashSet<String>,
     /// Attempts heartbeated through the file by another process (`id`, attempt).
@@ -103,7 +103,7 @@ impl Model {
     pub(crate) fn state(
         &mut self,
         id: &str,
-        state: ActivityState,
+        state: ActivityStatus,
     ) -> Result<(), (&'static str, String)> {
         match self.closed.get(id) {
             Some(c) if !state.is_closed() => Err((

@@ -15,12 +15,13 @@ use super::rng::Rng;
 use super::shell::{Shared, Shell, SimClock};
 use super::{Action, Ending};
 use crate::checkpoint;
+use crate::client::ActivityStatus;
 use crate::context::{ActivityContext, ActivityInfo, Env, Shared as AttemptShared, Slot};
 use crate::definition::{ActivityOptions, RetryPolicy};
 use crate::engine::EngineError;
 use crate::engine::client::new_row;
 use crate::engine::core::{Closed, Live, Stored, Wait};
-use crate::engine::record::{ActivityState, StoredOptions};
+use crate::engine::record::StoredOptions;
 use crate::engine::store::{self, Ack, Write};
 use crate::error::{ActivityError, CancelReason};
 use crate::payload::Payload;
@@ -123,7 +124,7 @@ struct Start {
 /// A client's `cancel()` waiting for the cancel to be stored.
 struct Cancel {
     id: Arc<str>,
-    state: ActivityState,
+    state: ActivityStatus,
     stored: Stored,
 }
 
@@ -688,7 +689,7 @@ impl World {
                     Err(oneshot::error::TryRecvError::Empty) => None,
                     Ok(closed) => Some(!matches!(
                         closed.failure,
-                        Some(crate::engine::ActivityFailure::Engine(_))
+                        Some(crate::client::ActivityFailure::Backend(_))
                     )),
                     Err(_) => Some(false),
                 },
@@ -735,7 +736,7 @@ impl World {
             return;
         };
         let stored = match c.state {
-            ActivityState::Running => row.cancel_requested || row.state.is_closed(),
+            ActivityStatus::Running => row.cancel_requested || row.state.is_closed(),
             s if s.is_closed() => row.state == s,
             _ => true,
         };
@@ -754,7 +755,7 @@ impl World {
     fn check_answer(&mut self, id: &str, closed: &Closed) {
         if matches!(
             closed.failure,
-            Some(crate::engine::ActivityFailure::Engine(_))
+            Some(crate::client::ActivityFailure::Backend(_))
         ) {
             return; // a storage error: the activity is still open, retried by the engine
         }
@@ -966,7 +967,7 @@ impl World {
             .core
             .live
             .values()
-            .filter(|l| l.state == ActivityState::Running)
+            .filter(|l| l.state == ActivityStatus::Running)
             .filter(|l| !self.model.external.contains(&(l.id.to_string(), l.attempt)))
             .map(|l| format!("{} #{}", l.id, l.attempt))
             .collect();
@@ -1002,7 +1003,7 @@ impl World {
         let scheduled = core
             .live
             .values()
-            .filter(|l| l.state == ActivityState::Scheduled)
+            .filter(|l| l.state == ActivityStatus::Scheduled)
             .count();
         let mut problem = None;
         if f.ready > 2 * scheduled + SLACK {
@@ -1105,7 +1106,7 @@ impl World {
                         .any(|(_, a)| matches!(a, Some(Ack::Closed(i)) if *i == live.id))
             } else {
                 match live.state {
-                    ActivityState::Running => {
+                    ActivityStatus::Running => {
                         self.running
                             .iter()
                             .any(|r| r.id == live.id && r.attempt == live.attempt)
@@ -1113,8 +1114,8 @@ impl World {
                             || has_timer(K::Heartbeat)
                             || has_timer(K::StartToClose)
                     }
-                    ActivityState::Scheduled => shell.core.is_ready(&live.id),
-                    ActivityState::BackingOff => has_timer(K::Retry),
+                    ActivityStatus::Scheduled => shell.core.is_ready(&live.id),
+                    ActivityStatus::BackingOff => has_timer(K::Retry),
                     _ => true,
                 }
             };
