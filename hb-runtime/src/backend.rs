@@ -26,6 +26,31 @@ pub struct StartRequest {
     pub if_exists: IfExists,
 }
 
+/// How a start of `id` as `activity_type` is answered when the id exists with type `found`:
+/// the existing activity (`Ok`), unless the start said to fail or the types differ. Every
+/// backend answers this way.
+pub(crate) fn answer_existing(
+    id: &str,
+    activity_type: &str,
+    if_exists: IfExists,
+    found: String,
+) -> Result<(), ClientError> {
+    if if_exists == IfExists::Fail {
+        Err(ClientError::AlreadyStarted {
+            id: id.to_owned(),
+            activity_type: found,
+        })
+    } else if found != activity_type {
+        Err(ClientError::WrongType {
+            id: id.to_owned(),
+            found,
+            expected: activity_type.to_owned(),
+        })
+    } else {
+        Ok(())
+    }
+}
+
 /// The untyped operations behind [`ActivityClient`](crate::client::ActivityClient): a backend
 /// implements these (and `ActivityClient`, whose methods are all provided); the typed
 /// [`Handle`](crate::client::Handle) calls them through `Arc<dyn ClientBackend>`.

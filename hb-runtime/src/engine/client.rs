@@ -9,10 +9,10 @@ use super::core::{Closed, Live, Stored, Wait};
 use super::record::{ActivityRow, StoredOptions};
 use super::store::{Ack, Write};
 use super::{Engine, EngineError, Inner};
-use crate::backend::{ClientBackend, StartRequest};
+use crate::backend::{ClientBackend, StartRequest, answer_existing};
 use crate::client::{
-    ActivityClient, ActivityFailure, ActivityStatus, ClientError, Description, IfExists,
-    ListFilter, time_of_ms,
+    ActivityClient, ActivityFailure, ActivityStatus, ClientError, Description, ListFilter,
+    time_of_ms,
 };
 use crate::definition::BoxFuture;
 use crate::payload::Payload;
@@ -163,22 +163,7 @@ impl Client {
         if self.inner().stop.is_cancelled() {
             return Err(ClientError::Closed);
         }
-        let existing = |found: String| {
-            if if_exists == IfExists::Fail {
-                Err(ClientError::AlreadyStarted {
-                    id: id.clone(),
-                    activity_type: found,
-                })
-            } else if found != activity_type {
-                Err(ClientError::WrongType {
-                    id: id.clone(),
-                    found,
-                    expected: activity_type.to_owned(),
-                })
-            } else {
-                Ok(())
-            }
-        };
+        let existing = |found: String| answer_existing(&id, activity_type, if_exists, found);
         let (found, now) = {
             let core = self.inner().lock();
             (core.type_of(&id), core.now())

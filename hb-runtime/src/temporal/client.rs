@@ -18,10 +18,10 @@ use temporalio_common::{ActivityCloseTimeouts, UntypedActivity};
 
 use super::TemporalError;
 use super::convert::{from_proto, to_proto};
-use crate::backend::{ClientBackend, StartRequest};
+use crate::backend::{ClientBackend, StartRequest, answer_existing};
 use crate::client::{
-    ActivityClient, ActivityFailure, ActivityStatus, ClientError, Description, IfExists,
-    ListFilter, TimeoutKind,
+    ActivityClient, ActivityFailure, ActivityStatus, ClientError, Description, ListFilter,
+    TimeoutKind,
 };
 use crate::definition::{ActivityOptions, BoxFuture};
 use crate::payload::Payload;
@@ -140,20 +140,7 @@ impl Client {
             Ok(_) => Ok(()),
             Err(temporalio_client::errors::StartActivityError::AlreadyStarted { .. }) => {
                 let found = self.describe_id(&id).await?.activity_type;
-                if if_exists == IfExists::Fail {
-                    Err(ClientError::AlreadyStarted {
-                        id,
-                        activity_type: found,
-                    })
-                } else if found != activity_type {
-                    Err(ClientError::WrongType {
-                        id,
-                        found,
-                        expected: activity_type.to_owned(),
-                    })
-                } else {
-                    Ok(())
-                }
+                answer_existing(&id, activity_type, if_exists, found)
             }
             Err(e) => Err(ClientError::Temporal(TemporalError::Rpc(e.to_string()))),
         }
