@@ -31,7 +31,7 @@ use hb_runtime::engine::{
     request_cancel, request_heartbeat, Engine, EngineError, EngineOptions, Inspector,
 };
 use hb_runtime::prelude::*;
-use hb_runtime::transport::TaskToken;
+use hb_runtime::backend::TaskToken;
 use hb_runtime::Payload;
 use libfuzzer_sys::fuzz_target;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};

@@ -11,7 +11,7 @@ use std::fmt::Debug;
 
 use arbitrary::{Arbitrary, Unstructured};
 use hb_fuzz::strict;
-use hb_runtime::payload::JSON_PLAIN;
+use hb_runtime::backend::JSON_PLAIN;
 use hb_runtime::Payload;
 use libfuzzer_sys::fuzz_target;
 use serde::de::DeserializeOwned;

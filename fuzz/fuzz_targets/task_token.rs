@@ -10,7 +10,7 @@
 
 use arbitrary::{Arbitrary, Unstructured};
 use hb_runtime::engine::__fuzz::parse_task_token;
-use hb_runtime::transport::TaskToken;
+use hb_runtime::backend::TaskToken;
 use libfuzzer_sys::fuzz_target;
 
 /// The engine's format (`engine::core::token_of`).

@@ -10,8 +10,8 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group};
-use hb_runtime::runner::{AttemptRequest, AttemptRunner};
-use hb_runtime::transport::{NullTransport, TaskToken};
+use hb_runtime::backend::{AttemptRequest, AttemptRunner};
+use hb_runtime::backend::{NullTransport, TaskToken};
 use hb_runtime::{
     Activity, ActivityContext, ActivityError, ActivityOptions, BoxFuture, Checkpoint, Payload,
 };

@@ -15,9 +15,9 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group};
-use hb_runtime::heartbeat::Pump;
-use hb_runtime::runner::{AttemptRequest, AttemptRunner};
-use hb_runtime::transport::{NullTransport, TaskToken};
+use hb_runtime::backend::Pump;
+use hb_runtime::backend::{AttemptRequest, AttemptRunner};
+use hb_runtime::backend::{NullTransport, TaskToken};
 use hb_runtime::{
     Activity, ActivityContext, ActivityError, ActivityOptions, BoxFuture, CancelReason, Checkpoint,
     Payload,

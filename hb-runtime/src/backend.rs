@@ -1,82 +1,42 @@
-//! Plumbing for backend authors: what a backend implements so that the one client model
-//! ([`crate::client`]) runs on it.
+//! Plumbing for backend authors: what the embedded engine, the Temporal backend and the test
+//! kit are built from. An activity author needs none of it.
+//!
+//! - [`Transport`]: the seam a backend implements (heartbeats in, reply flags out, attempt
+//!   outcomes reported), identified per attempt by a [`TaskToken`];
+//! - [`AttemptRunner`]: runs one attempt against a transport — decodes input and checkpoint,
+//!   builds the context, runs the body inside the [`Interceptor`] chain, reports the outcome;
+//! - [`Pump`]: the one scheduler that heartbeats every running attempt;
+//! - [`ClientBackend`]: what a backend implements under
+//!   [`ActivityClient`](crate::client::ActivityClient)'s provided methods;
+//! - [`checkpoint`](crate::checkpoint) holds the codec of the details a backend stores.
+//!
+//! ```
+//! use hb_runtime::backend::{AttemptRequest, AttemptRunner, NullTransport, TaskToken};
+//! use hb_runtime::prelude::*;
+//! use hb_runtime::Payload;
+//!
+//! #[activity(heartbeat_timeout = "10s")]
+//! async fn double(ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
+//!     Ok(n * 2)
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let runner = AttemptRunner::new(NullTransport::new());
+//! let request = AttemptRequest::new("double-1", TaskToken::new(*b"t1"), Payload::json(&21).unwrap());
+//! let outcome = runner.start(&double(), request).into_future().await;
+//! assert_eq!(outcome.result.unwrap().decode::<u64>().unwrap(), 42);
+//! # }
+//! ```
 
-use std::fmt;
+pub use crate::client::backend::{ClientBackend, StartRequest};
+pub use crate::heartbeat::{Pump, PumpStats};
+pub use crate::intercept::{AttemptResult, Interceptor, Next};
+pub use crate::payload::JSON_PLAIN;
+pub use crate::runner::{
+    AttemptHandle, AttemptOutcome, AttemptRequest, AttemptRunner, RunningAttempt,
+};
+pub use crate::transport::null::NullTransport;
+pub use crate::transport::{HeartbeatReply, TaskToken, Transport};
 
-use crate::client::{ActivityFailure, ClientError, Description, IfExists, ListFilter};
-use crate::definition::{ActivityOptions, BoxFuture};
-use crate::payload::Payload;
-
-/// One start, encoded and with its options resolved: what
-/// [`ClientBackend::start_activity`] stores.
-#[derive(Debug, Clone)]
-#[non_exhaustive]
-pub struct StartRequest {
-    /// The activity type (its hb name).
-    pub activity_type: &'static str,
-    /// The activity id.
-    pub id: String,
-    /// The encoded input.
-    pub input: Payload,
-    /// The activity's own options with the start's overrides applied.
-    pub options: ActivityOptions,
-    /// The task queue asked for (backends without queues ignore it).
-    pub task_queue: Option<String>,
-    /// What to do when the id exists.
-    pub if_exists: IfExists,
-}
-
-/// How a start of `id` as `activity_type` is answered when the id exists with type `found`:
-/// the existing activity (`Ok`), unless the start said to fail or the types differ. Every
-/// backend answers this way.
-pub(crate) fn answer_existing(
-    id: &str,
-    activity_type: &str,
-    if_exists: IfExists,
-    found: String,
-) -> Result<(), ClientError> {
-    if if_exists == IfExists::Fail {
-        Err(ClientError::AlreadyStarted {
-            id: id.to_owned(),
-            activity_type: found,
-        })
-    } else if found != activity_type {
-        Err(ClientError::WrongType {
-            id: id.to_owned(),
-            found,
-            expected: activity_type.to_owned(),
-        })
-    } else {
-        Ok(())
-    }
-}
-
-/// The untyped operations behind [`ActivityClient`](crate::client::ActivityClient): a backend
-/// implements these (and `ActivityClient`, whose methods are all provided); the typed
-/// [`Handle`](crate::client::Handle) calls them through `Arc<dyn ClientBackend>`.
-pub trait ClientBackend: Send + Sync + fmt::Debug + 'static {
-    /// Stores a start; see [`ActivityClient::start`](crate::client::ActivityClient::start) for
-    /// the semantics of an existing id.
-    fn start_activity(&self, request: StartRequest) -> BoxFuture<'_, Result<(), ClientError>>;
-
-    /// Waits for activity `id` to close: its output, or how it failed.
-    fn activity_output<'a>(
-        &'a self,
-        id: &'a str,
-    ) -> BoxFuture<'a, Result<Payload, ActivityFailure>>;
-
-    /// What the backend knows of activity `id`.
-    fn describe_activity<'a>(
-        &'a self,
-        id: &'a str,
-    ) -> BoxFuture<'a, Result<Description, ClientError>>;
-
-    /// Asks activity `id` to stop.
-    fn cancel_activity<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), ClientError>>;
-
-    /// Activities matching `filter`, newest first.
-    fn list_activities(
-        &self,
-        filter: ListFilter,
-    ) -> BoxFuture<'_, Result<Vec<Description>, ClientError>>;
-}
+#[cfg(any(feature = "engine", feature = "temporal"))]
+pub(crate) use crate::client::backend::answer_existing;

@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use crate::checkpoint::CheckpointDecodeError;
+use crate::checkpoint::value::CheckpointDecodeError;
 use crate::payload::Payload;
 use crate::state::MissingState;
 
@@ -123,9 +123,11 @@ pub enum ActivityError {
     /// The worker does not provide a resource the activity takes as a `#[state]` parameter.
     #[error(transparent)]
     MissingState(#[from] MissingState),
-    /// The output could not be encoded.
+    /// The body's output could not be serialised (the counterpart of a caller's
+    /// [`ActivityFailure::BadOutput`](crate::client::ActivityFailure::BadOutput), an output that
+    /// does not deserialise). Never retried.
     #[error("cannot encode the output of `{activity}`: {message}")]
-    BadOutput {
+    OutputNotSerializable {
         /// The activity type name.
         activity: String,
         /// The serde message.
@@ -210,7 +212,7 @@ impl ActivityError {
             ActivityError::Checkpoint(e) => e.error_type(),
             ActivityError::Panicked { .. } => "Panic",
             ActivityError::MissingState(_) => "MissingState",
-            ActivityError::BadOutput { .. } => "BadOutput",
+            ActivityError::OutputNotSerializable { .. } => "OutputNotSerializable",
         }
     }
 
@@ -246,7 +248,7 @@ impl ActivityError {
             | ActivityError::BadInput { .. }
             | ActivityError::Checkpoint(_)
             | ActivityError::MissingState(_)
-            | ActivityError::BadOutput { .. } => false,
+            | ActivityError::OutputNotSerializable { .. } => false,
         }
     }
 
@@ -387,8 +389,9 @@ impl CheckpointError {
 /// A backend could not be reached or refused a call.
 ///
 /// ```
-/// use hb_runtime::error::TransportErrorKind;
-/// use hb_runtime::transport::{MemoryTransport, TaskToken, Transport};
+/// use hb_runtime::TransportErrorKind;
+/// use hb_runtime::testing::MemoryTransport;
+/// use hb_runtime::backend::{TaskToken, Transport};
 /// use hb_runtime::TransportError;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -418,7 +421,7 @@ pub struct TransportError {
 /// the attempt on [`NotFound`](Self::NotFound) ([`CancelReason::NotFound`]).
 ///
 /// ```
-/// use hb_runtime::error::{TransportError, TransportErrorKind};
+/// use hb_runtime::{TransportError, TransportErrorKind};
 ///
 /// fn worth_retrying(e: &TransportError) -> bool {
 ///     e.kind == TransportErrorKind::Unavailable
@@ -454,5 +457,16 @@ impl TransportError {
             kind,
             message: message.into(),
         }
+    }
+}
+
+/// The message of a caught panic.
+pub(crate) fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
     }
 }

@@ -5,7 +5,7 @@
 //! context and a [`Next`] to call the rest of the chain; the innermost step is the body.
 //!
 //! ```
-//! use hb_runtime::intercept::{AttemptResult, Interceptor, Next};
+//! use hb_runtime::backend::{AttemptResult, Interceptor, Next};
 //! use hb_runtime::{ActivityContext, BoxFuture};
 //! use std::sync::atomic::{AtomicUsize, Ordering};
 //!
@@ -29,8 +29,8 @@
 use std::fmt;
 use std::sync::Arc;
 
+use crate::BoxFuture;
 use crate::context::ActivityContext;
-use crate::definition::BoxFuture;
 use crate::error::ActivityError;
 use crate::payload::Payload;
 
@@ -43,10 +43,11 @@ pub type AttemptResult = Result<Payload, ActivityError>;
 /// [`ActivityEnvironment::interceptor`](crate::testing::ActivityEnvironment::interceptor) in tests):
 ///
 /// ```
-/// use hb_runtime::intercept::{AttemptResult, Interceptor, Next};
+/// use hb_runtime::backend::{AttemptResult, Interceptor, Next};
 /// use hb_runtime::prelude::*;
-/// use hb_runtime::runner::{AttemptRequest, AttemptRunner};
-/// use hb_runtime::transport::{MemoryTransport, TaskToken};
+/// use hb_runtime::backend::{AttemptRequest, AttemptRunner};
+/// use hb_runtime::testing::MemoryTransport;
+/// use hb_runtime::backend::TaskToken;
 /// use hb_runtime::{BoxFuture, Payload};
 /// use std::sync::atomic::{AtomicUsize, Ordering};
 /// use std::sync::Arc;
@@ -93,7 +94,7 @@ pub trait Interceptor: Send + Sync + 'static {
 /// Call [`run`](Self::run) to go on, or drop it to short-cut the attempt:
 ///
 /// ```
-/// use hb_runtime::intercept::{AttemptResult, Interceptor, Next};
+/// use hb_runtime::backend::{AttemptResult, Interceptor, Next};
 /// use hb_runtime::prelude::*;
 /// use hb_runtime::BoxFuture;
 ///

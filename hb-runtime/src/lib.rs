@@ -45,51 +45,70 @@
 //! ```
 //!
 //! ## The pieces
-//! - [`macro@activity`] wraps an `async fn` into an [`Activity`]; [`macro@Checkpoint`] derives
-//!   typed, versioned progress state ([`checkpoint`]).
-//! - [`ActivityContext`] is what the body sees: `checkpoint`, `flush`, `cancelled`, `run_blocking`.
-//! - [`heartbeat::Pump`] heartbeats every running attempt from one scheduler on its own thread.
-//! - [`intercept`] is the chain around every attempt (the pump is its built-in member).
-//! - [`transport::Transport`] is the seam backends implement; [`runner::AttemptRunner`] drives
-//!   attempts against one.
+//! What an activity author uses sits at the crate root and in [`client`], [`worker`] and
+//! [`testing`]; what a backend is built from sits in [`backend`].
+//!
+//! - [`macro@activity`] wraps an `async fn` into an [`Activity`] with its [`ActivityOptions`];
+//!   [`macro@Checkpoint`] derives typed, versioned progress state ([`checkpoint`] is its
+//!   codec).
+//! - [`ActivityContext`] is what the body sees: `checkpoint`, `flush`, `cancelled`,
+//!   `run_blocking`; [`StateMap`] holds the worker's resources for `#[state]` parameters.
 //! - [`client::ActivityClient`] starts and follows activities, written once for every
 //!   backend; [`worker::Worker`] is the worker builder both backends share.
 //! - [`engine`] is the embedded durable backend (SQLite); `temporal` (feature `temporal`) runs
 //!   the same activities on a Temporal server.
 //! - [`testing::ActivityEnvironment`] runs an activity in tests with a deterministic clock.
+//! - [`backend`]: the [`Transport`](backend::Transport) seam, the
+//!   [`AttemptRunner`](backend::AttemptRunner), the heartbeat [`Pump`](backend::Pump) and the
+//!   [`Interceptor`](backend::Interceptor) chain.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
-pub mod backend;
+// The modules in dependency order: each uses only those above it (a DAG with the attempt at its
+// centre). Leaves: payloads, checkpoints, state, errors and options.
 pub mod checkpoint;
+mod error;
+mod options;
+mod payload;
+mod state;
+// The seam every backend implements.
+mod transport;
+// One running attempt's state, and the two sides that drive it: the body's context and the
+// pump that heartbeats it.
+mod attempt;
+mod context;
+mod heartbeat;
+// What an activity is, the chain around its attempts, and the runner that runs one.
+mod activity;
+mod intercept;
+mod runner;
+// Callers and workers, over any backend; the backends on top.
+pub mod backend;
 pub mod client;
-pub mod context;
-pub mod definition;
 #[cfg(feature = "engine")]
 pub mod engine;
-pub mod error;
-pub mod heartbeat;
-pub mod intercept;
-mod lanes;
-pub mod payload;
-pub mod runner;
-pub mod state;
 #[cfg(feature = "temporal")]
 pub mod temporal;
 pub mod testing;
-pub mod transport;
 pub mod worker;
 
-pub use checkpoint::{Checkpoint, CheckpointDecodeError, Progress};
-pub use context::{ActivityContext, ActivityInfo};
-pub use definition::{
-    Activity, ActivityOptions, BadCheckpointPolicy, BoxFuture, CancelMode, IntoActivity,
-    RetryPolicy,
+pub use activity::{Activity, IntoActivity};
+pub use attempt::ActivityInfo;
+pub use checkpoint::value::{Checkpoint, CheckpointDecodeError, Progress};
+pub use context::{ActivityContext, Cancelled};
+pub use error::{
+    ActivityError, CancelReason, CheckpointError, ResultExt, TransportError, TransportErrorKind,
 };
-pub use error::{ActivityError, CancelReason, CheckpointError, ResultExt, TransportError};
+pub use options::{
+    ActivityOptions, BadCheckpointPolicy, CancelMode, DEFAULT_CHECKPOINT_LIMIT,
+    DEFAULT_HEARTBEAT_INTERVAL, HARD_CHECKPOINT_LIMIT, RetryPolicy,
+};
 pub use payload::{DecodeError, Payload};
 pub use state::{MissingState, StateMap};
+
+/// A boxed, `Send` future: what [`Activity::run`] and the backend traits return.
+pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
 
 /// `#[derive(Checkpoint)]`: see [`hb_macros::Checkpoint`].
 #[cfg(feature = "macros")]
@@ -114,15 +133,12 @@ pub mod prelude {
 /// What the macros' output names. Not a public API: it may change in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::checkpoint::{
-        Checkpoint, CheckpointDecodeError, Progress, ProgressCount, decode_current, decode_migrated,
+    pub use crate::checkpoint::{ProgressCount, decode_current, decode_migrated};
+    pub use crate::{
+        Activity, ActivityContext, ActivityError, ActivityOptions, BadCheckpointPolicy, BoxFuture,
+        CancelMode, Checkpoint, CheckpointDecodeError, MissingState, Progress, RetryPolicy,
+        StateMap,
     };
-    pub use crate::context::ActivityContext;
-    pub use crate::definition::{
-        Activity, ActivityOptions, BadCheckpointPolicy, BoxFuture, CancelMode, RetryPolicy,
-    };
-    pub use crate::error::ActivityError;
-    pub use crate::state::{MissingState, StateMap};
     pub use core::marker::PhantomData;
     pub use core::option::Option;
     pub use core::result::Result;

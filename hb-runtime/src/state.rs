@@ -37,8 +37,8 @@ use std::sync::Arc;
 /// [`ActivityEnvironment::with_state`](crate::testing::ActivityEnvironment::with_state)).
 ///
 /// ```
-/// use hb_runtime::runner::AttemptRunner;
-/// use hb_runtime::transport::MemoryTransport;
+/// use hb_runtime::backend::AttemptRunner;
+/// use hb_runtime::testing::MemoryTransport;
 /// use hb_runtime::StateMap;
 ///
 /// #[derive(Clone, Debug, PartialEq)]

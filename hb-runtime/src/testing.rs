@@ -59,15 +59,19 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::checkpoint::{self, Checkpoint};
-use crate::definition::{Activity, ActivityOptions, IntoActivity};
+use crate::activity::{Activity, IntoActivity};
+use crate::checkpoint;
+use crate::checkpoint::value::Checkpoint;
 use crate::error::{ActivityError, CancelReason};
 use crate::heartbeat::Pump;
 use crate::intercept::Interceptor;
+use crate::options::ActivityOptions;
 use crate::payload::Payload;
 use crate::runner::{AttemptRequest, AttemptRunner};
 use crate::state::StateMap;
-use crate::transport::{HeartbeatReply, MemoryTransport, RecordedCall, TaskToken};
+use crate::transport::{HeartbeatReply, TaskToken};
+
+pub use crate::transport::memory::{MemoryTransport, RecordedCall, RecordedHeartbeat};
 
 /// One heartbeat as the test backend received it, decoded.
 ///
@@ -305,7 +309,7 @@ impl ActivityEnvironment {
     /// ```
     /// use hb_runtime::prelude::*;
     /// use hb_runtime::testing::ActivityEnvironment;
-    /// use hb_runtime::transport::HeartbeatReply;
+    /// use hb_runtime::backend::HeartbeatReply;
     /// use std::time::Duration;
     ///
     /// #[activity(heartbeat_timeout = "10s")]
@@ -607,7 +611,7 @@ impl ActivityEnvironment {
             .collect();
         let result = outcome.result.and_then(|p| {
             p.decode::<<F::Activity as Activity>::Output>()
-                .map_err(|e| ActivityError::BadOutput {
+                .map_err(|e| ActivityError::OutputNotSerializable {
                     activity: <F::Activity as Activity>::NAME.to_owned(),
                     message: e.to_string(),
                 })

@@ -9,7 +9,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::definition::{Activity, IntoActivity};
+use crate::activity::{Activity, IntoActivity};
 use crate::intercept::Interceptor;
 use crate::runner::DynActivity;
 use crate::state::{MissingState, StateMap};

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use hb_runtime::prelude::*;
 use hb_runtime::testing::ActivityEnvironment;
-use hb_runtime::transport::RecordedCall;
+use hb_runtime::testing::RecordedCall;
 use hb_runtime::{MissingState, Payload};
 
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]

@@ -7,12 +7,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use hb_runtime::Payload;
+use hb_runtime::backend::Pump;
+use hb_runtime::backend::{AttemptRequest, AttemptRunner};
+use hb_runtime::backend::{HeartbeatReply, TaskToken};
 use hb_runtime::checkpoint::decode_payload;
-use hb_runtime::heartbeat::Pump;
 use hb_runtime::prelude::*;
-use hb_runtime::runner::{AttemptRequest, AttemptRunner};
 use hb_runtime::testing::ActivityEnvironment;
-use hb_runtime::transport::{HeartbeatReply, MemoryTransport, RecordedCall, TaskToken};
+use hb_runtime::testing::{MemoryTransport, RecordedCall};
 
 #[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug, PartialEq)]
 struct Step {

@@ -21,10 +21,11 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use hb_runtime::backend::{TaskToken, Transport};
 use hb_runtime::checkpoint::{decode_payload, encode_payload};
 use hb_runtime::prelude::*;
 use hb_runtime::testing::{ActivityEnvironment, TestRun};
-use hb_runtime::transport::{MemoryTransport, RecordedCall, TaskToken, Transport};
+use hb_runtime::testing::{MemoryTransport, RecordedCall};
 use proptest::prelude::*;
 use tokio::time::Instant;
 

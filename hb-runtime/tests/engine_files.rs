@@ -1102,7 +1102,7 @@ async fn dropping_an_engine_on_a_runtime_thread_does_not_block_it() {
 #[activity(heartbeat_timeout = "1h")]
 async fn hands_out_token(
     ctx: ActivityContext,
-    #[state] tokens: tokio::sync::mpsc::UnboundedSender<hb_runtime::transport::TaskToken>,
+    #[state] tokens: tokio::sync::mpsc::UnboundedSender<hb_runtime::backend::TaskToken>,
 ) -> Result<(), ActivityError> {
     tokens.send(ctx.info().task_token.clone()).ok();
     std::future::pending().await

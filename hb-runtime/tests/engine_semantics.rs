@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
 use hb_runtime::Payload;
+use hb_runtime::backend::TaskToken;
 use hb_runtime::client::{ActivityFailure, ActivityStatus, ClientError, StartOptions, TimeoutKind};
 use hb_runtime::engine::{Engine, EngineError, Inspector, request_heartbeat};
 use hb_runtime::prelude::*;
-use hb_runtime::transport::TaskToken;
 use tokio::sync::mpsc::{UnboundedSender, unbounded_channel};
 
 #[activity(
@@ -162,7 +162,7 @@ async fn waits_for_outside_heartbeats(ctx: ActivityContext) -> Result<String, Ac
     Ok(String::new())
 }
 
-static TOKEN: std::sync::Mutex<Option<hb_runtime::transport::TaskToken>> =
+static TOKEN: std::sync::Mutex<Option<hb_runtime::backend::TaskToken>> =
     std::sync::Mutex::new(None);
 
 #[tokio::test]

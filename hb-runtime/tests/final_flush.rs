@@ -4,12 +4,13 @@
 use std::time::Duration;
 
 use hb_runtime::Payload;
+use hb_runtime::backend::Pump;
+use hb_runtime::backend::TaskToken;
+use hb_runtime::backend::{AttemptRequest, AttemptRunner};
 use hb_runtime::checkpoint::decode_payload;
-use hb_runtime::heartbeat::Pump;
 use hb_runtime::prelude::*;
-use hb_runtime::runner::{AttemptRequest, AttemptRunner};
 use hb_runtime::testing::ActivityEnvironment;
-use hb_runtime::transport::{MemoryTransport, RecordedCall, TaskToken};
+use hb_runtime::testing::{MemoryTransport, RecordedCall};
 
 #[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug, PartialEq)]
 struct Step {

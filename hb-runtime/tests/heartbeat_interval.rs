@@ -197,9 +197,10 @@ async fn a_zero_heartbeat_timeout_counts_as_none() {
 #[tokio::test(start_paused = true)]
 async fn one_pump_heartbeats_many_attempts_each_at_its_own_interval() {
     use hb_runtime::Payload;
-    use hb_runtime::heartbeat::Pump;
-    use hb_runtime::runner::{AttemptRequest, AttemptRunner};
-    use hb_runtime::transport::{MemoryTransport, TaskToken};
+    use hb_runtime::backend::Pump;
+    use hb_runtime::backend::TaskToken;
+    use hb_runtime::backend::{AttemptRequest, AttemptRunner};
+    use hb_runtime::testing::MemoryTransport;
 
     let transport = MemoryTransport::new();
     let pump = Pump::on_current_runtime();

@@ -6,12 +6,13 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hb_runtime::heartbeat::Pump;
-use hb_runtime::intercept::{AttemptResult, Interceptor, Next};
+use hb_runtime::backend::Pump;
+use hb_runtime::backend::TaskToken;
+use hb_runtime::backend::{AttemptRequest, AttemptRunner};
+use hb_runtime::backend::{AttemptResult, Interceptor, Next};
 use hb_runtime::prelude::*;
-use hb_runtime::runner::{AttemptRequest, AttemptRunner};
 use hb_runtime::testing::ActivityEnvironment;
-use hb_runtime::transport::{MemoryTransport, RecordedCall, TaskToken};
+use hb_runtime::testing::{MemoryTransport, RecordedCall};
 use hb_runtime::{BoxFuture, Payload};
 
 #[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug, PartialEq)]

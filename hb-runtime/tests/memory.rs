@@ -7,9 +7,10 @@
 use std::time::Duration;
 
 use hb_runtime::Payload;
+use hb_runtime::backend::TaskToken;
+use hb_runtime::backend::{AttemptRequest, AttemptRunner};
 use hb_runtime::prelude::*;
-use hb_runtime::runner::{AttemptRequest, AttemptRunner};
-use hb_runtime::transport::{MemoryTransport, TaskToken};
+use hb_runtime::testing::MemoryTransport;
 
 #[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug)]
 struct Progress {

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use hb_runtime::checkpoint::{decode_payload, encode_payload};
 use hb_runtime::prelude::*;
 use hb_runtime::testing::ActivityEnvironment;
-use hb_runtime::transport::RecordedCall;
+use hb_runtime::testing::RecordedCall;
 use hb_runtime::{CheckpointDecodeError, Payload};
 use tracing::Level;
 

@@ -2,12 +2,13 @@
 
 use std::time::Duration;
 
+use hb_runtime::backend::Pump;
+use hb_runtime::backend::{AttemptRequest, AttemptRunner};
+use hb_runtime::backend::{HeartbeatReply, NullTransport, TaskToken, Transport};
 use hb_runtime::checkpoint::{decode_payload, encode_payload};
-use hb_runtime::heartbeat::Pump;
 use hb_runtime::prelude::*;
-use hb_runtime::runner::{AttemptRequest, AttemptRunner};
 use hb_runtime::testing::ActivityEnvironment;
-use hb_runtime::transport::{HeartbeatReply, MemoryTransport, NullTransport, TaskToken, Transport};
+use hb_runtime::testing::MemoryTransport;
 use hb_runtime::{BoxFuture, Payload, TransportError};
 
 /// A backend that takes every report (as `NullTransport` does) but never answers a heartbeat.
@@ -205,13 +206,13 @@ async fn an_attempt_dropped_mid_run_flushes_even_when_its_dedicated_pump_goes_aw
 #[test]
 fn a_heartbeat_the_backend_could_not_take_fails_the_attempt_retryably() {
     let e: ActivityError = CheckpointError::Transport(TransportError::new(
-        hb_runtime::error::TransportErrorKind::Unavailable,
+        hb_runtime::TransportErrorKind::Unavailable,
         "down",
     ))
     .into();
     assert!(e.is_retryable());
     let e: ActivityError = CheckpointError::Transport(TransportError::new(
-        hb_runtime::error::TransportErrorKind::NotFound,
+        hb_runtime::TransportErrorKind::NotFound,
         "gone",
     ))
     .into();

@@ -9,12 +9,12 @@ use std::time::Duration;
 use std::sync::Arc;
 
 use hb_runtime::Payload;
+use hb_runtime::backend::TaskToken;
 use hb_runtime::checkpoint::{decode_payload, encode_payload};
 use hb_runtime::client::{ActivityFailure, StartOptions};
 use hb_runtime::engine::{Engine, WorkerHandle};
 use hb_runtime::prelude::*;
 use hb_runtime::testing::ActivityEnvironment;
-use hb_runtime::transport::TaskToken;
 use tokio::sync::Notify;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
@@ -254,7 +254,7 @@ async fn a_backend_that_keeps_details_is_never_sent_the_resumed_checkpoint_again
     assert_eq!(at, [Duration::from_secs(5), Duration::from_secs(10)]);
     assert!(run.heartbeats.iter().all(|h| h.details.is_none()));
     assert_eq!(run.last_checkpoint, Some(resumed.clone()));
-    let token = hb_runtime::transport::TaskToken::new(*b"test-activity#2");
+    let token = hb_runtime::backend::TaskToken::new(*b"test-activity#2");
     let held = env.transport().details_of(&token).unwrap();
     assert_eq!(decode_payload::<Progress>(&held).unwrap(), resumed);
 }

@@ -404,8 +404,9 @@ async fn steady(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checkpoint_whose_serialize_panics_is_an_encode_error_and_the_pump_lives_on() {
     use hb_runtime::Payload;
-    use hb_runtime::runner::{AttemptRequest, AttemptRunner};
-    use hb_runtime::transport::{MemoryTransport, TaskToken};
+    use hb_runtime::backend::TaskToken;
+    use hb_runtime::backend::{AttemptRequest, AttemptRunner};
+    use hb_runtime::testing::MemoryTransport;
 
     // The global pump, on its own thread: the one a panic there would take down.
     let transport = MemoryTransport::new();

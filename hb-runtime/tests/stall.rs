@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use hb_runtime::prelude::*;
 use hb_runtime::testing::ActivityEnvironment;
-use hb_runtime::transport::RecordedCall;
+use hb_runtime::testing::RecordedCall;
 use tracing::Level;
 
 #[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug, PartialEq)]

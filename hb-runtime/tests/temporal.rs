@@ -755,7 +755,7 @@ async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 async fn a_long_running_worker_keeps_nothing_for_the_attempts_it_finished(env: &Env) {
-    let pump = hb_runtime::heartbeat::Pump::global();
+    let pump = hb_runtime::backend::Pump::global();
     let pumped_before = pump.stats().active;
     let (queue, worker) = env.worker().await;
     let client = env.client().await;

@@ -7,7 +7,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize, Serializer};
 
 use super::ActivityFailure;
-use crate::checkpoint::{self, Checkpoint, Progress};
+use crate::checkpoint;
+use crate::checkpoint::value::{Checkpoint, Progress};
 use crate::payload::Payload;
 
 /// Where an activity is in its life, on every backend.

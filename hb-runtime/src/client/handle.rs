@@ -5,8 +5,8 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use super::{ActivityFailure, ClientError, Description};
+use crate::activity::Activity;
 use crate::backend::ClientBackend;
-use crate::definition::Activity;
 
 /// A typed handle on one activity: from [`ActivityClient::start`](super::ActivityClient::start)
 /// or [`ActivityClient::handle`](super::ActivityClient::handle), on any backend. Cheap to

@@ -46,6 +46,7 @@
 //! Where the backends differ by nature (Temporal has task queues and counts attempts from 1;
 //! the engine has neither), the README's table of differences says so.
 
+pub(crate) mod backend;
 mod describe;
 mod failure;
 mod handle;
@@ -61,9 +62,9 @@ pub(crate) use describe::time_of_ms;
 use std::future::Future;
 use std::sync::Arc;
 
-use crate::backend::{ClientBackend, StartRequest};
-use crate::definition::{Activity, IntoActivity};
+use crate::activity::{Activity, IntoActivity};
 use crate::payload::Payload;
+use backend::{ClientBackend, StartRequest};
 
 /// Starts and follows activities on a backend: the engine's client and the Temporal client
 /// implement it, so callers written against it run on either.

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::definition::{ActivityOptions, RetryPolicy};
+use crate::options::{ActivityOptions, RetryPolicy};
 
 /// What a start does when an activity with its id exists already.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -9,12 +9,12 @@ use super::core::{Closed, Live, Stored, Wait};
 use super::record::{ActivityRow, StoredOptions};
 use super::store::{Ack, Write};
 use super::{Engine, EngineError, Inner};
+use crate::BoxFuture;
 use crate::backend::{ClientBackend, StartRequest, answer_existing};
 use crate::client::{
     ActivityClient, ActivityFailure, ActivityStatus, ClientError, Description, ListFilter,
     time_of_ms,
 };
-use crate::definition::BoxFuture;
 use crate::payload::Payload;
 use crate::transport::{HeartbeatReply, TaskToken};
 
@@ -310,7 +310,7 @@ impl Client {
     /// use hb_runtime::client::StartOptions;
     /// use hb_runtime::engine::{Engine, EngineError};
     /// use hb_runtime::prelude::*;
-    /// use hb_runtime::transport::TaskToken;
+    /// use hb_runtime::backend::TaskToken;
     /// use hb_runtime::Payload;
     /// use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
     ///

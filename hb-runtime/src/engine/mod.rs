@@ -894,7 +894,7 @@ pub fn request_cancel(path: impl AsRef<Path>, id: &str) -> Result<(), EngineErro
 /// use hb_runtime::client::{ActivityFailure, StartOptions};
 /// use hb_runtime::engine::{request_cancel, request_heartbeat, Engine};
 /// use hb_runtime::prelude::*;
-/// use hb_runtime::transport::TaskToken;
+/// use hb_runtime::backend::TaskToken;
 /// use hb_runtime::Payload;
 /// use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};
 ///

@@ -6,8 +6,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::client::{ActivityFailure, ActivityStatus, TimeoutKind};
-use crate::definition::{ActivityOptions, RetryPolicy};
 use crate::error::ActivityError;
+use crate::options::{ActivityOptions, RetryPolicy};
 use crate::payload::Payload;
 
 impl ActivityFailure {

@@ -13,9 +13,9 @@
 //! - A backend with a checkpoint interval of its own (the embedded engine) has its attempts
 //!   ticked that often: a changed checkpoint is persisted within that interval, and otherwise
 //!   nothing is sent until a liveness heartbeat is due. See
-//!   [`Transport::checkpoint_interval`](crate::transport::Transport::checkpoint_interval).
-//! - Every attempt run through [`AttemptRunner`](crate::runner::AttemptRunner) is registered
-//!   with a pump while it runs, around the [interceptors](crate::intercept) you add, and has
+//!   [`Transport::checkpoint_interval`](crate::backend::Transport::checkpoint_interval).
+//! - Every attempt run through [`AttemptRunner`](crate::backend::AttemptRunner) is registered
+//!   with a pump while it runs, around the [interceptors](crate::backend::Interceptor) you add, and has
 //!   its latest checkpoint flushed when it ends (success, error, cancel, panic, or its future
 //!   dropped mid-run): a checkpoint stored just before the attempt ends reaches the backend,
 //!   even when no heartbeat was due yet.
@@ -39,16 +39,6 @@
 //! # }
 //! ```
 
-mod pace;
-mod poll;
 mod pump;
-mod send;
 
-#[cfg(feature = "sim")]
-pub(crate) use pace::tick;
-pub(crate) use pace::ticks_per_beat;
-pub(crate) use poll::{PollTracker, Tracked, TrackedFuture};
 pub use pump::{Pump, PumpStats};
-#[cfg(feature = "sim")]
-pub(crate) use send::beat;
-pub(crate) use send::{Final, SendState, finish, send_now, undelivered};

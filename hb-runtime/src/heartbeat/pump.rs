@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use tokio::sync::mpsc;
 
-use crate::context::Shared;
+use crate::attempt::Shared;
 use crate::lanes::Lanes;
 
 /// Where [`Pump::on_current_runtime`]'s scheduler runs.
@@ -34,7 +34,7 @@ struct Counters {
 /// Figures of a [`Pump`], for monitoring and benchmarks.
 ///
 /// ```
-/// use hb_runtime::heartbeat::Pump;
+/// use hb_runtime::backend::Pump;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let stats = Pump::on_current_runtime().stats();
@@ -61,10 +61,11 @@ pub struct PumpStats {
 /// and watch it with [`stats`](Self::stats):
 ///
 /// ```
-/// use hb_runtime::heartbeat::Pump;
+/// use hb_runtime::backend::Pump;
 /// use hb_runtime::prelude::*;
-/// use hb_runtime::runner::{AttemptRequest, AttemptRunner};
-/// use hb_runtime::transport::{MemoryTransport, TaskToken};
+/// use hb_runtime::backend::{AttemptRequest, AttemptRunner};
+/// use hb_runtime::testing::MemoryTransport;
+/// use hb_runtime::backend::TaskToken;
 /// use hb_runtime::Payload;
 /// use std::time::Duration;
 ///
@@ -112,8 +113,9 @@ impl Pump {
     ///
     /// ```
     /// use hb_runtime::prelude::*;
-    /// use hb_runtime::runner::{AttemptRequest, AttemptRunner};
-    /// use hb_runtime::transport::{MemoryTransport, TaskToken};
+    /// use hb_runtime::backend::{AttemptRequest, AttemptRunner};
+    /// use hb_runtime::testing::MemoryTransport;
+    /// use hb_runtime::backend::TaskToken;
     /// use hb_runtime::Payload;
     /// use std::time::Duration;
     ///
@@ -145,9 +147,9 @@ impl Pump {
     /// For a group of attempts that should not share the global pump's thread:
     ///
     /// ```
-    /// use hb_runtime::heartbeat::Pump;
-    /// use hb_runtime::runner::AttemptRunner;
-    /// use hb_runtime::transport::MemoryTransport;
+    /// use hb_runtime::backend::Pump;
+    /// use hb_runtime::backend::AttemptRunner;
+    /// use hb_runtime::testing::MemoryTransport;
     ///
     /// let pump = Pump::dedicated();
     /// let runner = AttemptRunner::new(MemoryTransport::new()).pump(pump.clone());
@@ -191,10 +193,11 @@ impl Pump {
     /// rather than let a test pass without heartbeats.
     ///
     /// ```
-    /// use hb_runtime::heartbeat::Pump;
+    /// use hb_runtime::backend::Pump;
     /// use hb_runtime::prelude::*;
-    /// use hb_runtime::runner::{AttemptRequest, AttemptRunner};
-    /// use hb_runtime::transport::{MemoryTransport, TaskToken};
+    /// use hb_runtime::backend::{AttemptRequest, AttemptRunner};
+    /// use hb_runtime::testing::MemoryTransport;
+    /// use hb_runtime::backend::TaskToken;
     /// use hb_runtime::Payload;
     /// use std::time::Duration;
     ///
@@ -274,12 +277,12 @@ async fn schedule(mut rx: mpsc::UnboundedReceiver<Command>, stats: Arc<Counters>
     // Heartbeats and final flushes in flight; drained before the scheduler returns.
     let mut sends = tokio::task::JoinSet::new();
     loop {
-        let next = lanes.next_due(super::pace::slot);
+        let next = lanes.next_due(crate::attempt::pace::slot);
         tokio::select! {
             cmd = rx.recv() => match cmd {
                 None => break,
                 Some(Command::Add(shared)) => {
-                    let tick = super::pace::tick(shared.info.heartbeat_interval, shared.options.ticks_per_beat);
+                    let tick = crate::attempt::pace::tick(shared.info.heartbeat_interval, shared.options.ticks_per_beat);
                     let (key, _) = lanes.insert(shared.clone(), tick, tokio::time::Instant::now());
                     if key != crate::lanes::NONE {
                         shared.pump_slot.store(key, Ordering::Relaxed);
@@ -295,7 +298,7 @@ async fn schedule(mut rx: mpsc::UnboundedReceiver<Command>, stats: Arc<Counters>
                 }
                 Some(Command::Finish(shared)) => {
                     sends.spawn(async move {
-                        super::send::finish(&shared).await;
+                        crate::attempt::send::finish(&shared).await;
                     });
                 }
             },
@@ -307,7 +310,7 @@ async fn schedule(mut rx: mpsc::UnboundedReceiver<Command>, stats: Arc<Counters>
                     stats.ticks.fetch_add(1, Ordering::Relaxed);
                     // Most transports answer at once (the embedded engine does): run the tick
                     // inline and make it a task only if it has to wait.
-                    let mut tick = Box::pin(super::send::beat(shared));
+                    let mut tick = Box::pin(crate::attempt::send::beat(shared));
                     if futures_util::FutureExt::now_or_never(&mut tick).is_none() {
                         sends.spawn(tick);
                     }

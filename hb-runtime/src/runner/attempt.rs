@@ -6,7 +6,6 @@
 //! Everything only needed at the end (the cancel mode's grace period, the report) is boxed
 //! when it starts.
 
-use std::any::Any;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
@@ -16,11 +15,15 @@ use std::task::{Context, Poll};
 use futures_util::FutureExt;
 
 use super::AttemptOutcome;
-use crate::context::{ActivityContext, Shared};
-use crate::definition::{BoxFuture, CancelMode};
-use crate::error::{ActivityError, CancelReason};
-use crate::heartbeat::{self, Pump, Tracked, TrackedFuture};
+use crate::BoxFuture;
+use crate::attempt::Shared;
+use crate::attempt::poll::{Tracked, TrackedFuture};
+use crate::attempt::send;
+use crate::context::ActivityContext;
+use crate::error::{ActivityError, CancelReason, panic_message};
+use crate::heartbeat::Pump;
 use crate::intercept::{AttemptResult, Interceptor, Next};
+use crate::options::CancelMode;
 use crate::payload::Payload;
 
 /// The body's future: the activity's typed result.
@@ -249,7 +252,7 @@ fn encode_output<O: serde::Serialize>(
     result: Result<O, ActivityError>,
 ) -> AttemptResult {
     result.and_then(|output| {
-        Payload::json(&output).map_err(|e| ActivityError::BadOutput {
+        Payload::json(&output).map_err(|e| ActivityError::OutputNotSerializable {
             activity: ctx.info().activity_type.to_owned(),
             message: e.to_string(),
         })
@@ -317,10 +320,10 @@ async fn after_cancel<O>(
 /// Reports the result to the transport with the latest checkpoint (unless the backend keeps
 /// details and has it already: see [`Transport::keeps_details`](crate::transport::Transport::keeps_details)).
 pub(crate) async fn report(shared: &Arc<Shared>, mut result: AttemptResult) -> AttemptOutcome {
-    let heartbeat::Final {
+    let send::Final {
         latest: details,
         report: reported,
-    } = heartbeat::finish(shared).await;
+    } = send::finish(shared).await;
     if let Err(ActivityError::Cancelled { reason, details: d }) = &mut result {
         match shared.cancel_reason() {
             // The reason the attempt was given, whatever the body said: a shutdown, pause or
@@ -367,16 +370,5 @@ pub(crate) async fn report(shared: &Arc<Shared>, mut result: AttemptResult) -> A
         result,
         details,
         cancel_reason: shared.cancel_reason(),
-    }
-}
-
-/// The message of a caught panic.
-pub(crate) fn panic_message(panic: &(dyn Any + Send)) -> String {
-    if let Some(s) = panic.downcast_ref::<&str>() {
-        (*s).to_owned()
-    } else if let Some(s) = panic.downcast_ref::<String>() {
-        s.clone()
-    } else {
-        "non-string panic payload".to_owned()
     }
 }

@@ -14,17 +14,19 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::SystemTime;
 
+use crate::BoxFuture;
+use crate::activity::Activity;
+use crate::attempt::{ActivityInfo, Env, Shared, Slot};
 use crate::checkpoint;
-use crate::context::{ActivityContext, ActivityInfo, Env, Shared, Slot};
-use crate::definition::{Activity, ActivityOptions, BadCheckpointPolicy, BoxFuture};
+use crate::context::ActivityContext;
 use crate::error::{ActivityError, CancelReason};
 use crate::heartbeat::Pump;
 use crate::intercept::{AttemptResult, Interceptor};
+use crate::options::{ActivityOptions, BadCheckpointPolicy};
 use crate::payload::Payload;
 
 use crate::state::StateMap;
 use crate::transport::{TaskToken, Transport};
-pub(crate) use attempt::panic_message;
 #[cfg(feature = "sim")]
 pub(crate) use attempt::report;
 
@@ -33,8 +35,9 @@ pub(crate) use attempt::report;
 /// ```
 /// use hb_runtime::checkpoint::encode_payload;
 /// use hb_runtime::prelude::*;
-/// use hb_runtime::runner::{AttemptRequest, AttemptRunner};
-/// use hb_runtime::transport::{MemoryTransport, TaskToken};
+/// use hb_runtime::backend::{AttemptRequest, AttemptRunner};
+/// use hb_runtime::testing::MemoryTransport;
+/// use hb_runtime::backend::TaskToken;
 /// use hb_runtime::{ActivityOptions, Payload};
 /// use std::time::{Duration, SystemTime};
 ///
@@ -117,8 +120,9 @@ impl AttemptRequest {
 /// ```
 /// use hb_runtime::checkpoint::decode_payload;
 /// use hb_runtime::prelude::*;
-/// use hb_runtime::runner::{AttemptRequest, AttemptRunner};
-/// use hb_runtime::transport::{MemoryTransport, TaskToken};
+/// use hb_runtime::backend::{AttemptRequest, AttemptRunner};
+/// use hb_runtime::testing::MemoryTransport;
+/// use hb_runtime::backend::TaskToken;
 /// use hb_runtime::Payload;
 ///
 /// #[activity(heartbeat_timeout = "10s")]
@@ -153,8 +157,9 @@ pub struct AttemptOutcome {
 ///
 /// ```
 /// use hb_runtime::prelude::*;
-/// use hb_runtime::runner::{AttemptRequest, AttemptRunner};
-/// use hb_runtime::transport::{MemoryTransport, TaskToken};
+/// use hb_runtime::backend::{AttemptRequest, AttemptRunner};
+/// use hb_runtime::testing::MemoryTransport;
+/// use hb_runtime::backend::TaskToken;
 /// use hb_runtime::Payload;
 ///
 /// #[activity(heartbeat_timeout = "10s")]
@@ -383,8 +388,9 @@ pub(crate) fn detached_context<C: crate::Checkpoint>(
 ///
 /// ```
 /// use hb_runtime::prelude::*;
-/// use hb_runtime::runner::{AttemptRequest, AttemptRunner};
-/// use hb_runtime::transport::{MemoryTransport, RecordedCall, TaskToken};
+/// use hb_runtime::backend::{AttemptRequest, AttemptRunner};
+/// use hb_runtime::testing::{MemoryTransport, RecordedCall};
+/// use hb_runtime::backend::TaskToken;
 /// use hb_runtime::Payload;
 ///
 /// #[activity(heartbeat_timeout = "10s")]
@@ -461,8 +467,9 @@ impl fmt::Debug for RunningAttempt {
 ///
 /// ```
 /// use hb_runtime::prelude::*;
-/// use hb_runtime::runner::{AttemptRequest, AttemptRunner};
-/// use hb_runtime::transport::{MemoryTransport, TaskToken};
+/// use hb_runtime::backend::{AttemptRequest, AttemptRunner};
+/// use hb_runtime::testing::MemoryTransport;
+/// use hb_runtime::backend::TaskToken;
 /// use hb_runtime::Payload;
 ///
 /// #[activity(heartbeat_timeout = "10s")]
@@ -517,10 +524,11 @@ impl AttemptHandle {
     ///
     /// ```
     /// use hb_runtime::checkpoint::decode_payload;
-    /// use hb_runtime::heartbeat::Pump;
+    /// use hb_runtime::backend::Pump;
     /// use hb_runtime::prelude::*;
-    /// use hb_runtime::runner::{AttemptRequest, AttemptRunner};
-    /// use hb_runtime::transport::{MemoryTransport, TaskToken};
+    /// use hb_runtime::backend::{AttemptRequest, AttemptRunner};
+    /// use hb_runtime::testing::MemoryTransport;
+    /// use hb_runtime::backend::TaskToken;
     /// use hb_runtime::Payload;
     ///
     /// #[activity(heartbeat_timeout = "10s")]
@@ -551,7 +559,7 @@ impl AttemptHandle {
     /// # }
     /// ```
     pub fn current_details(&self) -> Option<Payload> {
-        crate::heartbeat::undelivered(&self.shared)
+        crate::attempt::send::undelivered(&self.shared)
     }
 }
 

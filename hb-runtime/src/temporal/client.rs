@@ -18,12 +18,13 @@ use temporalio_common::{ActivityCloseTimeouts, UntypedActivity};
 
 use super::TemporalError;
 use super::convert::{from_proto, to_proto};
+use crate::BoxFuture;
 use crate::backend::{ClientBackend, StartRequest, answer_existing};
 use crate::client::{
     ActivityClient, ActivityFailure, ActivityStatus, ClientError, Description, ListFilter,
     TimeoutKind,
 };
-use crate::definition::{ActivityOptions, BoxFuture};
+use crate::options::ActivityOptions;
 use crate::payload::Payload;
 
 /// The task queue of starts and workers that name none.

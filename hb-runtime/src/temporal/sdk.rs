@@ -13,7 +13,7 @@ use temporalio_sdk::activities::{
 };
 
 use super::convert::{from_proto, input_of, to_proto};
-use crate::definition::{Activity, IntoActivity};
+use crate::activity::{Activity, IntoActivity};
 use crate::error::{ActivityError, CancelReason, TransportError};
 use crate::payload::Payload;
 use crate::runner::{AttemptRequest, AttemptRunner};

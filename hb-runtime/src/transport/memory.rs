@@ -7,7 +7,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::{HeartbeatReply, TaskToken, Transport};
-use crate::definition::BoxFuture;
+use crate::BoxFuture;
 use crate::error::{ActivityError, TransportError, TransportErrorKind};
 use crate::payload::Payload;
 
@@ -15,7 +15,8 @@ use crate::payload::Payload;
 ///
 /// ```
 /// use hb_runtime::checkpoint::encode_payload;
-/// use hb_runtime::transport::{MemoryTransport, TaskToken, Transport};
+/// use hb_runtime::testing::MemoryTransport;
+/// use hb_runtime::backend::{TaskToken, Transport};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let t = MemoryTransport::new();
@@ -43,7 +44,7 @@ pub struct RecordedHeartbeat {
 ///
 /// ```
 /// use hb_runtime::prelude::*;
-/// use hb_runtime::transport::RecordedCall;
+/// use hb_runtime::testing::RecordedCall;
 ///
 /// #[activity(heartbeat_timeout = "10s")]
 /// async fn answer(ctx: ActivityContext) -> Result<u64, ActivityError> {
@@ -123,7 +124,8 @@ impl Inner {
 /// A backend in memory: records heartbeats and reports, answers with scripted flags.
 ///
 /// ```
-/// use hb_runtime::transport::{HeartbeatReply, MemoryTransport, TaskToken, Transport};
+/// use hb_runtime::backend::{HeartbeatReply, TaskToken, Transport};
+/// use hb_runtime::testing::MemoryTransport;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let t = MemoryTransport::new();
@@ -172,7 +174,8 @@ impl MemoryTransport {
     /// Answers every later heartbeat with `reply`.
     ///
     /// ```
-    /// use hb_runtime::transport::{HeartbeatReply, MemoryTransport, TaskToken, Transport};
+    /// use hb_runtime::backend::{HeartbeatReply, TaskToken, Transport};
+    /// use hb_runtime::testing::MemoryTransport;
     ///
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// let t = MemoryTransport::new();
@@ -217,7 +220,7 @@ impl MemoryTransport {
     /// // Liveness only: the backend already holds checkpoint 41, and keeps it.
     /// assert_eq!(run.heartbeats.len(), 2);
     /// assert!(run.heartbeats.iter().all(|h| h.details.is_none()));
-    /// let token = hb_runtime::transport::TaskToken::new(*b"test-activity#1");
+    /// let token = hb_runtime::backend::TaskToken::new(*b"test-activity#1");
     /// let held = env.transport().details_of(&token).unwrap();
     /// assert_eq!(hb_runtime::checkpoint::decode_payload::<u64>(&held).unwrap(), 41);
     /// # }
@@ -331,7 +334,8 @@ impl MemoryTransport {
     /// A receiver of the heartbeat count, to wait on any number of heartbeats.
     ///
     /// ```
-    /// use hb_runtime::transport::{MemoryTransport, TaskToken, Transport};
+    /// use hb_runtime::testing::MemoryTransport;
+    /// use hb_runtime::backend::{TaskToken, Transport};
     ///
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// let t = MemoryTransport::new();

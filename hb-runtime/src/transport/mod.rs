@@ -4,24 +4,21 @@
 //! [`Transport`]. The heartbeat pump calls [`Transport::heartbeat`] on its own thread, so
 //! implementations must not block: hand work to a channel or await I/O.
 
-mod memory;
-mod null;
+pub(crate) mod memory;
+pub(crate) mod null;
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use memory::{MemoryTransport, RecordedCall, RecordedHeartbeat};
-pub use null::NullTransport;
-
-use crate::definition::BoxFuture;
+use crate::BoxFuture;
 use crate::error::{ActivityError, TransportError};
 use crate::payload::Payload;
 
 /// Opaque bytes that identify one attempt to its backend.
 ///
 /// ```
-/// use hb_runtime::transport::TaskToken;
+/// use hb_runtime::backend::TaskToken;
 ///
 /// let token = TaskToken::new(vec![0xbe, 0xef]);
 /// assert_eq!(token.as_bytes(), &[0xbe, 0xef]);
@@ -65,7 +62,7 @@ impl fmt::Display for TaskToken {
 /// attempt stop (with the matching [`CancelReason`](crate::CancelReason)).
 ///
 /// ```
-/// use hb_runtime::transport::HeartbeatReply;
+/// use hb_runtime::backend::HeartbeatReply;
 ///
 /// assert!(!HeartbeatReply::ok().stops());
 /// assert_eq!(HeartbeatReply::default(), HeartbeatReply::ok());
@@ -146,8 +143,8 @@ impl HeartbeatReply {
 ///
 /// ```
 /// use hb_runtime::prelude::*;
-/// use hb_runtime::runner::{AttemptRequest, AttemptRunner};
-/// use hb_runtime::transport::{HeartbeatReply, TaskToken, Transport};
+/// use hb_runtime::backend::{AttemptRequest, AttemptRunner};
+/// use hb_runtime::backend::{HeartbeatReply, TaskToken, Transport};
 /// use hb_runtime::{BoxFuture, Payload, TransportError};
 /// use std::sync::{Arc, Mutex};
 ///
@@ -235,7 +232,8 @@ pub trait Transport: Send + Sync + 'static {
     /// Read once per attempt, when it starts.
     ///
     /// ```
-    /// use hb_runtime::transport::{MemoryTransport, NullTransport, Transport};
+    /// use hb_runtime::testing::MemoryTransport;
+    /// use hb_runtime::backend::{NullTransport, Transport};
     ///
     /// assert!(!NullTransport::new().keeps_details()); // the default: re-send
     /// let t = MemoryTransport::new();
@@ -260,7 +258,8 @@ pub trait Transport: Send + Sync + 'static {
     /// Read once per attempt, when it starts.
     ///
     /// ```
-    /// use hb_runtime::transport::{MemoryTransport, NullTransport, Transport};
+    /// use hb_runtime::testing::MemoryTransport;
+    /// use hb_runtime::backend::{NullTransport, Transport};
     /// use std::time::Duration;
     ///
     /// assert_eq!(NullTransport::new().checkpoint_interval(), None);

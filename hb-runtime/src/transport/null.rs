@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{HeartbeatReply, TaskToken, Transport};
-use crate::definition::BoxFuture;
+use crate::BoxFuture;
 use crate::error::{ActivityError, TransportError};
 use crate::payload::Payload;
 
@@ -13,7 +13,7 @@ use crate::payload::Payload;
 /// from [`RunningAttempt::run`](crate::runner::RunningAttempt::run) alone.
 ///
 /// ```
-/// use hb_runtime::transport::{NullTransport, TaskToken, Transport};
+/// use hb_runtime::backend::{NullTransport, TaskToken, Transport};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let t = NullTransport::new();

@@ -287,7 +287,7 @@ fn play(
         world.drain();
     }));
     if let Err(panic) = ran {
-        let message = crate::runner::panic_message(panic.as_ref());
+        let message = crate::error::panic_message(panic.as_ref());
         world.fail("panic", message);
     }
     Outcome {

@@ -14,16 +14,17 @@ use super::check::{Model, Violation};
 use super::rng::Rng;
 use super::shell::{Shared, Shell, SimClock};
 use super::{Action, Ending};
+use crate::attempt::{ActivityInfo, Env, Shared as AttemptShared, Slot};
 use crate::checkpoint;
 use crate::client::ActivityStatus;
-use crate::context::{ActivityContext, ActivityInfo, Env, Shared as AttemptShared, Slot};
-use crate::definition::{ActivityOptions, RetryPolicy};
+use crate::context::ActivityContext;
 use crate::engine::EngineError;
 use crate::engine::client::new_row;
 use crate::engine::core::{Closed, Live, Stored, Wait};
 use crate::engine::record::StoredOptions;
 use crate::engine::store::{self, Ack, Write};
 use crate::error::{ActivityError, CancelReason};
+use crate::options::{ActivityOptions, RetryPolicy};
 use crate::payload::Payload;
 use crate::runner::AttemptHandle;
 use crate::state::StateMap;
@@ -349,7 +350,8 @@ impl World {
             tracing::Span::none(),
         ));
         // The period the real pump looks at the attempt with.
-        let interval = crate::heartbeat::tick(heartbeat_interval, shared.options.ticks_per_beat);
+        let interval =
+            crate::attempt::pace::tick(heartbeat_interval, shared.options.ticks_per_beat);
         let handle = AttemptHandle::from_shared(shared.clone());
         self.shell
             .lock()
@@ -880,7 +882,7 @@ impl World {
             if r.next_tick <= now {
                 r.next_tick = super::super::clock::later(now, r.interval);
                 self.events.ticks += 1;
-                let _ = crate::heartbeat::beat(r.shared.clone()).now_or_never();
+                let _ = crate::attempt::send::beat(r.shared.clone()).now_or_never();
             }
         }
     }

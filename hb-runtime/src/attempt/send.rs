@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use crate::context::Shared;
+use crate::attempt::Shared;
 use crate::error::{CheckpointError, TransportError, TransportErrorKind};
 use crate::payload::Payload;
 use crate::transport::HeartbeatReply;

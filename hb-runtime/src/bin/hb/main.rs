@@ -19,19 +19,11 @@
 #![forbid(unsafe_code)]
 #![warn(unreachable_pub, missing_debug_implementations)]
 
-// The crate root is `src/bin/hb.rs`; its modules live in `src/bin/hb/` (plain files in
-// `src/bin/` would each be taken for a binary).
-#[path = "hb/cancel.rs"]
 mod cancel;
-#[path = "hb/fmt.rs"]
 mod fmt;
-#[path = "hb/ls.rs"]
 mod ls;
-#[path = "hb/screen.rs"]
 mod screen;
-#[path = "hb/show.rs"]
 mod show;
-#[path = "hb/watch.rs"]
 mod watch;
 
 use std::io::Write as _;

@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 
-use crate::context::Shared;
+use crate::attempt::Shared;
 
 /// Counters shared between the body's future and the pump.
 #[derive(Default)]
