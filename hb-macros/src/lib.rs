@@ -6,13 +6,15 @@
 #![forbid(unsafe_code)]
 
 use proc_macro::TokenStream;
-use quote::quote;
+
+use crate::ctxt::Failed;
 
 mod activity;
 mod checkpoint;
 mod ctxt;
 mod duration;
 mod keys;
+mod meta;
 mod respan;
 
 /// Turns an `async fn` into an hb activity: work that heartbeats itself, saves checkpoints a
@@ -145,22 +147,15 @@ mod respan;
 ///
 /// | Option | Equivalent `ActivityOptions` code | Rules checked at compile time |
 /// |---|---|---|
-/// | `heartbeat_timeout = "10s"` | `.heartbeat_timeout(Duration::from_secs(10))` | at most `start_to_close_timeout` |
-/// | `heartbeat_interval = "2s"` | `.heartbeat_interval(Duration::from_secs(2))` | at most 0.8 × `heartbeat_timeout` |
-/// | `start_to_close_timeout = "1h"` | `.start_to_close_timeout(Duration::from_secs(3600))` | |
-/// | `schedule_to_close_timeout = "4h"` | `.schedule_to_close_timeout(Duration::from_secs(14400))` | at least `start_to_close_timeout` |
-/// | `retry(..)` | `.retry(RetryPolicy::new()..)`, see below | |
-/// | `stall_timeout = "2m"` | `.stall_timeout(Duration::from_secs(120))` | needs `heartbeat_timeout` |
-/// | `cancel = "cooperative"` | `.cancel(CancelMode::Cooperative)` (or `"abort"`, the default) | |
-/// | `cancel_grace = "5s"` | `.cancel_grace(Duration::from_secs(5))` | needs `cancel = "cooperative"` |
-/// | `on_bad_checkpoint = "fail"` | `.on_bad_checkpoint(BadCheckpointPolicy::Fail)` (or `"restart"`, the default) | |
-/// | `max_checkpoint_size = 65536` | `.max_checkpoint_size(65536)` | 1 ..= 2097152 (2 MiB); `64 * 1024` works too |
-/// | `name = "sum-v2"` | `const NAME: &str = "sum-v2";` (default: the function's name) | not empty |
-/// | `crate = "my_crate::hb"` | generated code names `my_crate::hb::__private::..` instead of `::hb_runtime::__private::..` | |
+#[doc = activity::option_rows!()]
 ///
-/// `retry(...)` takes `max_attempts = 5` (first attempt included; 0 = unlimited),
-/// `initial_interval = "1s"`, `backoff = 2.0` (at least 1.0), `max_interval = "1m"` (at least
-/// `initial_interval`) and `non_retryable = ["BadInput", ..]` (error types never retried):
+/// `retry(...)` takes these keys, each a `RetryPolicy` setter:
+///
+/// | `retry` key | Equivalent `RetryPolicy` code | Rules checked at compile time |
+/// |---|---|---|
+#[doc = activity::retry_rows!()]
+///
+/// For example:
 ///
 /// ```
 /// use hb_runtime::prelude::*;
@@ -225,16 +220,9 @@ mod respan;
 /// ```
 #[proc_macro_attribute]
 pub fn activity(args: TokenStream, item: TokenStream) -> TokenStream {
-    let args: proc_macro2::TokenStream = args.into();
-    let item: proc_macro2::TokenStream = item.into();
-    match activity::expand(args.clone(), item.clone()) {
-        Ok(tokens) => tokens.into(),
-        Err(errors) => {
-            let errors = errors.into_compile_error();
-            let fallback = activity::fallback(args, item);
-            quote!(#errors #fallback).into()
-        }
-    }
+    activity::expand(args.into(), item.into())
+        .unwrap_or_else(Failed::into_tokens)
+        .into()
 }
 
 /// Derives `Checkpoint`: typed, versioned progress state that an activity saves with
@@ -312,13 +300,7 @@ pub fn activity(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Generic types and enums work too; an enum has no field markers.
 #[proc_macro_derive(Checkpoint, attributes(checkpoint))]
 pub fn derive_checkpoint(input: TokenStream) -> TokenStream {
-    let input: proc_macro2::TokenStream = input.into();
-    match checkpoint::expand(input.clone()) {
-        Ok(tokens) => tokens.into(),
-        Err(errors) => {
-            let errors = errors.into_compile_error();
-            let fallback = checkpoint::fallback(input);
-            quote!(#errors #fallback).into()
-        }
-    }
+    checkpoint::expand(input.into())
+        .unwrap_or_else(Failed::into_tokens)
+        .into()
 }

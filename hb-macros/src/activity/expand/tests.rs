@@ -3,9 +3,13 @@ use super::*;
 fn expand_ok(args: TokenStream, item: TokenStream) -> String {
     match expand(args, item) {
         Ok(tokens) => tokens.to_string(),
-        Err(e) => panic!(
+        Err(failed) => panic!(
             "unexpected errors: {:?}",
-            e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>()
+            failed
+                .errors
+                .into_iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
         ),
     }
 }
@@ -13,7 +17,15 @@ fn expand_ok(args: TokenStream, item: TokenStream) -> String {
 fn errors(args: TokenStream, item: TokenStream) -> Vec<String> {
     match expand(args, item) {
         Ok(_) => Vec::new(),
-        Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+        Err(failed) => failed.errors.into_iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+/// What is emitted beside the errors (the analysis ran once, for both).
+fn fallback(args: TokenStream, item: TokenStream) -> TokenStream {
+    match expand(args, item) {
+        Ok(tokens) => panic!("expected errors, got {tokens}"),
+        Err(failed) => failed.fallback,
     }
 }
 
