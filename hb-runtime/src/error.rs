@@ -316,9 +316,15 @@ impl<T, E: fmt::Display> ResultExt<T> for Result<T, E> {
 /// ```
 /// use hb_runtime::prelude::*;
 ///
+/// // In an activity's body, `ctx.checkpoint` of another type than the `#[checkpoint]`
+/// // parameter's is a compile error; a helper handed the context finds out at run time.
+/// fn save_count(ctx: &ActivityContext, n: u64) -> Result<(), CheckpointError> {
+///     ctx.checkpoint(&n)
+/// }
+///
 /// #[activity(heartbeat_timeout = "10s", max_checkpoint_size = 64)]
 /// async fn note(ctx: ActivityContext, #[checkpoint] mut log: Vec<String>, line: String) -> Result<(), ActivityError> {
-///     assert!(matches!(ctx.checkpoint(&0u64), Err(CheckpointError::WrongType { .. })));
+///     assert!(matches!(save_count(&ctx, 0), Err(CheckpointError::WrongType { .. })));
 ///     log.push(line);
 ///     ctx.checkpoint(&log)?; // stored; its size is checked when it is encoded
 ///     ctx.flush().await?;    // encodes it now: too large
@@ -348,7 +354,9 @@ pub enum CheckpointError {
         /// The limit in bytes.
         limit: usize,
     },
-    /// The value passed is not the activity's checkpoint type.
+    /// The value passed is not the activity's checkpoint type. Within an `#[activity]` body,
+    /// `ctx.checkpoint(..)` of another type is a compile error instead; this is what a call
+    /// the macro does not see (a helper function handed the context) returns.
     #[error("checkpoint of type {found} passed to an activity whose checkpoint type is {expected}")]
     WrongType {
         /// The activity's declared checkpoint type.

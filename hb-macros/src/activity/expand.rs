@@ -27,7 +27,7 @@ use syn::ext::IdentExt;
 use syn::{GenericParam, Generics, Ident, ItemFn, Type, parse_quote};
 
 use super::args::{ActivityArgs, Entry, Value};
-use super::model::{ActivityFn, Role, is_owned};
+use super::model::{ActivityFn, Role, is_owned, marker_name};
 use super::options::{Kind, OPTIONS, RETRY, Spec};
 use crate::ctxt::{Ctxt, Failed};
 use crate::duration;
@@ -96,7 +96,7 @@ impl<'a> Emitter<'a> {
             args,
             f,
             private: quote!(#krate::__private),
-            marker: format_ident!("__hb_activity_{}", fn_name, span = ident.span()),
+            marker: marker_name(ident),
             fn_name,
             generics,
         }
@@ -105,7 +105,34 @@ impl<'a> Emitter<'a> {
     fn emit(&self) -> TokenStream {
         let items = self.marker_items();
         let activity = self.activity_impl();
-        quote!(#items #activity)
+        let check = self.checkpoint_check();
+        quote!(#items #activity #check)
+    }
+
+    /// `__hb_checkpoint`, the identity function the body's `ctx.checkpoint(..)` calls pass
+    /// their argument through (see `body`), when the body has such calls.
+    fn checkpoint_check(&self) -> TokenStream {
+        let f = self.f;
+        let (Some(ty), true, false) = (&f.checkpoint, f.checkpoints, f.has_errors) else {
+            return TokenStream::new();
+        };
+        let cfg = &f.attrs.cfg;
+        let marker = &self.marker;
+        let (impl_generics, ty_generics, where_clause) = self.generics.split_for_impl();
+        // Its name carries the span of the user's checkpoint type, so rustc's "associated
+        // function defined here", under "expected `&Progress`, found `&Other`", points at the
+        // `#[checkpoint]` parameter the expected type comes from.
+        let name = Ident::new("__hb_checkpoint", first_span(ty));
+        quote! {
+            #(#cfg)*
+            impl #impl_generics #marker #ty_generics #where_clause {
+                #[inline(always)]
+                #[doc(hidden)]
+                const fn #name(__hb_value: &#ty) -> &#ty {
+                    __hb_value
+                }
+            }
+        }
     }
 
     /// The activity type name.
@@ -389,15 +416,13 @@ impl<'a> Emitter<'a> {
         } else {
             quote!(::<#(#params),*>)
         };
-        // Re-spanned on the error type: "`E: Into<ActivityError>` is not satisfied" lands on `E`.
-        let into_error = match &f.ret {
-            Some(ret) => {
-                let err = &ret.err;
-                respan(
-                    quote!(#private::into_activity_error::<#err>),
-                    first_span(err),
-                )
-            }
+        // Re-spanned on the error type: "`E` does not convert into `ActivityError`" lands on
+        // `E`.
+        let into_error = match f.ret.as_ref().and_then(|r| r.err.as_ref()) {
+            Some(err) => respan(
+                quote!(#private::into_activity_error::<#err>),
+                first_span(err),
+            ),
             None => quote!(#private::into_activity_error),
         };
         // The future's span is the function name's: "future cannot be sent between threads

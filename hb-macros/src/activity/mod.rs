@@ -2,6 +2,7 @@
 //! `body`) → expansion.
 
 mod args;
+mod body;
 mod expand;
 mod model;
 mod options;
