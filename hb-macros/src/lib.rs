@@ -67,12 +67,22 @@ mod respan;
 /// - `input: I` (at most one; several values go in a struct): decoded from the start payload,
 ///   so `I: Serialize + DeserializeOwned + Send + 'static`. Without it the input is `()`.
 /// - The return type is `Result<O, E>`, with `O` the output (encoded like the input) and
-///   `E: Into<ActivityError>`.
+///   `E: Into<ActivityError>` (`anyhow::Error` with hb-runtime's `anyhow` feature).
+///   One-argument aliases work too: `io::Result<O>` and `anyhow::Result<O>` stand for
+///   `Result<O, io::Error>` and `Result<O, anyhow::Error>`.
 /// - Type parameters are allowed (they must be `Send + Sync + 'static`; name them with a
 ///   turbofish: `register(convert::<Csv>)`). Lifetime and const parameters, `self`,
 ///   `impl Trait` and borrowed parameters are not: everything an activity takes is decoded from
 ///   a payload or cloned from worker state. Patterns such as `mut p` or `Batch { items }: Batch`
 ///   work as in any function.
+///
+/// `ctx.checkpoint(&x)` in the body is checked at compile time: `x` must be the `#[checkpoint]`
+/// parameter's type ("expected `&Progress`, found `&Other`" at `&x`), and without a
+/// `#[checkpoint]` parameter (checkpoint type `()`) such a call is an error naming it. The
+/// macro follows the context parameter and names bound to it (`let c = &ctx;`,
+/// `ctx.clone()`, the closure of `ctx.run_blocking(|c| ..)`), until another binding shadows
+/// them; calls inside other macros, in nested items, or on a context passed to a helper
+/// function keep the run-time check (`CheckpointError::WrongType`).
 ///
 /// Attributes on the function: docs, `#[deprecated]`, `#[must_use]` and `#[cfg_attr]` stay on the
 /// function users call; `#[cfg]` applies to everything generated; lint attributes (`#[allow]`..)
