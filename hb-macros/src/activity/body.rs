@@ -14,7 +14,8 @@
 //!   of the same name in the body changes nothing, and a generic activity names its own
 //!   parameters (`__hb_activity_f::<T>::..`).
 //! - without one, the checkpoint type is `()` and every call fails at run time; the model
-//!   reports each call instead, naming `#[checkpoint]`.
+//!   reports each call instead, naming `#[checkpoint]` and, when the call passes an unmarked
+//!   parameter, that parameter (`which_to_mark`, `unmarked_call`).
 //!
 //! A call counts when its receiver is a name that holds the context: the context parameter,
 //! a `let` of it (`let c = &ctx;`, `let c = ctx.clone();`), a closure parameter or `let`
@@ -24,16 +25,16 @@
 //! `assert!(..)`), in nested items, on a context reached another way (a field, a helper
 //! function's parameter), and `ActivityContext::checkpoint(&ctx, ..)`.
 
-use proc_macro2::{Span, TokenStream};
+use proc_macro2::TokenStream;
 use quote::quote;
 use syn::visit_mut::{self, VisitMut};
 use syn::{
-    Arm, Block, Expr, ExprClosure, ExprForLoop, ExprIf, ExprLet, ExprMethodCall, ExprWhile, Ident,
-    Item, Local, Pat,
+    Arm, Block, Expr, ExprClosure, ExprForLoop, ExprIf, ExprLet, ExprMethodCall, ExprWhile, FnArg,
+    Ident, Item, Local, Pat, Signature,
 };
 
-use super::model::is_context;
-use crate::respan::respan;
+use super::model::{is_context, marker_name};
+use crate::respan::{first_span, respan};
 
 /// One `ctx.checkpoint(arg)` call.
 #[derive(Debug)]
@@ -215,16 +216,141 @@ impl VisitMut for Finder<'_> {
         if let Some(arg) = call.args.first_mut() {
             // The path carries the argument's span: rustc puts "arguments to this function
             // are incorrect" there, beside "expected `&Progress`, found `&Other`".
-            let check = respan(self.check.clone(), first_token_span(arg));
+            let check = respan(self.check.clone(), first_span(arg));
             let checked = Expr::Verbatim(quote!(#check(#arg)));
             *arg = checked;
         }
     }
 }
 
-/// The span of the first token of `expr`.
-fn first_token_span(expr: &Expr) -> Span {
-    crate::respan::first_span(expr)
+/// The name the context parameter binds (`ctx`, `mut ctx`, `_ctx`), when it is one.
+pub(crate) fn context_name(sig: &Signature) -> Option<Ident> {
+    let first = sig.inputs.iter().find_map(|arg| match arg {
+        FnArg::Typed(p) => Some(p),
+        FnArg::Receiver(_) => None,
+    })?;
+    match &*first.pat {
+        Pat::Ident(p) if p.subpat.is_none() && is_context(&first.ty) => Some(p.ident.clone()),
+        _ => None,
+    }
+}
+
+/// The function checkpoint arguments go through: `__hb_activity_f::<T, ..>::__hb_checkpoint`.
+pub(crate) fn check_path(sig: &Signature) -> TokenStream {
+    let marker = marker_name(&sig.ident);
+    let params: Vec<&Ident> = sig.generics.type_params().map(|p| &p.ident).collect();
+    if params.is_empty() {
+        quote!(#marker::__hb_checkpoint)
+    } else {
+        quote!(#marker::<#(#params),*>::__hb_checkpoint)
+    }
+}
+
+/// A parameter after the context with neither `#[state]` nor `#[checkpoint]`: the input, or
+/// one that should have been marked.
+#[derive(Debug)]
+pub(crate) struct Unmarked {
+    /// The name it binds, when its pattern is a name.
+    name: Option<Ident>,
+    /// As written, for messages: `p: Progress`.
+    shown: String,
+}
+
+/// The parameters after the context with neither marker.
+pub(crate) fn unmarked_params(sig: &Signature) -> Vec<Unmarked> {
+    sig.inputs
+        .iter()
+        .filter_map(|arg| match arg {
+            FnArg::Typed(p) => Some(p),
+            FnArg::Receiver(_) => None,
+        })
+        .skip(1)
+        .filter(|p| {
+            !p.attrs
+                .iter()
+                .any(|a| a.path().is_ident("state") || a.path().is_ident("checkpoint"))
+        })
+        .map(|p| {
+            let ty = &p.ty;
+            match &*p.pat {
+                Pat::Ident(ident) => Unmarked {
+                    name: Some(ident.ident.clone()),
+                    shown: tidy(&format!("{}: {}", ident.ident, quote!(#ty))),
+                },
+                pat => Unmarked {
+                    name: None,
+                    shown: tidy(&quote!(#pat: #ty).to_string()),
+                },
+            }
+        })
+        .collect()
+}
+
+/// The unmarked parameter `call` checkpoints, if it passes one.
+fn checkpointed<'a>(unmarked: &'a [Unmarked], call: &Call) -> Option<&'a Unmarked> {
+    unmarked
+        .iter()
+        .find(|u| u.name.is_some() && u.name == call.arg)
+}
+
+/// For an activity without `#[checkpoint]`: `if `p: Progress` is its checkpoint`, naming the
+/// parameter the body checkpoints, else every candidate.
+pub(crate) fn which_to_mark(unmarked: &[Unmarked], calls: &[Call]) -> String {
+    if let Some(u) = calls.iter().find_map(|call| checkpointed(unmarked, call)) {
+        return format!("if `{}` is its checkpoint", u.shown);
+    }
+    match unmarked {
+        [a, b] => format!("if `{}` or `{}` is its checkpoint", a.shown, b.shown),
+        all => format!(
+            "if one of {} is its checkpoint",
+            all.iter()
+                .map(|u| format!("`{}`", u.shown))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
+}
+
+/// The error for `call` in an activity without `#[checkpoint]`, whose checkpoint type is `()`.
+pub(crate) fn unmarked_call(call: &Call, unmarked: &[Unmarked]) -> String {
+    let fix = match checkpointed(unmarked, call) {
+        Some(u) => format!(
+            "if `{}` is its checkpoint, mark it `#[checkpoint]`",
+            u.shown
+        ),
+        None => "mark the parameter that holds its progress `#[checkpoint]` (e.g. \
+                 `#[checkpoint] p: Progress`)"
+            .to_owned(),
+    };
+    format!(
+        "this activity has no `#[checkpoint]` parameter, so its checkpoint type is `()` and \
+         `{}.checkpoint(..)` fails at run time (CheckpointError::WrongType); {fix}",
+        call.receiver
+    )
+}
+
+/// Tokens as a person writes them: `Vec<u64>` rather than `Vec < u64 >`.
+fn tidy(text: &str) -> String {
+    let mut out = text.to_owned();
+    for (from, to) in [
+        (" :: ", "::"),
+        (":: ", "::"),
+        (" < ", "<"),
+        (" <", "<"),
+        ("< ", "<"),
+        (" >", ">"),
+        (" ,", ","),
+        ("& ", "&"),
+        ("( ", "("),
+        (" )", ")"),
+        ("[ ", "["),
+        (" ]", "]"),
+        (" ;", ";"),
+        (" :", ":"),
+    ] {
+        out = out.replace(from, to);
+    }
+    out
 }
 
 /// The variable `expr` names (`p`, `&p`, `&mut p`, `(p)`).

@@ -6,7 +6,7 @@ use quote::{ToTokens, format_ident, quote};
 use syn::ext::IdentExt;
 use syn::visit_mut::{self, VisitMut};
 use syn::{
-    Attribute, Block, FnArg, GenericArgument, GenericParam, Generics, Ident, ItemFn, Pat, PatType,
+    Attribute, Block, FnArg, GenericArgument, GenericParam, Generics, Ident, ItemFn, PatType,
     PathArguments, ReturnType, Signature, Type, TypeImplTrait, TypeReference, Visibility,
 };
 
@@ -111,30 +111,16 @@ impl ActivityFn {
 
         // The body first: which parameter it checkpoints says what a missing `#[checkpoint]`
         // is, below. A method is re-emitted as written, so its body is left alone.
-        let ctx = context_name(&sig);
-        let calls = match (&ctx, sig.receiver()) {
-            (Some(ctx), None) => body::checkpoint_calls(&mut block, ctx, &checkpoint_check(&sig)),
+        let calls = match (body::context_name(&sig), sig.receiver()) {
+            (Some(ctx), None) => body::checkpoint_calls(&mut block, &ctx, &body::check_path(&sig)),
             _ => Vec::new(),
         };
-        let unmarked = unmarked_params(&sig);
+        let unmarked = body::unmarked_params(&sig);
         let marked = sig.inputs.iter().any(|arg| {
             matches!(arg, FnArg::Typed(p) if p.attrs.iter().any(|a| a.path().is_ident("checkpoint")))
         });
-        let checkpointed = unmarked
-            .iter()
-            .find(|(name, _)| calls.iter().any(|c| c.arg.is_some() && c.arg == *name));
         if !marked {
-            check.input_hint = match (checkpointed, unmarked.as_slice()) {
-                (Some((_, shown)), _) => format!("if `{shown}` is its checkpoint"),
-                (None, [(_, a), (_, b)]) => format!("if `{a}` or `{b}` is its checkpoint"),
-                (None, all) => format!(
-                    "if one of {} is its checkpoint",
-                    all.iter()
-                        .map(|(_, shown)| format!("`{shown}`"))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                ),
-            };
+            check.input_hint = body::which_to_mark(&unmarked, &calls);
         }
 
         let mut roles = Vec::new();
@@ -202,26 +188,7 @@ impl ActivityFn {
         // two inputs, the error above already said to mark one.)
         if !marked && unmarked.len() < 2 {
             for call in &calls {
-                let fix = match unmarked
-                    .iter()
-                    .find(|(name, _)| call.arg.is_some() && call.arg == *name)
-                {
-                    Some((_, shown)) => {
-                        format!("if `{shown}` is its checkpoint, mark it `#[checkpoint]`")
-                    }
-                    None => "mark the parameter that holds its progress `#[checkpoint]` (e.g. \
-                             `#[checkpoint] p: Progress`)"
-                        .to_owned(),
-                };
-                check.error(
-                    &call.call,
-                    format!(
-                        "this activity has no `#[checkpoint]` parameter, so its checkpoint type \
-                         is `()` and `{}.checkpoint(..)` fails at run time \
-                         (CheckpointError::WrongType); {fix}",
-                        call.receiver
-                    ),
-                );
+                check.error(&call.call, body::unmarked_call(call, &unmarked));
             }
         }
         ActivityFn {
@@ -244,81 +211,6 @@ impl ActivityFn {
 /// `__hb_activity_<name>`: the marker type the expansion defines for the function `ident`.
 pub(crate) fn marker_name(ident: &Ident) -> Ident {
     format_ident!("__hb_activity_{}", ident.unraw(), span = ident.span())
-}
-
-/// The name the context parameter binds (`ctx`, `mut ctx`, `_ctx`), when it is one.
-fn context_name(sig: &Signature) -> Option<Ident> {
-    let first = sig.inputs.iter().find_map(|arg| match arg {
-        FnArg::Typed(p) => Some(p),
-        FnArg::Receiver(_) => None,
-    })?;
-    match &*first.pat {
-        Pat::Ident(p) if p.subpat.is_none() && is_context(&first.ty) => Some(p.ident.clone()),
-        _ => None,
-    }
-}
-
-/// The function checkpoint arguments go through: `__hb_activity_f::<T, ..>::__hb_checkpoint`.
-fn checkpoint_check(sig: &Signature) -> TokenStream {
-    let marker = marker_name(&sig.ident);
-    let params: Vec<&Ident> = sig.generics.type_params().map(|p| &p.ident).collect();
-    if params.is_empty() {
-        quote!(#marker::__hb_checkpoint)
-    } else {
-        quote!(#marker::<#(#params),*>::__hb_checkpoint)
-    }
-}
-
-/// The parameters after the first with neither `#[state]` nor `#[checkpoint]` (the input, and
-/// any that should have been marked): the name each binds, and how to show it in a message.
-fn unmarked_params(sig: &Signature) -> Vec<(Option<Ident>, String)> {
-    sig.inputs
-        .iter()
-        .filter_map(|arg| match arg {
-            FnArg::Typed(p) => Some(p),
-            FnArg::Receiver(_) => None,
-        })
-        .skip(1)
-        .filter(|p| {
-            !p.attrs
-                .iter()
-                .any(|a| a.path().is_ident("state") || a.path().is_ident("checkpoint"))
-        })
-        .map(|p| {
-            let ty = &p.ty;
-            match &*p.pat {
-                Pat::Ident(ident) => (
-                    Some(ident.ident.clone()),
-                    tidy(&format!("{}: {}", ident.ident, quote!(#ty))),
-                ),
-                pat => (None, tidy(&quote!(#pat: #ty).to_string())),
-            }
-        })
-        .collect()
-}
-
-/// Tokens as a person writes them: `Vec<u64>` rather than `Vec < u64 >`.
-fn tidy(text: &str) -> String {
-    let mut out = text.to_owned();
-    for (from, to) in [
-        (" :: ", "::"),
-        (":: ", "::"),
-        (" < ", "<"),
-        (" <", "<"),
-        ("< ", "<"),
-        (" >", ">"),
-        (" ,", ","),
-        ("& ", "&"),
-        ("( ", "("),
-        (" )", ")"),
-        ("[ ", "["),
-        (" ]", "]"),
-        (" ;", ";"),
-        (" :", ":"),
-    ] {
-        out = out.replace(from, to);
-    }
-    out
 }
 
 /// Which hb marker a parameter carries.

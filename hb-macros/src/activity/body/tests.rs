@@ -86,3 +86,32 @@ fn stops_where_the_name_is_shadowed() {
     assert_eq!(calls.len(), 2, "{out}");
     rewritten(&out, 2);
 }
+
+#[test]
+fn names_the_parameter_to_mark() {
+    let sig: Signature = parse_quote! {
+        fn a(ctx: ActivityContext, #[state] db: Db, mut p: Progress<u8>, items: Vec<u64>)
+    };
+    assert_eq!(context_name(&sig).unwrap(), "ctx");
+    let unmarked = unmarked_params(&sig);
+    let (calls, _) = run(parse_quote!({
+        ctx.checkpoint(&p)?;
+    }));
+    assert_eq!(
+        which_to_mark(&unmarked, &calls),
+        "if `p: Progress<u8>` is its checkpoint"
+    );
+    assert_eq!(
+        which_to_mark(&unmarked, &[]),
+        "if `p: Progress<u8>` or `items: Vec<u64>` is its checkpoint"
+    );
+    assert!(
+        unmarked_call(&calls[0], &unmarked)
+            .ends_with("if `p: Progress<u8>` is its checkpoint, mark it `#[checkpoint]`")
+    );
+    let generic: Signature = parse_quote!(fn g<T, U: Clone>(ctx: ActivityContext));
+    assert_eq!(
+        check_path(&generic).to_string(),
+        "__hb_activity_g :: < T , U > :: __hb_checkpoint"
+    );
+}

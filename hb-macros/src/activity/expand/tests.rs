@@ -376,3 +376,41 @@ fn every_option_is_emitted() {
         assert!(out.contains(setter), "missing {setter} in {out}");
     }
 }
+
+#[test]
+fn checkpoint_calls_go_through_the_type_check() {
+    let out = expand_ok(
+        TokenStream::new(),
+        quote! {
+            async fn f<T>(ctx: ActivityContext, #[checkpoint] p: Cursor<T>) -> Result<(), E> {
+                ctx.checkpoint(&p)?;
+                Ok(())
+            }
+        },
+    );
+    contains(
+        &out,
+        quote!(ctx.checkpoint(__hb_activity_f::<T>::__hb_checkpoint(&p))?;),
+    );
+    contains(
+        &out,
+        quote! {
+            impl<T> __hb_activity_f<T> {
+                #[inline(always)]
+                #[doc(hidden)]
+                const fn __hb_checkpoint(__hb_value: &Cursor<T>) -> &Cursor<T> {
+                    __hb_value
+                }
+            }
+        },
+    );
+
+    // No call, no function.
+    let out = expand_ok(
+        TokenStream::new(),
+        quote! {
+            async fn g(ctx: ActivityContext, #[checkpoint] p: u64) -> Result<u64, E> { Ok(p) }
+        },
+    );
+    assert!(!out.contains("fn __hb_checkpoint"), "{out}");
+}
