@@ -5,7 +5,8 @@ use std::cell::RefCell;
 use std::fmt::Display;
 use std::thread;
 
-use quote::ToTokens;
+use proc_macro2::TokenStream;
+use quote::{ToTokens, quote};
 
 /// A list of errors that must be [`check`](Ctxt::check)ed before it is dropped.
 ///
@@ -55,6 +56,38 @@ impl Ctxt {
             combined.combine(rest);
         }
         Err(combined)
+    }
+
+    /// Consumes the collector with the macro's output: `tokens` when no error was recorded,
+    /// else the errors, with `tokens` as what to emit beside them.
+    pub(crate) fn finish(self, tokens: TokenStream) -> Result<TokenStream, Failed> {
+        match self.check() {
+            Ok(()) => Ok(tokens),
+            Err(errors) => Err(Failed {
+                errors,
+                fallback: tokens,
+            }),
+        }
+    }
+}
+
+/// A macro run that found errors. The analysis runs once: what it could build is the
+/// fallback, emitted beside the errors so the rest of the user's code keeps compiling (tokio's
+/// `entry.rs`, thiserror's `fallback.rs`).
+#[derive(Debug)]
+pub(crate) struct Failed {
+    /// Every error, combined.
+    pub(crate) errors: syn::Error,
+    /// The item as written, or as much of the expansion as was valid.
+    pub(crate) fallback: TokenStream,
+}
+
+impl Failed {
+    /// The errors, then the fallback.
+    pub(crate) fn into_tokens(self) -> TokenStream {
+        let errors = self.errors.into_compile_error();
+        let fallback = self.fallback;
+        quote!(#errors #fallback)
     }
 }
 

@@ -1,22 +1,5 @@
 //! Messages for unknown keys: list the valid ones and say which one was probably meant.
 
-/// Records `key` as given; on a repeat reports `duplicate` on `path` and returns `false`.
-pub(crate) fn first_time(
-    cx: &crate::ctxt::Ctxt,
-    seen: &mut Vec<String>,
-    path: &syn::Path,
-    key: &str,
-    duplicate: impl FnOnce() -> String,
-) -> bool {
-    if seen.iter().any(|k| k == key) {
-        cx.error_spanned_by(path, duplicate());
-        false
-    } else {
-        seen.push(key.to_owned());
-        true
-    }
-}
-
 /// `unknown option `key` for #[what]; did you mean ...? (expected one of: ...)`.
 ///
 /// `renamed` maps keys people reach for (other SDKs' names, shorter spellings) to what to write

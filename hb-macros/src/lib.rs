@@ -6,13 +6,15 @@
 #![forbid(unsafe_code)]
 
 use proc_macro::TokenStream;
-use quote::quote;
+
+use crate::ctxt::Failed;
 
 mod activity;
 mod checkpoint;
 mod ctxt;
 mod duration;
 mod keys;
+mod meta;
 mod respan;
 
 /// Turns an `async fn` into an hb activity: work that heartbeats itself, saves checkpoints a
@@ -65,12 +67,22 @@ mod respan;
 /// - `input: I` (at most one; several values go in a struct): decoded from the start payload,
 ///   so `I: Serialize + DeserializeOwned + Send + 'static`. Without it the input is `()`.
 /// - The return type is `Result<O, E>`, with `O` the output (encoded like the input) and
-///   `E: Into<ActivityError>`.
+///   `E: Into<ActivityError>` (`anyhow::Error` with hb-runtime's `anyhow` feature).
+///   One-argument aliases work too: `io::Result<O>` and `anyhow::Result<O>` stand for
+///   `Result<O, io::Error>` and `Result<O, anyhow::Error>`.
 /// - Type parameters are allowed (they must be `Send + Sync + 'static`; name them with a
 ///   turbofish: `register(convert::<Csv>)`). Lifetime and const parameters, `self`,
 ///   `impl Trait` and borrowed parameters are not: everything an activity takes is decoded from
 ///   a payload or cloned from worker state. Patterns such as `mut p` or `Batch { items }: Batch`
 ///   work as in any function.
+///
+/// `ctx.checkpoint(&x)` in the body is checked at compile time: `x` must be the `#[checkpoint]`
+/// parameter's type ("expected `&Progress`, found `&Other`" at `&x`), and without a
+/// `#[checkpoint]` parameter (checkpoint type `()`) such a call is an error naming it. The
+/// macro follows the context parameter and names bound to it (`let c = &ctx;`,
+/// `ctx.clone()`, the closure of `ctx.run_blocking(|c| ..)`), until another binding shadows
+/// them; calls inside other macros, in nested items, or on a context passed to a helper
+/// function keep the run-time check (`CheckpointError::WrongType`).
 ///
 /// Attributes on the function: docs, `#[deprecated]`, `#[must_use]` and `#[cfg_attr]` stay on the
 /// function users call; `#[cfg]` applies to everything generated; lint attributes (`#[allow]`..)
@@ -145,22 +157,15 @@ mod respan;
 ///
 /// | Option | Equivalent `ActivityOptions` code | Rules checked at compile time |
 /// |---|---|---|
-/// | `heartbeat_timeout = "10s"` | `.heartbeat_timeout(Duration::from_secs(10))` | at most `start_to_close_timeout` |
-/// | `heartbeat_interval = "2s"` | `.heartbeat_interval(Duration::from_secs(2))` | at most 0.8 × `heartbeat_timeout` |
-/// | `start_to_close_timeout = "1h"` | `.start_to_close_timeout(Duration::from_secs(3600))` | |
-/// | `schedule_to_close_timeout = "4h"` | `.schedule_to_close_timeout(Duration::from_secs(14400))` | at least `start_to_close_timeout` |
-/// | `retry(..)` | `.retry(RetryPolicy::new()..)`, see below | |
-/// | `stall_timeout = "2m"` | `.stall_timeout(Duration::from_secs(120))` | needs `heartbeat_timeout` |
-/// | `cancel = "cooperative"` | `.cancel(CancelMode::Cooperative)` (or `"abort"`, the default) | |
-/// | `cancel_grace = "5s"` | `.cancel_grace(Duration::from_secs(5))` | needs `cancel = "cooperative"` |
-/// | `on_bad_checkpoint = "fail"` | `.on_bad_checkpoint(BadCheckpointPolicy::Fail)` (or `"restart"`, the default) | |
-/// | `max_checkpoint_size = 65536` | `.max_checkpoint_size(65536)` | 1 ..= 2097152 (2 MiB); `64 * 1024` works too |
-/// | `name = "sum-v2"` | `const NAME: &str = "sum-v2";` (default: the function's name) | not empty |
-/// | `crate = "my_crate::hb"` | generated code names `my_crate::hb::__private::..` instead of `::hb_runtime::__private::..` | |
+#[doc = activity::option_rows!()]
 ///
-/// `retry(...)` takes `max_attempts = 5` (first attempt included; 0 = unlimited),
-/// `initial_interval = "1s"`, `backoff = 2.0` (at least 1.0), `max_interval = "1m"` (at least
-/// `initial_interval`) and `non_retryable = ["BadInput", ..]` (error types never retried):
+/// `retry(...)` takes these keys, each a `RetryPolicy` setter:
+///
+/// | `retry` key | Equivalent `RetryPolicy` code | Rules checked at compile time |
+/// |---|---|---|
+#[doc = activity::retry_rows!()]
+///
+/// For example:
 ///
 /// ```
 /// use hb_runtime::prelude::*;
@@ -225,16 +230,9 @@ mod respan;
 /// ```
 #[proc_macro_attribute]
 pub fn activity(args: TokenStream, item: TokenStream) -> TokenStream {
-    let args: proc_macro2::TokenStream = args.into();
-    let item: proc_macro2::TokenStream = item.into();
-    match activity::expand(args.clone(), item.clone()) {
-        Ok(tokens) => tokens.into(),
-        Err(errors) => {
-            let errors = errors.into_compile_error();
-            let fallback = activity::fallback(args, item);
-            quote!(#errors #fallback).into()
-        }
-    }
+    activity::expand(args.into(), item.into())
+        .unwrap_or_else(Failed::into_tokens)
+        .into()
 }
 
 /// Derives `Checkpoint`: typed, versioned progress state that an activity saves with
@@ -312,13 +310,7 @@ pub fn activity(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Generic types and enums work too; an enum has no field markers.
 #[proc_macro_derive(Checkpoint, attributes(checkpoint))]
 pub fn derive_checkpoint(input: TokenStream) -> TokenStream {
-    let input: proc_macro2::TokenStream = input.into();
-    match checkpoint::expand(input.clone()) {
-        Ok(tokens) => tokens.into(),
-        Err(errors) => {
-            let errors = errors.into_compile_error();
-            let fallback = checkpoint::fallback(input);
-            quote!(#errors #fallback).into()
-        }
-    }
+    checkpoint::expand(input.into())
+        .unwrap_or_else(Failed::into_tokens)
+        .into()
 }

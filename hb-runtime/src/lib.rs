@@ -66,9 +66,11 @@
 #![warn(missing_docs, unreachable_pub, missing_debug_implementations)]
 
 // The modules in dependency order: each uses only those above it (a DAG with the attempt at its
-// centre). Leaves: payloads, checkpoints, state, errors and options.
+// centre). Leaves: payloads, checkpoints, state, errors, options, and the deadline lanes the
+// pump and the engine's timers keep their items in.
 pub mod checkpoint;
 mod error;
+mod lanes;
 mod options;
 mod payload;
 mod state;
@@ -83,7 +85,8 @@ mod heartbeat;
 mod activity;
 mod intercept;
 mod runner;
-// Callers and workers, over any backend; the backends on top.
+// Callers and workers, over any backend; the backends on top; `backend` re-exports the
+// plumbing for backend authors.
 pub mod backend;
 pub mod client;
 #[cfg(feature = "engine")]
@@ -155,9 +158,32 @@ pub mod __private {
         ctx.state::<T>()
     }
 
+    /// An error type a body may return: any `E: Into<ActivityError>`. A trait of its own,
+    /// rather than that bound, so the error for one that does not convert says what to do.
+    #[diagnostic::on_unimplemented(
+        message = "`{Self}` does not convert into `ActivityError`, so it cannot be an activity's error type",
+        label = "the activity's error type",
+        note = "map the error in the body with `hb_runtime::ResultExt` (`.retryable()`, `.non_retryable(\"Type\")`, `.error_type(\"Type\")`), or, for an error type of your own, implement `From<{Self}> for ActivityError`",
+        note = "for `anyhow::Error` (and `anyhow::Result<T>`), enable the `anyhow` feature of hb-runtime"
+    )]
+    pub trait IntoActivityError {
+        /// The conversion.
+        fn into_activity_error(self) -> ActivityError;
+    }
+
+    // `do_not_recommend`: an unmet `Into` is reported as this trait's message above, not as
+    // "`From<E>` is not implemented for `ActivityError`".
+    #[diagnostic::do_not_recommend]
+    impl<E: Into<ActivityError>> IntoActivityError for E {
+        #[inline]
+        fn into_activity_error(self) -> ActivityError {
+            self.into()
+        }
+    }
+
     /// Converts a body's error type.
-    pub fn into_activity_error<E: Into<ActivityError>>(e: E) -> ActivityError {
-        e.into()
+    pub fn into_activity_error<E: IntoActivityError>(e: E) -> ActivityError {
+        e.into_activity_error()
     }
 
     /// The body's future with its error converted.

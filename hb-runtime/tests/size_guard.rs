@@ -259,7 +259,7 @@ async fn a_checkpoint_of_another_type_is_refused_and_not_stored() {
         _input: (),
     ) -> Result<Option<Blob>, ActivityError> {
         ctx.checkpoint(&blob("mine"))?;
-        match ctx.checkpoint(&41u64) {
+        match ActivityContext::checkpoint(&ctx, &41u64) {
             Err(CheckpointError::WrongType { expected, found }) => {
                 assert_eq!((expected, found), ("Blob", "u64"));
             }
@@ -276,7 +276,7 @@ async fn a_checkpoint_of_another_type_is_refused_and_not_stored() {
 async fn a_checkpoint_less_activity_refuses_any_checkpoint() {
     #[activity(heartbeat_timeout = "10s")]
     async fn stateless(ctx: ActivityContext, _input: ()) -> Result<(), ActivityError> {
-        ctx.checkpoint(&blob("nope"))?;
+        ActivityContext::checkpoint(&ctx, &blob("nope"))?;
         Ok(())
     }
     let run = ActivityEnvironment::new().run(stateless, ()).await;

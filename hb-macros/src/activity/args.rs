@@ -1,5 +1,6 @@
-//! The `#[activity(...)]` arguments: parsed with `syn::meta::parser`, each value checked on its
-//! own, then checked against each other. Every mistake is recorded; parsing goes on past it.
+//! The `#[activity(...)]` arguments: parsed with `syn::meta::parser` against the options table
+//! (`options.rs`), each value checked on its own, then checked against each other. Every
+//! mistake is recorded; parsing goes on past it.
 
 use std::time::Duration;
 
@@ -9,29 +10,11 @@ use syn::meta::ParseNestedMeta;
 use syn::parse::Parser;
 use syn::{Expr, LitStr, Path, Token, token};
 
-use super::values::{
-    backoff_opt, checkpoint_size_opt, choice, crate_opt, duration_opt, expect_value, key_name,
-    max_attempts_opt, name_opt, non_retryable_opt, skip_value,
-};
+use super::options::{self, Choice, Kind, OPTIONS, RETRY, Spec};
+use super::values;
 use crate::ctxt::Ctxt;
 use crate::duration;
-use crate::keys;
-
-/// Every option, in the order the docs list them.
-pub(crate) const OPTIONS: &[&str] = &[
-    "heartbeat_timeout",
-    "heartbeat_interval",
-    "start_to_close_timeout",
-    "schedule_to_close_timeout",
-    "retry(..)",
-    "stall_timeout",
-    "cancel",
-    "cancel_grace",
-    "on_bad_checkpoint",
-    "max_checkpoint_size",
-    "name",
-    "crate",
-];
+use crate::meta::KeyList;
 
 /// Keys people reach for, and what they mean in hb.
 const RENAMED: &[(&str, &str)] = &[
@@ -87,15 +70,6 @@ const RENAMED: &[(&str, &str)] = &[
     ("on_decode_error", "`on_bad_checkpoint`"),
 ];
 
-/// The keys of `retry(...)`.
-pub(crate) const RETRY_KEYS: &[&str] = &[
-    "max_attempts",
-    "initial_interval",
-    "backoff",
-    "max_interval",
-    "non_retryable",
-];
-
 const RETRY_RENAMED: &[(&str, &str)] = &[
     ("attempts", "`max_attempts`"),
     (
@@ -122,71 +96,52 @@ const RETRY_RENAMED: &[(&str, &str)] = &[
 /// The largest `max_checkpoint_size`: Temporal's hard limit on one payload (2 MiB).
 pub(crate) const HARD_CHECKPOINT_LIMIT: u128 = 2 * 1024 * 1024;
 
-/// One option as written: the key (for "duplicate" spans), the value expression (for value
-/// errors) and what it means.
+/// A value read from an option.
 #[derive(Debug, Clone)]
-pub(crate) struct Opt<T> {
-    pub(crate) key: Path,
-    pub(crate) expr: Expr,
-    pub(crate) value: T,
+pub(crate) enum Value {
+    Duration(Duration),
+    Choice(&'static Choice),
+    Size(u64),
+    Attempts(u32),
+    Factor(f64),
+    TypeNames(Vec<LitStr>),
+    Retry(Vec<Entry>),
+    Name(String),
+    Crate(Path),
 }
 
-impl<T> Opt<T> {
-    /// `key = value`, for errors about the option as a whole.
-    pub(crate) fn whole(&self) -> TokenStream {
-        let (key, expr) = (&self.key, &self.expr);
-        quote!(#key = #expr)
-    }
+/// One option as written: its row, the whole of it (for errors about the option as a whole)
+/// and its value.
+#[derive(Debug, Clone)]
+pub(crate) struct Entry {
+    pub(crate) spec: &'static Spec,
+    /// `key = value` (or `retry(..)`).
+    pub(crate) whole: TokenStream,
+    pub(crate) value: Value,
 }
 
-/// `cancel = "abort" | "cooperative"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum CancelMode {
-    Abort,
-    Cooperative,
-}
-
-/// `on_bad_checkpoint = "restart" | "fail"`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum BadCheckpoint {
-    Restart,
-    Fail,
-}
-
-/// Everything `#[activity(...)]` accepts. A field is `None` when the option was left out or its
-/// value was wrong (the error is in the `Ctxt`).
+/// Everything `#[activity(...)]` was given, each valid option once, in the order written. An
+/// option with a wrong value is left out (its error is in the `Ctxt`).
 #[derive(Debug, Default)]
 pub(crate) struct ActivityArgs {
-    pub(crate) krate: Option<Opt<Path>>,
-    pub(crate) name: Option<Opt<String>>,
-    pub(crate) heartbeat_timeout: Option<Opt<Duration>>,
-    pub(crate) heartbeat_interval: Option<Opt<Duration>>,
-    pub(crate) start_to_close_timeout: Option<Opt<Duration>>,
-    pub(crate) schedule_to_close_timeout: Option<Opt<Duration>>,
-    pub(crate) retry: Option<RetryArgs>,
-    pub(crate) stall_timeout: Option<Opt<Duration>>,
-    pub(crate) cancel: Option<Opt<CancelMode>>,
-    pub(crate) cancel_grace: Option<Opt<Duration>>,
-    pub(crate) on_bad_checkpoint: Option<Opt<BadCheckpoint>>,
-    pub(crate) max_checkpoint_size: Option<Opt<u64>>,
-}
-
-/// `retry(...)`.
-#[derive(Debug)]
-pub(crate) struct RetryArgs {
-    pub(crate) max_attempts: Option<Opt<u32>>,
-    pub(crate) initial_interval: Option<Opt<Duration>>,
-    pub(crate) backoff: Option<Opt<f64>>,
-    pub(crate) max_interval: Option<Opt<Duration>>,
-    pub(crate) non_retryable: Option<Opt<Vec<LitStr>>>,
+    pub(crate) entries: Vec<Entry>,
 }
 
 impl ActivityArgs {
     /// Parses the attribute's arguments, recording every error in `cx`.
     pub(crate) fn parse(cx: &Ctxt, tokens: TokenStream) -> Self {
         let mut args = ActivityArgs::default();
-        let mut seen = Vec::new();
-        let parser = syn::meta::parser(|meta| args.parse_option(cx, &mut seen, &meta));
+        let listed = options::listed(OPTIONS);
+        let mut keys = KeyList::new(
+            cx,
+            "#[activity] option",
+            "option",
+            listed.iter().map(String::as_str).collect(),
+            RENAMED,
+        );
+        let parser = syn::meta::parser(|meta| {
+            parse_option(cx, &mut keys, OPTIONS, &meta, &mut args.entries)
+        });
         if let Err(e) = parser.parse2(tokens) {
             cx.syn_error(e);
         }
@@ -194,253 +149,244 @@ impl ActivityArgs {
         args
     }
 
-    /// The path of the runtime crate: `crate = "..."` or `::hb_runtime`.
-    pub(crate) fn krate(&self) -> TokenStream {
-        match &self.krate {
-            Some(k) => k.value.to_token_stream(),
-            None => quote!(::hb_runtime),
+    /// The option `key`, if given (and valid).
+    pub(crate) fn get(&self, key: &str) -> Option<&Entry> {
+        find(&self.entries, key)
+    }
+
+    /// The `retry(..)` options given.
+    pub(crate) fn retry(&self) -> &[Entry] {
+        match self.get("retry").map(|e| &e.value) {
+            Some(Value::Retry(entries)) => entries,
+            _ => &[],
         }
     }
 
-    fn parse_option(
-        &mut self,
-        cx: &Ctxt,
-        seen: &mut Vec<String>,
-        meta: &ParseNestedMeta,
-    ) -> syn::Result<()> {
-        let key = key_name(&meta.path);
-        if !OPTIONS.iter().any(|k| k.trim_end_matches("(..)") == key) {
-            skip_value(meta)?;
-            cx.error_spanned_by(
-                &meta.path,
-                keys::unknown("#[activity] option", &key, OPTIONS, RENAMED),
-            );
-            return Ok(());
+    /// The path of the runtime crate: `crate = "..."` or `::hb_runtime`.
+    pub(crate) fn krate(&self) -> TokenStream {
+        match self.get("crate").map(|e| &e.value) {
+            Some(Value::Crate(path)) => path.to_token_stream(),
+            _ => quote!(::hb_runtime),
         }
-        let first = crate::keys::first_time(cx, seen, &meta.path, &key, || {
-            format!("duplicate option `{key}`: each option may be given once")
-        });
-        if key == "retry" {
-            let retry = RetryArgs::parse(cx, meta)?;
-            if first {
-                self.retry = retry;
-            }
-            return Ok(());
+    }
+
+    /// `name = "..."`, if given.
+    pub(crate) fn name(&self) -> Option<&str> {
+        match self.get("name").map(|e| &e.value) {
+            Some(Value::Name(name)) => Some(name),
+            _ => None,
         }
-        let Some(expr) = expect_value(cx, meta, &key)? else {
-            return Ok(());
-        };
-        if !first {
-            return Ok(());
-        }
-        let k = meta.path.clone();
-        match key.as_str() {
-            "heartbeat_timeout" => self.heartbeat_timeout = duration_opt(cx, k, expr),
-            "heartbeat_interval" => self.heartbeat_interval = duration_opt(cx, k, expr),
-            "start_to_close_timeout" => self.start_to_close_timeout = duration_opt(cx, k, expr),
-            "schedule_to_close_timeout" => {
-                self.schedule_to_close_timeout = duration_opt(cx, k, expr)
-            }
-            "stall_timeout" => self.stall_timeout = duration_opt(cx, k, expr),
-            "cancel_grace" => self.cancel_grace = duration_opt(cx, k, expr),
-            "cancel" => {
-                self.cancel = choice(
-                    cx,
-                    k,
-                    expr,
-                    &[
-                        ("abort", CancelMode::Abort),
-                        ("cooperative", CancelMode::Cooperative),
-                    ],
-                )
-            }
-            "on_bad_checkpoint" => {
-                self.on_bad_checkpoint = choice(
-                    cx,
-                    k,
-                    expr,
-                    &[
-                        ("restart", BadCheckpoint::Restart),
-                        ("fail", BadCheckpoint::Fail),
-                    ],
-                )
-            }
-            "name" => self.name = name_opt(cx, k, expr),
-            "crate" => self.krate = crate_opt(cx, k, expr),
-            "max_checkpoint_size" => self.max_checkpoint_size = checkpoint_size_opt(cx, k, expr),
-            // Every key in OPTIONS is matched above.
-            _ => {}
-        }
-        Ok(())
     }
 
     /// The rules between options.
     fn validate(&self, cx: &Ctxt) {
         let show = |d: Duration| duration::display(d);
-        if let (Some(interval), Some(timeout)) = (&self.heartbeat_interval, &self.heartbeat_timeout)
+        let entries = &self.entries;
+        let heartbeat = duration_of(entries, "heartbeat_timeout");
+        let attempt = duration_of(entries, "start_to_close_timeout");
+        if let (Some((interval, entry)), Some((timeout, _))) =
+            (duration_of(entries, "heartbeat_interval"), heartbeat)
         {
-            let max = duration::scale(timeout.value, 4, 5);
-            if interval.value > max {
+            let max = duration::scale(timeout, 4, 5);
+            if interval > max {
                 cx.error_spanned_by(
-                    interval.whole(),
+                    &entry.whole,
                     format!(
                         "heartbeat_interval ({}) must be at most 0.8 × heartbeat_timeout ({}), \
                          i.e. {}: a heartbeat that is a little late must still arrive before the \
                          backend gives up on the attempt; use heartbeat_interval = \"{}\" or less",
-                        show(interval.value),
-                        show(timeout.value),
+                        show(interval),
+                        show(timeout),
                         show(max),
                         show(max),
                     ),
                 );
             }
         }
-        if let (Some(heartbeat), Some(attempt)) =
-            (&self.heartbeat_timeout, &self.start_to_close_timeout)
-            && attempt.value < heartbeat.value
+        if let (Some((heartbeat, entry)), Some((attempt, _))) = (heartbeat, attempt)
+            && attempt < heartbeat
         {
             cx.error_spanned_by(
-                heartbeat.whole(),
+                &entry.whole,
                 format!(
                     "heartbeat_timeout ({}) is longer than start_to_close_timeout ({}): the \
-                         attempt times out before a missing heartbeat could ever be noticed",
-                    show(heartbeat.value),
-                    show(attempt.value),
+                     attempt times out before a missing heartbeat could ever be noticed",
+                    show(heartbeat),
+                    show(attempt),
                 ),
             );
         }
-        if let (Some(attempt), Some(total)) = (
-            &self.start_to_close_timeout,
-            &self.schedule_to_close_timeout,
-        ) && total.value < attempt.value
+        if let (Some((attempt, _)), Some((total, entry))) =
+            (attempt, duration_of(entries, "schedule_to_close_timeout"))
+            && total < attempt
         {
             cx.error_spanned_by(
-                total.whole(),
+                &entry.whole,
                 format!(
                     "schedule_to_close_timeout ({}) is shorter than start_to_close_timeout \
-                         ({}): it bounds all attempts together, so it must be at least as long as \
-                         one attempt",
-                    show(total.value),
-                    show(attempt.value),
+                     ({}): it bounds all attempts together, so it must be at least as long as \
+                     one attempt",
+                    show(total),
+                    show(attempt),
                 ),
             );
         }
-        if let (Some(stall), None) = (&self.stall_timeout, &self.heartbeat_timeout) {
+        if let (Some(stall), None) = (self.get("stall_timeout"), heartbeat) {
             cx.error_spanned_by(
-                stall.whole(),
+                &stall.whole,
                 "stall_timeout needs heartbeat_timeout: a stalled attempt is ended by withholding \
                  its heartbeats, which only times it out when the backend expects heartbeats; \
                  add heartbeat_timeout = \"..\"",
             );
         }
-        if let Some(grace) = &self.cancel_grace {
-            match &self.cancel {
-                Some(Opt {
-                    value: CancelMode::Cooperative,
+        if let Some(grace) = self.get("cancel_grace") {
+            match self.get("cancel") {
+                Some(Entry {
+                    value:
+                        Value::Choice(Choice {
+                            variant: "Cooperative",
+                            ..
+                        }),
                     ..
                 }) => {}
                 Some(abort) => cx.error_spanned_by(
-                    grace.whole(),
+                    &grace.whole,
                     format!(
                         "cancel_grace only applies with cancel = \"cooperative\"; `{}` drops the \
                          body at its next .await, with no grace period",
-                        abort.whole()
+                        abort.whole
                     ),
                 ),
                 None => cx.error_spanned_by(
-                    grace.whole(),
+                    &grace.whole,
                     "cancel_grace only applies with cancel = \"cooperative\"; the default \
                      (cancel = \"abort\") drops the body at its next .await, with no grace period",
                 ),
             }
         }
-        if let Some(retry) = &self.retry
-            && let (Some(initial), Some(max)) = (&retry.initial_interval, &retry.max_interval)
-            && max.value < initial.value
+        let retry = self.retry();
+        if let (Some((initial, _)), Some((max, entry))) = (
+            duration_of(retry, "initial_interval"),
+            duration_of(retry, "max_interval"),
+        ) && max < initial
         {
             cx.error_spanned_by(
-                max.whole(),
+                &entry.whole,
                 format!(
-                    "max_interval ({}) is shorter than initial_interval ({}): the retry \
-                             delay starts at initial_interval and grows up to max_interval",
-                    show(max.value),
-                    show(initial.value),
+                    "max_interval ({}) is shorter than initial_interval ({}): the retry delay \
+                     starts at initial_interval and grows up to max_interval",
+                    show(max),
+                    show(initial),
                 ),
             );
         }
     }
 }
 
-impl RetryArgs {
-    fn empty() -> Self {
-        RetryArgs {
-            max_attempts: None,
-            initial_interval: None,
-            backoff: None,
-            max_interval: None,
-            non_retryable: None,
-        }
-    }
+/// The option `key` among `entries`.
+fn find<'a>(entries: &'a [Entry], key: &str) -> Option<&'a Entry> {
+    entries.iter().find(|e| e.spec.key == key)
+}
 
-    /// Parses `retry(...)`; `None` when it was not a list.
-    fn parse(cx: &Ctxt, meta: &ParseNestedMeta) -> syn::Result<Option<Self>> {
-        if !meta.input.peek(token::Paren) {
-            let path = &meta.path;
-            let whole = if meta.input.peek(Token![=]) {
-                let value: Expr = meta.value()?.parse()?;
-                quote!(#path = #value)
-            } else {
-                path.to_token_stream()
-            };
-            cx.error_spanned_by(
-                whole,
-                "`retry` takes a list: retry(max_attempts = 5, initial_interval = \"1s\", \
-                 backoff = 2.0, max_interval = \"1m\", non_retryable = [\"BadInput\"])",
-            );
-            return Ok(None);
-        }
-        let mut retry = RetryArgs::empty();
-        let mut seen = Vec::new();
-        meta.parse_nested_meta(|inner| retry.parse_key(cx, &mut seen, &inner))?;
-        Ok(Some(retry))
+/// The duration option `key` among `entries`, with its entry.
+fn duration_of<'a>(entries: &'a [Entry], key: &str) -> Option<(Duration, &'a Entry)> {
+    match find(entries, key) {
+        Some(
+            entry @ Entry {
+                value: Value::Duration(d),
+                ..
+            },
+        ) => Some((*d, entry)),
+        _ => None,
     }
+}
 
-    fn parse_key(
-        &mut self,
-        cx: &Ctxt,
-        seen: &mut Vec<String>,
-        meta: &ParseNestedMeta,
-    ) -> syn::Result<()> {
-        let key = key_name(&meta.path);
-        if !RETRY_KEYS.contains(&key.as_str()) {
-            skip_value(meta)?;
-            cx.error_spanned_by(
-                &meta.path,
-                keys::unknown("retry option", &key, RETRY_KEYS, RETRY_RENAMED),
-            );
-            return Ok(());
+/// Reads one option of `table` into `entries`.
+fn parse_option(
+    cx: &Ctxt,
+    keys: &mut KeyList,
+    table: &'static [Spec],
+    meta: &ParseNestedMeta,
+    entries: &mut Vec<Entry>,
+) -> syn::Result<()> {
+    let Some(key) = keys.read(meta, |_| None)? else {
+        return Ok(());
+    };
+    let Some(spec) = table.iter().find(|s| s.key == key.name) else {
+        return Ok(());
+    };
+    let path = &meta.path;
+    if let Kind::Retry = spec.kind {
+        let retry = parse_retry(cx, meta)?;
+        if let (true, Some(retry)) = (key.first, retry) {
+            entries.push(Entry {
+                spec,
+                whole: path.to_token_stream(),
+                value: Value::Retry(retry),
+            });
         }
-        let first = crate::keys::first_time(cx, seen, &meta.path, &key, || {
-            format!("duplicate retry option `{key}`: each option may be given once")
+        return Ok(());
+    }
+    let Some(expr) = expect_value(cx, meta, spec)? else {
+        return Ok(());
+    };
+    if !key.first {
+        return Ok(());
+    }
+    if let Some(value) = values::read(cx, spec, path, &expr) {
+        entries.push(Entry {
+            spec,
+            whole: quote!(#path = #expr),
+            value,
         });
-        let Some(expr) = expect_value(cx, meta, &key)? else {
-            return Ok(());
-        };
-        if !first {
-            return Ok(());
-        }
-        let k = meta.path.clone();
-        match key.as_str() {
-            "max_attempts" => self.max_attempts = max_attempts_opt(cx, k, expr),
-            "initial_interval" => self.initial_interval = duration_opt(cx, k, expr),
-            "max_interval" => self.max_interval = duration_opt(cx, k, expr),
-            "backoff" => self.backoff = backoff_opt(cx, k, expr),
-            "non_retryable" => self.non_retryable = non_retryable_opt(cx, k, expr),
-            // Every key in RETRY_KEYS is matched above.
-            _ => {}
-        }
-        Ok(())
     }
+    Ok(())
+}
+
+/// The `= value` of a `key = value` option; records an error for `key` or `key(...)`.
+fn expect_value(cx: &Ctxt, meta: &ParseNestedMeta, spec: &Spec) -> syn::Result<Option<Expr>> {
+    if meta.input.peek(Token![=]) {
+        return Ok(Some(meta.value()?.parse()?));
+    }
+    let path = &meta.path;
+    let whole = if meta.input.peek(token::Paren) {
+        let group: proc_macro2::TokenTree = meta.input.parse()?;
+        quote!(#path #group)
+    } else {
+        path.to_token_stream()
+    };
+    cx.error_spanned_by(whole, format!("expected `{}`", spec.written()));
+    Ok(None)
+}
+
+/// Parses `retry(...)`; `None` when it was not a list.
+fn parse_retry(cx: &Ctxt, meta: &ParseNestedMeta) -> syn::Result<Option<Vec<Entry>>> {
+    if !meta.input.peek(token::Paren) {
+        let path = &meta.path;
+        let whole = if meta.input.peek(Token![=]) {
+            let value: Expr = meta.value()?.parse()?;
+            quote!(#path = #value)
+        } else {
+            path.to_token_stream()
+        };
+        let example: Vec<String> = RETRY.iter().map(Spec::written).collect();
+        cx.error_spanned_by(
+            whole,
+            format!("`retry` takes a list: retry({})", example.join(", ")),
+        );
+        return Ok(None);
+    }
+    let listed = options::listed(RETRY);
+    let mut keys = KeyList::new(
+        cx,
+        "retry option",
+        "retry option",
+        listed.iter().map(String::as_str).collect(),
+        RETRY_RENAMED,
+    );
+    let mut entries = Vec::new();
+    meta.parse_nested_meta(|inner| parse_option(cx, &mut keys, RETRY, &inner, &mut entries))?;
+    Ok(Some(entries))
 }
 
 #[cfg(test)]

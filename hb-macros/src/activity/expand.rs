@@ -26,26 +26,17 @@ use quote::{ToTokens, format_ident, quote};
 use syn::ext::IdentExt;
 use syn::{GenericParam, Generics, Ident, ItemFn, Type, parse_quote};
 
-use super::args::{ActivityArgs, BadCheckpoint, CancelMode};
-use super::model::{ActivityFn, Role, is_owned};
-use crate::ctxt::Ctxt;
+use super::args::{ActivityArgs, Entry, Value};
+use super::model::{ActivityFn, Role, is_owned, marker_name};
+use super::options::{Kind, OPTIONS, RETRY, Spec};
+use crate::ctxt::{Ctxt, Failed};
 use crate::duration;
 use crate::respan::{first_span, respan};
 
-/// The expansion, or every error found (then emit [`fallback`] beside them).
-pub(crate) fn expand(args: TokenStream, item: TokenStream) -> syn::Result<TokenStream> {
-    let (tokens, result) = run(args, item);
-    result.map(|()| tokens)
-}
-
-/// What to emit beside the errors so the rest of the user's code keeps compiling: the full
-/// expansion when only options were wrong, a shell with the same names when the signature was,
-/// or the item unchanged when it is not a free function.
-pub(crate) fn fallback(args: TokenStream, item: TokenStream) -> TokenStream {
-    run(args, item).0
-}
-
-fn run(args: TokenStream, item: TokenStream) -> (TokenStream, syn::Result<()>) {
+/// The expansion, or every error found with what to emit beside them so the rest of the user's
+/// code keeps compiling: the full expansion when only options were wrong, a shell with the
+/// same names when the signature was, or the item unchanged when it is not a free function.
+pub(crate) fn expand(args: TokenStream, item: TokenStream) -> Result<TokenStream, Failed> {
     let cx = Ctxt::new();
     let args = ActivityArgs::parse(&cx, args);
     let func: ItemFn = match syn::parse2(item.clone()) {
@@ -55,7 +46,7 @@ fn run(args: TokenStream, item: TokenStream) -> (TokenStream, syn::Result<()>) {
                 Span::call_site(),
                 "#[activity] goes on an `async fn` with a body",
             );
-            return (item, cx.check());
+            return cx.finish(item);
         }
     };
     let model = ActivityFn::from_fn(&cx, func);
@@ -64,7 +55,7 @@ fn run(args: TokenStream, item: TokenStream) -> (TokenStream, syn::Result<()>) {
     } else {
         Emitter::new(&args, &model).emit()
     };
-    (tokens, cx.check())
+    cx.finish(tokens)
 }
 
 struct Emitter<'a> {
@@ -105,7 +96,7 @@ impl<'a> Emitter<'a> {
             args,
             f,
             private: quote!(#krate::__private),
-            marker: format_ident!("__hb_activity_{}", fn_name, span = ident.span()),
+            marker: marker_name(ident),
             fn_name,
             generics,
         }
@@ -114,15 +105,39 @@ impl<'a> Emitter<'a> {
     fn emit(&self) -> TokenStream {
         let items = self.marker_items();
         let activity = self.activity_impl();
-        quote!(#items #activity)
+        let check = self.checkpoint_check();
+        quote!(#items #activity #check)
+    }
+
+    /// `__hb_checkpoint`, the identity function the body's `ctx.checkpoint(..)` calls pass
+    /// their argument through (see `body`), when the body has such calls.
+    fn checkpoint_check(&self) -> TokenStream {
+        let f = self.f;
+        let (Some(ty), true, false) = (&f.checkpoint, f.checkpoints, f.has_errors) else {
+            return TokenStream::new();
+        };
+        let cfg = &f.attrs.cfg;
+        let marker = &self.marker;
+        let (impl_generics, ty_generics, where_clause) = self.generics.split_for_impl();
+        // Its name carries the span of the user's checkpoint type, so rustc's "associated
+        // function defined here", under "expected `&Progress`, found `&Other`", points at the
+        // `#[checkpoint]` parameter the expected type comes from.
+        let name = Ident::new("__hb_checkpoint", first_span(ty));
+        quote! {
+            #(#cfg)*
+            impl #impl_generics #marker #ty_generics #where_clause {
+                #[inline(always)]
+                #[doc(hidden)]
+                const fn #name(__hb_value: &#ty) -> &#ty {
+                    __hb_value
+                }
+            }
+        }
     }
 
     /// The activity type name.
     fn name(&self) -> String {
-        match &self.args.name {
-            Some(name) => name.value.clone(),
-            None => self.fn_name.clone(),
-        }
+        self.args.name().unwrap_or(&self.fn_name).to_owned()
     }
 
     fn type_params(&self) -> Vec<&Ident> {
@@ -188,6 +203,7 @@ impl<'a> Emitter<'a> {
             #strukt
 
             #(#cfg)*
+            #[automatically_derived]
             impl #impl_generics ::core::clone::Clone for #marker #ty_generics #where_clause {
                 #[inline]
                 fn clone(&self) -> Self {
@@ -196,9 +212,11 @@ impl<'a> Emitter<'a> {
             }
 
             #(#cfg)*
+            #[automatically_derived]
             impl #impl_generics ::core::marker::Copy for #marker #ty_generics #where_clause {}
 
             #(#cfg)*
+            #[automatically_derived]
             impl #impl_generics ::core::fmt::Debug for #marker #ty_generics #where_clause {
                 fn fmt(&self, __hb_f: &mut ::core::fmt::Formatter<'_>) -> ::core::fmt::Result {
                     ::core::fmt::Formatter::write_str(__hb_f, #debug_name)
@@ -206,6 +224,7 @@ impl<'a> Emitter<'a> {
             }
 
             #(#cfg)*
+            #[automatically_derived]
             impl #impl_generics ::core::default::Default for #marker #ty_generics #where_clause {
                 #[inline]
                 fn default() -> Self {
@@ -234,31 +253,7 @@ impl<'a> Emitter<'a> {
         if !self.f.attrs.has_docs {
             return TokenStream::new();
         }
-        let a = self.args;
-        let mut options = Vec::new();
-        let show = |d: &Option<super::args::Opt<std::time::Duration>>, key: &str| {
-            d.as_ref()
-                .map(|o| format!("{key} {}", duration::display(o.value)))
-        };
-        options.extend(show(&a.heartbeat_timeout, "heartbeat_timeout"));
-        options.extend(show(&a.start_to_close_timeout, "start_to_close_timeout"));
-        options.extend(show(
-            &a.schedule_to_close_timeout,
-            "schedule_to_close_timeout",
-        ));
-        options.extend(show(&a.stall_timeout, "stall_timeout"));
-        if let Some(max) = a.retry.as_ref().and_then(|r| r.max_attempts.as_ref()) {
-            options.push(match max.value {
-                0 => "retried without limit".to_owned(),
-                1 => "never retried".to_owned(),
-                n => format!("at most {n} attempts"),
-            });
-        }
-        if let Some(cancel) = &a.cancel
-            && cancel.value == CancelMode::Cooperative
-        {
-            options.push("cooperative cancellation".to_owned());
-        }
+        let options = summary(OPTIONS, &self.args.entries);
         let options = if options.is_empty() {
             String::new()
         } else {
@@ -279,69 +274,8 @@ impl<'a> Emitter<'a> {
     /// `ActivityOptions::new().heartbeat_timeout(..)...`.
     fn options(&self) -> TokenStream {
         let private = &self.private;
-        let a = self.args;
-        let dur = |d: std::time::Duration| duration::to_tokens(private, d);
-        let mut chain = quote!(#private::ActivityOptions::new());
-        let durations = [
-            ("heartbeat_timeout", &a.heartbeat_timeout),
-            ("heartbeat_interval", &a.heartbeat_interval),
-            ("start_to_close_timeout", &a.start_to_close_timeout),
-            ("schedule_to_close_timeout", &a.schedule_to_close_timeout),
-            ("stall_timeout", &a.stall_timeout),
-            ("cancel_grace", &a.cancel_grace),
-        ];
-        for (setter, opt) in durations {
-            if let Some(opt) = opt {
-                let setter = Ident::new(setter, Span::call_site());
-                let value = dur(opt.value);
-                chain.extend(quote!(.#setter(#value)));
-            }
-        }
-        if let Some(retry) = &a.retry {
-            let mut policy = quote!(#private::RetryPolicy::new());
-            if let Some(n) = &retry.max_attempts {
-                let n = n.value;
-                policy.extend(quote!(.max_attempts(#n)));
-            }
-            if let Some(d) = &retry.initial_interval {
-                let d = dur(d.value);
-                policy.extend(quote!(.initial_interval(#d)));
-            }
-            if let Some(b) = &retry.backoff {
-                let b = proc_macro2::Literal::f64_suffixed(b.value);
-                policy.extend(quote!(.backoff(#b)));
-            }
-            if let Some(d) = &retry.max_interval {
-                let d = dur(d.value);
-                policy.extend(quote!(.max_interval(#d)));
-            }
-            if let Some(list) = &retry.non_retryable {
-                let names = &list.value;
-                policy.extend(quote!(.non_retryable(&[#(#names),*])));
-            }
-            chain.extend(quote!(.retry(#policy)));
-        }
-        if let Some(cancel) = &a.cancel {
-            let mode = match cancel.value {
-                CancelMode::Abort => quote!(Abort),
-                CancelMode::Cooperative => quote!(Cooperative),
-            };
-            chain.extend(quote!(.cancel(#private::CancelMode::#mode)));
-        }
-        if let Some(policy) = &a.on_bad_checkpoint {
-            let policy = match policy.value {
-                BadCheckpoint::Restart => quote!(Restart),
-                BadCheckpoint::Fail => quote!(Fail),
-            };
-            chain.extend(quote!(.on_bad_checkpoint(#private::BadCheckpointPolicy::#policy)));
-        }
-        if let Some(size) = &a.max_checkpoint_size {
-            let size = proc_macro2::Literal::usize_unsuffixed(
-                usize::try_from(size.value).unwrap_or(usize::MAX),
-            );
-            chain.extend(quote!(.max_checkpoint_size(#size)));
-        }
-        chain
+        let setters = setters(private, OPTIONS, &self.args.entries);
+        quote!(#private::ActivityOptions::new() #setters)
     }
 
     /// `impl Activity for __hb_activity_x { .. }`; with a signature error, a shell whose `run`
@@ -397,6 +331,7 @@ impl<'a> Emitter<'a> {
         };
         quote! {
             #(#cfg)*
+            #[automatically_derived]
             impl #impl_generics #private::Activity for #marker #ty_generics #where_clause {
                 const NAME: &'static str = #name;
                 type Input = #input;
@@ -481,15 +416,13 @@ impl<'a> Emitter<'a> {
         } else {
             quote!(::<#(#params),*>)
         };
-        // Re-spanned on the error type: "`E: Into<ActivityError>` is not satisfied" lands on `E`.
-        let into_error = match &f.ret {
-            Some(ret) => {
-                let err = &ret.err;
-                respan(
-                    quote!(#private::into_activity_error::<#err>),
-                    first_span(err),
-                )
-            }
+        // Re-spanned on the error type: "`E` does not convert into `ActivityError`" lands on
+        // `E`.
+        let into_error = match f.ret.as_ref().and_then(|r| r.err.as_ref()) {
+            Some(err) => respan(
+                quote!(#private::into_activity_error::<#err>),
+                first_span(err),
+            ),
             None => quote!(#private::into_activity_error),
         };
         // The future's span is the function name's: "future cannot be sent between threads
@@ -528,6 +461,66 @@ impl<'a> Emitter<'a> {
             }
         }
     }
+}
+
+/// `.key(value)` for each option that sets one, in the table's order.
+fn setters(private: &TokenStream, table: &[Spec], entries: &[Entry]) -> TokenStream {
+    let mut chain = TokenStream::new();
+    for entry in in_order(table, entries) {
+        let value = match (&entry.value, &entry.spec.kind) {
+            (Value::Duration(d), _) => duration::to_tokens(private, *d),
+            (Value::Choice(choice), Kind::Choice { ty, .. }) => {
+                let ty = Ident::new(ty, Span::call_site());
+                let variant = Ident::new(choice.variant, Span::call_site());
+                quote!(#private::#ty::#variant)
+            }
+            (Value::Size(size), _) => {
+                proc_macro2::Literal::usize_unsuffixed(usize::try_from(*size).unwrap_or(usize::MAX))
+                    .into_token_stream()
+            }
+            (Value::Attempts(n), _) => n.to_token_stream(),
+            (Value::Factor(x), _) => proc_macro2::Literal::f64_suffixed(*x).into_token_stream(),
+            (Value::TypeNames(names), _) => quote!(&[#(#names),*]),
+            (Value::Retry(retry), _) => {
+                let policy = setters(private, RETRY, retry);
+                quote!(#private::RetryPolicy::new() #policy)
+            }
+            // Not a setter: `const NAME`, and the path of everything generated.
+            (Value::Name(_) | Value::Crate(_) | Value::Choice(_), _) => continue,
+        };
+        let setter = Ident::new(entry.spec.key, Span::call_site());
+        chain.extend(quote!(.#setter(#value)));
+    }
+    chain
+}
+
+/// What the docs paragraph says about the options (`heartbeat_timeout 10s`, `at most 5
+/// attempts`, ..), in the table's order.
+fn summary(table: &[Spec], entries: &[Entry]) -> Vec<String> {
+    let mut said = Vec::new();
+    for entry in in_order(table, entries).filter(|e| e.spec.summary) {
+        match &entry.value {
+            Value::Duration(d) => {
+                said.push(format!("{} {}", entry.spec.key, duration::display(*d)));
+            }
+            Value::Attempts(n) => said.push(match n {
+                0 => "retried without limit".to_owned(),
+                1 => "never retried".to_owned(),
+                n => format!("at most {n} attempts"),
+            }),
+            Value::Choice(choice) => said.extend(choice.summary.map(str::to_owned)),
+            Value::Retry(retry) => said.extend(summary(RETRY, retry)),
+            _ => {}
+        }
+    }
+    said
+}
+
+/// `entries` in the order of `table`'s rows.
+fn in_order<'a>(table: &'a [Spec], entries: &'a [Entry]) -> impl Iterator<Item = &'a Entry> {
+    table
+        .iter()
+        .filter_map(|spec| entries.iter().find(|e| e.spec.key == spec.key))
 }
 
 #[cfg(test)]

@@ -2,13 +2,15 @@
 //! types, and where its attributes go. Every rule about the signature is checked here.
 
 use proc_macro2::{Delimiter, Group, Span, TokenStream, TokenTree};
-use quote::{ToTokens, quote};
+use quote::{ToTokens, format_ident, quote};
+use syn::ext::IdentExt;
 use syn::visit_mut::{self, VisitMut};
 use syn::{
     Attribute, Block, FnArg, GenericArgument, GenericParam, Generics, Ident, ItemFn, PatType,
     PathArguments, ReturnType, Signature, Type, TypeImplTrait, TypeReference, Visibility,
 };
 
+use super::body;
 use crate::ctxt::Ctxt;
 
 /// What a parameter is to the activity, in the order written.
@@ -45,7 +47,8 @@ pub(crate) struct RoutedAttrs {
 #[derive(Debug, Clone)]
 pub(crate) struct ReturnTypes {
     pub(crate) ok: Type,
-    pub(crate) err: Type,
+    /// `None` for a bare one-argument `Result<Ok>` alias: inferred.
+    pub(crate) err: Option<Type>,
 }
 
 /// The analysed function.
@@ -67,6 +70,9 @@ pub(crate) struct ActivityFn {
     pub(crate) has_receiver: bool,
     /// The signature broke a rule; the expansion falls back to a shell.
     pub(crate) has_errors: bool,
+    /// Whether `block` calls `ctx.checkpoint(..)` (those calls now check their argument
+    /// through the marker's `__hb_checkpoint`, which the expansion must emit).
+    pub(crate) checkpoints: bool,
 }
 
 impl ActivityFn {
@@ -85,18 +91,37 @@ impl ActivityFn {
         }
     }
 
-    /// Analyses `func`, recording in `cx` every rule its signature breaks.
+    /// Analyses `func`, recording in `cx` every rule its signature breaks, and checks the
+    /// `ctx.checkpoint(..)` calls of its body against its checkpoint parameter (see `body`).
     pub(crate) fn from_fn(cx: &Ctxt, func: ItemFn) -> ActivityFn {
-        let mut check = Check { cx, failed: false };
+        let mut check = Check {
+            cx,
+            failed: false,
+            input_hint: String::new(),
+        };
         let ItemFn {
             attrs,
             vis,
             mut sig,
-            block,
+            mut block,
         } = func;
         let attrs = RoutedAttrs::route(attrs);
         check.qualifiers(&sig);
         check.generics(&sig.generics);
+
+        // The body first: which parameter it checkpoints says what a missing `#[checkpoint]`
+        // is, below. A method is re-emitted as written, so its body is left alone.
+        let calls = match (body::context_name(&sig), sig.receiver()) {
+            (Some(ctx), None) => body::checkpoint_calls(&mut block, &ctx, &body::check_path(&sig)),
+            _ => Vec::new(),
+        };
+        let unmarked = body::unmarked_params(&sig);
+        let marked = sig.inputs.iter().any(|arg| {
+            matches!(arg, FnArg::Typed(p) if p.attrs.iter().any(|a| a.path().is_ident("checkpoint")))
+        });
+        if !marked {
+            check.input_hint = body::which_to_mark(&unmarked, &calls);
+        }
 
         let mut roles = Vec::new();
         let (mut input, mut checkpoint, mut states) = (None, None, Vec::new());
@@ -159,6 +184,13 @@ impl ActivityFn {
             );
         }
         let ret = check.return_type(&sig);
+        // Without `#[checkpoint]`, the checkpoint type is `()`: a call fails at run time. (With
+        // two inputs, the error above already said to mark one.)
+        if !marked && unmarked.len() < 2 {
+            for call in &calls {
+                check.error(&call.call, body::unmarked_call(call, &unmarked));
+            }
+        }
         ActivityFn {
             attrs,
             vis,
@@ -171,8 +203,14 @@ impl ActivityFn {
             ret,
             has_receiver,
             has_errors: check.failed,
+            checkpoints: !calls.is_empty(),
         }
     }
+}
+
+/// `__hb_activity_<name>`: the marker type the expansion defines for the function `ident`.
+pub(crate) fn marker_name(ident: &Ident) -> Ident {
+    format_ident!("__hb_activity_{}", ident.unraw(), span = ident.span())
 }
 
 /// Which hb marker a parameter carries.
@@ -186,6 +224,9 @@ enum Marker {
 struct Check<'a> {
     cx: &'a Ctxt,
     failed: bool,
+    /// Without a `#[checkpoint]` parameter, which parameter may have meant to be one:
+    /// `if `p: Progress` is its checkpoint`.
+    input_hint: String,
 }
 
 impl Check<'_> {
@@ -302,6 +343,17 @@ impl Check<'_> {
                 *checkpoint = Some(ty);
                 Role::Checkpoint
             }
+            None if input.is_some() && !self.input_hint.is_empty() => {
+                let hint = &self.input_hint;
+                self.error(
+                    pat_type,
+                    format!(
+                        "an activity takes one input; {hint}, mark it `#[checkpoint]` (several \
+                         values go in one struct; worker resources are `#[state]`)"
+                    ),
+                );
+                Role::Invalid
+            }
             None if input.is_some() => {
                 self.error(
                     pat_type,
@@ -384,8 +436,11 @@ pub(crate) fn is_owned(ty: &Type) -> bool {
     finder.impl_traits.is_empty() && finder.references.is_empty()
 }
 
-/// `Result<O, E>` (any path ending in `Result` with two type arguments).
-fn result_args(ty: &Type) -> Option<(Type, Type)> {
+/// `Result<O, E>` (any path ending in `Result` with two type arguments), or a one-argument
+/// alias: `anyhow::Result<O>` and `io::Result<O>` are `Result<O, anyhow::Error>` and
+/// `Result<O, io::Error>` (the module's `Error`, by convention); a bare `Result<O>` leaves the
+/// error type to inference.
+fn result_args(ty: &Type) -> Option<(Type, Option<Type>)> {
     let Type::Path(path) = ty else {
         return None;
     };
@@ -404,13 +459,23 @@ fn result_args(ty: &Type) -> Option<(Type, Type)> {
         _ => None,
     });
     match (types.next(), types.next(), types.next()) {
-        (Some(Some(ok)), Some(Some(err)), None) => Some((ok, err)),
+        (Some(Some(ok)), Some(Some(err)), None) => Some((ok, Some(err))),
+        (Some(Some(ok)), None, None) if path.path.segments.len() == 1 => Some((ok, None)),
+        (Some(Some(ok)), None, None) => {
+            // `a::b::Result<O>` → `a::b::Error`, spanned like the path.
+            let mut error = path.clone();
+            if let Some(last) = error.path.segments.last_mut() {
+                last.ident = Ident::new("Error", last.ident.span());
+                last.arguments = PathArguments::None;
+            }
+            Some((ok, Some(Type::Path(error))))
+        }
         _ => None,
     }
 }
 
 /// `ActivityContext` or `some::path::ActivityContext`.
-fn is_context(ty: &Type) -> bool {
+pub(crate) fn is_context(ty: &Type) -> bool {
     match ty {
         Type::Path(p) if p.qself.is_none() => p
             .path

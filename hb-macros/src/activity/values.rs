@@ -3,89 +3,34 @@
 
 use std::time::Duration;
 
-use proc_macro2::TokenTree;
-use quote::{ToTokens, quote};
-use syn::meta::ParseNestedMeta;
-use syn::{BinOp, Expr, ExprLit, Lit, LitStr, Path, Token, UnOp, token};
+use syn::{BinOp, Expr, ExprLit, Lit, LitStr, Path, UnOp};
 
-use super::args::{HARD_CHECKPOINT_LIMIT, Opt};
+use super::args::{HARD_CHECKPOINT_LIMIT, Value};
+use super::options::{Choice, Kind, Spec};
 use crate::ctxt::Ctxt;
 use crate::duration;
+use crate::meta::{crate_path, key_name, lit_str};
 
-/// The key as written (`crate` included), or the whole path for `a::b`.
-pub(super) fn key_name(path: &Path) -> String {
-    match path.get_ident() {
-        Some(ident) => ident.to_string(),
-        None => path.to_token_stream().to_string().replace(' ', ""),
+/// The value of the option `spec` (written `key = expr`), read by its kind; `None` after
+/// recording why it is wrong.
+pub(super) fn read(cx: &Ctxt, spec: &'static Spec, key: &Path, expr: &Expr) -> Option<Value> {
+    match &spec.kind {
+        Kind::Duration => duration_value(cx, key, expr).map(Value::Duration),
+        Kind::Choice { values, .. } => choice(cx, key, expr, values).map(Value::Choice),
+        Kind::Size => checkpoint_size(cx, expr).map(Value::Size),
+        Kind::Attempts => max_attempts(cx, expr).map(Value::Attempts),
+        Kind::Factor => backoff(cx, expr).map(Value::Factor),
+        Kind::TypeNames => non_retryable(cx, expr).map(Value::TypeNames),
+        Kind::Name => name(cx, expr).map(Value::Name),
+        Kind::Crate => crate_path(cx, expr).map(Value::Crate),
+        // A list, read by `args::parse_retry`.
+        Kind::Retry => None,
     }
 }
 
-/// Consumes whatever follows an unknown key (`= expr`, `(...)` or nothing) so parsing goes on.
-pub(super) fn skip_value(meta: &ParseNestedMeta) -> syn::Result<()> {
-    if meta.input.peek(Token![=]) {
-        let _: Expr = meta.value()?.parse()?;
-    } else if meta.input.peek(token::Paren) {
-        let _: TokenTree = meta.input.parse()?;
-    }
-    Ok(())
-}
-
-/// What an option's value looks like, for "expected `key = ..`" messages.
-fn example(key: &str) -> &'static str {
-    match key {
-        "heartbeat_timeout" => "\"10s\"",
-        "heartbeat_interval" => "\"2s\"",
-        "start_to_close_timeout" => "\"1h\"",
-        "schedule_to_close_timeout" => "\"4h\"",
-        "stall_timeout" => "\"2m\"",
-        "cancel_grace" => "\"5s\"",
-        "initial_interval" => "\"1s\"",
-        "max_interval" => "\"1m\"",
-        "cancel" => "\"cooperative\"",
-        "on_bad_checkpoint" => "\"fail\"",
-        "name" => "\"process-batch\"",
-        "crate" => "\"my_crate::hb\"",
-        "max_checkpoint_size" => "262144",
-        "max_attempts" => "5",
-        "backoff" => "2.0",
-        "non_retryable" => "[\"BadInput\"]",
-        _ => "..",
-    }
-}
-
-/// The `= value` of a `key = value` option; records an error for `key` or `key(...)`.
-pub(super) fn expect_value(
-    cx: &Ctxt,
-    meta: &ParseNestedMeta,
-    key: &str,
-) -> syn::Result<Option<Expr>> {
-    if meta.input.peek(Token![=]) {
-        return Ok(Some(meta.value()?.parse()?));
-    }
-    let path = &meta.path;
-    let whole = if meta.input.peek(token::Paren) {
-        let group: TokenTree = meta.input.parse()?;
-        quote!(#path #group)
-    } else {
-        path.to_token_stream()
-    };
-    cx.error_spanned_by(whole, format!("expected `{key} = {}`", example(key)));
-    Ok(None)
-}
-
-fn lit_str(expr: &Expr) -> Option<&LitStr> {
-    match expr {
-        Expr::Lit(ExprLit {
-            lit: Lit::Str(s), ..
-        }) => Some(s),
-        Expr::Group(g) => lit_str(&g.expr),
-        _ => None,
-    }
-}
-
-pub(super) fn duration_opt(cx: &Ctxt, key: Path, expr: Expr) -> Option<Opt<Duration>> {
-    match duration::from_expr(&key_name(&key), &expr) {
-        Ok(value) => Some(Opt { key, expr, value }),
+fn duration_value(cx: &Ctxt, key: &Path, expr: &Expr) -> Option<Duration> {
+    match duration::from_expr(&key_name(key), expr) {
+        Ok(value) => Some(value),
         Err(e) => {
             cx.syn_error(e);
             None
@@ -94,29 +39,25 @@ pub(super) fn duration_opt(cx: &Ctxt, key: Path, expr: Expr) -> Option<Opt<Durat
 }
 
 /// A string option with a fixed set of values.
-pub(super) fn choice<T: Copy>(
+fn choice(
     cx: &Ctxt,
-    key: Path,
-    expr: Expr,
-    values: &[(&str, T)],
-) -> Option<Opt<T>> {
-    let name = key_name(&key);
+    key: &Path,
+    expr: &Expr,
+    values: &'static [Choice],
+) -> Option<&'static Choice> {
+    let name = key_name(key);
     let list = values
         .iter()
-        .map(|(v, _)| format!("\"{v}\""))
+        .map(|c| format!("\"{}\"", c.value))
         .collect::<Vec<_>>()
         .join(" or ");
-    let Some(lit) = lit_str(&expr) else {
-        cx.error_spanned_by(&expr, format!("`{name}` takes a string: {list}"));
+    let Some(lit) = lit_str(expr) else {
+        cx.error_spanned_by(expr, format!("`{name}` takes a string: {list}"));
         return None;
     };
     let text = lit.value();
-    match values.iter().find(|(v, _)| *v == text) {
-        Some((_, value)) => Some(Opt {
-            key,
-            expr,
-            value: *value,
-        }),
+    match values.iter().find(|c| c.value == text) {
+        Some(choice) => Some(choice),
         None => {
             cx.error_spanned_by(lit, format!("unknown {name} \"{text}\"; expected {list}"));
             None
@@ -124,10 +65,10 @@ pub(super) fn choice<T: Copy>(
     }
 }
 
-pub(super) fn name_opt(cx: &Ctxt, key: Path, expr: Expr) -> Option<Opt<String>> {
-    let Some(lit) = lit_str(&expr) else {
+fn name(cx: &Ctxt, expr: &Expr) -> Option<String> {
+    let Some(lit) = lit_str(expr) else {
         cx.error_spanned_by(
-            &expr,
+            expr,
             "`name` takes a string literal: the activity type name, e.g. name = \"process-batch\"",
         );
         return None;
@@ -147,27 +88,7 @@ pub(super) fn name_opt(cx: &Ctxt, key: Path, expr: Expr) -> Option<Opt<String>> 
         );
         return None;
     }
-    Some(Opt { key, expr, value })
-}
-
-pub(super) fn crate_opt(cx: &Ctxt, key: Path, expr: Expr) -> Option<Opt<Path>> {
-    const HOW: &str = "`crate` takes the path hb_runtime is re-exported at, as a string: \
-                       crate = \"my_crate::hb\"";
-    let Some(lit) = lit_str(&expr) else {
-        cx.error_spanned_by(&expr, HOW);
-        return None;
-    };
-    match lit.parse_with(Path::parse_mod_style) {
-        Ok(path) => Some(Opt {
-            key,
-            expr,
-            value: path,
-        }),
-        Err(_) => {
-            cx.error_spanned_by(lit, format!("\"{}\" is not a path; {HOW}", lit.value()));
-            None
-        }
-    }
+    Some(value)
 }
 
 /// An integer written as a literal or simple constant arithmetic (`256 * 1024`, `1 << 20`).
@@ -196,8 +117,8 @@ fn const_int(expr: &Expr) -> Result<u128, &Expr> {
     }
 }
 
-pub(super) fn checkpoint_size_opt(cx: &Ctxt, key: Path, expr: Expr) -> Option<Opt<u64>> {
-    let value = match const_int(&expr) {
+fn checkpoint_size(cx: &Ctxt, expr: &Expr) -> Option<u64> {
+    let value = match const_int(expr) {
         Ok(v) => v,
         Err(bad) => {
             let msg = if matches!(bad, Expr::Unary(u) if matches!(u.op, UnOp::Neg(_))) {
@@ -213,7 +134,7 @@ pub(super) fn checkpoint_size_opt(cx: &Ctxt, key: Path, expr: Expr) -> Option<Op
     };
     if value == 0 || value > HARD_CHECKPOINT_LIMIT {
         cx.error_spanned_by(
-            &expr,
+            expr,
             format!(
                 "max_checkpoint_size must be between 1 and {HARD_CHECKPOINT_LIMIT} bytes \
                  (2 MiB, Temporal's hard limit on one payload); got {value}"
@@ -222,16 +143,15 @@ pub(super) fn checkpoint_size_opt(cx: &Ctxt, key: Path, expr: Expr) -> Option<Op
         return None;
     }
     // At most 2 MiB, so it fits.
-    let value = u64::try_from(value).unwrap_or(u64::MAX);
-    Some(Opt { key, expr, value })
+    Some(u64::try_from(value).unwrap_or(u64::MAX))
 }
 
-pub(super) fn max_attempts_opt(cx: &Ctxt, key: Path, expr: Expr) -> Option<Opt<u32>> {
-    match const_int(&expr).map(u32::try_from) {
-        Ok(Ok(value)) => Some(Opt { key, expr, value }),
+fn max_attempts(cx: &Ctxt, expr: &Expr) -> Option<u32> {
+    match const_int(expr).map(u32::try_from) {
+        Ok(Ok(value)) => Some(value),
         Ok(Err(_)) => {
             cx.error_spanned_by(
-                &expr,
+                expr,
                 format!("max_attempts must fit in a u32 (at most {})", u32::MAX),
             );
             None
@@ -247,8 +167,8 @@ pub(super) fn max_attempts_opt(cx: &Ctxt, key: Path, expr: Expr) -> Option<Opt<u
     }
 }
 
-pub(super) fn backoff_opt(cx: &Ctxt, key: Path, expr: Expr) -> Option<Opt<f64>> {
-    let parsed = match &expr {
+fn backoff(cx: &Ctxt, expr: &Expr) -> Option<f64> {
+    let parsed = match expr {
         Expr::Lit(ExprLit {
             lit: Lit::Float(f), ..
         }) => f.base10_parse::<f64>().ok(),
@@ -259,14 +179,14 @@ pub(super) fn backoff_opt(cx: &Ctxt, key: Path, expr: Expr) -> Option<Opt<f64>> 
     };
     let Some(value) = parsed.filter(|v| v.is_finite()) else {
         cx.error_spanned_by(
-            &expr,
+            expr,
             "backoff takes a number literal of at least 1.0, e.g. backoff = 2.0",
         );
         return None;
     };
     if value < 1.0 {
         cx.error_spanned_by(
-            &expr,
+            expr,
             format!(
                 "backoff must be at least 1.0 (got {value}): it multiplies the delay after each \
                  retry, and a delay that shrinks would retry ever faster"
@@ -274,17 +194,17 @@ pub(super) fn backoff_opt(cx: &Ctxt, key: Path, expr: Expr) -> Option<Opt<f64>> 
         );
         return None;
     }
-    Some(Opt { key, expr, value })
+    Some(value)
 }
 
-pub(super) fn non_retryable_opt(cx: &Ctxt, key: Path, expr: Expr) -> Option<Opt<Vec<LitStr>>> {
+fn non_retryable(cx: &Ctxt, expr: &Expr) -> Option<Vec<LitStr>> {
     const HOW: &str = "non_retryable takes a list of error type names: \
                        non_retryable = [\"BadInput\", \"NotFound\"]";
-    let elems: Vec<&Expr> = match &expr {
+    let elems: Vec<&Expr> = match expr {
         Expr::Array(array) => array.elems.iter().collect(),
-        Expr::Lit(_) => vec![&expr],
+        Expr::Lit(_) => vec![expr],
         _ => {
-            cx.error_spanned_by(&expr, HOW);
+            cx.error_spanned_by(expr, HOW);
             return None;
         }
     };
@@ -303,9 +223,5 @@ pub(super) fn non_retryable_opt(cx: &Ctxt, key: Path, expr: Expr) -> Option<Opt<
             }
         }
     }
-    ok.then_some(Opt {
-        key,
-        expr,
-        value: names,
-    })
+    ok.then_some(names)
 }

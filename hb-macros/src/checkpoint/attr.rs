@@ -1,13 +1,12 @@
 //! `#[checkpoint(...)]` on the type (`version`, `migrate_from`, `crate`) and on fields (`done`,
 //! `total`), parsed with `parse_nested_meta`.
 
-use proc_macro2::TokenTree;
 use quote::{ToTokens, quote};
 use syn::meta::ParseNestedMeta;
-use syn::{Attribute, Expr, ExprLit, Lit, LitStr, Path, Token, Type, token};
+use syn::{Attribute, Expr, ExprLit, Lit, LitStr, Path, Token, Type};
 
 use crate::ctxt::Ctxt;
-use crate::keys;
+use crate::meta::{KeyList, crate_path, skip_value};
 
 const CONTAINER_KEYS: &[&str] = &["version", "migrate_from", "crate"];
 const CONTAINER_RENAMED: &[(&str, &str)] = &[
@@ -70,22 +69,6 @@ pub(crate) struct FieldMarker {
     pub(crate) attr: Attribute,
 }
 
-fn key_name(path: &Path) -> String {
-    match path.get_ident() {
-        Some(ident) => ident.to_string(),
-        None => path.to_token_stream().to_string().replace(' ', ""),
-    }
-}
-
-fn skip_value(meta: &ParseNestedMeta) -> syn::Result<()> {
-    if meta.input.peek(Token![=]) {
-        let _: Expr = meta.value()?.parse()?;
-    } else if meta.input.peek(token::Paren) {
-        let _: TokenTree = meta.input.parse()?;
-    }
-    Ok(())
-}
-
 /// The `#[checkpoint(...)]` attributes of `attrs`, each checked to have a list.
 fn checkpoint_attrs<'a>(
     cx: &'a Ctxt,
@@ -110,9 +93,15 @@ fn checkpoint_attrs<'a>(
 impl ContainerAttrs {
     pub(crate) fn parse(cx: &Ctxt, attrs: &[Attribute]) -> Self {
         let mut parsed = ContainerAttrs::default();
-        let mut seen = Vec::new();
+        let mut keys = KeyList::new(
+            cx,
+            "#[checkpoint] option",
+            "#[checkpoint] option",
+            CONTAINER_KEYS.to_vec(),
+            CONTAINER_RENAMED,
+        );
         for attr in checkpoint_attrs(cx, attrs) {
-            let result = attr.parse_nested_meta(|meta| parsed.parse_key(cx, &mut seen, &meta));
+            let result = attr.parse_nested_meta(|meta| parsed.parse_key(cx, &mut keys, &meta));
             if let Err(e) = result {
                 cx.syn_error(e);
             }
@@ -123,39 +112,26 @@ impl ContainerAttrs {
     fn parse_key(
         &mut self,
         cx: &Ctxt,
-        seen: &mut Vec<String>,
+        keys: &mut KeyList,
         meta: &ParseNestedMeta,
     ) -> syn::Result<()> {
-        let key = key_name(&meta.path);
-        if !CONTAINER_KEYS.contains(&key.as_str()) {
-            skip_value(meta)?;
-            let message = if FIELD_KEYS.contains(&key.as_str()) {
-                format!(
-                    "`{key}` marks a field: put #[checkpoint({key})] on the field that counts \
-                     {}",
-                    if key == "done" {
-                        "finished items"
-                    } else {
-                        "all items"
-                    }
-                )
-            } else {
-                keys::unknown(
-                    "#[checkpoint] option",
-                    &key,
-                    CONTAINER_KEYS,
-                    CONTAINER_RENAMED,
-                )
-            };
-            cx.error_spanned_by(&meta.path, message);
+        let misplaced = |key: &str| {
+            FIELD_KEYS.contains(&key).then(|| {
+                let counts = if key == "done" {
+                    "finished items"
+                } else {
+                    "all items"
+                };
+                format!("`{key}` marks a field: put #[checkpoint({key})] on the field that counts {counts}")
+            })
+        };
+        let Some(key) = keys.read(meta, misplaced)? else {
             return Ok(());
-        }
-        let first = crate::keys::first_time(cx, seen, &meta.path, &key, || {
-            format!("duplicate #[checkpoint] option `{key}`")
-        });
+        };
+        let first = key.first;
         if !meta.input.peek(Token![=]) {
             skip_value(meta)?;
-            let example = match key.as_str() {
+            let example = match key.name.as_str() {
                 "version" => "version = 2",
                 "migrate_from" => "migrate_from = ProgressV1",
                 _ => "crate = \"my_crate::hb\"",
@@ -165,7 +141,7 @@ impl ContainerAttrs {
         }
         let value = meta.value()?;
         let key_path = meta.path.clone();
-        match key.as_str() {
+        match key.name.as_str() {
             "version" => {
                 let expr: Expr = value.parse()?;
                 let parsed = match &expr {
@@ -214,33 +190,14 @@ impl ContainerAttrs {
                 }
             }
             _ => {
-                let lit: LitStr = match value.parse() {
-                    Ok(lit) => lit,
-                    Err(_) => {
-                        let expr: Expr = value.parse()?;
-                        cx.error_spanned_by(
-                            expr,
-                            "`crate` takes the path hb_runtime is re-exported at, as a string: \
-                             crate = \"my_crate::hb\"",
-                        );
-                        return Ok(());
-                    }
-                };
-                match lit.parse_with(Path::parse_mod_style) {
-                    Ok(path) if first => {
-                        self.krate = Some(Keyed {
-                            key: key_path,
-                            value: path,
-                        })
-                    }
-                    Ok(_) => {}
-                    Err(_) => cx.error_spanned_by(
-                        &lit,
-                        format!(
-                            "\"{}\" is not a path, e.g. crate = \"my_crate::hb\"",
-                            lit.value()
-                        ),
-                    ),
+                let expr: Expr = value.parse()?;
+                if let Some(path) = crate_path(cx, &expr)
+                    && first
+                {
+                    self.krate = Some(Keyed {
+                        key: key_path,
+                        value: path,
+                    });
                 }
             }
         }
@@ -259,24 +216,32 @@ impl ContainerAttrs {
 /// The progress markers on one field, recording misuse in `cx`.
 pub(crate) fn field_markers(cx: &Ctxt, attrs: &[Attribute]) -> Vec<FieldMarker> {
     let mut markers: Vec<FieldMarker> = Vec::new();
+    let mut keys = KeyList::new(
+        cx,
+        "field marker",
+        "field marker",
+        FIELD_KEYS.to_vec(),
+        FIELD_RENAMED,
+    );
     for attr in checkpoint_attrs(cx, attrs) {
         let result = attr.parse_nested_meta(|meta| {
-            let key = key_name(&meta.path);
-            let marker = match key.as_str() {
-                "done" => Marker::Done,
-                "total" => Marker::Total,
-                _ => {
-                    skip_value(&meta)?;
-                    let message = if CONTAINER_KEYS.contains(&key.as_str()) {
-                        format!(
-                            "`{key}` goes on the type: #[checkpoint({key} = ..)] above the struct"
-                        )
-                    } else {
-                        keys::unknown("field marker", &key, FIELD_KEYS, FIELD_RENAMED)
-                    };
-                    cx.error_spanned_by(&meta.path, message);
-                    return Ok(());
-                }
+            let misplaced = |key: &str| {
+                CONTAINER_KEYS.contains(&key).then(|| {
+                    format!("`{key}` goes on the type: #[checkpoint({key} = ..)] above the struct")
+                })
+            };
+            let Some(key) = keys.read(&meta, misplaced)? else {
+                return Ok(());
+            };
+            if !key.first {
+                // Reported by `keys`.
+                return skip_value(&meta);
+            }
+            let key = key.name;
+            let marker = if key == "done" {
+                Marker::Done
+            } else {
+                Marker::Total
             };
             if !meta.input.is_empty() && !meta.input.peek(Token![,]) {
                 skip_value(&meta)?;
@@ -286,9 +251,7 @@ pub(crate) fn field_markers(cx: &Ctxt, attrs: &[Attribute]) -> Vec<FieldMarker> 
                 );
                 return Ok(());
             }
-            if markers.iter().any(|m| m.marker == marker) {
-                cx.error_spanned_by(&meta.path, format!("duplicate `{key}` on this field"));
-            } else if !markers.is_empty() {
+            if !markers.is_empty() {
                 cx.error_spanned_by(
                     &meta.path,
                     "a field counts either the items done or the total, not both",
@@ -371,7 +334,7 @@ mod tests {
         let errors = errors(cx);
         assert_eq!(errors.len(), 4, "{errors:#?}");
         assert!(errors[0].contains("either the items done or the total"));
-        assert!(errors[1].starts_with("`done` takes no value"));
+        assert!(errors[1].starts_with("duplicate field marker `done`"));
         assert!(errors[2].starts_with("`version` goes on the type"));
         assert!(errors[3].contains("did you mean `done`"));
     }

@@ -17,28 +17,18 @@ use syn::ext::IdentExt;
 use syn::{DeriveInput, GenericArgument, PathArguments, Type, parse_quote};
 
 use super::model::{CheckpointType, ProgressField};
-use crate::ctxt::Ctxt;
+use crate::ctxt::{Ctxt, Failed};
 use crate::respan::{first_span, respan};
 
-/// The expansion, or every error found (then emit [`fallback`] beside them).
-pub(crate) fn expand(input: TokenStream) -> syn::Result<TokenStream> {
-    let (tokens, result) = run(input);
-    result.map(|()| tokens)
-}
-
-/// What to emit beside the errors: the impl with whatever was valid, so code that uses the type
-/// as a checkpoint does not fail a second time.
-pub(crate) fn fallback(input: TokenStream) -> TokenStream {
-    run(input).0
-}
-
-fn run(input: TokenStream) -> (TokenStream, syn::Result<()>) {
+/// The expansion, or every error found with what to emit beside them: the impl with whatever
+/// was valid, so code that uses the type as a checkpoint does not fail a second time.
+pub(crate) fn expand(input: TokenStream) -> Result<TokenStream, Failed> {
     let cx = Ctxt::new();
     let input: DeriveInput = match syn::parse2(input) {
         Ok(input) => input,
         Err(e) => {
             cx.syn_error(e);
-            return (TokenStream::new(), cx.check());
+            return cx.finish(TokenStream::new());
         }
     };
     let is_union = matches!(input.data, syn::Data::Union(_));
@@ -48,7 +38,7 @@ fn run(input: TokenStream) -> (TokenStream, syn::Result<()>) {
     } else {
         emit(&model)
     };
-    (tokens, cx.check())
+    cx.finish(tokens)
 }
 
 fn emit(model: &CheckpointType) -> TokenStream {
@@ -150,6 +140,7 @@ fn emit(model: &CheckpointType) -> TokenStream {
     });
 
     quote! {
+        #[automatically_derived]
         impl #impl_generics #private::Checkpoint for #ident #ty_generics #where_clause {
             #version_const
             const TYPE_NAME: &'static str = #type_name;
@@ -197,9 +188,13 @@ mod tests {
     fn expand_ok(input: TokenStream) -> String {
         match expand(input) {
             Ok(tokens) => tokens.to_string(),
-            Err(e) => panic!(
+            Err(failed) => panic!(
                 "{:?}",
-                e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>()
+                failed
+                    .errors
+                    .into_iter()
+                    .map(|e| e.to_string())
+                    .collect::<Vec<_>>()
             ),
         }
     }
@@ -289,6 +284,7 @@ mod tests {
         assert_eq!(
             out,
             quote! {
+                #[automatically_derived]
                 impl ::hb_runtime::__private::Checkpoint for Unit {
                     const TYPE_NAME: &'static str = "Unit";
                 }
@@ -311,13 +307,10 @@ mod tests {
                 t: u64,
             }
         );
-        let errors: Vec<String> = expand(input.clone())
-            .unwrap_err()
-            .into_iter()
-            .map(|e| e.to_string())
-            .collect();
+        let failed = expand(input).unwrap_err();
+        let errors: Vec<String> = failed.errors.into_iter().map(|e| e.to_string()).collect();
         assert_eq!(errors.len(), 2, "{errors:#?}");
-        let out = fallback(input).to_string();
+        let out = failed.fallback.to_string();
         contains(&out, quote!(impl ::hb_runtime::__private::Checkpoint for P));
     }
 }

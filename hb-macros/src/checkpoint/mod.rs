@@ -4,4 +4,4 @@ mod attr;
 mod expand;
 mod model;
 
-pub(crate) use expand::{expand, fallback};
+pub(crate) use expand::expand;

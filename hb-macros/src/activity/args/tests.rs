@@ -22,23 +22,50 @@ fn parses_every_option() {
         crate = "my::hb"
     });
     assert!(errors.is_empty(), "{errors:?}");
+    assert_eq!(args.entries.len(), OPTIONS.len(), "one entry per option");
     assert_eq!(
-        args.heartbeat_timeout.unwrap().value,
+        duration_of(&args.entries, "heartbeat_timeout").unwrap().0,
         Duration::from_secs(10)
     );
     assert_eq!(
-        args.schedule_to_close_timeout.unwrap().value,
+        duration_of(&args.entries, "schedule_to_close_timeout")
+            .unwrap()
+            .0,
         Duration::from_secs(4 * 3600)
     );
-    let retry = args.retry.unwrap();
-    assert_eq!(retry.max_attempts.unwrap().value, 5);
-    assert_eq!(retry.backoff.unwrap().value, 2.0);
-    assert_eq!(retry.non_retryable.unwrap().value.len(), 2);
-    assert_eq!(args.cancel.unwrap().value, CancelMode::Cooperative);
-    assert_eq!(args.on_bad_checkpoint.unwrap().value, BadCheckpoint::Fail);
-    assert_eq!(args.max_checkpoint_size.unwrap().value, 524_288);
-    assert_eq!(args.name.unwrap().value, "batch");
-    assert_eq!(args.krate.unwrap().value.segments.len(), 2);
+    let retry = args.retry();
+    assert_eq!(retry.len(), RETRY.len());
+    assert!(matches!(
+        find(retry, "max_attempts").unwrap().value,
+        Value::Attempts(5)
+    ));
+    assert!(matches!(
+        find(retry, "backoff").unwrap().value,
+        Value::Factor(2.0)
+    ));
+    assert!(
+        matches!(&find(retry, "non_retryable").unwrap().value, Value::TypeNames(names) if names.len() == 2)
+    );
+    assert!(matches!(
+        args.get("cancel").unwrap().value,
+        Value::Choice(Choice {
+            variant: "Cooperative",
+            ..
+        })
+    ));
+    assert!(matches!(
+        args.get("on_bad_checkpoint").unwrap().value,
+        Value::Choice(Choice {
+            variant: "Fail",
+            ..
+        })
+    ));
+    assert!(matches!(
+        args.get("max_checkpoint_size").unwrap().value,
+        Value::Size(524_288)
+    ));
+    assert_eq!(args.name(), Some("batch"));
+    assert_eq!(args.krate().to_string(), "my :: hb");
 }
 
 #[test]
@@ -56,12 +83,17 @@ fn collects_every_error_and_keeps_going() {
     assert!(errors[4].contains("did you mean `max_attempts`"));
     assert!(errors[5].contains("backoff must be at least 1.0"));
     assert!(errors[6].contains("2 MiB"));
-    // The options that were right are kept.
+    // The options that were right are kept, and only those.
     assert_eq!(
-        args.start_to_close_timeout.unwrap().value,
+        duration_of(&args.entries, "start_to_close_timeout")
+            .unwrap()
+            .0,
         Duration::from_secs(3600)
     );
-    assert_eq!(args.name.unwrap().value, "ok");
+    assert_eq!(args.name(), Some("ok"));
+    let kept: Vec<&str> = args.entries.iter().map(|e| e.spec.key).collect();
+    assert_eq!(kept, ["start_to_close_timeout", "retry", "name"]);
+    assert!(args.retry().is_empty());
 }
 
 #[test]

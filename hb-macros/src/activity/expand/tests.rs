@@ -3,9 +3,13 @@ use super::*;
 fn expand_ok(args: TokenStream, item: TokenStream) -> String {
     match expand(args, item) {
         Ok(tokens) => tokens.to_string(),
-        Err(e) => panic!(
+        Err(failed) => panic!(
             "unexpected errors: {:?}",
-            e.into_iter().map(|e| e.to_string()).collect::<Vec<_>>()
+            failed
+                .errors
+                .into_iter()
+                .map(|e| e.to_string())
+                .collect::<Vec<_>>()
         ),
     }
 }
@@ -13,7 +17,15 @@ fn expand_ok(args: TokenStream, item: TokenStream) -> String {
 fn errors(args: TokenStream, item: TokenStream) -> Vec<String> {
     match expand(args, item) {
         Ok(_) => Vec::new(),
-        Err(e) => e.into_iter().map(|e| e.to_string()).collect(),
+        Err(failed) => failed.errors.into_iter().map(|e| e.to_string()).collect(),
+    }
+}
+
+/// What is emitted beside the errors (the analysis ran once, for both).
+fn fallback(args: TokenStream, item: TokenStream) -> TokenStream {
+    match expand(args, item) {
+        Ok(tokens) => panic!("expected errors, got {tokens}"),
+        Err(failed) => failed.fallback,
     }
 }
 
@@ -363,4 +375,42 @@ fn every_option_is_emitted() {
     ] {
         assert!(out.contains(setter), "missing {setter} in {out}");
     }
+}
+
+#[test]
+fn checkpoint_calls_go_through_the_type_check() {
+    let out = expand_ok(
+        TokenStream::new(),
+        quote! {
+            async fn f<T>(ctx: ActivityContext, #[checkpoint] p: Cursor<T>) -> Result<(), E> {
+                ctx.checkpoint(&p)?;
+                Ok(())
+            }
+        },
+    );
+    contains(
+        &out,
+        quote!(ctx.checkpoint(__hb_activity_f::<T>::__hb_checkpoint(&p))?;),
+    );
+    contains(
+        &out,
+        quote! {
+            impl<T> __hb_activity_f<T> {
+                #[inline(always)]
+                #[doc(hidden)]
+                const fn __hb_checkpoint(__hb_value: &Cursor<T>) -> &Cursor<T> {
+                    __hb_value
+                }
+            }
+        },
+    );
+
+    // No call, no function.
+    let out = expand_ok(
+        TokenStream::new(),
+        quote! {
+            async fn g(ctx: ActivityContext, #[checkpoint] p: u64) -> Result<u64, E> { Ok(p) }
+        },
+    );
+    assert!(!out.contains("fn __hb_checkpoint"), "{out}");
 }

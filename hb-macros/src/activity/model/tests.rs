@@ -105,7 +105,7 @@ fn receivers_and_missing_pieces() {
     assert!(errors[1].contains("returns `Result<Output, ActivityError>`"));
 
     let (_, errors) = analyse(parse_quote! {
-        async fn r(ctx: &ActivityContext) -> anyhow::Result<u64> { Ok(1) }
+        async fn r(ctx: &ActivityContext) -> Option<u64> { Some(1) }
     });
     assert_eq!(errors.len(), 2, "{errors:#?}");
     assert!(errors[0].contains("(by value, not a reference)"));
@@ -131,4 +131,34 @@ fn static_references_are_fine() {
             -> Result<(), E> { Ok(()) }
     });
     assert!(errors.is_empty(), "{errors:?}");
+}
+
+#[test]
+fn one_argument_result_aliases() {
+    let err_of = |func: ItemFn| {
+        let (model, errors) = analyse(func);
+        assert!(errors.is_empty(), "{errors:?}");
+        let ret = model.ret.unwrap();
+        let (ok, err) = (&ret.ok, &ret.err);
+        (quote!(#ok).to_string(), quote!(#err).to_string())
+    };
+    assert_eq!(
+        err_of(parse_quote! {
+            async fn a(ctx: ActivityContext) -> anyhow::Result<u64> { Ok(1) }
+        }),
+        ("u64".to_owned(), "anyhow :: Error".to_owned())
+    );
+    assert_eq!(
+        err_of(parse_quote! {
+            async fn a(ctx: ActivityContext) -> std::io::Result<Vec<u8>> { Ok(vec![]) }
+        }),
+        ("Vec < u8 >".to_owned(), "std :: io :: Error".to_owned())
+    );
+    // A bare alias: the error type is inferred.
+    assert_eq!(
+        err_of(parse_quote! {
+            async fn a(ctx: ActivityContext) -> Result<u64> { Ok(1) }
+        }),
+        ("u64".to_owned(), String::new())
+    );
 }
