@@ -5,9 +5,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::clock::Now;
+use super::core::{Ack, Write};
 use super::core::{Closed, Live, Stored, Wait};
 use super::record::{ActivityRow, StoredOptions};
-use super::store::{Ack, Write};
 use super::{Engine, EngineError, Inner};
 use crate::backend::{ClientBackend, StartRequest, answer_existing};
 use crate::client::{

@@ -83,8 +83,9 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
 
+use self::core::Ack;
 use self::core::{Core, Effects};
-use self::store::{Ack, Reader, Writer};
+use self::store::{Reader, Writer};
 use self::timers::TimerCommand;
 use self::transport::EngineTransport;
 
@@ -138,7 +139,7 @@ async fn prune(
                     .saturating_sub(clock::ms(retention));
                 let (ack, rx) = Ack::reply();
                 inner.writer.send(
-                    store::Write::Prune {
+                    core::Write::Prune {
                         closed_before: before,
                         limit: PRUNE_BATCH,
                     },
@@ -169,7 +170,7 @@ impl Drop for Inner {
     fn drop(&mut self) {
         self.stop.cancel();
         self.timers_stop.cancel();
-        self.writer.send(store::Write::Stop, None);
+        self.writer.send(core::Write::Stop, None);
         let thread = self
             .writer_thread
             .get_mut()

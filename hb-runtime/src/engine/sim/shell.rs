@@ -10,8 +10,8 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use super::super::clock::Clock;
+use super::super::core::{Ack, Write};
 use super::super::core::{Core, Effects, Timer, TimerKind};
-use super::super::store::{Ack, Write};
 use crate::error::TransportError;
 use crate::payload::Payload;
 use crate::transport::{HeartbeatReply, TaskToken};

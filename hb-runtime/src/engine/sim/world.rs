@@ -20,9 +20,10 @@ use crate::context::{ActivityContext, ActivityInfo, Env, Shared as AttemptShared
 use crate::definition::{ActivityOptions, RetryPolicy};
 use crate::engine::EngineError;
 use crate::engine::client::new_row;
+use crate::engine::core::{Ack, Write};
 use crate::engine::core::{Closed, Live, Stored, Wait};
 use crate::engine::record::StoredOptions;
-use crate::engine::store::{self, Ack, Write};
+use crate::engine::store;
 use crate::error::{ActivityError, CancelReason};
 use crate::payload::Payload;
 use crate::runner::AttemptHandle;
