@@ -4,6 +4,7 @@
 
 use std::path::Path;
 
+use super::core::Request;
 use super::{EngineError, clock, store};
 
 /// Queues a cancel of activity `id` in the engine file at `path`, for the engine that has it
@@ -35,14 +36,8 @@ use super::{EngineError, clock, store};
 /// # Ok(()) }
 /// ```
 pub fn request_cancel(path: impl AsRef<Path>, id: &str) -> Result<(), EngineError> {
-    store::insert_request(
-        path.as_ref(),
-        "cancel",
-        Some(id),
-        None,
-        None,
-        clock::now_ms(),
-    )
+    let request = Request::Cancel { id: id.to_owned() };
+    store::insert_request(path.as_ref(), &request, clock::now_ms())
 }
 
 /// Queues a heartbeat of attempt `token` with `details` in the engine file at `path`: how a
@@ -95,13 +90,9 @@ pub fn request_heartbeat(
     token: &crate::transport::TaskToken,
     details: Option<&crate::Payload>,
 ) -> Result<(), EngineError> {
-    let token = String::from_utf8_lossy(token.as_bytes()).into_owned();
-    store::insert_request(
-        path.as_ref(),
-        "heartbeat",
-        None,
-        Some(&token),
-        details.map(|d| d.data()),
-        clock::now_ms(),
-    )
+    let request = Request::Heartbeat {
+        token: token.clone(),
+        details: details.cloned(),
+    };
+    store::insert_request(path.as_ref(), &request, clock::now_ms())
 }

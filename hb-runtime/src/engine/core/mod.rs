@@ -30,6 +30,7 @@ pub(crate) use cancel::Stored;
 pub(crate) use close::Wait;
 pub(crate) use effects::{Effects, Reply, Timer, TimerKind};
 pub(crate) use live::{Closed, Live};
+pub(crate) use request::{Queued, Request};
 pub(crate) use token::{parse_token, token_of};
 pub(crate) use write::{Ack, Write};
 

@@ -1,6 +1,7 @@
 //! Requests other processes queue in the engine file (`hb cancel`, heartbeats by task
 //! token): applied as the engine's own cancels and heartbeats are, and deleted once what
-//! they did is stored.
+//! they did is stored. They reach the core typed ([`Request`]); how one is written in the
+//! file is the store's business alone (`store::requests`).
 
 use tokio::sync::oneshot;
 
@@ -9,6 +10,29 @@ use super::{Core, Effects, Write, parse_token};
 use crate::client::ActivityFailure;
 use crate::payload::Payload;
 use crate::transport::TaskToken;
+
+/// What another process asks of the engine through its file.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Request {
+    /// Cancel activity `id` (`hb cancel`, `engine::request_cancel`).
+    Cancel { id: String },
+    /// A heartbeat of attempt `token`, with `details` as its checkpoint when given
+    /// (`engine::request_heartbeat`).
+    Heartbeat {
+        token: TaskToken,
+        details: Option<Payload>,
+    },
+}
+
+/// A row of the file's request queue: its place in the queue, and its request, or `None` for
+/// a row this build cannot apply (a kind it does not know, as a newer build may write, or a
+/// field missing or of the wrong type). The store warns of such a row when it reads it; the
+/// core deletes it, as it deletes every request once applied.
+#[derive(Debug)]
+pub(crate) struct Queued {
+    pub(crate) seq: i64,
+    pub(crate) request: Option<Request>,
+}
 
 impl Core {
     /// Deletes the cancel requests whose cancels are stored now (checked before each round of
@@ -35,14 +59,10 @@ impl Core {
     }
 
     /// Applies a request another process queued in the file, and deletes it.
-    pub(crate) fn request(&mut self, request: super::super::store::Request, fx: &mut Effects) {
-        let seq = request.seq;
-        match (
-            request.kind.as_str(),
-            request.activity_id,
-            request.task_token,
-        ) {
-            ("cancel", Some(id), _) => {
+    pub(crate) fn request(&mut self, queued: Queued, fx: &mut Effects) {
+        let Queued { seq, request } = queued;
+        match request {
+            Some(Request::Cancel { id }) => {
                 if self.cancels_stored.iter().any(|(s, _)| *s == seq) {
                     return; // applied; its delete waits for the cancel to be stored
                 }
@@ -55,15 +75,13 @@ impl Core {
                     _ => fx.writes.push((Write::DeleteRequest { seq }, None)),
                 }
             }
-            ("heartbeat", _, Some(token)) => {
+            Some(Request::Heartbeat { token, details }) => {
                 if seq <= self.requests_applied {
                     // A newer heartbeat request was applied already (this one's delete
                     // failed): applied now, it would put an older checkpoint back.
                     fx.writes.push((Write::DeleteRequest { seq }, None));
                     return;
                 }
-                let token = TaskToken::new(token.into_bytes());
-                let details = request.details.map(Payload::from_json_bytes);
                 if let Ok((
                     _,
                     Some(Write::Heartbeat {
@@ -101,10 +119,8 @@ impl Core {
                     ));
                 }
             }
-            (other, ..) => {
-                tracing::warn!(kind = other, "ignoring an unknown queued request");
-                fx.writes.push((Write::DeleteRequest { seq }, None));
-            }
+            // Unreadable: the store warned of it as it read it.
+            None => fx.writes.push((Write::DeleteRequest { seq }, None)),
         }
     }
 }

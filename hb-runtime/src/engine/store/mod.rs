@@ -16,7 +16,7 @@ mod apply;
 mod lock;
 mod open;
 mod read;
-mod requests;
+pub(crate) mod requests;
 mod schema;
 mod writer;
 
@@ -24,6 +24,6 @@ pub(crate) use apply::{apply, commit};
 pub(crate) use lock::{FileLock, is_locked, lock, lock_path};
 pub(crate) use open::{limit_size, open_read, open_write, sync_every_commit};
 pub(crate) use read::{Reader, get_row, open_rows, requests_applied};
-pub(crate) use requests::{Request, insert_request, read_requests};
+pub(crate) use requests::{insert_request, read_requests};
 pub(crate) use schema::init;
 pub(crate) use writer::{Writer, heartbeat_commit_within, spawn_writer};

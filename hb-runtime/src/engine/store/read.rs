@@ -7,9 +7,10 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use rusqlite::{Connection, OptionalExtension};
 
+use super::super::core::Queued;
 use super::super::error::EngineError;
 use super::super::record::ActivityRow;
-use super::requests::{Request, read_requests};
+use super::requests::read_requests;
 use crate::client::ActivityStatus;
 
 /// The columns of an activity row, the latest heartbeat folded in (from `ROW_FROM`).
@@ -137,7 +138,7 @@ impl Reader {
     }
 
     /// Requests other processes left in the file, oldest first.
-    pub(crate) fn requests(&self) -> Result<Vec<Request>, EngineError> {
+    pub(crate) fn requests(&self) -> Result<Vec<Queued>, EngineError> {
         self.with(read_requests)
     }
 

@@ -11,6 +11,8 @@ use super::super::Ending;
 use super::{Running, World};
 use crate::checkpoint;
 use crate::context::{ActivityInfo, Env, Shared as AttemptShared, Slot};
+use crate::engine::core::Request;
+use crate::engine::store;
 use crate::error::{ActivityError, CancelReason};
 use crate::payload::Payload;
 use crate::runner::AttemptHandle;
@@ -118,17 +120,15 @@ impl World {
         let details = checkpoint::encode_payload(&seq).expect("an integer encodes");
         if file {
             // What `request_heartbeat` does from another process: committed there at once.
-            let token = String::from_utf8_lossy(token.as_bytes()).into_owned();
             let wall = {
                 use crate::engine::clock::Clock as _;
                 self.clock.wall_ms()
             };
-            self.db
-                .execute(
-                    "INSERT INTO requests (kind, activity_id, task_token, details, at) VALUES ('heartbeat', NULL, ?1, ?2, ?3)",
-                    rusqlite::params![token, details.data(), wall],
-                )
-                .expect("a request row");
+            let request = Request::Heartbeat {
+                token,
+                details: Some(details),
+            };
+            store::requests::insert(&self.db, &request, wall).expect("a request row");
             self.model.external.insert((id.to_string(), attempt));
         } else {
             // What `Client::heartbeat` does in the engine's process.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::{World, written_id};
 use crate::checkpoint;
 use crate::engine::EngineError;
-use crate::engine::core::{Ack, Write};
+use crate::engine::core::{Ack, Request, Write};
 use crate::engine::store;
 use crate::payload::Payload;
 
@@ -31,12 +31,8 @@ impl World {
             use crate::engine::clock::Clock as _;
             self.clock.wall_ms()
         };
-        self.db
-            .execute(
-                "INSERT INTO requests (kind, activity_id, task_token, details, at) VALUES ('cancel', ?1, NULL, NULL, ?2)",
-                rusqlite::params![&*id, wall],
-            )
-            .expect("a request row");
+        let request = Request::Cancel { id: id.to_string() };
+        store::requests::insert(&self.db, &request, wall).expect("a request row");
         // Only a cancel of an activity stored by then must be applied (one not stored yet is
         // as unknown to the engine as to `hb cancel`).
         if matches!(store::get_row(&self.db, &id), Ok(Some(_))) {
@@ -160,8 +156,8 @@ impl World {
             let queued: i64 = self
                 .db
                 .query_row(
-                    "SELECT count(*) FROM requests WHERE kind = 'cancel' AND activity_id = ?1",
-                    [&*id],
+                    "SELECT count(*) FROM requests WHERE kind = ?1 AND activity_id = ?2",
+                    rusqlite::params![store::requests::CANCEL, &*id],
                     |r| r.get(0),
                 )
                 .unwrap_or(0);
