@@ -1,12 +1,52 @@
-//! Activities entering the core: a start whose row is stored, or what a reopened file holds
-//! open. Admitting arms an activity's timers and queues it for a worker; a recovered attempt
-//! whose process is gone is failed (and retried) at once.
+//! Activities entering the core: a start (admitted once its row is stored, whoever still
+//! waits for it), or what a reopened file holds open. Admitting arms an activity's timers and
+//! queues it for a worker; a recovered attempt whose process is gone is failed (and retried)
+//! at once.
 
-use super::super::clock::later;
+use std::sync::Arc;
+
+use tokio::sync::oneshot;
+
+use super::super::EngineError;
+use super::super::clock::{Now, later};
 use super::super::ready::Ready;
-use super::super::record::ActivityRow;
-use super::{Core, Effects, Live, Timer, TimerKind};
+use super::super::record::{ActivityRow, StoredOptions};
+use super::{Ack, Core, Effects, Live, Timer, TimerKind, Write};
+use crate::ActivityOptions;
 use crate::client::{ActivityFailure, ActivityStatus};
+use crate::payload::Payload;
+
+/// A start of a new activity, as the store is asked to store it: the insert of its row, whose
+/// acknowledgement admits it (`Core::committed`), and what the caller awaits: `Ok(true)` once
+/// the row is stored, `Ok(false)` if an activity of that id is stored already. Made without
+/// the core's lock (the row is built outside it); the write goes straight to the writer.
+pub(crate) struct Start {
+    pub(crate) write: Write,
+    pub(crate) ack: Ack,
+    pub(crate) stored: oneshot::Receiver<Result<bool, EngineError>>,
+}
+
+impl Start {
+    /// The start of activity `id` of `activity_type` with `input` and `options`, scheduled
+    /// `now`.
+    pub(crate) fn new(
+        id: Arc<str>,
+        activity_type: &str,
+        input: &Payload,
+        options: &ActivityOptions,
+        now: &Now,
+    ) -> Self {
+        let options = StoredOptions::from_options(options);
+        let row = new_row(id, activity_type, input, &options, now.wall_ms);
+        let live = Box::new(Live::from_row(row.clone(), now));
+        let (tx, stored) = oneshot::channel();
+        Start {
+            write: Write::Insert(Box::new(row)),
+            ack: Ack::Inserted(live, tx),
+            stored,
+        }
+    }
+}
 
 impl Core {
     pub(super) fn push_ready(ready: &mut Ready, live: &Live, fx: &mut Effects) {
@@ -121,5 +161,33 @@ impl Core {
     /// The type of open activity `id`, if it is open.
     pub(crate) fn type_of(&self, id: &str) -> Option<String> {
         self.live.get(id).map(|l| l.activity_type.to_string())
+    }
+}
+
+/// The row a start of activity `id` inserts.
+fn new_row(
+    id: Arc<str>,
+    activity_type: &str,
+    input: &Payload,
+    options: &StoredOptions,
+    scheduled_at: i64,
+) -> ActivityRow {
+    ActivityRow {
+        id,
+        activity_type: activity_type.to_owned(),
+        state: ActivityStatus::Scheduled,
+        attempt: 0,
+        input: input.data().to_vec(),
+        options: serde_json::to_string(options).unwrap_or_default(),
+        details: None,
+        output: None,
+        failure: None,
+        cancel_requested: false,
+        scheduled_at,
+        attempt_started_at: None,
+        last_heartbeat_at: None,
+        next_attempt_at: None,
+        closed_at: None,
+        external_attempt: None,
     }
 }

@@ -26,6 +26,7 @@ mod timeout;
 mod token;
 mod write;
 
+pub(crate) use admit::Start;
 pub(crate) use cancel::Stored;
 pub(crate) use close::Wait;
 pub(crate) use effects::{Effects, Reply, Timer, TimerKind};

@@ -7,9 +7,7 @@ use tokio::sync::oneshot;
 
 use super::{Cancel, Start, Waiter, World};
 use crate::client::ActivityStatus;
-use crate::engine::client::new_row;
-use crate::engine::core::{Ack, Closed, Live, Stored, Wait, Write};
-use crate::engine::record::StoredOptions;
+use crate::engine::core::{self, Closed, Stored, Wait};
 use crate::engine::store;
 use crate::payload::Payload;
 
@@ -26,16 +24,13 @@ impl World {
             return; // the existing activity's handle
         }
         let now = shell.core.now();
-        let options = StoredOptions::from_options(&config.options);
         let input = Payload::json(&key).expect("an integer encodes");
-        let row = new_row(id, config.activity_type, &input, &options, now.wall_ms);
-        let live = Box::new(Live::from_row(row.clone(), &now));
-        let (tx, rx) = oneshot::channel();
-        shell.queue(Write::Insert(Box::new(row)), Some(Ack::Inserted(live, tx)));
+        let start = core::Start::new(id, config.activity_type, &input, &config.options, &now);
+        shell.queue(start.write, Some(start.ack));
         drop(shell);
         // A dropped future drops its receiver; the engine admits the activity all the same.
         if !dropped {
-            self.starts.push(Start { rx });
+            self.starts.push(Start { rx: start.stored });
         }
     }
 
