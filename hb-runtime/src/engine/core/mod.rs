@@ -22,6 +22,8 @@ mod live;
 mod report;
 mod request;
 mod retry;
+#[cfg(test)]
+mod tests;
 mod timeout;
 mod token;
 mod write;

@@ -27,10 +27,11 @@ use tokio::time::Instant;
 use super::Action;
 use super::check::{Model, Violation};
 use super::rng::Rng;
-use super::shell::{Shared, Shell, SimClock};
+use super::shell::{Shared, Shell};
 use crate::client::ActivityStatus;
 use crate::context::{ActivityContext, Shared as AttemptShared};
 use crate::engine::EngineError;
+use crate::engine::clock::SimClock;
 use crate::engine::core::{Closed, Stored, Write};
 use crate::engine::store;
 
