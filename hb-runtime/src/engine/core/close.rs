@@ -14,8 +14,8 @@ use crate::client::{ActivityFailure, ActivityStatus};
 /// The longest wait between two tries of a closing write that keeps failing.
 pub(super) const CLOSING_RETRY_MAX: Duration = Duration::from_secs(60);
 
-/// The write that closes `live` as `closed` (answered through `Inner::on_closed_committed`);
-/// `fold`: a heartbeat of it may sit in the `heartbeats` table.
+/// The write that closes `live` as `closed` (its acknowledgement comes back to
+/// `Core::committed`); `fold`: a heartbeat of it may sit in the `heartbeats` table.
 pub(super) fn closing_write(live: &Live, closed: &Closed, fold: bool, now_ms: i64) -> Write {
     Write::Transition {
         fold,
