@@ -5,9 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 
 use super::clock::Now;
-use super::core::{Closed, Live, Stored, Wait};
-use super::record::{ActivityRow, StoredOptions};
-use super::store::{Ack, Write};
+use super::core::{Closed, Live, Start, Stored, Wait};
+use super::record::ActivityRow;
 use super::{Engine, EngineError, Inner};
 use crate::BoxFuture;
 use crate::backend::{ClientBackend, StartRequest, answer_existing};
@@ -172,17 +171,12 @@ impl Client {
             return existing(t);
         }
         let key: Arc<str> = Arc::from(id.as_str());
-        let options = StoredOptions::from_options(&options);
-        let row = new_row(key.clone(), activity_type, &input, &options, now.wall_ms);
-        let live = Box::new(Live::from_row(row.clone(), &now));
+        let start = Start::new(key.clone(), activity_type, &input, &options, &now);
         // The primary key decides between concurrent starts of one id (no read first): the
         // activity becomes runnable once its row is stored, admitted by the engine itself
         // (this future may be dropped meanwhile; the activity runs all the same).
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        self.inner()
-            .writer
-            .send(Write::Insert(Box::new(row)), Some(Ack::Inserted(live, tx)));
-        let inserted = rx.await.unwrap_or(Err(EngineError::Closed))?;
+        self.inner().writer.send(start.write, Some(start.ack));
+        let inserted = start.stored.await.unwrap_or(Err(EngineError::Closed))?;
         if inserted {
             return Ok(());
         }
@@ -374,33 +368,5 @@ impl Client {
             output: d.output,
             failure: d.last_failure,
         })
-    }
-}
-
-/// The row a start of activity `id` inserts.
-pub(crate) fn new_row(
-    id: Arc<str>,
-    activity_type: &str,
-    input: &Payload,
-    options: &StoredOptions,
-    scheduled_at: i64,
-) -> ActivityRow {
-    ActivityRow {
-        id,
-        activity_type: activity_type.to_owned(),
-        state: ActivityStatus::Scheduled,
-        attempt: 0,
-        input: input.data().to_vec(),
-        options: serde_json::to_string(options).unwrap_or_default(),
-        details: None,
-        output: None,
-        failure: None,
-        cancel_requested: false,
-        scheduled_at,
-        attempt_started_at: None,
-        last_heartbeat_at: None,
-        next_attempt_at: None,
-        closed_at: None,
-        external_attempt: None,
     }
 }

@@ -2,9 +2,11 @@
 //!
 //! Timers run on the monotonic clock (a tokio `Instant`); the file keeps wall-clock
 //! milliseconds, which a restart, a VM restore or NTP may step in either direction. The core
-//! reads both through [`Clock`], so the simulator (`engine::sim`) can drive it on a simulated
-//! clock, stepping the wall clock on its own.
+//! reads both through [`Clock`], so the simulator (`engine::sim`) and the core's unit tests
+//! can drive it on a simulated clock ([`SimClock`]), stepping the wall clock on its own.
 
+#[cfg(any(test, feature = "sim"))]
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use tokio::time::Instant;
@@ -92,6 +94,60 @@ impl Now {
     /// was stored, counts as now, so nothing waits for the wall clock to catch up.
     pub(crate) fn instant_of_past(&self, ms: i64) -> Instant {
         self.instant_of(ms.min(self.wall_ms))
+    }
+}
+
+/// Simulated time: a monotonic clock that only the simulator moves, and a wall clock that it
+/// may also step either way.
+#[derive(Debug)]
+#[cfg(any(test, feature = "sim"))]
+pub(crate) struct SimClock {
+    base: std::time::Instant,
+    mono_ns: AtomicU64,
+    wall_ms: AtomicI64,
+}
+
+#[cfg(any(test, feature = "sim"))]
+impl SimClock {
+    pub(crate) fn new(wall_ms: i64) -> Self {
+        SimClock {
+            // Ahead of the real clock, so no simulated instant lies before what the core's
+            // structures took as their epoch when they were made.
+            base: std::time::Instant::now() + Duration::from_secs(3600),
+            mono_ns: AtomicU64::new(0),
+            wall_ms: AtomicI64::new(wall_ms),
+        }
+    }
+
+    /// Both clocks move by `d`.
+    pub(crate) fn advance(&self, d: Duration) {
+        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
+        self.mono_ns.fetch_add(ns, Ordering::Relaxed);
+        self.wall_ms.fetch_add(ms(d), Ordering::Relaxed);
+    }
+
+    /// The wall clock steps by `ms`.
+    pub(crate) fn step_wall(&self, ms: i64) {
+        self.wall_ms.fetch_add(ms, Ordering::Relaxed);
+    }
+
+    /// Moves both clocks to monotonic instant `to` (if it is ahead).
+    pub(crate) fn advance_to(&self, to: Instant) {
+        let now = self.now();
+        if to > now {
+            self.advance(to - now);
+        }
+    }
+}
+
+#[cfg(any(test, feature = "sim"))]
+impl Clock for SimClock {
+    fn now(&self) -> Instant {
+        Instant::from_std(self.base + Duration::from_nanos(self.mono_ns.load(Ordering::Relaxed)))
+    }
+
+    fn wall_ms(&self) -> i64 {
+        self.wall_ms.load(Ordering::Relaxed)
     }
 }
 

@@ -3,70 +3,16 @@
 //! calls attempts make.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
 
 use super::super::clock::Clock;
-use super::super::core::{Core, Effects, Timer, TimerKind};
-use super::super::store::{Ack, Write};
+use super::super::core::{Ack, Core, Effects, Timer, TimerKind, Write};
 use crate::error::TransportError;
 use crate::payload::Payload;
 use crate::transport::{HeartbeatReply, TaskToken};
-
-/// Simulated time: a monotonic clock that only the simulator moves, and a wall clock that it
-/// may also step either way.
-#[derive(Debug)]
-pub(crate) struct SimClock {
-    base: std::time::Instant,
-    mono_ns: AtomicU64,
-    wall_ms: AtomicI64,
-}
-
-impl SimClock {
-    pub(crate) fn new(wall_ms: i64) -> Self {
-        SimClock {
-            // Ahead of the real clock, so no simulated instant lies before what the core's
-            // structures took as their epoch when they were made.
-            base: std::time::Instant::now() + Duration::from_secs(3600),
-            mono_ns: AtomicU64::new(0),
-            wall_ms: AtomicI64::new(wall_ms),
-        }
-    }
-
-    /// Both clocks move by `d`.
-    pub(crate) fn advance(&self, d: Duration) {
-        let ns = u64::try_from(d.as_nanos()).unwrap_or(u64::MAX);
-        self.mono_ns.fetch_add(ns, Ordering::Relaxed);
-        self.wall_ms
-            .fetch_add(super::super::clock::ms(d), Ordering::Relaxed);
-    }
-
-    /// The wall clock steps by `ms`.
-    pub(crate) fn step_wall(&self, ms: i64) {
-        self.wall_ms.fetch_add(ms, Ordering::Relaxed);
-    }
-
-    /// Moves both clocks to monotonic instant `to` (if it is ahead).
-    pub(crate) fn advance_to(&self, to: Instant) {
-        let now = self.now();
-        if to > now {
-            self.advance(to - now);
-        }
-    }
-}
-
-impl Clock for SimClock {
-    fn now(&self) -> Instant {
-        Instant::from_std(self.base + Duration::from_nanos(self.mono_ns.load(Ordering::Relaxed)))
-    }
-
-    fn wall_ms(&self) -> i64 {
-        self.wall_ms.load(Ordering::Relaxed)
-    }
-}
 
 /// The engine of one simulated process.
 pub(crate) struct Shell {

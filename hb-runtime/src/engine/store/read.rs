@@ -1,0 +1,149 @@
+//! Reads of activity rows, the latest heartbeat folded in: one by id, a listing, and what
+//! recovery needs (every open activity, the newest request applied). The engine's own reads go
+//! through one shared read connection ([`Reader`]), off the writer's.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use rusqlite::{Connection, OptionalExtension};
+
+use super::super::core::Queued;
+use super::super::error::EngineError;
+use super::super::record::ActivityRow;
+use super::requests::read_requests;
+use crate::client::ActivityStatus;
+
+/// The columns of an activity row, the latest heartbeat folded in (from `ROW_FROM`).
+const ROW_COLUMNS: &str = "a.id, a.type, a.state, a.attempt, a.input, a.options,
+    coalesce(h.details, a.details), a.output, a.failure, a.cancel_requested, a.scheduled_at,
+    a.attempt_started_at, coalesce(h.at, a.last_heartbeat_at), a.next_attempt_at, a.closed_at";
+const ROW_FROM: &str = "activities a LEFT JOIN heartbeats h ON h.id = a.id";
+
+fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ActivityRow> {
+    let state: i64 = r.get(2)?;
+    Ok(ActivityRow {
+        id: Arc::from(r.get::<_, String>(0)?),
+        activity_type: r.get(1)?,
+        state: ActivityStatus::from_i64(state).unwrap_or(ActivityStatus::Unknown),
+        attempt: r.get(3)?,
+        input: r.get(4)?,
+        options: r.get(5)?,
+        details: r.get(6)?,
+        output: r.get(7)?,
+        failure: r.get(8)?,
+        cancel_requested: r.get::<_, i64>(9)? != 0,
+        scheduled_at: r.get(10)?,
+        attempt_started_at: r.get(11)?,
+        last_heartbeat_at: r.get(12)?,
+        next_attempt_at: r.get(13)?,
+        closed_at: r.get(14)?,
+        // Only recovery reads it (an engine's own file, upgraded to this schema).
+        external_attempt: if r.as_ref().column_count() > 15 {
+            r.get(15)?
+        } else {
+            None
+        },
+    })
+}
+
+/// The row of activity `id`, its latest heartbeat folded in.
+pub(crate) fn get_row(c: &Connection, id: &str) -> rusqlite::Result<Option<ActivityRow>> {
+    static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!("SELECT {ROW_COLUMNS} FROM {ROW_FROM} WHERE a.id = ?1")
+    });
+    c.prepare_cached(&SQL)?.query_row([id], row_from).optional()
+}
+
+/// Rows in `states` (all when empty), newest first, at most `limit`.
+pub(crate) fn list_rows(
+    c: &Connection,
+    states: &[ActivityStatus],
+    limit: usize,
+) -> rusqlite::Result<Vec<ActivityRow>> {
+    let filter = if states.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = states.iter().map(|s| (*s as i64).to_string()).collect();
+        format!("WHERE a.state IN ({})", list.join(","))
+    };
+    let mut stmt = c.prepare(&format!(
+        "SELECT {ROW_COLUMNS} FROM {ROW_FROM} {filter} ORDER BY a.scheduled_at DESC, a.id LIMIT ?1"
+    ))?;
+    let rows = stmt.query_map([limit as i64], row_from)?;
+    rows.collect()
+}
+
+/// Every activity not yet closed, for recovery (with what only recovery reads).
+pub(crate) fn open_rows(c: &Connection) -> rusqlite::Result<Vec<ActivityRow>> {
+    let open = [
+        ActivityStatus::Scheduled,
+        ActivityStatus::Running,
+        ActivityStatus::BackingOff,
+    ]
+    .map(|s| (s as i64).to_string())
+    .join(",");
+    let mut stmt = c.prepare_cached(&format!(
+        "SELECT {ROW_COLUMNS}, a.external_attempt FROM {ROW_FROM} WHERE a.state IN ({open}) ORDER BY a.scheduled_at DESC, a.id"
+    ))?;
+    let rows = stmt.query_map([], row_from)?;
+    rows.collect()
+}
+
+/// The newest heartbeat request applied (see the `meta` table).
+pub(crate) fn requests_applied(c: &Connection) -> rusqlite::Result<i64> {
+    c.prepare_cached("SELECT value FROM meta WHERE key = 'requests_applied'")?
+        .query_row([], |r| r.get(0))
+        .optional()
+        .map(|v| v.unwrap_or(i64::MIN))
+}
+
+/// A read connection shared by describe/list.
+pub(crate) struct Reader {
+    conn: Mutex<Connection>,
+    path: PathBuf,
+}
+
+impl Reader {
+    pub(crate) fn new(conn: Connection, path: PathBuf) -> Self {
+        Reader {
+            conn: Mutex::new(conn),
+            path,
+        }
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, EngineError> {
+        let conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&conn).map_err(|e| EngineError::sqlite(&self.path, e))
+    }
+
+    pub(crate) fn get(&self, id: &str) -> Result<Option<ActivityRow>, EngineError> {
+        self.with(|c| get_row(c, id))
+    }
+
+    /// Rows in `states` (all when empty), newest first, at most `limit`.
+    pub(crate) fn list(
+        &self,
+        states: &[ActivityStatus],
+        limit: usize,
+    ) -> Result<Vec<ActivityRow>, EngineError> {
+        self.with(|c| list_rows(c, states, limit))
+    }
+
+    /// Every activity not yet closed, and the newest request applied (for recovery).
+    pub(crate) fn recovery(&self) -> Result<(Vec<ActivityRow>, i64), EngineError> {
+        self.with(|c| Ok((open_rows(c)?, requests_applied(c)?)))
+    }
+
+    /// Requests other processes left in the file, oldest first.
+    pub(crate) fn requests(&self) -> Result<Vec<Queued>, EngineError> {
+        self.with(read_requests)
+    }
+
+    /// `PRAGMA integrity_check` of the file.
+    pub(crate) fn integrity_check(&self) -> Result<String, EngineError> {
+        self.with(|c| c.query_row("PRAGMA integrity_check", [], |r| r.get(0)))
+    }
+}
