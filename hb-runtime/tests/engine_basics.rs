@@ -628,13 +628,13 @@ async fn plus_one(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
 async fn a_start_whose_future_is_dropped_still_runs() {
     let engine = Engine::in_memory().await.unwrap();
     let client = engine.client();
-    // Polled once: the row is queued for the writer; then the future is dropped.
-    let once = futures_util::FutureExt::now_or_never(client.start(
+    // Polled once: the row is queued for the writer; then the future is dropped. (The writer
+    // may store the row within that one poll on a busy machine: the rest holds either way.)
+    let _ = futures_util::FutureExt::now_or_never(client.start(
         plus_one,
         41,
         StartOptions::id("dropped"),
     ));
-    assert!(once.is_none(), "a start waits for its row to be stored");
     // Stored by the writer meanwhile.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while client.describe("dropped").await.is_err() {
