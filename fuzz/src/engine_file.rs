@@ -8,7 +8,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use arbitrary::Arbitrary;
 use rusqlite::types::Value as Sql;
 
-/// The engine's tables: name, key column, columns (`engine/store.rs`).
+/// The engine's tables: name, key column, columns (`engine/store/schema.rs`).
 pub const TABLES: [(&str, &str, &[&str]); 4] = [
     (
         "activities",
