@@ -23,8 +23,8 @@ use std::fmt::Debug;
 
 use arbitrary::{Arbitrary, Unstructured};
 use hb_runtime::checkpoint::{decode_payload, encode_payload, progress_of, VERSION_KEY};
-use hb_runtime::CheckpointDecodeError;
 use hb_runtime::prelude::*;
+use hb_runtime::CheckpointDecodeError;
 use hb_runtime::Payload;
 use libfuzzer_sys::fuzz_target;
 

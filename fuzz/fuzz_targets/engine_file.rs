@@ -25,13 +25,13 @@ use std::time::{Duration, Instant};
 
 use arbitrary::Arbitrary;
 use hb_fuzz::engine_file::{now_ms, prepare, sibling, Edit, Patch};
+use hb_runtime::backend::TaskToken;
 use hb_runtime::client::{ClientError, ListFilter, StartOptions};
 use hb_runtime::engine::__fuzz::parse_task_token;
 use hb_runtime::engine::{
     request_cancel, request_heartbeat, Engine, EngineError, EngineOptions, Inspector,
 };
 use hb_runtime::prelude::*;
-use hb_runtime::backend::TaskToken;
 use hb_runtime::Payload;
 use libfuzzer_sys::fuzz_target;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedSender};

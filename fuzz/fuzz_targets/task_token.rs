@@ -9,8 +9,8 @@
 #![no_main]
 
 use arbitrary::{Arbitrary, Unstructured};
-use hb_runtime::engine::__fuzz::parse_task_token;
 use hb_runtime::backend::TaskToken;
+use hb_runtime::engine::__fuzz::parse_task_token;
 use libfuzzer_sys::fuzz_target;
 
 /// The engine's format (`engine::core::token_of`).
