@@ -2,7 +2,7 @@
 //! TypeScript, Java, Rust) calls by activity name.
 //!
 //! Run (with a server, e.g. `temporal server start-dev`):
-//! `cargo run --features temporal --example temporal_worker -- --address http://localhost:7233 --namespace default --task-queue hb-example`
+//! `cargo run --features temporal --example temporal_worker -- --address localhost:7233 --namespace default --task-queue hb-example`
 //!
 //! Activities:
 //! - `process_batch`, input `{"items": N, "item_ms": M}`: processes N items of M ms each,
@@ -99,11 +99,11 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!(
-            "temporal_worker [--address http://localhost:7233] [--namespace default] [--task-queue hb-example]"
+            "temporal_worker [--address localhost:7233] [--namespace default] [--task-queue hb-example]"
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let address = flag(&args, "--address", "http://localhost:7233");
+    let address = flag(&args, "--address", "localhost:7233");
     let namespace = flag(&args, "--namespace", "default");
     let task_queue = flag(&args, "--task-queue", "hb-example");
 

@@ -66,8 +66,9 @@ impl Example {
 
     /// The example on `queue` of `namespace`, once it said it was ready.
     fn start_in(binary: &Path, server: &harness::Server, namespace: &str, queue: &str) -> Example {
+        // `host:port`, as a Temporal user writes it (the SDKs' and the CLI's form).
         let mut child = Command::new(binary)
-            .args(["--address", &server.url()])
+            .args(["--address", &server.address])
             .args(["--namespace", namespace])
             .args(["--task-queue", queue])
             .env("RUST_LOG", "warn")

@@ -49,7 +49,7 @@ const DEFAULT_START_TO_CLOSE: Duration = Duration::from_secs(24 * 3600);
 /// }
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// let temporal = Temporal::connect(ConnectOptions::new("http://localhost:7233")).await?;
+/// let temporal = Temporal::connect(ConnectOptions::new("localhost:7233")).await?;
 /// let _worker = temporal.worker().register(double).spawn().await?;
 /// let handle = temporal.client().start(double, 21, StartOptions::id("double-1")).await?;
 /// assert_eq!(handle.result().await?, 42);

@@ -17,7 +17,7 @@
 //! }
 //!
 //! # async fn run() -> Result<(), hb_runtime::temporal::TemporalError> {
-//! let temporal = Temporal::connect(ConnectOptions::new("http://localhost:7233")).await?;
+//! let temporal = Temporal::connect(ConnectOptions::new("localhost:7233")).await?;
 //! let worker = temporal
 //!     .worker()
 //!     .register(double)
@@ -90,8 +90,9 @@ pub struct Tls {
 }
 
 impl ConnectOptions {
-    /// The server at `address` (`http://host:7233`, or `https://...` with TLS), namespace
-    /// `default`.
+    /// The server at `address`, namespace `default`. `host:port` as every Temporal SDK and the
+    /// `temporal` CLI write it (`localhost:7233`; over TLS when an API key or [`Tls`] is
+    /// given), or a URL (`http://host:7233`, `https://host:7233`).
     pub fn new(address: impl Into<String>) -> Self {
         ConnectOptions {
             address: address.into(),
@@ -137,9 +138,11 @@ impl ConnectOptions {
 
     pub(crate) async fn connect(&self) -> Result<temporalio_client::Connection, TemporalError> {
         use temporalio_client::{ClientTlsOptions, ConnectionOptions, TlsOptions, Url};
-        let url = Url::parse(&self.address).map_err(|e| TemporalError::Connect {
-            address: self.address.clone(),
-            message: format!("not a URL ({e}); write it as http://host:7233"),
+        let url = Url::parse(&target_url(&self.address, self.tls.is_some())).map_err(|e| {
+            TemporalError::Connect {
+                address: self.address.clone(),
+                message: format!("not an address ({e}); write it as host:7233"),
+            }
         })?;
         let tls = self.tls.as_ref().map(|t| {
             TlsOptions::builder()
@@ -168,6 +171,17 @@ impl ConnectOptions {
     }
 }
 
+/// The URL of `address`: as given when it has a scheme, else `host:port` (the form of
+/// Temporal's SDKs and CLI) over `https` when TLS is on and `http` otherwise.
+fn target_url(address: &str, tls: bool) -> String {
+    let address = address.trim();
+    if address.contains("://") {
+        address.to_owned()
+    } else {
+        format!("{}://{address}", if tls { "https" } else { "http" })
+    }
+}
+
 /// A connection to a Temporal server: hands out the [`Client`] and workers, as
 /// [`Engine`](crate::engine::Engine) does for the embedded engine. Cheap to clone; clients
 /// and workers share its connection.
@@ -183,7 +197,7 @@ impl ConnectOptions {
 /// }
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-/// let temporal = Temporal::connect(ConnectOptions::new("http://localhost:7233")).await?;
+/// let temporal = Temporal::connect(ConnectOptions::new("localhost:7233")).await?;
 /// let worker = temporal.worker().task_queue("batch-queue").register(double).spawn().await?;
 /// let start = StartOptions::id("double-21").task_queue("batch-queue");
 /// assert_eq!(temporal.client().start(double, 21, start).await?.result().await?, 42);
@@ -288,4 +302,31 @@ pub enum TemporalError {
         /// The server's message (e.g. `Namespace billing is not found.`).
         message: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::target_url;
+
+    #[test]
+    fn an_address_is_host_port_as_temporal_writes_it_or_a_url() {
+        for (address, tls, url) in [
+            ("localhost:7233", false, "http://localhost:7233"),
+            ("localhost:7233", true, "https://localhost:7233"),
+            (" 127.0.0.1:7233 ", false, "http://127.0.0.1:7233"),
+            ("ns.tmprl.cloud:7233", true, "https://ns.tmprl.cloud:7233"),
+            ("[::1]:7233", false, "http://[::1]:7233"),
+            ("http://localhost:7233", true, "http://localhost:7233"),
+            ("https://localhost:7233", false, "https://localhost:7233"),
+        ] {
+            assert_eq!(target_url(address, tls), url, "{address} (tls: {tls})");
+            let parsed = temporalio_client::Url::parse(&target_url(address, tls)).unwrap();
+            assert!(parsed.host().is_some(), "{address}: a host");
+            assert_eq!(
+                parsed.port_or_known_default(),
+                Some(7233),
+                "{address}: the port"
+            );
+        }
+    }
 }

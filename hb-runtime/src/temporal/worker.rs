@@ -213,7 +213,7 @@ impl WorkerHandle {
     ///
     /// # async fn ctrl_c() {}
     /// # async fn run() -> Result<(), hb_runtime::temporal::TemporalError> {
-    /// let temporal = Temporal::connect(ConnectOptions::new("http://localhost:7233")).await?;
+    /// let temporal = Temporal::connect(ConnectOptions::new("localhost:7233")).await?;
     /// let worker = temporal
     ///     .worker()
     ///     .register(double)
