@@ -4,7 +4,7 @@
 
 use std::fmt;
 
-use super::{ActivityFailure, ClientError, Description, IfExists, ListFilter};
+use super::{ActivityFailure, ClientError, Description, IfExists, ListFilter, ResetOptions};
 use crate::BoxFuture;
 use crate::options::ActivityOptions;
 use crate::payload::Payload;
@@ -75,6 +75,20 @@ pub trait ClientBackend: Send + Sync + fmt::Debug + 'static {
 
     /// Asks activity `id` to stop.
     fn cancel_activity<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), ClientError>>;
+
+    /// Pauses activity `id`; see [`ActivityClient::pause`](crate::client::ActivityClient::pause).
+    fn pause_activity<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), ClientError>>;
+
+    /// Unpauses activity `id`; see
+    /// [`ActivityClient::unpause`](crate::client::ActivityClient::unpause).
+    fn unpause_activity<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), ClientError>>;
+
+    /// Resets activity `id`; see [`ActivityClient::reset`](crate::client::ActivityClient::reset).
+    fn reset_activity<'a>(
+        &'a self,
+        id: &'a str,
+        options: ResetOptions,
+    ) -> BoxFuture<'a, Result<(), ClientError>>;
 
     /// Activities matching `filter`, newest first.
     fn list_activities(

@@ -286,6 +286,26 @@ pub enum ClientError {
         /// serde's message.
         message: String,
     },
+    /// The operation does not apply to the activity in its present status: pausing an
+    /// activity that is paused or closed, unpausing one that is not paused, resetting a closed
+    /// one. The same on every backend (Temporal refuses these too).
+    #[error("cannot {operation} activity `{id}`: it is {status}")]
+    NotAllowed {
+        /// The id.
+        id: String,
+        /// `"pause"`, `"unpause"` or `"reset"`.
+        operation: &'static str,
+        /// Its status when it was refused.
+        status: super::ActivityStatus,
+    },
+    /// The backend (or the server it talks to) does not support the operation.
+    #[error("{operation} is not supported here: {reason}")]
+    Unsupported {
+        /// The operation (`"pause"`, ...).
+        operation: &'static str,
+        /// Why (the server's message).
+        reason: String,
+    },
     /// The backend has shut down (the engine was closed).
     #[error("the backend has shut down")]
     Closed,

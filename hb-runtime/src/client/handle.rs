@@ -4,7 +4,7 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use super::{ActivityFailure, ClientError, Description};
+use super::{ActivityFailure, ClientError, Description, ResetOptions};
 use crate::activity::Activity;
 use crate::backend::ClientBackend;
 
@@ -120,6 +120,21 @@ impl<A: Activity> Handle<A> {
     /// [`ActivityClient::cancel`](super::ActivityClient::cancel).
     pub async fn cancel(&self) -> Result<(), ClientError> {
         self.backend.cancel_activity(&self.id).await
+    }
+
+    /// Pauses the activity: see [`ActivityClient::pause`](super::ActivityClient::pause).
+    pub async fn pause(&self) -> Result<(), ClientError> {
+        self.backend.pause_activity(&self.id).await
+    }
+
+    /// Unpauses the activity: see [`ActivityClient::unpause`](super::ActivityClient::unpause).
+    pub async fn unpause(&self) -> Result<(), ClientError> {
+        self.backend.unpause_activity(&self.id).await
+    }
+
+    /// Resets the activity: see [`ActivityClient::reset`](super::ActivityClient::reset).
+    pub async fn reset(&self, options: ResetOptions) -> Result<(), ClientError> {
+        self.backend.reset_activity(&self.id, options).await
     }
 
     /// What the backend knows of the activity.

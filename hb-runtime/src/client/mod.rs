@@ -55,7 +55,7 @@ mod options;
 pub use describe::{ActivityStatus, Description, ListFilter};
 pub use failure::{ActivityFailure, ClientError, TimeoutKind};
 pub use handle::Handle;
-pub use options::{IfExists, StartOptions};
+pub use options::{IfExists, ResetOptions, StartOptions};
 
 pub(crate) use describe::time_of_ms;
 
@@ -203,6 +203,69 @@ pub trait ActivityClient: ClientBackend + Clone {
         id: &'a str,
     ) -> impl Future<Output = Result<(), ClientError>> + Send + 'a {
         self.cancel_activity(id)
+    }
+
+    /// Pauses activity `id`, as Temporal's activity pause does: a running attempt is told
+    /// (it stops with [`CancelReason::Paused`](crate::CancelReason::Paused), its checkpoint
+    /// kept), and no attempt starts until [`unpause`](Self::unpause). An activity waiting to
+    /// run or to retry is paused at once. Its schedule-to-close timeout keeps running; a
+    /// cancel still cancels it.
+    ///
+    /// Refused with [`ClientError::NotAllowed`] when the activity is paused already or
+    /// closed.
+    ///
+    /// ```
+    /// use hb_runtime::client::{ActivityClient, ActivityStatus, ClientError, StartOptions};
+    /// use hb_runtime::engine::Engine;
+    /// use hb_runtime::prelude::*;
+    ///
+    /// #[activity(heartbeat_timeout = "10s")]
+    /// async fn double(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
+    ///     Ok(n * 2)
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let engine = Engine::in_memory().await?;
+    /// let client = engine.client();
+    /// let handle = client.start(double, 21, StartOptions::id("d")).await?;
+    /// client.pause("d").await?;
+    /// assert_eq!(handle.describe().await?.status, ActivityStatus::Paused);
+    /// assert!(matches!(client.pause("d").await, Err(ClientError::NotAllowed { .. })));
+    ///
+    /// let _worker = engine.worker().register(double).spawn().await?;
+    /// client.unpause("d").await?; // now it runs
+    /// assert_eq!(handle.result().await?, 42);
+    /// # Ok(()) }
+    /// ```
+    fn pause<'a>(&'a self, id: &'a str) -> impl Future<Output = Result<(), ClientError>> + Send + 'a {
+        self.pause_activity(id)
+    }
+
+    /// Unpauses activity `id`: its next attempt is scheduled at once, from its checkpoint
+    /// (the attempt count goes on). Refused with [`ClientError::NotAllowed`] when it is not
+    /// paused.
+    fn unpause<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> impl Future<Output = Result<(), ClientError>> + Send + 'a {
+        self.unpause_activity(id)
+    }
+
+    /// Resets activity `id`, as Temporal's activity reset does: it starts again at attempt 1,
+    /// from its last checkpoint unless [`ResetOptions::clear_checkpoint`]. A running attempt
+    /// is told (it stops with [`CancelReason::Reset`](crate::CancelReason::Reset)); an
+    /// activity backing off runs at once; a paused one is unpaused unless
+    /// [`ResetOptions::keep_paused`]. Refused with [`ClientError::NotAllowed`] when it is
+    /// closed.
+    ///
+    /// A reset attempt may start with no checkpoint: the option says so, and newer Temporal
+    /// servers clear the details on every reset. The body then starts from the default.
+    fn reset<'a>(
+        &'a self,
+        id: &'a str,
+        options: ResetOptions,
+    ) -> impl Future<Output = Result<(), ClientError>> + Send + 'a {
+        self.reset_activity(id, options)
     }
 
     /// What the backend knows of activity `id`: [`ClientError::NotFound`] when no activity

@@ -131,3 +131,53 @@ impl StartOptions {
         o
     }
 }
+
+/// How [`ActivityClient::reset`](super::ActivityClient::reset) starts an activity again, as
+/// Temporal's activity reset does: at attempt 1, from the kept checkpoint by default.
+///
+/// ```
+/// use hb_runtime::client::ResetOptions;
+///
+/// let o = ResetOptions::new();
+/// assert!(o.keep_checkpoint && !o.keep_paused);
+/// let o = ResetOptions::new().clear_checkpoint().keep_paused();
+/// assert!(!o.keep_checkpoint && o.keep_paused);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ResetOptions {
+    /// Start again from the last checkpoint (default `true`); `false` starts from none
+    /// (Temporal: `--clear-heartbeat-details`).
+    pub keep_checkpoint: bool,
+    /// A paused activity stays paused after the reset (default `false`: a reset unpauses;
+    /// Temporal: `--keep-paused`).
+    pub keep_paused: bool,
+}
+
+impl Default for ResetOptions {
+    fn default() -> Self {
+        ResetOptions::new()
+    }
+}
+
+impl ResetOptions {
+    /// Keep the checkpoint; unpause a paused activity.
+    pub fn new() -> Self {
+        ResetOptions {
+            keep_checkpoint: true,
+            keep_paused: false,
+        }
+    }
+
+    /// Start again without the checkpoint (the first attempt's body gets the default).
+    pub fn clear_checkpoint(mut self) -> Self {
+        self.keep_checkpoint = false;
+        self
+    }
+
+    /// Leave a paused activity paused (its attempt count is still reset).
+    pub fn keep_paused(mut self) -> Self {
+        self.keep_paused = true;
+        self
+    }
+}

@@ -132,6 +132,23 @@ impl ClientBackend for Client {
         Box::pin(self.cancel_id(id))
     }
 
+    // Placeholder until the engine's operator controls land (issue 11, item 1).
+    fn pause_activity<'a>(&'a self, _id: &'a str) -> BoxFuture<'a, Result<(), ClientError>> {
+        Box::pin(async { Err(not_yet("pause")) })
+    }
+
+    fn unpause_activity<'a>(&'a self, _id: &'a str) -> BoxFuture<'a, Result<(), ClientError>> {
+        Box::pin(async { Err(not_yet("unpause")) })
+    }
+
+    fn reset_activity<'a>(
+        &'a self,
+        _id: &'a str,
+        _options: crate::client::ResetOptions,
+    ) -> BoxFuture<'a, Result<(), ClientError>> {
+        Box::pin(async { Err(not_yet("reset")) })
+    }
+
     fn list_activities(
         &self,
         filter: ListFilter,
@@ -368,5 +385,12 @@ impl Client {
             output: d.output,
             failure: d.last_failure,
         })
+    }
+}
+
+fn not_yet(operation: &'static str) -> ClientError {
+    ClientError::Unsupported {
+        operation,
+        reason: "not in the embedded engine yet".to_owned(),
     }
 }

@@ -22,7 +22,7 @@ use crate::BoxFuture;
 use crate::backend::{ClientBackend, StartRequest, answer_existing};
 use crate::client::{
     ActivityClient, ActivityFailure, ActivityStatus, ClientError, Description, ListFilter,
-    TimeoutKind,
+    ResetOptions, TimeoutKind,
 };
 use crate::options::ActivityOptions;
 use crate::payload::Payload;
@@ -91,11 +91,45 @@ impl ClientBackend for Client {
         Box::pin(self.cancel_id(id))
     }
 
+    fn pause_activity<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), ClientError>> {
+        Box::pin(self.operate(id, Operation::Pause))
+    }
+
+    fn unpause_activity<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), ClientError>> {
+        Box::pin(self.operate(id, Operation::Unpause))
+    }
+
+    fn reset_activity<'a>(
+        &'a self,
+        id: &'a str,
+        options: ResetOptions,
+    ) -> BoxFuture<'a, Result<(), ClientError>> {
+        Box::pin(self.operate(id, Operation::Reset(options)))
+    }
+
     fn list_activities(
         &self,
         filter: ListFilter,
     ) -> BoxFuture<'_, Result<Vec<Description>, ClientError>> {
         Box::pin(self.list_matching(filter))
+    }
+}
+
+/// An operator control, sent as the server's activity operation of the same name.
+#[derive(Debug, Clone, Copy)]
+enum Operation {
+    Pause,
+    Unpause,
+    Reset(ResetOptions),
+}
+
+impl Operation {
+    fn name(self) -> &'static str {
+        match self {
+            Operation::Pause => "pause",
+            Operation::Unpause => "unpause",
+            Operation::Reset(_) => "reset",
+        }
     }
 }
 
@@ -236,6 +270,93 @@ impl Client {
                     Err(ClientError::Temporal(TemporalError::Rpc(e.to_string())))
                 }
             }
+        }
+    }
+
+    /// Sends `op` for standalone activity `id` (`PauseActivityExecution`,
+    /// `UnpauseActivityExecution`, `ResetActivityExecution`). A refusal because of the
+    /// activity's status is [`ClientError::NotAllowed`], with the status described; a server
+    /// without the operation is [`ClientError::Unsupported`].
+    async fn operate(&self, id: &str, op: Operation) -> Result<(), ClientError> {
+        use temporalio_client::NamespacedClient;
+        use temporalio_client::grpc::WorkflowService;
+        use temporalio_client::tonic::{Code, IntoRequest};
+        use temporalio_common::protos::temporal::api::workflowservice::v1::{
+            PauseActivityExecutionRequest, ResetActivityExecutionRequest,
+            UnpauseActivityExecutionRequest,
+        };
+        let mut rpc = self.inner.clone();
+        let (namespace, identity) = (rpc.namespace(), rpc.identity());
+        let resource_id = format!("activity:{id}");
+        let sent = match op {
+            Operation::Pause => rpc
+                .pause_activity_execution(
+                    PauseActivityExecutionRequest {
+                        namespace,
+                        activity_id: id.to_owned(),
+                        identity,
+                        reason: "paused through hb".to_owned(),
+                        resource_id,
+                        ..Default::default()
+                    }
+                    .into_request(),
+                )
+                .await
+                .map(drop),
+            Operation::Unpause => rpc
+                .unpause_activity_execution(
+                    UnpauseActivityExecutionRequest {
+                        namespace,
+                        activity_id: id.to_owned(),
+                        identity,
+                        reason: "unpaused through hb".to_owned(),
+                        resource_id,
+                        ..Default::default()
+                    }
+                    .into_request(),
+                )
+                .await
+                .map(drop),
+            Operation::Reset(options) => rpc
+                .reset_activity_execution(
+                    ResetActivityExecutionRequest {
+                        namespace,
+                        activity_id: id.to_owned(),
+                        identity,
+                        keep_paused: options.keep_paused,
+                        reset_heartbeat: !options.keep_checkpoint,
+                        resource_id,
+                        ..Default::default()
+                    }
+                    .into_request(),
+                )
+                .await
+                .map(drop),
+        };
+        let Err(status) = sent else {
+            tracing::debug!(activity_id = id, operation = op.name(), "sent to Temporal");
+            return Ok(());
+        };
+        match status.code() {
+            Code::NotFound => Err(ClientError::NotFound { id: id.to_owned() }),
+            Code::Unimplemented => Err(ClientError::Unsupported {
+                operation: op.name(),
+                reason: status.message().to_owned(),
+            }),
+            // Refused for the activity's status: say which.
+            Code::FailedPrecondition | Code::InvalidArgument => {
+                let described = self.describe_id(id).await?;
+                Err(ClientError::NotAllowed {
+                    id: id.to_owned(),
+                    operation: op.name(),
+                    status: described.status,
+                })
+            }
+            _ => Err(ClientError::Temporal(TemporalError::Rpc(format!(
+                "{}: {}",
+                op.name(),
+                status.message()
+            )))),
         }
     }
 
