@@ -3,6 +3,9 @@
 //!
 //! Run (with a server, e.g. `temporal server start-dev`):
 //! `cargo run --features temporal --example temporal_worker -- --address localhost:7233 --namespace default --task-queue hb-example`
+//! (the address and namespace default to `TEMPORAL_ADDRESS` and `TEMPORAL_NAMESPACE`, and
+//! `TEMPORAL_API_KEY` and the `TEMPORAL_TLS_*` certificate paths are read, as the `temporal`
+//! CLI reads them).
 //!
 //! Activities:
 //! - `process_batch`, input `{"items": N, "item_ms": M}`: processes N items of M ms each,
@@ -81,12 +84,11 @@ async fn double(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
     Ok(n * 2)
 }
 
-fn flag(args: &[String], name: &str, default: &str) -> String {
+fn flag(args: &[String], name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)
         .and_then(|i| args.get(i + 1))
         .cloned()
-        .unwrap_or_else(|| default.to_owned())
 }
 
 #[tokio::main]
@@ -99,15 +101,28 @@ async fn main() -> Result<ExitCode, Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
         println!(
-            "temporal_worker [--address localhost:7233] [--namespace default] [--task-queue hb-example]"
+            "temporal_worker [--address localhost:7233] [--namespace default] [--task-queue hb-example]\n\
+             The address, namespace, API key and TLS settings default to TEMPORAL_ADDRESS,\n\
+             TEMPORAL_NAMESPACE, TEMPORAL_API_KEY and TEMPORAL_TLS_* as the temporal CLI reads them."
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let address = flag(&args, "--address", "localhost:7233");
-    let namespace = flag(&args, "--namespace", "default");
-    let task_queue = flag(&args, "--task-queue", "hb-example");
+    // As the `temporal` CLI: TEMPORAL_ADDRESS, TEMPORAL_NAMESPACE, TEMPORAL_API_KEY and the
+    // TLS variables when set (else localhost:7233, namespace default), then the flags.
+    let mut options = ConnectOptions::from_env()?;
+    if let Some(address) = flag(&args, "--address") {
+        options = options.address(address);
+    }
+    if let Some(namespace) = flag(&args, "--namespace") {
+        options = options.namespace(namespace);
+    }
+    let task_queue = flag(&args, "--task-queue").unwrap_or_else(|| "hb-example".to_owned());
+    let (address, namespace) = (
+        options.get_address().to_owned(),
+        options.get_namespace().to_owned(),
+    );
 
-    let temporal = Temporal::connect(ConnectOptions::new(&address).namespace(&namespace)).await?;
+    let temporal = Temporal::connect(options).await?;
     let worker = temporal
         .worker()
         .task_queue(&task_queue)

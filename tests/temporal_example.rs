@@ -64,12 +64,23 @@ impl Example {
         Example::start_in(binary, server, "default", queue)
     }
 
-    /// The example on `queue` of `namespace`, once it said it was ready.
+    /// The example on `queue` of `namespace`, once it said it was ready. The address and
+    /// the namespace are given as flags for the default namespace, and as the `temporal`
+    /// CLI's environment variables for any other (so both ways are tested).
     fn start_in(binary: &Path, server: &harness::Server, namespace: &str, queue: &str) -> Example {
-        // `host:port`, as a Temporal user writes it (the SDKs' and the CLI's form).
-        let mut child = Command::new(binary)
-            .args(["--address", &server.address])
-            .args(["--namespace", namespace])
+        let mut command = Command::new(binary);
+        command
+            .env_remove("TEMPORAL_ADDRESS")
+            .env_remove("TEMPORAL_NAMESPACE");
+        if namespace == "default" {
+            // `host:port`, as a Temporal user writes it (the SDKs' and the CLI's form).
+            command.args(["--address", &server.address, "--namespace", namespace]);
+        } else {
+            command
+                .env("TEMPORAL_ADDRESS", &server.address)
+                .env("TEMPORAL_NAMESPACE", namespace);
+        }
+        let mut child = command
             .args(["--task-queue", queue])
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())

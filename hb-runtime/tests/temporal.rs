@@ -9,7 +9,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use hb_runtime::client::{
-    ActivityClient, ActivityFailure, ActivityStatus, ClientError, Handle, ListFilter, StartOptions,
+    ActivityClient, ActivityFailure, ActivityStatus, ClientError, Handle, ListFilter, ResetOptions,
+    StartOptions,
 };
 use hb_runtime::prelude::*;
 use hb_runtime::temporal::{
@@ -79,6 +80,23 @@ async fn process_batch(
         processed: p.next - resumed_from,
         resumed_from,
         attempt: ctx.info().attempt,
+    })
+}
+
+/// When `awaits_cancel` saw its cancel (seconds since the epoch).
+static CANCEL_SEEN: std::sync::Mutex<Option<f64>> = std::sync::Mutex::new(None);
+
+/// Waits for its cancel and notes when it saw it.
+#[activity(heartbeat_timeout = "30s")]
+async fn awaits_cancel(ctx: ActivityContext) -> Result<(), ActivityError> {
+    ctx.cancelled().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    *CANCEL_SEEN.lock().unwrap() = Some(now.as_secs_f64());
+    Err(ActivityError::Cancelled {
+        reason: ctx.cancel_reason().unwrap_or(CancelReason::Requested),
+        details: None,
     })
 }
 
@@ -307,6 +325,7 @@ impl Env {
             .register(process_batch)
             .register(stalls)
             .register(unlucky)
+            .register(awaits_cancel)
             .shutdown_grace(Duration::from_secs(1))
             .spawn()
             .await
@@ -406,6 +425,39 @@ async fn a_cancel_from_python_reaches_the_activity_and_python_sees_cancelled_err
     let details = &e["details"][0];
     assert!(details["next"].as_u64().unwrap_or(0) > 0, "{out}");
     assert_eq!(details["total"], 100_000, "{out}");
+}
+
+/// The harness starts the server with pushed cancellation on (`frontend.WorkerCommandsEnabled`,
+/// `system.enableCancelActivityWorkerCommand`): a workflow's cancel reaches the attempt at
+/// once, not in the reply to its next heartbeat. With a 30 s heartbeat timeout and the
+/// flags off, this cancel waited 13 s for that heartbeat (measured here).
+async fn a_workflow_s_cancel_is_pushed_to_the_activity_long_before_its_next_heartbeat(env: &Env) {
+    *CANCEL_SEEN.lock().unwrap() = None;
+    let out = env
+        .run(
+            "awaits_cancel",
+            json!(null),
+            &["--heartbeat-timeout", "30", "--cancel-after", "2"],
+        )
+        .await;
+    assert_eq!(out["error"]["kind"], "CancelledError", "{out}");
+    let requested = out["cancel_requested_at"]
+        .as_f64()
+        .expect("when it was sent");
+    let seen = CANCEL_SEEN
+        .lock()
+        .unwrap()
+        .expect("the activity saw its cancel");
+    let latency = seen - requested;
+    println!(
+        "pushed cancel: the body saw it {:.0} ms after the workflow sent it",
+        latency * 1e3
+    );
+    // Measured at 10-40 ms with the flags, 13 s without.
+    assert!(
+        latency < 5.0,
+        "the cancel took {latency:.2} s: pushed cancellation is not working (it came with a heartbeat)"
+    );
 }
 
 async fn a_stalled_attempt_times_out_on_heartbeat_with_its_checkpoint_as_details(env: &Env) {
@@ -837,13 +889,10 @@ async fn a_reset_restarts_the_activity_from_its_checkpoint_instead_of_failing_it
     let (queue, worker) = env.worker().await;
     let id = format!("reset-{}", std::process::id());
     let h = running_batch(env, &queue, &id, 400).await;
-    tokio::task::block_in_place(|| {
-        harness::cli(
-            &env.venv,
-            &env.server,
-            &["activity", "reset", "--activity-id", &id],
-        )
-    });
+    // Through hb's client (ResetActivityExecution), as `temporal activity reset` does.
+    h.reset(ResetOptions::new())
+        .await
+        .expect("the server takes the reset");
     // The attempt stops with a retryable ActivityReset failure; the server starts the
     // activity again (attempt 1) with the details it kept.
     assert_resumed(
@@ -867,13 +916,17 @@ async fn a_pause_stops_the_attempt_without_cancelling_and_unpause_resumes_from_t
     let id = format!("paused-{}", std::process::id());
     let h = running_batch(env, &queue, &id, ITEMS).await;
     let ids = ["--activity-id", id.as_str()];
-    tokio::task::block_in_place(|| {
-        harness::cli(
-            &env.venv,
-            &env.server,
-            &[&["activity", "pause"][..], &ids].concat(),
-        )
-    });
+    // Unpausing what is not paused is refused, as the server refuses it.
+    match h.unpause().await {
+        Err(ClientError::NotAllowed {
+            operation: "unpause",
+            status: ActivityStatus::Running,
+            ..
+        }) => {}
+        other => panic!("expected NotAllowed (running), got {other:?}"),
+    }
+    // Through hb's client (PauseActivityExecution); the unpause below through the CLI.
+    h.pause().await.expect("the server takes the pause");
     // The attempt stops (the pause reaches it in a heartbeat reply) and the activity waits,
     // paused, with its checkpoint.
     let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
@@ -903,6 +956,14 @@ async fn a_pause_stops_the_attempt_without_cancelling_and_unpause_resumes_from_t
         failure.to_lowercase().contains("paused"),
         "the attempt's failure names the pause: {paused:?}"
     );
+    match h.pause().await {
+        Err(ClientError::NotAllowed {
+            operation: "pause",
+            status: ActivityStatus::Paused,
+            ..
+        }) => {}
+        other => panic!("expected NotAllowed (paused), got {other:?}"),
+    }
     tokio::task::block_in_place(|| {
         harness::cli(
             &env.venv,
@@ -1205,6 +1266,7 @@ fn main() {
         an_input_that_does_not_decode_fails_at_once_without_retries,
         an_error_type_the_activity_lists_as_non_retryable_is_not_retried_by_the_caller,
         a_cancel_from_python_reaches_the_activity_and_python_sees_cancelled_error,
+        a_workflow_s_cancel_is_pushed_to_the_activity_long_before_its_next_heartbeat,
         a_stalled_attempt_times_out_on_heartbeat_with_its_checkpoint_as_details,
         a_stalled_attempt_is_retried_from_its_checkpoint,
         a_killed_worker_s_retry_resumes_from_the_last_checkpoint,

@@ -67,8 +67,11 @@ use crate::worker::Worker;
 use std::fmt;
 use std::time::Duration;
 
-/// Where and how to reach a Temporal server.
-#[derive(Clone, Debug)]
+/// Where and how to reach a Temporal server: [`new`](Self::new) with an address, or
+/// [`from_env`](Self::from_env) as the `temporal` CLI and Temporal's SDKs read their settings.
+///
+/// Its `Debug` output leaves out the API key and the client's private key.
+#[derive(Clone)]
 pub struct ConnectOptions {
     pub(crate) address: String,
     pub(crate) namespace: String,
@@ -78,8 +81,22 @@ pub struct ConnectOptions {
     pub(crate) connect_timeout: Option<Duration>,
 }
 
-/// TLS settings for a connection (server CA, client certificate for mTLS, domain).
-#[derive(Clone, Debug, Default)]
+impl fmt::Debug for ConnectOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConnectOptions")
+            .field("address", &self.address)
+            .field("namespace", &self.namespace)
+            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls)
+            .field("identity", &self.identity)
+            .field("connect_timeout", &self.connect_timeout)
+            .finish()
+    }
+}
+
+/// TLS settings for a connection (server CA, client certificate for mTLS, domain). Its
+/// `Debug` output leaves out the certificates and the private key.
+#[derive(Clone, Default)]
 pub struct Tls {
     /// PEM of the CA that signed the server's certificate (`None`: the system's roots).
     pub server_root_ca_cert: Option<Vec<u8>>,
@@ -87,6 +104,22 @@ pub struct Tls {
     pub domain: Option<String>,
     /// PEM certificate and key for mutual TLS.
     pub client_cert: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl fmt::Debug for Tls {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Tls")
+            .field(
+                "server_root_ca_cert",
+                &self.server_root_ca_cert.as_ref().map(Vec::len),
+            )
+            .field("domain", &self.domain)
+            .field(
+                "client_cert",
+                &self.client_cert.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
 }
 
 impl ConnectOptions {
@@ -102,6 +135,115 @@ impl ConnectOptions {
             identity: None,
             connect_timeout: None,
         }
+    }
+
+    /// The settings the `temporal` CLI and every Temporal SDK read: the environment variables
+    /// `TEMPORAL_ADDRESS`, `TEMPORAL_NAMESPACE`, `TEMPORAL_API_KEY`, `TEMPORAL_TLS`,
+    /// `TEMPORAL_TLS_CLIENT_CERT_PATH`, `TEMPORAL_TLS_CLIENT_KEY_PATH`,
+    /// `TEMPORAL_TLS_SERVER_CA_CERT_PATH` (or their `_DATA` forms), `TEMPORAL_TLS_SERVER_NAME`,
+    /// over the profile of the config file (`TEMPORAL_CONFIG_FILE`, else
+    /// `~/.config/temporalio/temporal.toml`; profile `TEMPORAL_PROFILE`, else `default`).
+    /// What neither sets is `localhost:7233`, namespace `default`, no TLS; TLS is on when an
+    /// API key or a TLS setting is given, unless `TEMPORAL_TLS=false`.
+    ///
+    /// The builder methods override what it read:
+    ///
+    /// ```no_run
+    /// use hb_runtime::temporal::{ConnectOptions, Temporal};
+    ///
+    /// # async fn run() -> Result<(), hb_runtime::temporal::TemporalError> {
+    /// // TEMPORAL_ADDRESS=my-ns.a1b2c.tmprl.cloud:7233 TEMPORAL_NAMESPACE=my-ns.a1b2c
+    /// // TEMPORAL_API_KEY=... in the environment:
+    /// let temporal = Temporal::connect(ConnectOptions::from_env()?).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`TemporalError::Settings`] when the file or a variable is invalid: a certificate path
+    /// that cannot be read, a client certificate without its key, a malformed TOML file,
+    /// `TEMPORAL_TLS_DISABLE_HOST_VERIFICATION=true` (not supported).
+    pub fn from_env() -> Result<ConnectOptions, TemporalError> {
+        Self::from_settings(None)
+    }
+
+    /// [`from_env`](Self::from_env) with the variables of `vars` instead of the process's
+    /// environment (the file is still read when `TEMPORAL_CONFIG_FILE` names one).
+    pub(crate) fn from_settings(
+        vars: Option<&std::collections::HashMap<String, String>>,
+    ) -> Result<ConnectOptions, TemporalError> {
+        use temporalio_common::envconfig::{
+            DataSource, LoadClientConfigProfileOptions, load_client_config_profile,
+        };
+        let invalid = |message: String| TemporalError::Settings(message);
+        let profile = load_client_config_profile(LoadClientConfigProfileOptions::default(), vars)
+            .map_err(|e| invalid(e.to_string()))?;
+        let read = |what: &str, source: DataSource| match source {
+            DataSource::Data(bytes) => Ok(bytes),
+            DataSource::Path(path) => std::fs::read(&path)
+                .map_err(|e| invalid(format!("cannot read the {what} at {path}: {e}"))),
+            _ => Err(invalid(format!(
+                "the {what} comes from a source hb does not read"
+            ))),
+        };
+        let mut options = ConnectOptions::new(
+            profile
+                .address
+                .unwrap_or_else(|| DEFAULT_ADDRESS.to_owned()),
+        );
+        if let Some(namespace) = profile.namespace {
+            options.namespace = namespace;
+        }
+        let tls_on = match &profile.tls {
+            Some(tls) => tls.disabled != Some(true),
+            None => profile.api_key.is_some(),
+        };
+        options.api_key = profile.api_key;
+        if let Some(tls) = profile.tls.filter(|_| tls_on) {
+            if tls.disable_host_verification {
+                return Err(invalid(
+                    "TEMPORAL_TLS_DISABLE_HOST_VERIFICATION=true is not supported".to_owned(),
+                ));
+            }
+            let client_cert = match (tls.client_cert, tls.client_key) {
+                (Some(cert), Some(key)) => {
+                    Some((read("client certificate", cert)?, read("client key", key)?))
+                }
+                (None, None) => None,
+                _ => {
+                    return Err(invalid(
+                        "a client certificate and its key go together: set both or neither"
+                            .to_owned(),
+                    ));
+                }
+            };
+            options.tls = Some(Tls {
+                server_root_ca_cert: tls
+                    .server_ca_cert
+                    .map(|ca| read("server CA certificate", ca))
+                    .transpose()?,
+                domain: tls.server_name,
+                client_cert,
+            });
+        } else if tls_on {
+            options.tls = Some(Tls::default());
+        }
+        Ok(options)
+    }
+
+    /// The server's address (`host:port` or a URL).
+    pub fn address(mut self, address: impl Into<String>) -> Self {
+        self.address = address.into();
+        self
+    }
+
+    /// The address it connects to.
+    pub fn get_address(&self) -> &str {
+        &self.address
+    }
+
+    /// The namespace it uses.
+    pub fn get_namespace(&self) -> &str {
+        &self.namespace
     }
 
     /// The namespace (default `default`).
@@ -170,6 +312,9 @@ impl ConnectOptions {
             })
     }
 }
+
+/// Where a server is when nothing says: the dev server's address.
+const DEFAULT_ADDRESS: &str = "localhost:7233";
 
 /// The URL of `address`: as given when it has a scheme, else `host:port` (the form of
 /// Temporal's SDKs and CLI) over `https` when TLS is on and `http` otherwise.
@@ -284,6 +429,9 @@ pub enum TemporalError {
     /// The server refused a request or could not be reached.
     #[error("Temporal: {0}")]
     Rpc(String),
+    /// The connection settings read by [`ConnectOptions::from_env`] are invalid.
+    #[error("Temporal connection settings: {0}")]
+    Settings(String),
     /// A worker stopped because polling for tasks failed with an error core does not retry
     /// (the namespace was deleted, the API key lost its permission). Its running attempts
     /// were given the worker's `shutdown_grace`, then cancelled with their checkpoints
@@ -306,7 +454,85 @@ pub enum TemporalError {
 
 #[cfg(test)]
 mod tests {
-    use super::target_url;
+    use super::{ConnectOptions, TemporalError, target_url};
+    use std::collections::HashMap;
+
+    fn from_vars(vars: &[(&str, &str)]) -> Result<ConnectOptions, TemporalError> {
+        let vars: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        ConnectOptions::from_settings(Some(&vars))
+    }
+
+    #[test]
+    fn settings_come_from_the_variables_the_temporal_cli_reads() {
+        // Nothing set (and no ~/.config/temporalio/temporal.toml): the dev server's address
+        // and namespace, no TLS.
+        let o = from_vars(&[]).unwrap();
+        assert_eq!(
+            (o.get_address(), o.get_namespace()),
+            ("localhost:7233", "default")
+        );
+        assert!(o.tls.is_none() && o.api_key.is_none());
+
+        let o = from_vars(&[
+            ("TEMPORAL_ADDRESS", "temporal.example:7233"),
+            ("TEMPORAL_NAMESPACE", "billing"),
+        ])
+        .unwrap();
+        assert_eq!(o.get_address(), "temporal.example:7233");
+        assert_eq!(o.get_namespace(), "billing");
+        assert!(o.tls.is_none());
+
+        // An API key turns TLS on, unless TEMPORAL_TLS=false says otherwise.
+        let o = from_vars(&[("TEMPORAL_API_KEY", "secret-key")]).unwrap();
+        assert_eq!(o.api_key.as_deref(), Some("secret-key"));
+        assert!(o.tls.is_some());
+        assert!(!format!("{o:?}").contains("secret-key"), "{o:?}");
+        let o = from_vars(&[("TEMPORAL_API_KEY", "k"), ("TEMPORAL_TLS", "false")]).unwrap();
+        assert!(o.tls.is_none());
+        assert!(
+            from_vars(&[("TEMPORAL_TLS", "true")])
+                .unwrap()
+                .tls
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn tls_certificate_paths_are_read_and_a_bad_one_is_a_clear_error() {
+        let dir = std::env::temp_dir().join(format!("hb-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (ca, cert, key) = (dir.join("ca.pem"), dir.join("c.pem"), dir.join("k.pem"));
+        std::fs::write(&ca, b"CA").unwrap();
+        std::fs::write(&cert, b"CERT").unwrap();
+        std::fs::write(&key, b"PRIVATE KEY").unwrap();
+        let o = from_vars(&[
+            ("TEMPORAL_TLS_SERVER_CA_CERT_PATH", ca.to_str().unwrap()),
+            ("TEMPORAL_TLS_CLIENT_CERT_PATH", cert.to_str().unwrap()),
+            ("TEMPORAL_TLS_CLIENT_KEY_PATH", key.to_str().unwrap()),
+            ("TEMPORAL_TLS_SERVER_NAME", "temporal.internal"),
+        ])
+        .unwrap();
+        let tls = o.tls.as_ref().expect("certificates turn TLS on");
+        assert_eq!(tls.server_root_ca_cert.as_deref(), Some(&b"CA"[..]));
+        assert_eq!(tls.domain.as_deref(), Some("temporal.internal"));
+        let (c, k) = tls.client_cert.as_ref().unwrap();
+        assert_eq!((&c[..], &k[..]), (&b"CERT"[..], &b"PRIVATE KEY"[..]));
+        assert!(!format!("{o:?}").contains("PRIVATE"), "{o:?}");
+
+        let missing = from_vars(&[("TEMPORAL_TLS_SERVER_CA_CERT_PATH", "/nonexistent/ca.pem")]);
+        match missing {
+            Err(TemporalError::Settings(m)) => {
+                assert!(m.contains("/nonexistent/ca.pem"), "{m}")
+            }
+            other => panic!("expected a settings error, got {other:?}"),
+        }
+        let half = from_vars(&[("TEMPORAL_TLS_CLIENT_CERT_PATH", cert.to_str().unwrap())]);
+        assert!(matches!(half, Err(TemporalError::Settings(_))), "{half:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn an_address_is_host_port_as_temporal_writes_it_or_a_url() {

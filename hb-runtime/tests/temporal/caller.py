@@ -73,13 +73,16 @@ class CallHbActivity:
             retry_policy=retry,
             cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
+        cancelled_at = None
         if req["cancel_after"]:
             await asyncio.sleep(req["cancel_after"])
+            # The start of this workflow task: the cancel is sent when it completes.
+            cancelled_at = workflow.now().timestamp()
             handle.cancel()
         try:
             return {"ok": await handle}
         except ActivityError as e:
-            return {"error": describe(e.cause)}
+            return {"error": describe(e.cause), "cancel_requested_at": cancelled_at}
 
 
 async def main():

@@ -106,6 +106,15 @@ impl Server {
                 "--dynamic-config-value",
                 r#"matching.longPollExpirationInterval="5s""#,
             ])
+            // Pushed cancellation: the server sends a workflow's activity cancel to the
+            // worker at once (a worker command), instead of in the reply to the attempt's
+            // next heartbeat. Off by default on server 1.32; see the README.
+            .args([
+                "--dynamic-config-value",
+                "frontend.WorkerCommandsEnabled=true",
+                "--dynamic-config-value",
+                "system.enableCancelActivityWorkerCommand=true",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()
