@@ -214,6 +214,12 @@ pub trait ActivityClient: ClientBackend + Clone {
     /// Refused with [`ClientError::NotAllowed`] when the activity is paused already or
     /// closed.
     ///
+    /// On Temporal, `pause`, [`unpause`](Self::unpause) and [`reset`](Self::reset) are the
+    /// server's `PauseActivityExecution`, `UnpauseActivityExecution` and
+    /// `ResetActivityExecution` on the standalone activity (server 1.32 has all three; the
+    /// `temporal activity pause|unpause|reset` commands send the same). A server without them
+    /// answers [`ClientError::Unsupported`].
+    ///
     /// ```
     /// use hb_runtime::client::{ActivityClient, ActivityStatus, ClientError, StartOptions};
     /// use hb_runtime::engine::Engine;

@@ -123,7 +123,22 @@ enum Operation {
     Reset(ResetOptions),
 }
 
+/// Whether the server's `code` says the activity's status refuses the operation.
+fn code_refuses(code: temporalio_client::tonic::Code) -> bool {
+    code == temporalio_client::tonic::Code::FailedPrecondition
+}
+
 impl Operation {
+    /// Whether an activity in `status` takes the operation (the rule both backends follow).
+    fn allowed_in(self, status: ActivityStatus) -> bool {
+        match self {
+            _ if status.is_closed() => false,
+            Operation::Pause => status != ActivityStatus::Paused,
+            Operation::Unpause => status == ActivityStatus::Paused,
+            Operation::Reset(_) => true,
+        }
+    }
+
     fn name(self) -> &'static str {
         match self {
             Operation::Pause => "pause",
@@ -343,20 +358,24 @@ impl Client {
                 operation: op.name(),
                 reason: status.message().to_owned(),
             }),
-            // Refused for the activity's status: say which.
-            Code::FailedPrecondition | Code::InvalidArgument => {
+            // Refused: because of the activity's status (the server answers
+            // FailedPrecondition, "activity is in non-pausable state Paused"), say which.
+            _ => {
                 let described = self.describe_id(id).await?;
-                Err(ClientError::NotAllowed {
-                    id: id.to_owned(),
-                    operation: op.name(),
-                    status: described.status,
-                })
+                if code_refuses(status.code()) || !op.allowed_in(described.status) {
+                    Err(ClientError::NotAllowed {
+                        id: id.to_owned(),
+                        operation: op.name(),
+                        status: described.status,
+                    })
+                } else {
+                    Err(ClientError::Temporal(TemporalError::Rpc(format!(
+                        "{}: {}",
+                        op.name(),
+                        status.message()
+                    ))))
+                }
             }
-            _ => Err(ClientError::Temporal(TemporalError::Rpc(format!(
-                "{}: {}",
-                op.name(),
-                status.message()
-            )))),
         }
     }
 
