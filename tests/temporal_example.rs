@@ -19,7 +19,8 @@ use serde_json::json;
 mod harness;
 
 /// The example's binary, beside this test's (`target/<profile>/examples/`), built once per
-/// run: always through cargo, which rebuilds it only when stale (a binary that merely exists
+/// run with the features `HB_EXAMPLE_FEATURES` names (default `--features=temporal`): always
+/// through cargo, which rebuilds it only when stale (a binary that merely exists
 /// may predate the example's source, e.g. in a target directory shared by work trees).
 fn example_binary() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
@@ -31,14 +32,14 @@ fn example_binary() -> PathBuf {
                 .and_then(Path::parent)
                 .expect("target/<profile>/deps/<test>");
             let release = profile_dir.ends_with("release").then_some("--release");
+            // The features of the run that built this test, when it says them
+            // (scripts/test-all: `--all-features`), so the example shares its build instead
+            // of compiling the Temporal stack again with other features.
+            let features = std::env::var("HB_EXAMPLE_FEATURES")
+                .unwrap_or_else(|_| "--features=temporal".to_owned());
             let status = Command::new(env!("CARGO"))
-                .args([
-                    "build",
-                    "--features",
-                    "temporal",
-                    "--example",
-                    "temporal_worker",
-                ])
+                .args(["build", "--example", "temporal_worker"])
+                .args(features.split_whitespace())
                 .args(release)
                 .current_dir(env!("CARGO_MANIFEST_DIR"))
                 .status()

@@ -908,6 +908,24 @@ async fn a_reset_restarts_the_activity_from_its_checkpoint_instead_of_failing_it
     worker.shutdown().await;
 }
 
+async fn a_reset_that_clears_the_checkpoint_starts_the_activity_from_scratch(env: &Env) {
+    let (queue, worker) = env.worker().await;
+    let id = format!("reset-clear-{}", std::process::id());
+    let h = running_batch(env, &queue, &id, 300).await;
+    h.reset(ResetOptions::new().clear_checkpoint())
+        .await
+        .expect("the server takes the reset");
+    let report = h.result().await.expect("a reset activity runs again");
+    // Attempt 1 again, from no checkpoint: the stopped attempt's last details (recorded as
+    // it stopped) do not come back.
+    assert_eq!(
+        (report.attempt, report.resumed_from, report.processed),
+        (1, 0, 300),
+        "{report:?}"
+    );
+    worker.shutdown().await;
+}
+
 async fn a_pause_stops_the_attempt_without_cancelling_and_unpause_resumes_from_the_checkpoint(
     env: &Env,
 ) {
@@ -1275,6 +1293,7 @@ fn main() {
         a_long_running_worker_keeps_nothing_for_the_attempts_it_finished,
         a_worker_shutdown_s_retry_resumes_from_the_checkpoint_on_another_worker,
         a_reset_restarts_the_activity_from_its_checkpoint_instead_of_failing_it,
+        a_reset_that_clears_the_checkpoint_starts_the_activity_from_scratch,
         a_pause_stops_the_attempt_without_cancelling_and_unpause_resumes_from_the_checkpoint,
         a_plain_temporalio_activity_with_auto_heartbeat_outlives_its_heartbeat_timeout_and_can_be_cancelled,
         an_hb_activity_registered_into_a_temporalio_sdk_worker_runs_and_is_cancelled,
