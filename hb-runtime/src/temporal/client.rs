@@ -209,9 +209,12 @@ impl Client {
                     .unwrap_or_else(|| Payload::from_json_bytes(b"null".to_vec())));
             }
             Err(E::ActivityFailed(e)) => failure_of(e.failure()),
-            Err(E::Cancelled { details }) => ActivityFailure::Cancelled {
-                details: details.raw().first().cloned().map(from_proto),
-            },
+            Err(E::Cancelled { details }) => {
+                let details = details.raw().first().cloned().map(from_proto);
+                ActivityFailure::Cancelled {
+                    details: self.checkpoint_of_cancelled(id, details).await,
+                }
+            }
             Err(E::Terminated) => ActivityFailure::Terminated,
             Err(E::TimedOut(t)) => ActivityFailure::Timeout {
                 kind: {
@@ -265,6 +268,21 @@ impl Client {
                 last: Box::new(failure),
             }),
             _ => Err(failure),
+        }
+    }
+
+    /// The details of activity `id`'s cancellation, when they are a checkpoint. The server
+    /// cancels an activity that never ran with the cancel's reason as details (a JSON string,
+    /// `""` from hb's client): that is no checkpoint, and the engine has `None` there too.
+    async fn checkpoint_of_cancelled(&self, id: &str, details: Option<Payload>) -> Option<Payload> {
+        let details = details?;
+        if !details.data().starts_with(b"\"") {
+            return Some(details);
+        }
+        // A string: a checkpoint only if an attempt ran (one may checkpoint a `String`).
+        match self.describe_id(id).await {
+            Ok(d) if d.attempt_started.is_none() => None,
+            _ => Some(details),
         }
     }
 
@@ -420,6 +438,13 @@ impl Client {
         out.last_heartbeat = d.last_heartbeat_time();
         out.attempt_started = d.last_started_time();
         out.last_failure = raw.last_failure.as_ref().map(failure_of);
+        // A heartbeat timeout of an attempt waiting for its retry: its details are the
+        // checkpoint the server kept (as the engine reports it, and as the final failure has).
+        if let Some(ActivityFailure::Timeout { last_details, .. }) = &mut out.last_failure
+            && last_details.is_none()
+        {
+            last_details.clone_from(&out.details);
+        }
         out.cancel_requested = run_state == PendingActivityState::CancelRequested
             || status == ActivityStatus::Cancelled;
         out.scheduled_at = ActivityExecutionInfoLike::schedule_time(&d);
