@@ -52,6 +52,8 @@ pub struct Report {
 static FAST: Mutex<Option<HashSet<String>>> = Mutex::new(None);
 /// When and why each activity's body saw its cancellation, by id (the latest).
 static STOPPED: Mutex<Option<HashMap<String, (Instant, CancelReason)>>> = Mutex::new(None);
+/// How many items each activity's `batch` body has done, by id.
+static DONE: Mutex<Option<HashMap<String, u64>>> = Mutex::new(None);
 /// Set in a worker process: `batch` prints `item N` for each item done.
 pub static PRINT_ITEMS: AtomicBool = AtomicBool::new(false);
 
@@ -77,6 +79,15 @@ pub fn stopped(id: &str) -> Option<(Instant, CancelReason)> {
         .unwrap()
         .as_ref()
         .and_then(|m| m.get(id).copied())
+}
+
+/// How many items activity `id`'s `batch` body (in this process) has done.
+pub fn items_done(id: &str) -> u64 {
+    DONE.lock()
+        .unwrap()
+        .as_ref()
+        .and_then(|m| m.get(id).copied())
+        .unwrap_or(0)
 }
 
 fn record_stop(id: &str, reason: CancelReason) {
@@ -116,6 +127,10 @@ pub async fn batch(
         }
         p.next += 1;
         ctx.checkpoint(&p)?;
+        DONE.lock()
+            .unwrap()
+            .get_or_insert_with(HashMap::new)
+            .insert(id.clone(), p.next);
         if PRINT_ITEMS.load(Ordering::Relaxed) {
             println!("item {}", p.next);
         }

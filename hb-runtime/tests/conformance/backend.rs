@@ -44,10 +44,9 @@ impl Kind {
             Kind::InMemory | Kind::File => Differences {
                 attempt_before_first: 0,
                 killed_worker: match self {
-                    Kind::InMemory => Killed::NotPossible(
-                        "the in-memory engine lives in the test process: nothing outlives a \
-                         killed worker to retry it",
-                    ),
+                    // The engine lives in the test process, so only the worker can die: its
+                    // tokio runtime is shut down, dropping the attempt mid-run.
+                    Kind::InMemory => Killed::HeartbeatTimeout,
                     _ => Killed::WorkerLost,
                 },
                 cancel_within: Duration::from_millis(300),
@@ -89,8 +88,6 @@ pub struct Differences {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Killed {
-    /// The backend cannot have its worker killed (the reason).
-    NotPossible(&'static str),
     /// Reopening the file finds the attempt of the dead process and retries it at once,
     /// failed as `WorkerLost` with its last checkpoint.
     WorkerLost,
@@ -101,7 +98,7 @@ pub enum Killed {
 
 /// One scenario's backend.
 pub struct Bench {
-    pub kind: Kind,
+    kind: Kind,
     pub diff: Differences,
     /// Unique per scenario and backend: prefixes ids, names the task queue.
     tag: String,
@@ -137,6 +134,10 @@ impl Bench {
             file,
             temporal,
         }
+    }
+
+    pub fn kind(&self) -> Kind {
+        self.kind
     }
 
     /// An activity id unique to this scenario and backend.
@@ -186,9 +187,11 @@ impl Bench {
         }
     }
 
-    /// A worker in a process of its own, which prints `item N` as `batch` goes. The engine
-    /// file is handed to it: every handle and client of this bench must have been dropped.
-    pub async fn process_worker(&self) -> ProcessWorker {
+    /// A worker that can be killed: in a process of its own, which prints `item N` as
+    /// `batch` goes (the engine file is handed to it: every handle and client of this bench
+    /// must have been dropped); for the in-memory engine, which lives in this process, on a
+    /// tokio runtime of its own.
+    pub async fn killable_worker(&self) -> KillableWorker {
         let spec = match (&self.file, &self.temporal) {
             (Some(path), _) => {
                 let engine = self.engine.lock().unwrap().take().expect("the engine");
@@ -197,7 +200,18 @@ impl Bench {
                 format!("file {}", path.display())
             }
             (_, Some((_, url))) => format!("temporal {url} {}", self.tag),
-            _ => panic!("{} has no worker process", self.kind.name()),
+            (None, None) => {
+                let rt = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(1)
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let worker = register_all(self.engine().worker());
+                let handle = rt.spawn(async move { worker.spawn().await.unwrap() });
+                // Never shut down: the runtime's end drops it.
+                std::mem::forget(handle.await.unwrap());
+                return KillableWorker::Runtime(Some(rt));
+            }
         };
         let mut child = Command::new(std::env::current_exe().unwrap())
             .env(WORKER_PROCESS, spec)
@@ -217,16 +231,31 @@ impl Bench {
                 }
             }
         });
-        ProcessWorker { child, lines }
+        KillableWorker::Process { child, lines }
     }
 
-    /// Kills the worker process with SIGKILL; an engine file is then opened again here.
-    pub async fn kill(&self, mut w: ProcessWorker) {
-        w.child.kill().unwrap();
-        w.child.wait().unwrap();
+    /// Kills the worker: SIGKILL for a process (an engine file is then opened again here);
+    /// the runtime shut down at once, its tasks dropped, for the in-memory engine's.
+    pub async fn kill(&self, mut w: KillableWorker) {
+        match &mut w {
+            KillableWorker::Runtime(rt) => rt.take().unwrap().shutdown_background(),
+            KillableWorker::Process { child, .. } => {
+                child.kill().unwrap();
+                child.wait().unwrap();
+            }
+        }
         if let Some(path) = &self.file {
             let engine = open_retrying(path).await;
             *self.engine.lock().unwrap() = Some(engine);
+        }
+    }
+
+    /// How [`kill`](Self::kill) kills, for the matrix.
+    pub fn kill_means(&self) -> &'static str {
+        match self.kind() {
+            Kind::InMemory => "its worker's runtime dropped",
+            Kind::File => "SIGKILL of the process owning the file, reopened",
+            Kind::Temporal => "SIGKILL of the worker process",
         }
     }
 }
@@ -254,22 +283,40 @@ async fn open_retrying(path: &std::path::Path) -> Engine {
     }
 }
 
-/// A worker running in a process of its own.
-pub struct ProcessWorker {
-    child: Child,
-    lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+/// A worker that [`Bench::kill`] kills.
+pub enum KillableWorker {
+    Process {
+        child: Child,
+        lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+    },
+    /// Taken when killed.
+    Runtime(Option<tokio::runtime::Runtime>),
 }
 
-impl ProcessWorker {
-    /// Waits (bounded) until `batch` has done at least `n` items; returns how many it had.
-    pub async fn items_done(&mut self, n: u64) -> u64 {
+impl KillableWorker {
+    /// Waits (bounded) until `batch` (the only activity this worker runs, `id`) has done at
+    /// least `n` items; returns how many it had.
+    pub async fn items_done(&mut self, id: &str, n: u64) -> u64 {
         let give_up = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            let line = tokio::time::timeout_at(give_up, self.lines.recv())
-                .await
-                .unwrap_or_else(|_| panic!("the worker process did not reach item {n}"))
-                .expect("the worker process ended");
-            if let Some(done) = line.strip_prefix("item ").and_then(|s| s.parse().ok())
+            let done = match self {
+                KillableWorker::Process { lines, .. } => {
+                    let line = tokio::time::timeout_at(give_up, lines.recv())
+                        .await
+                        .unwrap_or_else(|_| panic!("the worker did not reach item {n}"))
+                        .expect("the worker process ended");
+                    line.strip_prefix("item ").and_then(|s| s.parse().ok())
+                }
+                KillableWorker::Runtime(_) => {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                    assert!(
+                        tokio::time::Instant::now() < give_up,
+                        "the worker did not reach item {n}"
+                    );
+                    Some(crate::activities::items_done(id))
+                }
+            };
+            if let Some(done) = done
                 && done >= n
             {
                 return done;
@@ -278,10 +325,20 @@ impl ProcessWorker {
     }
 }
 
-impl Drop for ProcessWorker {
+impl Drop for KillableWorker {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        match self {
+            KillableWorker::Process { child, .. } => {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            // Not dropped: that would block this (async) thread.
+            KillableWorker::Runtime(rt) => {
+                if let Some(rt) = rt.take() {
+                    rt.shutdown_background();
+                }
+            }
+        }
     }
 }
 

@@ -96,9 +96,6 @@ pub async fn retryable_failure_resumes_from_the_checkpoint(b: &Bench) -> Outcome
 }
 
 pub async fn killed_worker_times_out_and_the_retry_resumes(b: &Bench) -> Outcome {
-    if let Killed::NotPossible(why) = b.diff.killed_worker {
-        return Outcome::Skip(why.to_owned());
-    }
     let id = b.id("killed");
     // Started here, run by a worker process (on the engine file, the file is handed over: no
     // handle may outlive this block).
@@ -106,14 +103,15 @@ pub async fn killed_worker_times_out_and_the_retry_resumes(b: &Bench) -> Outcome
         .start(batch, Job::endless(), b.opts(&id))
         .await
         .unwrap();
-    let mut process = b.process_worker().await;
+    let mut process = b.killable_worker().await;
     // 150 items take 1.5 s: the checkpoint has reached the backend by then (the engine
     // stores it every second, Temporal with the heartbeat every 0.8 × 2 s at most).
-    let killed_at = process.items_done(150).await;
+    let killed_at = process.items_done(&id, 150).await;
     b.kill(process).await;
 
     // Engine file: reopening finds the dead process's attempt and retries it at once.
-    // Temporal: the server times the attempt out after 2 s without a heartbeat.
+    // Temporal, and the in-memory engine: the attempt is timed out after 2 s without a
+    // heartbeat.
     let c = b.client();
     let h = c.handle(batch, &id);
     let d = describe_until(&h, "shown the attempt's failure", |d| {
@@ -164,7 +162,8 @@ pub async fn killed_worker_times_out_and_the_retry_resumes(b: &Bench) -> Outcome
     assert_resumed(&r, 2, Job::endless().items, killed_at);
     w.shutdown().await;
     Outcome::Pass(Some(format!(
-        "killed at item {killed_at}, resumed from {}",
+        "{}: killed at item {killed_at}, resumed from {}",
+        b.kill_means(),
         r.resumed_from
     )))
 }
