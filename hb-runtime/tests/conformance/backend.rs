@@ -236,18 +236,41 @@ impl Bench {
 
     /// Kills the worker: SIGKILL for a process (an engine file is then opened again here);
     /// the runtime shut down at once, its tasks dropped, for the in-memory engine's.
-    pub async fn kill(&self, mut w: KillableWorker) {
-        match &mut w {
-            KillableWorker::Runtime(rt) => rt.take().unwrap().shutdown_background(),
-            KillableWorker::Process { child, .. } => {
+    ///
+    /// Returns how many items `batch` `id` had done when it died (what it printed, or what
+    /// its body counted once its runtime had stopped).
+    pub async fn kill(&self, mut w: KillableWorker, id: &str) -> u64 {
+        let done = match &mut w {
+            KillableWorker::Runtime(rt) => {
+                // Shut down on a thread of its own (not on an async one), waiting for the
+                // body's thread to let go of it.
+                let rt = rt.take().unwrap();
+                let (tx, stopped) = tokio::sync::oneshot::channel();
+                std::thread::spawn(move || {
+                    rt.shutdown_timeout(Duration::from_secs(5));
+                    let _ = tx.send(());
+                });
+                stopped.await.unwrap();
+                crate::activities::items_done(id)
+            }
+            KillableWorker::Process { child, lines } => {
                 child.kill().unwrap();
                 child.wait().unwrap();
+                // What it printed before it died (the pipe ends with it).
+                let mut done = 0;
+                while let Some(line) = lines.recv().await {
+                    if let Some(n) = line.strip_prefix("item ").and_then(|s| s.parse().ok()) {
+                        done = n;
+                    }
+                }
+                done
             }
-        }
+        };
         if let Some(path) = &self.file {
             let engine = open_retrying(path).await;
             *self.engine.lock().unwrap() = Some(engine);
         }
+        done
     }
 
     /// How [`kill`](Self::kill) kills, for the matrix.

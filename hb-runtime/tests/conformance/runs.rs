@@ -106,8 +106,8 @@ pub async fn killed_worker_times_out_and_the_retry_resumes(b: &Bench) -> Outcome
     let mut process = b.killable_worker().await;
     // 150 items take 1.5 s: the checkpoint has reached the backend by then (the engine
     // stores it every second, Temporal with the heartbeat every 0.8 × 2 s at most).
-    let killed_at = process.items_done(&id, 150).await;
-    b.kill(process).await;
+    let reached = process.items_done(&id, 150).await;
+    let killed_at = b.kill(process, &id).await.max(reached);
 
     // Engine file: reopening finds the dead process's attempt and retries it at once.
     // Temporal, and the in-memory engine: the attempt is timed out after 2 s without a
