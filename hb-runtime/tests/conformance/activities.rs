@@ -210,11 +210,22 @@ pub async fn strict_text(_ctx: ActivityContext, _text: String) -> Result<u64, Ac
     Err(ActivityError::non_retryable("NeverRun", "callers only"))
 }
 
-/// A worker of any backend running every activity of the suite.
-pub fn register_all<B>(w: Worker<B>) -> Worker<B> {
-    w.register(batch)
-        .register(stalling)
-        .register(failing)
-        .register(strict)
-        .shutdown_grace(Duration::from_millis(500))
+/// What a scenario's worker runs and is given (registrations, `#[state]`, limits), on any
+/// backend: the worker builder is the same on each.
+pub trait Setup: Send + Sync + 'static {
+    fn apply<B>(&self, w: Worker<B>) -> Worker<B>;
+}
+
+/// Every activity of the suite, with a 500 ms shutdown grace.
+#[derive(Debug, Clone, Copy)]
+pub struct AllActivities;
+
+impl Setup for AllActivities {
+    fn apply<B>(&self, w: Worker<B>) -> Worker<B> {
+        w.register(batch)
+            .register(stalling)
+            .register(failing)
+            .register(strict)
+            .shutdown_grace(Duration::from_millis(500))
+    }
 }

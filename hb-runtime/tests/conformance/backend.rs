@@ -17,7 +17,7 @@ use hb_runtime::engine::{self, Engine, EngineError};
 use hb_runtime::temporal::{self, ConnectOptions, Temporal};
 use hb_runtime::{Payload, RetryPolicy};
 
-use crate::activities::register_all;
+use crate::activities::{AllActivities, Setup};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Kind {
@@ -171,15 +171,22 @@ impl Bench {
 
     /// A worker in this process running every activity of the suite.
     pub async fn worker(&self) -> AnyWorker {
+        self.worker_with(AllActivities).await
+    }
+
+    /// A worker in this process set up by `setup`.
+    pub async fn worker_with(&self, setup: impl Setup) -> AnyWorker {
         match &self.temporal {
             Some((t, _)) => AnyWorker::Temporal(
-                register_all(t.worker().task_queue(&self.tag))
+                setup
+                    .apply(t.worker().task_queue(&self.tag))
                     .spawn()
                     .await
                     .expect("the worker starts"),
             ),
             None => AnyWorker::Engine(
-                register_all(self.engine().worker())
+                setup
+                    .apply(self.engine().worker())
                     .spawn()
                     .await
                     .expect("the worker starts"),
@@ -206,7 +213,7 @@ impl Bench {
                     .enable_all()
                     .build()
                     .unwrap();
-                let worker = register_all(self.engine().worker());
+                let worker = AllActivities.apply(self.engine().worker());
                 let handle = rt.spawn(async move { worker.spawn().await.unwrap() });
                 // Never shut down: the runtime's end drops it.
                 std::mem::forget(handle.await.unwrap());
@@ -374,12 +381,13 @@ pub fn worker_process(spec: &str) {
         let _worker = match parts[..] {
             ["file", path] => {
                 let engine = open_retrying(std::path::Path::new(path)).await;
-                let w = register_all(engine.worker()).spawn().await.unwrap();
+                let w = AllActivities.apply(engine.worker()).spawn().await.unwrap();
                 AnyWorker::Engine(w)
             }
             ["temporal", url, queue] => {
                 let t = Temporal::connect(ConnectOptions::new(url)).await.unwrap();
-                let w = register_all(t.worker().task_queue(queue))
+                let w = AllActivities
+                    .apply(t.worker().task_queue(queue))
                     .spawn()
                     .await
                     .unwrap();

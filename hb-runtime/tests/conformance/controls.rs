@@ -62,8 +62,11 @@ pub async fn cancel_before_start(b: &Bench) -> Outcome {
         (ActivityStatus::Scheduled, b.diff.attempt_before_first),
         "{d:?}"
     );
+    let asked = Instant::now();
     c.cancel(&id).await.unwrap();
-    match tokio::time::timeout(Duration::from_secs(10), h.result()).await {
+    let result = tokio::time::timeout(Duration::from_secs(10), h.result()).await;
+    let latency = asked.elapsed();
+    match result {
         Ok(Err(ActivityFailure::Cancelled { details })) => {
             let details = details.map(|p| String::from_utf8_lossy(p.data()).into_owned());
             assert_eq!(details.as_deref(), b.diff.unstarted_cancel_details);
@@ -80,7 +83,10 @@ pub async fn cancel_before_start(b: &Bench) -> Outcome {
         ActivityStatus::Cancelled
     );
     w.shutdown().await;
-    Outcome::pass()
+    Outcome::Pass(Some(format!(
+        "cancelled while queued in {} ms (request → result)",
+        latency.as_millis()
+    )))
 }
 
 pub async fn duplicate_start_is_idempotent(b: &Bench) -> Outcome {

@@ -158,6 +158,10 @@ fn main() {
     drop(env);
 
     let failed = print_matrix(&scenarios.map(|(n, _)| n), &results);
+    println!("\nwhat each backend does differently by nature (README, differences):");
+    for k in Kind::ALL {
+        println!("  {}: {:?}", k.name(), k.differences());
+    }
     println!(
         "\nconformance: {} runs, {failed} failed, in {:.1} s",
         results.len(),
