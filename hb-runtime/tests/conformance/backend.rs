@@ -1,6 +1,8 @@
 //! The three backends behind one face: a [`Bench`] is one scenario's backend (its own engine,
-//! engine file or Temporal task queue), with a client, in-process workers, and a worker in a
-//! process of its own that can be killed. What differs by nature is in [`Differences`].
+//! engine file or Temporal task queue), with a client (`impl ActivityClient`), workers in this
+//! process that shut down gracefully, and a worker that can be killed (a process of its own,
+//! or for the in-memory engine a tokio runtime of its own). What differs by nature is in
+//! [`Differences`].
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -58,8 +60,8 @@ impl Kind {
                 killed_worker: Killed::HeartbeatTimeout,
                 // With the next heartbeat: every 0.8 × the 2 s heartbeat timeout at most.
                 cancel_within: Duration::from_millis(2_500),
-                // The server's cancel of an activity no worker took carries an empty string
-                // as its details, which hb's Temporal client hands on.
+                // The server's cancel of an activity no worker took carries the cancel
+                // request's reason (empty) as its details, which hb's client hands on.
                 unstarted_cancel_details: Some(r#""""#),
                 // The server's heartbeat timeout failure of an attempt it will retry has no
                 // last heartbeat details; the checkpoint is in `Description::details`.
@@ -69,20 +71,23 @@ impl Kind {
     }
 }
 
-/// What a backend does differently by nature (README, "differences").
+/// What a backend does differently by nature (README, "differences"): one field per row.
 #[derive(Debug, Clone, Copy)]
 pub struct Differences {
     /// `Description::attempt` before an attempt has started (row `Description::attempt`).
     pub attempt_before_first: u32,
-    /// How the attempt of a worker killed with SIGKILL is found to have failed.
+    /// How the attempt of a worker that died mid-run is found to have failed (row "a worker
+    /// that dies mid-attempt").
     pub killed_worker: Killed,
     /// How soon a cancel reaches a running body (row `cancel`).
     pub cancel_within: Duration,
     /// The details of `ActivityFailure::Cancelled` for an activity cancelled before any
-    /// attempt ran (no checkpoint), as JSON.
+    /// attempt ran (no checkpoint), as JSON (row "`Cancelled` details of an activity that
+    /// never ran"). On Temporal they are the server's, the cancel request's empty reason.
     pub unstarted_cancel_details: Option<&'static str>,
     /// Whether `Description::last_failure` of an attempt that timed out (or was lost) and
-    /// waits for its retry carries the last checkpoint as its details.
+    /// waits for its retry carries the last checkpoint as its details (row
+    /// "`Description::last_failure` of an attempt awaiting its retry").
     pub timed_out_attempt_failure_has_details: bool,
 }
 
