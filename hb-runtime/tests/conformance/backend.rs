@@ -125,10 +125,11 @@ impl Bench {
                 (Some(Engine::open(&path).await.unwrap()), Some(path), None)
             }
             Kind::Temporal => {
-                let t = Temporal::connect(ConnectOptions::new(&env.server.address))
+                let server = env.server.as_ref().expect("the Temporal server");
+                let t = Temporal::connect(ConnectOptions::new(&server.address))
                     .await
                     .expect("connected to the Temporal server");
-                (None, None, Some((t, env.server.url())))
+                (None, None, Some((t, server.url())))
             }
         };
         Bench {

@@ -30,7 +30,8 @@ use util::Outcome;
 
 /// What every scenario stands on.
 pub struct Env {
-    server: harness::Server,
+    /// The Temporal dev server, when a scenario runs on Temporal.
+    server: Option<harness::Server>,
     /// Engine files.
     dir: harness::TempDir,
 }
@@ -100,14 +101,17 @@ fn main() {
             .init();
     }
     let began = Instant::now();
-    let venv = harness::venv();
-    let server = harness::Server::start(&venv);
+    // The server (and the virtualenv it comes from) only when a run needs it.
+    let server = chosen
+        .iter()
+        .any(|(_, _, k)| *k == Kind::Temporal)
+        .then(|| harness::Server::start(&harness::venv()));
     let env = Arc::new(Env {
         server,
         dir: harness::TempDir::new("conformance"),
     });
     println!(
-        "running {} scenario runs (server up in {:.1} s)",
+        "running {} scenario runs (ready in {:.1} s)",
         chosen.len(),
         began.elapsed().as_secs_f64()
     );
