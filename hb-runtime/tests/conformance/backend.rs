@@ -52,20 +52,12 @@ impl Kind {
                     _ => Killed::WorkerLost,
                 },
                 cancel_within: Duration::from_millis(300),
-                unstarted_cancel_details: None,
-                timed_out_attempt_failure_has_details: true,
             },
             Kind::Temporal => Differences {
                 attempt_before_first: 1,
                 killed_worker: Killed::HeartbeatTimeout,
                 // With the next heartbeat: every 0.8 × the 2 s heartbeat timeout at most.
                 cancel_within: Duration::from_millis(2_500),
-                // The server's cancel of an activity no worker took carries the cancel
-                // request's reason (empty) as its details, which hb's client hands on.
-                unstarted_cancel_details: Some(r#""""#),
-                // The server's heartbeat timeout failure of an attempt it will retry has no
-                // last heartbeat details; the checkpoint is in `Description::details`.
-                timed_out_attempt_failure_has_details: false,
             },
         }
     }
@@ -81,14 +73,6 @@ pub struct Differences {
     pub killed_worker: Killed,
     /// How soon a cancel reaches a running body (row `cancel`).
     pub cancel_within: Duration,
-    /// The details of `ActivityFailure::Cancelled` for an activity cancelled before any
-    /// attempt ran (no checkpoint), as JSON (row "`Cancelled` details of an activity that
-    /// never ran"). On Temporal they are the server's, the cancel request's empty reason.
-    pub unstarted_cancel_details: Option<&'static str>,
-    /// Whether `Description::last_failure` of an attempt that timed out (or was lost) and
-    /// waits for its retry carries the last checkpoint as its details (row
-    /// "`Description::last_failure` of an attempt awaiting its retry").
-    pub timed_out_attempt_failure_has_details: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -67,9 +67,10 @@ pub async fn cancel_before_start(b: &Bench) -> Outcome {
     let result = tokio::time::timeout(Duration::from_secs(10), h.result()).await;
     let latency = asked.elapsed();
     match result {
+        // No attempt ran: no checkpoint (Temporal's details there are the cancel's reason,
+        // which hb's client does not hand on as one).
         Ok(Err(ActivityFailure::Cancelled { details })) => {
-            let details = details.map(|p| String::from_utf8_lossy(p.data()).into_owned());
-            assert_eq!(details.as_deref(), b.diff.unstarted_cancel_details);
+            assert!(details.is_none(), "{details:?}");
         }
         other => panic!("expected Cancelled at once, got {other:?}"),
     }

@@ -143,15 +143,11 @@ pub async fn killed_worker_times_out_and_the_retry_resumes(b: &Bench) -> Outcome
     let details = failure
         .last_details()
         .map(|p| decode_payload::<Progress>(p).unwrap());
-    if b.diff.timed_out_attempt_failure_has_details {
-        assert_eq!(
-            details,
-            Some(last),
-            "the failure carries the checkpoint: {d:?}"
-        );
-    } else {
-        assert_eq!(details, None, "{d:?}");
-    }
+    assert_eq!(
+        details,
+        Some(last),
+        "the failure carries the checkpoint: {d:?}"
+    );
     assert!(!d.status.is_closed(), "{d:?}");
 
     let w = b.worker().await;
