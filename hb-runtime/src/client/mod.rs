@@ -237,7 +237,10 @@ pub trait ActivityClient: ClientBackend + Clone {
     /// assert_eq!(handle.result().await?, 42);
     /// # Ok(()) }
     /// ```
-    fn pause<'a>(&'a self, id: &'a str) -> impl Future<Output = Result<(), ClientError>> + Send + 'a {
+    fn pause<'a>(
+        &'a self,
+        id: &'a str,
+    ) -> impl Future<Output = Result<(), ClientError>> + Send + 'a {
         self.pause_activity(id)
     }
 

@@ -85,7 +85,9 @@ pub use client::Client;
 pub use error::EngineError;
 pub use inspect::Inspector;
 pub use options::{DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_RETENTION, EngineOptions};
-pub use requests::{request_cancel, request_heartbeat};
+pub use requests::{
+    request_cancel, request_heartbeat, request_pause, request_reset, request_unpause,
+};
 pub use worker::WorkerHandle;
 
 pub(crate) use inner::Inner;

@@ -90,7 +90,7 @@ impl Core {
             ActivityStatus::Scheduled => Self::push_ready(&mut self.ready, &live, fx),
             ActivityStatus::BackingOff => {
                 // Never later than the retry's own delay from now, whatever the wall clock did.
-                let latest = later(now, live.options.retry_delay(live.attempt));
+                let latest = later(now, live.options.retry_delay(live.number()));
                 let at = live
                     .next_attempt_ms
                     .map_or(now, |ms| clock.instant_of(ms))
@@ -125,7 +125,7 @@ impl Core {
                         details: live.details(),
                     };
                     self.live.insert(Box::new(live));
-                    self.attempt_failed(&id, failure, true, true, fx);
+                    self.attempt_failed(&id, failure, true, true, false, fx);
                     return;
                 };
                 let since = live.last_heartbeat.or(live.started).unwrap_or(now).min(now);
@@ -139,6 +139,8 @@ impl Core {
                     later(since, timeout),
                 ));
             }
+            // Held until unpaused (or reset, cancelled, timed out schedule-to-close).
+            ActivityStatus::Paused => {}
             _ => return,
         }
         self.live.insert(Box::new(live));
@@ -189,5 +191,7 @@ fn new_row(
         next_attempt_at: None,
         closed_at: None,
         external_attempt: None,
+        attempt_base: 0,
+        operator: 0,
     }
 }

@@ -20,7 +20,9 @@ pub(crate) enum Write {
         /// fold it into the activity's row first.
         fold: bool,
         id: Arc<str>,
+        /// Its number since the last reset (what users see), and the attempts before it.
         attempt: u32,
+        base: u32,
         at: i64,
     },
     Heartbeat {
@@ -36,8 +38,14 @@ pub(crate) enum Write {
         fold: bool,
         id: Arc<str>,
         state: ActivityStatus,
+        /// As for `Started`.
         attempt: u32,
+        base: u32,
+        /// The operator requests in force (`core::operator`).
+        operator: u8,
         details: Option<Payload>,
+        /// A reset cleared the checkpoint: the stored one goes (after the fold).
+        clear_details: bool,
         output: Option<Payload>,
         failure: Option<String>,
         next_attempt_at: Option<i64>,
@@ -45,6 +53,11 @@ pub(crate) enum Write {
     },
     CancelRequested {
         id: Arc<str>,
+    },
+    /// The operator requests a running attempt was told of (pause, reset).
+    Operator {
+        id: Arc<str>,
+        operator: u8,
     },
     /// Attempt `attempt` is heartbeated by another process through the file.
     External {

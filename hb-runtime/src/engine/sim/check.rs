@@ -16,7 +16,8 @@ pub struct Violation {
     /// `reopened`, `closed-differently`, `waiter-unanswered`, `waiter-wrong`,
     /// `result-of-open-activity`, `cancel-not-durable`, `pruned-open`, `ready-queue-leak`, `waiter-leak`, `type-leak`,
     /// `timer-too-late`,
-    /// `stored-time`, `work-lost`, `slow-recovery`, `panic`, `hang`.
+    /// `stored-time`, `work-lost`, `slow-recovery`, `started-while-paused`, `attempt-number`,
+    /// `not-allowed-wrong`, `panic`, `hang`.
     pub kind: &'static str,
     /// What was seen.
     pub message: String,

@@ -32,7 +32,10 @@ impl World {
         let read = store::open_rows(&self.db)
             .and_then(|rows| Ok((rows, store::requests_applied(&self.db)?)));
         match read {
-            Ok((rows, applied)) => shell.change(|core, fx| core.recover(rows, applied, fx)),
+            Ok((rows, applied)) => {
+                shell.change(|core, fx| core.recover(rows, applied, fx));
+                shell.recovered();
+            }
             Err(e) => self.fail("panic", format!("the reopened file cannot be read: {e}")),
         }
         *self.shell.lock() = shell;

@@ -6,7 +6,8 @@
 //! `clients` (starts, cancels, `result()` calls and the answers they get), `attempts` (the
 //! worker: attempts taken, checkpointing, heartbeating and ending), `file` (the writer's
 //! commits, faults of the disk, requests through the file), `time` (time passing: pump
-//! ticks, commits and timers coming due), `crash` (the process dying and the file reopened)
+//! ticks, commits and timers coming due), `operators` (pause, unpause, reset and the checks
+//! of their answers), `crash` (the process dying and the file reopened)
 //! and `checks` (the invariants looked at after every step, and the drain at the end).
 
 mod attempts;
@@ -15,6 +16,7 @@ mod clients;
 mod crash;
 mod file;
 mod keys;
+mod operators;
 mod time;
 
 use std::sync::{Arc, Mutex};
@@ -197,6 +199,9 @@ impl World {
                 } else {
                     self.cancel(key);
                 }
+            }
+            Action::Operate { key, op, file } => {
+                self.operate(key as usize % KEYS as usize, op, file)
             }
             Action::Result { key, drop } => self.result(key as usize % KEYS as usize, drop),
             Action::Advance { ms } => self.advance(Duration::from_millis(ms.into())),
