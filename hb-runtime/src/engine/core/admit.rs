@@ -71,6 +71,9 @@ impl Core {
                     .insert(live.activity_type.clone(), live.options.clone());
             }
         }
+        if live.state != ActivityStatus::Running {
+            live.carry_out(fx);
+        }
         let clock = self.now();
         let now = clock.at;
         // Stored times lie in the past; one in the future was left by a wall clock that has

@@ -23,7 +23,7 @@ pub(super) fn closing_write(live: &Live, closed: &Closed, fold: bool, now_ms: i6
         state: closed.state,
         attempt: live.number(),
         base: live.base,
-        operator: live.operator,
+        operator: live.stored_operator(),
         clear_details: false,
         details: live.details(),
         output: closed.output.clone(),

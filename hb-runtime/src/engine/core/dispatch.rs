@@ -55,13 +55,14 @@ impl Core {
                 live.external = false;
                 live.checkpoint_failures = 0;
                 // A new attempt: the requests told to the last one are spent.
-                live.operator = 0;
+                let cleared = std::mem::take(&mut live.operator) & super::operator::CLEARED != 0;
                 fx.writes.push((
                     Write::Started {
                         fold: std::mem::take(&mut live.heartbeat_row),
                         id: id.clone(),
                         attempt: live.number(),
                         base: live.base,
+                        clear_details: cleared,
                         at: now_ms,
                     },
                     None,

@@ -109,7 +109,10 @@ impl Live {
             state: row.state,
             attempt: row.attempt.saturating_add(row.attempt_base),
             base: row.attempt_base,
-            operator: row.operator,
+            // What the running attempt was told (`CLEARED` is of this process only: see
+            // `Live::stored_operator`); `Core::admit` carries it out if the file has no
+            // attempt running.
+            operator: row.operator & !super::operator::CLEARED,
             input: Bytes::from(row.input),
             details: row.details.map(Bytes::from),
             options: Arc::new(options),
@@ -143,6 +146,13 @@ impl Live {
     /// count; 0 before the first).
     pub(crate) fn number(&self) -> u32 {
         self.attempt.saturating_sub(self.base)
+    }
+
+    /// The operator requests the file keeps: those told to the running attempt, carried out
+    /// by a reopen if the process ends first. Not `CLEARED`, which guards this process's
+    /// memory only: kept in the file, a reopen would clear again a checkpoint made since.
+    pub(crate) fn stored_operator(&self) -> u8 {
+        self.operator & !super::operator::CLEARED
     }
 
     /// Forgets the last checkpoint (a reset that clears it).

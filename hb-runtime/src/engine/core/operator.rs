@@ -73,7 +73,7 @@ impl Live {
             state,
             attempt: self.number(),
             base: self.base,
-            operator: self.operator,
+            operator: self.stored_operator(),
             details: None,
             clear_details,
             output: None,
@@ -81,6 +81,33 @@ impl Live {
             next_attempt_at: None,
             closed_at: None,
         }
+    }
+}
+
+impl Live {
+    /// Carries out what a reopened file says a running attempt was told, when the file has no
+    /// attempt running (its start, or its end, was not stored): as if it had stopped.
+    pub(super) fn carry_out(&mut self, fx: &mut Effects) {
+        let told = std::mem::take(&mut self.operator);
+        if told & (PAUSE | RESET) == 0 {
+            return;
+        }
+        let clear = told & RESET != 0 && told & CLEAR != 0;
+        if told & RESET != 0 {
+            self.base = self.attempt;
+        }
+        if clear {
+            self.clear_details();
+            self.operator = CLEARED;
+        }
+        if told & PAUSE != 0 {
+            self.state = ActivityStatus::Paused;
+        } else if self.state != ActivityStatus::Paused {
+            self.state = ActivityStatus::Scheduled;
+        }
+        self.next_attempt_ms = None;
+        let write = self.operated(self.state, clear);
+        fx.writes.push((write, None));
     }
 }
 
@@ -186,7 +213,7 @@ impl Core {
         }
         Write::Operator {
             id: live.id.clone(),
-            operator: live.operator,
+            operator: live.stored_operator(),
         }
     }
 }

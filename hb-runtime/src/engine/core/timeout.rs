@@ -109,7 +109,7 @@ impl Core {
                         state: ActivityStatus::Scheduled,
                         attempt: live.number(),
                         base: live.base,
-                        operator: live.operator,
+                        operator: live.stored_operator(),
                         clear_details: false,
                         details: None,
                         output: None,

@@ -23,6 +23,9 @@ pub(crate) enum Write {
         /// Its number since the last reset (what users see), and the attempts before it.
         attempt: u32,
         base: u32,
+        /// A reset cleared the checkpoint since the last attempt: cleared in the file again
+        /// (after the fold), in case the write that cleared it failed.
+        clear_details: bool,
         at: i64,
     },
     Heartbeat {

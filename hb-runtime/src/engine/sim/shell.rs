@@ -55,7 +55,7 @@ impl Shell {
 
     /// What the writes tracked start from after a reopen: what the core recovered.
     pub(crate) fn recovered(&mut self) {
-        for l in self.core.live.values() {
+        for l in self.core.live.values().filter(|l| l.closing.is_none()) {
             self.numbers.insert(l.id.clone(), l.number());
             if l.state == crate::client::ActivityStatus::Paused {
                 self.paused.insert(l.id.clone());
@@ -77,6 +77,11 @@ impl Shell {
 
     /// Queues a write for the writer.
     pub(crate) fn queue(&mut self, write: Write, ack: Option<Ack>) {
+        if let Write::Insert(row) = &write {
+            // A new activity (its id may be one pruned): numbered from its first attempt.
+            self.numbers.remove(&row.id);
+            self.paused.remove(&row.id);
+        }
         let now = self.now();
         let by = match &write {
             Write::Heartbeat { commit_within, .. } if ack.is_none() => {

@@ -139,6 +139,7 @@ pub(crate) fn apply(
                     id,
                     attempt,
                     base,
+                    clear_details,
                     at,
                 } => {
                     // A timed-out attempt's last checkpoint may still sit in `heartbeats`.
@@ -151,7 +152,8 @@ pub(crate) fn apply(
                         ActivityStatus::Running as i64,
                         attempt,
                         at,
-                        base
+                        base,
+                        clear_details
                     ])?;
                 }
                 Write::Heartbeat {
@@ -273,7 +275,7 @@ const SQL: [&str; 13] = [
     "INSERT OR IGNORE INTO activities (id, type, state, attempt, input, options, details, scheduled_at, next_attempt_at)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     "UPDATE activities SET state = ?2, attempt = ?3, attempt_started_at = ?4, last_heartbeat_at = NULL,
-     attempt_base = ?5, operator = 0 WHERE id = ?1",
+     attempt_base = ?5, operator = 0, details = CASE WHEN ?6 THEN NULL ELSE details END WHERE id = ?1",
     "INSERT INTO heartbeats (id, details, at) VALUES (?1, ?2, ?3)
      ON CONFLICT (id) DO UPDATE SET details = coalesce(excluded.details, details), at = excluded.at",
     "UPDATE activities SET details = coalesce(h.details, activities.details), last_heartbeat_at = h.at

@@ -34,6 +34,7 @@ impl World {
             .change(|core, fx| core.take(&WORKER_TYPES, fx));
         let Some(task) = task else { return };
         self.note_cleared();
+        self.check_reset_attempt(&task.id, task.attempt, task.number);
         let key = Self::key_of(&task.id);
         // The retry resumes from the newest checkpoint the file held.
         let resumed = task

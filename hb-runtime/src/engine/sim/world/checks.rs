@@ -24,6 +24,7 @@ impl World {
             self.fail(kind, m);
         }
         self.note_cleared();
+        self.resets_answered();
         self.callers();
         self.check_memory();
         if self.step.is_multiple_of(FULL_CHECK_EVERY) {

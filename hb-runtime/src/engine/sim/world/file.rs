@@ -77,8 +77,7 @@ impl World {
     pub(super) fn note_cleared(&mut self) {
         let cleared = std::mem::take(&mut self.shell.lock().cleared);
         for id in cleared {
-            self.model.durable.remove(&*id);
-            self.model.made.remove(&*id);
+            self.model.cleared(&id);
         }
     }
 

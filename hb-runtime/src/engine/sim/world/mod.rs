@@ -72,6 +72,13 @@ struct Cancel {
     stored: Stored,
 }
 
+/// A reset applied.
+struct Reset {
+    id: Arc<str>,
+    at: u32,
+    stored: Option<oneshot::Receiver<Result<bool, EngineError>>>,
+}
+
 /// A client's `result()`.
 struct Waiter {
     id: Arc<str>,
@@ -113,6 +120,10 @@ pub(crate) struct World {
     pub(crate) violation: Option<Violation>,
     /// Activities cancelled through the file (checked when their requests are gone).
     requested_cancels: Vec<Arc<str>>,
+    /// Resets applied: the activity, its attempt count then (the engine's own, over its whole
+    /// life), and what answers the caller (`None` once it answered that it is stored). The
+    /// next attempt after one is attempt 1.
+    resets: Vec<Reset>,
     /// Invariants not checked in this run (to look for other failures past a known one).
     pub(crate) ignore: Vec<String>,
     /// Prints every action and commit (`sim::replay_traced`).
@@ -146,6 +157,7 @@ impl World {
             events: Events::default(),
             violation: None,
             requested_cancels: Vec::new(),
+            resets: Vec::new(),
             ignore: Vec::new(),
             trace: false,
         }

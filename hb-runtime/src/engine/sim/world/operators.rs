@@ -3,7 +3,7 @@
 //! status the activity was in.
 
 use super::super::Operator;
-use super::World;
+use super::{Reset, World};
 use crate::client::ActivityStatus;
 use crate::engine::core::{Operated, Operation, PAUSE, Request};
 use crate::engine::store;
@@ -38,11 +38,24 @@ impl World {
         let (before, operated) = self.shell.lock().change(|core, fx| {
             let before = core.live.get(&*id).map(|l| {
                 let status = l.closing.as_ref().map_or(l.state, |c| c.state);
-                (status, l.operator & PAUSE != 0)
+                (status, l.operator & PAUSE != 0, l.attempt)
             });
             (before, core.operate(&id, op, fx))
         });
-        match (operated, before) {
+        let before = match (operated, before) {
+            (Operated::Stored(rx), Some((_, _, at))) => {
+                if matches!(op, Operation::Reset { .. }) {
+                    self.resets.push(Reset {
+                        id: id.clone(),
+                        at,
+                        stored: Some(rx),
+                    });
+                }
+                return;
+            }
+            (operated, before) => (operated, before.map(|(s, p, _)| (s, p))),
+        };
+        match before {
             (Operated::NotAllowed(status), Some((seen, pause_told))) => {
                 let refusable = match op {
                     Operation::Pause => status == ActivityStatus::Paused || status.is_closed(),
@@ -73,9 +86,60 @@ impl World {
                 "not-allowed-wrong",
                 format!("{} of {id} found it not open; it was {seen}", op.name()),
             ),
-            // Applied (its write answers the caller once stored), or not open: the client reads
-            // the file, which agrees with the model (`check_stored`).
+            // Not open: the client reads the file, which agrees with the model
+            // (`check_stored`).
             _ => {}
         }
+    }
+
+    /// The resets whose callers heard: one the store refused is forgotten (it may be lost in
+    /// a crash; the engine applied it all the same until then).
+    pub(super) fn resets_answered(&mut self) {
+        self.resets
+            .retain_mut(|r| match r.stored.as_mut().map(|rx| rx.try_recv()) {
+                Some(Ok(Ok(_))) => {
+                    r.stored = None;
+                    true
+                }
+                Some(Err(tokio::sync::oneshot::error::TryRecvError::Empty)) | None => true,
+                Some(_) => false,
+            });
+    }
+
+    /// The first attempt after a reset is attempt 1.
+    pub(super) fn check_reset_attempt(&mut self, id: &str, attempt: u32, number: u32) {
+        let before = self.resets.len();
+        self.resets.retain(|r| !(&*r.id == id && r.at < attempt));
+        if self.resets.len() < before && number != 1 {
+            self.fail(
+                "attempt-after-reset",
+                format!("the first attempt of {id} after a reset is attempt {number}, not 1"),
+            );
+        }
+    }
+
+    /// A crash loses the resets not stored yet.
+    pub(super) fn resets_crashed(&mut self) {
+        self.resets_answered();
+        self.resets.retain(|r| r.stored.is_none());
+    }
+
+    /// After a reopen, attempts are counted from what the file held: a reset stored is in
+    /// effect from the attempt recovered (the next one is attempt 1).
+    pub(super) fn resets_recovered(&mut self) {
+        let shell = self.shell.lock();
+        let live = &shell.core.live;
+        self.resets.retain_mut(|r| match live.get(&r.id) {
+            Some(l) => {
+                r.at = l.attempt;
+                true
+            }
+            None => false,
+        });
+    }
+
+    /// A new activity of `id` (a pruned id started again): resets of the old one are gone.
+    pub(super) fn resets_forget(&mut self, id: &str) {
+        self.resets.retain(|r| &*r.id != id);
     }
 }
