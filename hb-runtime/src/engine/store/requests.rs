@@ -272,6 +272,78 @@ mod tests {
     }
 
     #[test]
+    fn operator_requests_are_stored_by_kind_with_a_reset_s_options_as_json() {
+        let conn = file();
+        let op = |op| Request::Operate {
+            id: "job".into(),
+            op,
+        };
+        let requests = [
+            op(Operation::Pause),
+            op(Operation::Unpause),
+            op(Operation::Reset {
+                keep_checkpoint: false,
+                keep_paused: true,
+            }),
+        ];
+        for r in &requests {
+            insert(&conn, r, 42).unwrap();
+        }
+        type Row = (String, Option<String>, Option<Vec<u8>>);
+        let stored: Vec<Row> = conn
+            .prepare("SELECT kind, activity_id, details FROM requests ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            stored,
+            [
+                ("pause".into(), Some("job".into()), None),
+                ("unpause".into(), Some("job".into()), None),
+                (
+                    "reset".into(),
+                    Some("job".into()),
+                    Some(br#"{"keep_checkpoint":false,"keep_paused":true}"#.to_vec())
+                ),
+            ]
+        );
+        // A reset without options (or with some left out) takes the defaults; options that
+        // are not the JSON expected make the row unreadable, not the queue.
+        let null = rusqlite::types::Null;
+        raw(&conn, [&"reset", &"job", &null, &null]);
+        raw(&conn, [&"reset", &"job", &null, &"{\"keep_paused\":true}"]);
+        raw(&conn, [&"reset", &"job", &null, &"[1]"]);
+        raw(&conn, [&"pause", &null, &null, &null]);
+        let (read, logged) = read_logged(&conn);
+        let read: Vec<_> = read.into_iter().map(|q| q.request).collect();
+        let reset = |keep_checkpoint, keep_paused| {
+            Some(op(Operation::Reset {
+                keep_checkpoint,
+                keep_paused,
+            }))
+        };
+        assert_eq!(
+            read,
+            [
+                Some(op(Operation::Pause)),
+                Some(op(Operation::Unpause)),
+                reset(false, true),
+                reset(true, false),
+                reset(true, true),
+                None,
+                None,
+            ]
+        );
+        assert_eq!(
+            logged.lines().filter(|l| l.contains("WARN")).count(),
+            2,
+            "{logged}"
+        );
+    }
+
+    #[test]
     fn a_row_this_build_cannot_apply_is_warned_of_and_skipped_not_the_queue() {
         let conn = file();
         let null = rusqlite::types::Null;

@@ -78,6 +78,9 @@ pub(super) enum Ev {
     RecoverRunning(u32),
     /// The file is reopened with the activity stored as paused after attempt `n`.
     RecoverPaused(u32),
+    /// The file is reopened with the activity stored in `state` at attempt `n`, its running
+    /// attempt told of operator requests `bits` (`core::operator`).
+    RecoverTold(ActivityStatus, u32, u8),
     /// A worker asks for an attempt, and may get none.
     TryTake,
     /// A client pauses the activity.
@@ -301,6 +304,21 @@ impl Harness {
                     op: Operation::Pause,
                 });
                 self.core.request(Queued { seq, request }, &mut fx);
+            }
+            RecoverTold(state, n, bits) => {
+                let now = self.core.now();
+                let input = Payload::json(&()).unwrap();
+                let Write::Insert(mut row) =
+                    Start::new(Arc::from(ID), TYPE, &input, &self.options, &now).write
+                else {
+                    unreachable!("a start inserts its row")
+                };
+                row.state = state;
+                row.attempt = n;
+                row.operator = bits;
+                row.details = Some(b"1".to_vec());
+                row.attempt_started_at = Some(now.wall_ms);
+                self.core.recover(vec![*row], i64::MIN, &mut fx);
             }
             RecoverPaused(n) => {
                 let now = self.core.now();

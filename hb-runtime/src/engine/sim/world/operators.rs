@@ -36,7 +36,7 @@ impl World {
         // What `Client::pause` (and the others) do: the change, under the engine's lock, with
         // the status it saw.
         let (before, operated) = self.shell.lock().change(|core, fx| {
-            let before = core.live.get(&*id).map(|l| {
+            let before = core.live.get(&id).map(|l| {
                 let status = l.closing.as_ref().map_or(l.state, |c| c.state);
                 (status, l.operator & PAUSE != 0, l.attempt)
             });
