@@ -20,9 +20,9 @@ pub(crate) enum Write {
         /// fold it into the activity's row first.
         fold: bool,
         id: Arc<str>,
-        /// Its number since the last reset (what users see), and the attempts before it.
+        /// Its number since the last reset (what users see; the attempts before it change
+        /// only with a `Transition`).
         attempt: u32,
-        base: u32,
         /// A reset cleared the checkpoint since the last attempt: cleared in the file again
         /// (after the fold), in case the write that cleared it failed.
         clear_details: bool,
@@ -41,7 +41,7 @@ pub(crate) enum Write {
         fold: bool,
         id: Arc<str>,
         state: ActivityStatus,
-        /// As for `Started`.
+        /// Its number since the last reset, and the attempts before it.
         attempt: u32,
         base: u32,
         /// The operator requests in force (`core::operator`).
