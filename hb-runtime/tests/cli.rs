@@ -1,6 +1,6 @@
 //! The `hb` command-line tool, run as a process against real engine files: `ls` (and its
-//! `--state` filter), `show`, `watch --once`, `cancel` reaching a running attempt of an engine
-//! in this process, and every kind of file the tool must refuse (missing, empty, foreign
+//! `--state` filter), `show`, `watch --once`, `cancel`, `pause`, `unpause` and `reset` reaching
+//! a running attempt of an engine in this process, and every kind of file the tool must refuse (missing, empty, foreign
 //! SQLite, text, newer schema, corrupt, locked) with exit code 2, one clear line on stderr,
 //! and the file left byte for byte as it was.
 
@@ -551,6 +551,138 @@ fn a_cancel_queued_without_an_engine_applies_when_one_opens_the_file() {
     assert_eq!(state, ActivityStatus::Cancelled);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pause_unpause_and_reset_reach_the_engine_that_has_the_file() {
+    let dir = TempDir::new("operate");
+    let (path, engine, _worker) = populated(&dir).await;
+    let client = engine.client();
+
+    // Pause: the running attempt stops, its checkpoint kept, and the activity is paused.
+    let run = hb_async(&path, &["pause", "run-1"]).await;
+    run.assert_ok();
+    assert!(run.stdout.starts_with("pause of run-1 "), "{run:?}");
+    eventually("run-1 to be stored paused at item 3", || {
+        file_shows(&path, "run-1", ActivityStatus::Paused, 3)
+    })
+    .await;
+    let d = client.describe("run-1").await.unwrap();
+    assert_eq!(d.attempt, 1);
+    assert!(
+        matches!(&d.last_failure, Some(ActivityFailure::Application { error_type, .. }) if error_type == "Paused"),
+        "{d:?}"
+    );
+
+    // Refusals say why, with exit code 3, and queue nothing.
+    let again = hb_async(&path, &["pause", "run-1"]).await;
+    assert_eq!(again.code, Some(3), "{again:?}");
+    assert_eq!(
+        again.stderr,
+        "hb: error: cannot pause activity `run-1`: it is paused already\n"
+    );
+    let closed = hb_async(&path, &["unpause", "done-1"]).await;
+    assert_eq!(closed.code, Some(3), "{closed:?}");
+    assert!(closed.stderr.contains("it is completed"), "{closed:?}");
+    let closed = hb_async(&path, &["reset", "fail-1"]).await;
+    assert_eq!(closed.code, Some(3), "{closed:?}");
+    assert_eq!(
+        closed.stderr,
+        "hb: error: cannot reset activity `fail-1`: it is failed\n"
+    );
+    let missing = hb_async(&path, &["unpause", "no-such-id"]).await;
+    assert_eq!(missing.code, Some(1), "{missing:?}");
+    assert_eq!(
+        missing.stderr,
+        "hb: error: no activity with id `no-such-id`\n"
+    );
+
+    // Reset while paused, keeping the pause: still paused, its attempt count back to 0.
+    let run = hb_async(&path, &["reset", "run-1", "--keep-paused"]).await;
+    run.assert_ok();
+    assert!(
+        run.stdout.starts_with(
+            "reset of run-1 applied by the running engine: it is now paused (attempt 0)"
+        ),
+        "{run:?}"
+    );
+
+    // Unpause: attempt 1 again (after the reset), from item 3; it parks there again.
+    let run = hb_async(&path, &["unpause", "run-1"]).await;
+    run.assert_ok();
+    assert!(run.stdout.starts_with("unpause of run-1 "), "{run:?}");
+    eventually("run-1 to run again from item 3", || {
+        file_shows(&path, "run-1", ActivityStatus::Running, 3)
+            && Inspector::open(&path).is_ok_and(|i| i.get("run-1").is_ok_and(|d| d.attempt == 1))
+    })
+    .await;
+
+    // Reset from scratch: the running attempt stops and attempt 1 starts without the
+    // checkpoint (it parks at item 3 again, having redone items 1 to 3).
+    let run = hb_async(&path, &["reset", "run-1", "--clear-checkpoint"]).await;
+    run.assert_ok();
+    let handle = client.handle(crunch, "run-1");
+    handle.cancel().await.unwrap();
+    let result = tokio::time::timeout(Duration::from_secs(5), handle.result())
+        .await
+        .expect("the cancel reached the attempt");
+    assert!(
+        matches!(result, Err(ActivityFailure::Cancelled { .. })),
+        "{result:?}"
+    );
+}
+
+#[test]
+fn a_pause_queued_without_an_engine_applies_when_one_opens_the_file() {
+    let dir = TempDir::new("pause-later");
+    let path = dir.join("hb.db");
+    with_engine_gone(&path, |p| {
+        Box::pin(async move {
+            let engine = Engine::open(&p).await.unwrap();
+            engine
+                .client()
+                .start(
+                    crunch,
+                    Job {
+                        items: 3,
+                        fail_at: None,
+                        park_at: None,
+                    },
+                    StartOptions::id("later-1"),
+                )
+                .await
+                .unwrap();
+        })
+    });
+    let run = hb(Some(&path), &["pause", "later-1"]);
+    run.assert_ok();
+    assert!(
+        run.stdout.contains("no engine has") && run.stdout.contains("next opens the file"),
+        "{run:?}"
+    );
+    // Opened with a worker: it stays paused; unpaused from the CLI, it runs.
+    let path2 = path.clone();
+    let (paused, result) = with_engine_gone(&path, move |p| {
+        Box::pin(async move {
+            let engine = Engine::open(&p).await.unwrap();
+            let _w = engine.worker().register(crunch).spawn().await.unwrap();
+            let handle = engine.client().handle(crunch, "later-1");
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while handle.describe().await.unwrap().status != ActivityStatus::Paused {
+                assert!(Instant::now() < deadline, "the pause was not applied");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            let paused = handle.describe().await.unwrap();
+            let run = hb_async(&path2, &["unpause", "later-1"]).await;
+            run.assert_ok();
+            let result = tokio::time::timeout(Duration::from_secs(10), handle.result())
+                .await
+                .expect("it ran once unpaused");
+            (paused, result)
+        })
+    });
+    assert_eq!((paused.status, paused.attempt), (ActivityStatus::Paused, 0));
+    assert_eq!(result.unwrap(), 3);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Files the tool refuses
 
@@ -567,6 +699,9 @@ fn refused_by_every_command(dir: &TempDir, path: &Path, expected: &str) {
         &["watch", "--once"],
         &["watch"],
         &["cancel", "a-1"],
+        &["pause", "a-1"],
+        &["unpause", "a-1"],
+        &["reset", "a-1", "--clear-checkpoint"],
     ] {
         let run = hb(Some(path), args);
         assert_eq!(run.code, Some(2), "hb {args:?}: {run:#?}");
@@ -652,7 +787,7 @@ fn a_file_of_a_newer_schema_is_refused() {
     refused_by_every_command(
         &dir,
         &path,
-        "has schema version 99, newer than this build of hb supports (2); upgrade hb",
+        "has schema version 99, newer than this build of hb supports (3); upgrade hb",
     );
 }
 
@@ -798,7 +933,20 @@ fn bad_arguments_are_usage_errors() {
     assert!(!path.exists());
     let help = hb(None, &["--help"]);
     help.assert_ok();
-    for command in ["ls", "show", "watch", "cancel"] {
+    for command in ["ls", "show", "watch", "cancel", "pause", "unpause", "reset"] {
         assert!(help.stdout.contains(command), "{help:?}");
+    }
+    let reset = hb(None, &["reset", "--help"]);
+    reset.assert_ok();
+    for flag in ["--clear-checkpoint", "--keep-paused", "attempt 1"] {
+        assert!(reset.stdout.contains(flag), "{reset:?}");
+    }
+    for args in [
+        &["pause"][..],
+        &["reset", "x", "--clear"],
+        &["unpause", "a", "b"],
+    ] {
+        let run = hb(Some(&path), args);
+        assert_eq!(run.code, Some(2), "{args:?}: {run:?}");
     }
 }

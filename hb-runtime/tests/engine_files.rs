@@ -1125,7 +1125,9 @@ async fn a_file_of_schema_1_is_upgraded_and_keeps_what_it_held() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
         "DROP INDEX activities_by_closed; DROP TABLE meta;
-         ALTER TABLE activities DROP COLUMN external_attempt; PRAGMA user_version = 1;",
+         ALTER TABLE activities DROP COLUMN external_attempt;
+         ALTER TABLE activities DROP COLUMN attempt_base; ALTER TABLE activities DROP COLUMN operator;
+         PRAGMA user_version = 1;",
     )
     .unwrap();
     drop(conn);
@@ -1151,5 +1153,5 @@ async fn a_file_of_schema_1_is_upgraded_and_keeps_what_it_held() {
         .unwrap()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
 }

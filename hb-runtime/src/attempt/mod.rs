@@ -207,6 +207,8 @@ impl Shared {
     pub(crate) fn apply_reply(&self, reply: &HeartbeatReply) {
         if reply.cancel_requested {
             self.cancel_with(CancelReason::Requested);
+        } else if reply.reset {
+            self.cancel_with(CancelReason::Reset);
         } else if reply.paused {
             self.cancel_with(CancelReason::Paused);
         } else if reply.timed_out {

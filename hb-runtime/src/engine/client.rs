@@ -1,18 +1,18 @@
-//! The engine's [`ActivityClient`]: starting, awaiting, cancelling, describing and listing
-//! engine activities.
+//! The engine's [`ActivityClient`]: starting, awaiting, cancelling, pausing, unpausing,
+//! resetting, describing and listing engine activities.
 
 use std::fmt;
 use std::sync::Arc;
 
 use super::clock::Now;
-use super::core::{Closed, Live, Start, Stored, Wait};
+use super::core::{Closed, Live, Operated, Operation, Start, Stored, Wait};
 use super::record::ActivityRow;
 use super::{Engine, EngineError, Inner};
 use crate::BoxFuture;
 use crate::backend::{ClientBackend, StartRequest, answer_existing};
 use crate::client::{
     ActivityClient, ActivityFailure, ActivityStatus, ClientError, Description, ListFilter,
-    time_of_ms,
+    ResetOptions, time_of_ms,
 };
 use crate::payload::Payload;
 use crate::transport::{HeartbeatReply, TaskToken};
@@ -28,7 +28,7 @@ pub(crate) fn describe_live(l: &Live, now: &Now) -> Description {
         .or_else(|| l.details());
     let mut d = Description::new(l.id.to_string(), l.activity_type.to_string(), status)
         .with_details(details);
-    d.attempt = l.attempt;
+    d.attempt = l.number();
     d.last_heartbeat = l.last_heartbeat.map(|i| time_of_ms(now.ms_of(i)));
     d.attempt_started = l.started.map(|i| time_of_ms(now.ms_of(i)));
     d.last_failure = l
@@ -132,21 +132,24 @@ impl ClientBackend for Client {
         Box::pin(self.cancel_id(id))
     }
 
-    // Placeholder until the engine's operator controls land (issue 11, item 1).
-    fn pause_activity<'a>(&'a self, _id: &'a str) -> BoxFuture<'a, Result<(), ClientError>> {
-        Box::pin(async { Err(not_yet("pause")) })
+    fn pause_activity<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), ClientError>> {
+        Box::pin(self.operate(id, Operation::Pause))
     }
 
-    fn unpause_activity<'a>(&'a self, _id: &'a str) -> BoxFuture<'a, Result<(), ClientError>> {
-        Box::pin(async { Err(not_yet("unpause")) })
+    fn unpause_activity<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<(), ClientError>> {
+        Box::pin(self.operate(id, Operation::Unpause))
     }
 
     fn reset_activity<'a>(
         &'a self,
-        _id: &'a str,
-        _options: crate::client::ResetOptions,
+        id: &'a str,
+        options: ResetOptions,
     ) -> BoxFuture<'a, Result<(), ClientError>> {
-        Box::pin(async { Err(not_yet("reset")) })
+        let op = Operation::Reset {
+            keep_checkpoint: options.keep_checkpoint,
+            keep_paused: options.keep_paused,
+        };
+        Box::pin(self.operate(id, op))
     }
 
     fn list_activities(
@@ -249,6 +252,31 @@ impl Client {
             },
             Stored::Now => Ok(()),
         }
+    }
+
+    /// Applies operator control `op` to activity `id` (see `core::operator`); answers once
+    /// what it did is stored.
+    async fn operate(&self, id: &str, op: Operation) -> Result<(), ClientError> {
+        if self.inner().stop.is_cancelled() {
+            return Err(ClientError::Closed);
+        }
+        let status = match self.inner().change(|core, fx| core.operate(id, op, fx)) {
+            Operated::Stored(rx) => {
+                return match rx.await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(e.into()),
+                    Err(_) => Err(ClientError::Closed),
+                };
+            }
+            Operated::NotAllowed(status) => status,
+            // Closed (the file says how), or unknown (`NotFound`).
+            Operated::NotOpen => self.describe_id(id).await?.status,
+        };
+        Err(ClientError::NotAllowed {
+            id: id.to_owned(),
+            operation: op.name(),
+            status,
+        })
     }
 
     /// What the engine knows of activity `id`.
@@ -385,12 +413,5 @@ impl Client {
             output: d.output,
             failure: d.last_failure,
         })
-    }
-}
-
-fn not_yet(operation: &'static str) -> ClientError {
-    ClientError::Unsupported {
-        operation,
-        reason: "not in the embedded engine yet".to_owned(),
     }
 }

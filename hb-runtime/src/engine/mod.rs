@@ -24,7 +24,11 @@
 //! `schedule_to_close_timeout` the whole activity, `heartbeat_timeout` the silence between
 //! heartbeats. A failed or timed-out attempt is retried by its [`RetryPolicy`](crate::RetryPolicy)
 //! and every retry receives the last checkpoint. A cancel reaches a running attempt at once
-//! (pushed, not on its next heartbeat); one not running yet is cancelled directly. Every timer
+//! (pushed, not on its next heartbeat); one not running yet is cancelled directly. Pause,
+//! unpause and reset are Temporal's too ([`ActivityClient::pause`](crate::client::ActivityClient::pause)):
+//! a running attempt is told at once (`CancelReason::Paused` or `Reset`), and what was asked
+//! happens when it has stopped; a paused activity starts no attempt, and a reset one starts
+//! again at attempt 1 with a fresh retry budget. Every timer
 //! is driven by one scheduler thread: a deadline queue, and for heartbeat timeouts a list per
 //! timeout ordered by last heartbeat (a heartbeat moves its attempt to the back; only the
 //! front can be overdue).
@@ -47,8 +51,9 @@
 //! recovers it from there (its attempt times out and is retried).
 //!
 //! Only one process may open a file for writing (a lock file beside it, `<file>.lock`, says
-//! which); the `hb` command-line tool reads it meanwhile, and its `cancel` is queued in the
-//! file for the engine to apply.
+//! which); the `hb` command-line tool reads it meanwhile, and its `cancel`, `pause`,
+//! `unpause` and `reset` are queued in the file for the engine to apply
+//! ([`request_cancel`], [`request_pause`], [`request_unpause`], [`request_reset`]).
 
 // The layout, bottom up: `clock`, `record` (what is stored of an activity) and `error` are
 // leaves; `core` is the sans-IO state machine; `store` is the SQLite file that applies the
@@ -85,7 +90,9 @@ pub use client::Client;
 pub use error::EngineError;
 pub use inspect::Inspector;
 pub use options::{DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_RETENTION, EngineOptions};
-pub use requests::{request_cancel, request_heartbeat};
+pub use requests::{
+    request_cancel, request_heartbeat, request_pause, request_reset, request_unpause,
+};
 pub use worker::WorkerHandle;
 
 pub(crate) use inner::Inner;
@@ -103,7 +110,8 @@ use self::transport::EngineTransport;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct EngineStats {
-    /// Activities not closed yet (scheduled, running or backing off), all held in memory.
+    /// Activities not closed yet (scheduled, running, backing off or paused), all held in
+    /// memory.
     pub open: usize,
     /// Timers waiting in the engine's deadline queue (start-to-close and schedule-to-close
     /// timeouts, retry backoffs; running attempts' heartbeat timeouts are watched apart). A closed
@@ -162,7 +170,8 @@ impl Engine {
         Worker::new(self.clone())
     }
 
-    /// A client: start, await, cancel, describe and list activities (its methods are those of
+    /// A client: start, await, cancel, pause, unpause, reset, describe and list activities (its
+    /// methods are those of
     /// [`ActivityClient`](crate::client::ActivityClient)).
     pub fn client(&self) -> Client {
         Client::new(self.clone())

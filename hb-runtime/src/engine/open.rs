@@ -11,7 +11,7 @@ use tokio::sync::{Notify, mpsc};
 use super::background::{poll_requests, prune};
 use super::core::Core;
 use super::store::{self, Reader};
-use super::{Engine, EngineError, EngineOptions, Inner, clock, record, release, timers};
+use super::{Engine, EngineError, EngineOptions, Inner, clock, release, timers};
 
 impl Engine {
     /// Opens (or creates, mode 0600) the engine file at `path` and recovers what was running.
@@ -189,7 +189,10 @@ impl Engine {
             None,
             write,
             reader,
-            (Vec::new(), i64::MIN),
+            store::Recovered {
+                requests_applied: i64::MIN,
+                ..Default::default()
+            },
             &EngineOptions::default(),
         ))
     }
@@ -201,7 +204,7 @@ impl Engine {
         lock: Option<store::FileLock>,
         write: rusqlite::Connection,
         reader: Reader,
-        (rows, requests_applied): (Vec<record::ActivityRow>, i64),
+        recovered: store::Recovered,
         options: &EngineOptions,
     ) -> Engine {
         let reader = Arc::new(reader);
@@ -232,8 +235,20 @@ impl Engine {
             };
             answers.send();
         }));
+        let store::Recovered {
+            rows,
+            requests_applied,
+            queued,
+        } = recovered;
         let recovered = rows.len();
-        inner.change(|core, fx| core.recover(rows, requests_applied, fx));
+        inner.change(|core, fx| {
+            core.recover(rows, requests_applied, fx);
+            // Applied before any worker can take an attempt; the polling reads them again
+            // and finds them applied.
+            for request in queued {
+                core.request(request, fx);
+            }
+        });
         if recovered > 0 {
             tracing::info!(path = %inner.path.display(), recovered, "engine recovered open activities");
         }

@@ -254,4 +254,10 @@ pub(crate) struct ActivityRow {
     pub(crate) closed_at: Option<i64>,
     /// The attempt another process last heartbeated through the file (read at recovery).
     pub(crate) external_attempt: Option<u32>,
+    /// Attempts started before the last reset (read at recovery): `attempt` counts from it,
+    /// and the engine's own count of attempts is `attempt + attempt_base`.
+    pub(crate) attempt_base: u32,
+    /// Operator requests the running attempt was told of (`core::operator`'s bits; read at
+    /// recovery).
+    pub(crate) operator: u8,
 }

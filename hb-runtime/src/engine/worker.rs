@@ -196,7 +196,7 @@ async fn poll(
         };
         let options = task.options.apply_to(activity.options());
         let request = AttemptRequest::new(task.id.to_string(), task.token, task.input)
-            .attempt(task.attempt)
+            .attempt(task.number)
             .details(task.details)
             .deadline(task.deadline)
             .options(options);

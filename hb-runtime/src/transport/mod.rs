@@ -69,6 +69,7 @@ impl fmt::Display for TaskToken {
 /// for reply in [
 ///     HeartbeatReply::cancel(),
 ///     HeartbeatReply::pause(),
+///     HeartbeatReply::reset(),
 ///     HeartbeatReply::timed_out(),
 ///     HeartbeatReply::not_found(),
 /// ] {
@@ -76,6 +77,7 @@ impl fmt::Display for TaskToken {
 /// }
 /// assert!(HeartbeatReply::cancel().cancel_requested);
 /// assert!(HeartbeatReply::pause().paused);
+/// assert!(HeartbeatReply::reset().reset);
 /// ```
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 #[non_exhaustive]
@@ -84,6 +86,9 @@ pub struct HeartbeatReply {
     pub cancel_requested: bool,
     /// The activity was paused; the attempt should stop (it is retried once unpaused).
     pub paused: bool,
+    /// The activity was reset; the attempt should stop (the activity starts again at attempt
+    /// 1). Stops it with [`CancelReason::Reset`](crate::CancelReason::Reset).
+    pub reset: bool,
     /// The backend already timed the attempt out.
     pub timed_out: bool,
     /// The backend does not know this attempt any more.
@@ -96,6 +101,7 @@ impl HeartbeatReply {
         HeartbeatReply {
             cancel_requested: false,
             paused: false,
+            reset: false,
             timed_out: false,
             not_found: false,
         }
@@ -111,6 +117,13 @@ impl HeartbeatReply {
     pub const fn pause() -> Self {
         HeartbeatReply {
             paused: true,
+            ..Self::ok()
+        }
+    }
+    /// A reset.
+    pub const fn reset() -> Self {
+        HeartbeatReply {
+            reset: true,
             ..Self::ok()
         }
     }
@@ -130,7 +143,7 @@ impl HeartbeatReply {
     }
     /// Whether the reply asks the attempt to stop.
     pub fn stops(&self) -> bool {
-        self.cancel_requested || self.paused || self.timed_out || self.not_found
+        self.cancel_requested || self.paused || self.reset || self.timed_out || self.not_found
     }
 }
 

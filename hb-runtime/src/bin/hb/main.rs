@@ -5,15 +5,20 @@
 //! hb show ID                           everything stored of one activity
 //! hb watch [--interval MS] [--once]    live progress bars of the running activities
 //! hb cancel ID                         ask the engine to cancel an activity
+//! hb pause ID                          ask the engine to pause an activity
+//! hb unpause ID                        ask the engine to unpause an activity
+//! hb reset ID [--clear-checkpoint] [--keep-paused]
+//!                                      ask the engine to start an activity again at attempt 1
 //! ```
 //!
 //! Every command takes `--file PATH` (default: `$HB_FILE`, else `./hb.db`). The tool only reads
-//! the file, except `cancel`, which queues a request in it for the engine to apply; it never
-//! creates an engine file. Works while an engine has the file open.
+//! the file, except `cancel`, `pause`, `unpause` and `reset`, which queue a request in it for
+//! the engine to apply; it never creates an engine file. Works while an engine has the file open.
 //!
 //! Exit codes: 0 done; 1 no activity with that id, or output could not be written; 2 the file
 //! cannot be used (missing, locked, not an hb file, newer schema, corrupt, I/O error) or bad
-//! arguments. Every error is one line on stderr, and a file that cannot be used is left
+//! arguments; 3 the command does not apply to the activity in its state (pausing a paused or
+//! closed one, unpausing one that is not paused, resetting a closed one). Every error is one line on stderr, and a file that cannot be used is left
 //! untouched.
 
 #![forbid(unsafe_code)]
@@ -22,6 +27,7 @@
 mod cancel;
 mod fmt;
 mod ls;
+mod operate;
 mod screen;
 mod show;
 mod watch;
@@ -31,7 +37,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use hb_runtime::client::ActivityStatus;
+use hb_runtime::client::{ActivityStatus, ResetOptions};
 use hb_runtime::engine::EngineError;
 
 /// Look at and steer the activities of an hb engine file.
@@ -39,7 +45,8 @@ use hb_runtime::engine::EngineError;
 #[command(name = "hb", version)]
 #[command(after_help = "\
 Exit codes: 0 done; 1 no activity with that id, or output could not be written; \
-2 the file cannot be used (missing, locked, not an hb file, newer schema, corrupt) or bad arguments.")]
+2 the file cannot be used (missing, locked, not an hb file, newer schema, corrupt) or bad arguments; \
+3 the command does not apply to the activity in its state.")]
 struct Cli {
     /// The engine file [default: $HB_FILE, else ./hb.db]
     #[arg(long, short = 'f', global = true, value_name = "PATH")]
@@ -54,7 +61,7 @@ enum Command {
     /// List activities, newest first: id, type, state, attempt, progress, last heartbeat
     Ls {
         /// Only activities in this state (repeat or comma-separate for several): scheduled,
-        /// running, backing_off, completed, failed, cancelled, timed_out
+        /// running, backing_off, paused, completed, failed, cancelled, timed_out
         #[arg(long = "state", short = 's', value_name = "S", value_delimiter = ',', value_parser = parse_state)]
         states: Vec<ActivityStatus>,
         /// At most N activities
@@ -96,11 +103,44 @@ enum Command {
         /// The activity id
         id: String,
     },
+    /// Ask the engine to pause an activity
+    ///
+    /// An activity waiting to run or to retry is paused at once; a running attempt is told to
+    /// stop (its checkpoint kept) and the activity is paused when it has. No attempt starts
+    /// until `hb unpause`; its schedule-to-close timeout keeps running. Queued in the file as
+    /// `cancel` is. Refused (exit 3) when the activity is paused already or closed.
+    Pause {
+        /// The activity id
+        id: String,
+    },
+    /// Ask the engine to unpause an activity
+    ///
+    /// Its next attempt starts at once, from its checkpoint; the attempt count goes on.
+    /// Refused (exit 3) when the activity is not paused.
+    Unpause {
+        /// The activity id
+        id: String,
+    },
+    /// Ask the engine to start an activity again at attempt 1
+    ///
+    /// A running attempt is told to stop first; an activity backing off runs at once; a paused
+    /// one is unpaused (unless --keep-paused). Its retry budget starts again. Refused (exit 3)
+    /// when the activity has closed.
+    Reset {
+        /// The activity id
+        id: String,
+        /// Start again without the checkpoint (the first attempt's body gets the default)
+        #[arg(long)]
+        clear_checkpoint: bool,
+        /// Leave a paused activity paused (its attempt count is still reset)
+        #[arg(long)]
+        keep_paused: bool,
+    },
 }
 
 fn parse_state(s: &str) -> Result<ActivityStatus, String> {
     ActivityStatus::parse(s).ok_or_else(|| {
-        "expected one of scheduled, running, backing_off, completed, failed, cancelled, timed_out"
+        "expected one of scheduled, running, backing_off, paused, completed, failed, cancelled, timed_out"
             .to_owned()
     })
 }
@@ -112,6 +152,12 @@ enum Failure {
     Engine(EngineError),
     /// Writing the output failed.
     Output(std::io::Error),
+    /// The command does not apply to the activity in its state (exit 3).
+    NotAllowed {
+        id: String,
+        operation: &'static str,
+        status: ActivityStatus,
+    },
 }
 
 impl From<EngineError> for Failure {
@@ -152,6 +198,22 @@ fn main() -> ExitCode {
             limit,
         } => watch::run(&path, interval, once, limit),
         Command::Cancel { id } => cancel::run(&path, &id),
+        Command::Pause { id } => operate::run(&path, &id, operate::Op::Pause),
+        Command::Unpause { id } => operate::run(&path, &id, operate::Op::Unpause),
+        Command::Reset {
+            id,
+            clear_checkpoint,
+            keep_paused,
+        } => {
+            let mut options = ResetOptions::new();
+            if clear_checkpoint {
+                options = options.clear_checkpoint();
+            }
+            if keep_paused {
+                options = options.keep_paused();
+            }
+            operate::run(&path, &id, operate::Op::Reset(options))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -166,6 +228,21 @@ fn main() -> ExitCode {
             };
             error(&format!("{e}{hint}"));
             ExitCode::from(code)
+        }
+        Err(Failure::NotAllowed {
+            id,
+            operation,
+            status,
+        }) => {
+            error(&format!(
+                "cannot {operation} activity `{id}`: it is {status}{}",
+                match operation {
+                    "pause" if status == ActivityStatus::Paused => " already",
+                    "unpause" => " (only a paused activity can be unpaused)",
+                    _ => "",
+                }
+            ));
+            ExitCode::from(3)
         }
         // The reader went away (`hb ls | head`): nothing left to say to it.
         Err(Failure::Output(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,

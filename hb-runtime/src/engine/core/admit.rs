@@ -71,6 +71,9 @@ impl Core {
                     .insert(live.activity_type.clone(), live.options.clone());
             }
         }
+        if live.state != ActivityStatus::Running {
+            live.carry_out(fx);
+        }
         let clock = self.now();
         let now = clock.at;
         // Stored times lie in the past; one in the future was left by a wall clock that has
@@ -90,7 +93,7 @@ impl Core {
             ActivityStatus::Scheduled => Self::push_ready(&mut self.ready, &live, fx),
             ActivityStatus::BackingOff => {
                 // Never later than the retry's own delay from now, whatever the wall clock did.
-                let latest = later(now, live.options.retry_delay(live.attempt));
+                let latest = later(now, live.options.retry_delay(live.number()));
                 let at = live
                     .next_attempt_ms
                     .map_or(now, |ms| clock.instant_of(ms))
@@ -125,7 +128,7 @@ impl Core {
                         details: live.details(),
                     };
                     self.live.insert(Box::new(live));
-                    self.attempt_failed(&id, failure, true, true, fx);
+                    self.attempt_failed(&id, failure, true, true, false, fx);
                     return;
                 };
                 let since = live.last_heartbeat.or(live.started).unwrap_or(now).min(now);
@@ -139,6 +142,8 @@ impl Core {
                     later(since, timeout),
                 ));
             }
+            // Held until unpaused (or reset, cancelled, timed out schedule-to-close).
+            ActivityStatus::Paused => {}
             _ => return,
         }
         self.live.insert(Box::new(live));
@@ -189,5 +194,7 @@ fn new_row(
         next_attempt_at: None,
         closed_at: None,
         external_attempt: None,
+        attempt_base: 0,
+        operator: 0,
     }
 }

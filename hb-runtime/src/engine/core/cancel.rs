@@ -1,4 +1,4 @@
-//! A cancel request: an activity waiting to run or to retry closes as cancelled at once; a
+//! A cancel request: an activity waiting to run or to retry (or paused) closes as cancelled at once; a
 //! running attempt is told (pushed to its handle) and the request is stored, so its outcome
 //! and a reopen both end the activity as cancelled.
 
@@ -24,7 +24,7 @@ impl Core {
             return Some((state, Stored::Closed(Self::waiter(live))));
         }
         match live.state {
-            ActivityStatus::Scheduled | ActivityStatus::BackingOff => {
+            ActivityStatus::Scheduled | ActivityStatus::BackingOff | ActivityStatus::Paused => {
                 let id = live.id.clone();
                 let details = live.details();
                 let rx = Self::waiter(live);

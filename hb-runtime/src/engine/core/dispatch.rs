@@ -20,6 +20,8 @@ pub(crate) struct Task {
     pub(crate) id: Arc<str>,
     pub(crate) activity_type: Arc<str>,
     pub(crate) attempt: u32,
+    /// Its number since the last reset (what the body sees as its attempt).
+    pub(crate) number: u32,
     pub(crate) token: TaskToken,
     pub(crate) input: Payload,
     pub(crate) details: Option<Payload>,
@@ -52,11 +54,14 @@ impl Core {
                 live.last_heartbeat = None;
                 live.external = false;
                 live.checkpoint_failures = 0;
+                // A new attempt: the requests told to the last one are spent.
+                let cleared = std::mem::take(&mut live.operator) & super::operator::CLEARED != 0;
                 fx.writes.push((
                     Write::Started {
                         fold: std::mem::take(&mut live.heartbeat_row),
                         id: id.clone(),
-                        attempt: live.attempt,
+                        attempt: live.number(),
+                        clear_details: cleared,
                         at: now_ms,
                     },
                     None,
@@ -88,6 +93,7 @@ impl Core {
                     id: id.clone(),
                     activity_type: live.activity_type.clone(),
                     attempt: live.attempt,
+                    number: live.number(),
                     token: token_of(&id, live.attempt),
                     input: live.input(),
                     details: live.details(),
@@ -112,9 +118,12 @@ impl Core {
     ) {
         match self.live.get_mut(id) {
             Some(live) if live.is_current(attempt) => {
-                // A cancel requested before the handle existed is delivered now.
+                // A cancel (or pause, or reset) requested before the handle existed is
+                // delivered now.
                 if live.cancel_requested {
                     fx.cancels.push((handle.clone(), CancelReason::Requested));
+                } else if let Some(reason) = live.told() {
+                    fx.cancels.push((handle.clone(), reason));
                 }
                 live.handle = Some(handle.clone());
                 live.worker = worker;

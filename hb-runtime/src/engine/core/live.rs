@@ -32,8 +32,15 @@ pub(crate) struct Live {
     /// Shared by the open activities of one type (interned by `Core::admit`).
     pub(crate) activity_type: Arc<str>,
     pub(crate) state: ActivityStatus,
-    /// The latest attempt started (0 before the first).
+    /// The latest attempt started (0 before the first), counted over the activity's whole
+    /// life: task tokens and timers name attempts by it, so an attempt of before a reset is
+    /// never taken for one of after. Users see [`Live::number`].
     pub(crate) attempt: u32,
+    /// The attempts started before the last reset.
+    pub(crate) base: u32,
+    /// Operator requests the running attempt was told of, and whether a reset cleared the
+    /// checkpoint (bits of `core::operator`).
+    pub(crate) operator: u8,
     /// Its input and last checkpoint as JSON (what the file keeps; see [`Live::input`] and
     /// [`Live::details`]).
     input: Bytes,
@@ -100,7 +107,12 @@ impl Live {
             id: row.id,
             activity_type: Arc::from(row.activity_type),
             state: row.state,
-            attempt: row.attempt,
+            attempt: row.attempt.saturating_add(row.attempt_base),
+            base: row.attempt_base,
+            // What the running attempt was told (`CLEARED` is of this process only: see
+            // `Live::stored_operator`); `Core::admit` carries it out if the file has no
+            // attempt running.
+            operator: row.operator & !super::operator::CLEARED,
             input: Bytes::from(row.input),
             details: row.details.map(Bytes::from),
             options: Arc::new(options),
@@ -109,7 +121,9 @@ impl Live {
             last_heartbeat: row.last_heartbeat_at.map(|ms| now.instant_of_past(ms)),
             next_attempt_ms: row.next_attempt_at,
             cancel_requested: row.cancel_requested,
-            external: row.external_attempt.is_some_and(|a| a == row.attempt),
+            external: row
+                .external_attempt
+                .is_some_and(|a| a == row.attempt.saturating_add(row.attempt_base)),
             checkpoint_failures: 0,
             checkpoint_retry: false,
             closing_failures: 0,
@@ -126,6 +140,24 @@ impl Live {
             closing: None,
             waiters: None,
         }
+    }
+
+    /// The latest attempt's number since the last reset (what users and the retry policy
+    /// count; 0 before the first).
+    pub(crate) fn number(&self) -> u32 {
+        self.attempt.saturating_sub(self.base)
+    }
+
+    /// The operator requests the file keeps: those told to the running attempt, carried out
+    /// by a reopen if the process ends first. Not `CLEARED`, which guards this process's
+    /// memory only: kept in the file, a reopen would clear again a checkpoint made since.
+    pub(crate) fn stored_operator(&self) -> u8 {
+        self.operator & !super::operator::CLEARED
+    }
+
+    /// Forgets the last checkpoint (a reset that clears it).
+    pub(crate) fn clear_details(&mut self) {
+        self.details = None;
     }
 
     pub(super) fn is_current(&self, attempt: u32) -> bool {

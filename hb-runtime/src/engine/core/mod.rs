@@ -8,7 +8,7 @@
 //! Its leaves, by job: `admit` (activities in), `dispatch` (attempts out to workers),
 //! `report` (heartbeats and outcomes of attempts), `retry` (a retry or the end after a
 //! failure), `timeout` (timers and heartbeat timeouts), `cancel`, `request` (requests other
-//! processes queue in the file), `close` (closing, and the calls waiting for it) and `commit`
+//! processes queue in the file), `operator` (pause, unpause, reset), `close` (closing, and the calls waiting for it) and `commit`
 //! (acknowledgements of writes). What they share: `live` (an open activity), `effects`,
 //! `write` (what the store is asked to write) and `token` (the task-token format).
 
@@ -19,6 +19,7 @@ mod commit;
 mod dispatch;
 mod effects;
 mod live;
+mod operator;
 mod report;
 mod request;
 mod retry;
@@ -33,6 +34,9 @@ pub(crate) use cancel::Stored;
 pub(crate) use close::Wait;
 pub(crate) use effects::{Effects, Reply, Timer, TimerKind};
 pub(crate) use live::{Closed, Live};
+#[cfg(feature = "sim")]
+pub(crate) use operator::PAUSE;
+pub(crate) use operator::{Operated, Operation};
 pub(crate) use request::{Queued, Request};
 pub(crate) use token::{parse_token, token_of};
 pub(crate) use write::{Ack, Write};
@@ -58,7 +62,8 @@ pub(crate) struct Core {
     /// The newest heartbeat request from the file applied: one whose delete failed is not
     /// applied again after newer ones.
     requests_applied: i64,
-    /// Cancel requests from the file applied, deleted once their cancels are stored.
+    /// Cancel and operator requests from the file applied, deleted once what they did is
+    /// stored.
     cancels_stored: Vec<(i64, Stored)>,
 }
 

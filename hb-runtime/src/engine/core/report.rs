@@ -27,10 +27,11 @@ impl Core {
         if !live.is_current(attempt) {
             // The last word of an attempt the engine already timed out (its final flush): the
             // retry, not started yet, resumes from it.
+            // Not after a reset that cleared the checkpoint: its words are of before it.
             let awaiting_retry = matches!(
                 live.state,
-                ActivityStatus::BackingOff | ActivityStatus::Scheduled
-            );
+                ActivityStatus::BackingOff | ActivityStatus::Scheduled | ActivityStatus::Paused
+            ) && live.operator & super::operator::CLEARED == 0;
             let mut write = None;
             if live.attempt == attempt
                 && live.closing.is_none()
@@ -71,8 +72,14 @@ impl Core {
         };
         let reply = if live.cancel_requested {
             HeartbeatReply::cancel()
-        } else {
+        } else if live.operator == 0 {
             HeartbeatReply::ok()
+        } else {
+            match live.told() {
+                Some(CancelReason::Reset) => HeartbeatReply::reset(),
+                Some(_) => HeartbeatReply::pause(),
+                None => HeartbeatReply::ok(),
+            }
         };
         Ok((reply, Some(write)))
     }
@@ -155,16 +162,26 @@ impl Core {
             return false;
         };
         let failure = ActivityFailure::from_attempt(error, live.details());
-        // A worker shutting down is not the activity's fault: retry at once.
-        let immediate = matches!(
+        // A worker shutting down is not the activity's fault: retry at once. Nor is an
+        // attempt an operator stopped (a pause, or a reset): retried at once, whatever the
+        // retry policy has left (a pause lifted before the attempt stopped).
+        let told = matches!(
             error,
             ActivityError::Cancelled {
-                reason: CancelReason::WorkerShutdown | CancelReason::Paused,
+                reason: CancelReason::Paused | CancelReason::Reset,
                 ..
             }
         );
+        let immediate = told
+            || matches!(
+                error,
+                ActivityError::Cancelled {
+                    reason: CancelReason::WorkerShutdown,
+                    ..
+                }
+            );
         let id = live.id.clone();
-        self.attempt_failed(&id, failure, error.is_retryable(), immediate, fx);
+        self.attempt_failed(&id, failure, error.is_retryable(), immediate, told, fx);
         true
     }
 }

@@ -1,12 +1,12 @@
-//! Requests other processes queue in the engine file (`hb cancel`, heartbeats by task
-//! token): applied as the engine's own cancels and heartbeats are, and deleted once what
+//! Requests other processes queue in the engine file (`hb cancel`, `hb pause`, `hb unpause`,
+//! `hb reset`, heartbeats by task token): applied as the engine's own cancels and heartbeats are, and deleted once what
 //! they did is stored. They reach the core typed ([`Request`]); how one is written in the
 //! file is the store's business alone (`store::requests`).
 
 use tokio::sync::oneshot;
 
 use super::cancel::Stored;
-use super::{Core, Effects, Write, parse_token};
+use super::{Core, Effects, Operated, Operation, Write, parse_token};
 use crate::client::ActivityFailure;
 use crate::payload::Payload;
 use crate::transport::TaskToken;
@@ -16,6 +16,8 @@ use crate::transport::TaskToken;
 pub(crate) enum Request {
     /// Cancel activity `id` (`hb cancel`, `engine::request_cancel`).
     Cancel { id: String },
+    /// Pause, unpause or reset activity `id` (`hb pause`, `engine::request_pause`, ...).
+    Operate { id: String, op: Operation },
     /// A heartbeat of attempt `token`, with `details` as its checkpoint when given
     /// (`engine::request_heartbeat`).
     Heartbeat {
@@ -73,6 +75,23 @@ impl Core {
                         self.cancels_stored.push((seq, stored));
                     }
                     _ => fx.writes.push((Write::DeleteRequest { seq }, None)),
+                }
+            }
+            Some(Request::Operate { id, op }) => {
+                if self.cancels_stored.iter().any(|(s, _)| *s == seq) {
+                    return; // applied; its delete waits for what it did to be stored
+                }
+                match self.operate(&id, op, fx) {
+                    Operated::Stored(rx) => self.cancels_stored.push((seq, Stored::Written(rx))),
+                    // Whoever queued it is gone: say it here.
+                    Operated::NotAllowed(status) => {
+                        tracing::warn!(seq, activity_id = %id, operation = op.name(), %status, "a queued request does not apply to the activity in its status; it is deleted");
+                        fx.writes.push((Write::DeleteRequest { seq }, None));
+                    }
+                    Operated::NotOpen => {
+                        tracing::warn!(seq, activity_id = %id, operation = op.name(), "a queued request names no open activity; it is deleted");
+                        fx.writes.push((Write::DeleteRequest { seq }, None));
+                    }
                 }
             }
             Some(Request::Heartbeat { token, details }) => {

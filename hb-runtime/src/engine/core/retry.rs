@@ -1,12 +1,15 @@
 //! After the current attempt failed (an error, a timeout, a lost worker): a retry now, a
 //! retry after the policy's backoff, or the end of the activity (not retryable, attempts used
-//! up, or past its schedule-to-close deadline). A cancel requested meanwhile wins.
+//! up, or past its schedule-to-close deadline). A cancel requested meanwhile wins; then a
+//! reset (the activity starts again at attempt 1), then a pause (the activity is paused,
+//! whatever the retry policy has left).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use super::super::clock::later;
 use super::super::silence;
+use super::operator::{CLEAR, CLEARED, PAUSE, RESET};
 use super::{Closed, Core, Effects, Timer, TimerKind, Write};
 use crate::client::{ActivityFailure, ActivityStatus};
 
@@ -18,6 +21,7 @@ impl Core {
         failure: ActivityFailure,
         retryable: bool,
         immediate: bool,
+        told: bool,
         fx: &mut Effects,
     ) {
         let clock = self.now();
@@ -43,16 +47,60 @@ impl Core {
             );
             return;
         }
+        // Told by an operator: what it asked for, now that the attempt has stopped.
+        let operator = std::mem::take(&mut live.operator);
+        let reset = operator & RESET != 0;
+        if reset || (operator & PAUSE != 0 && retryable) {
+            let clear = reset && operator & CLEAR != 0;
+            if reset {
+                live.base = live.attempt;
+            }
+            if clear {
+                live.clear_details();
+                live.operator = CLEARED;
+            }
+            let state = if operator & PAUSE != 0 {
+                ActivityStatus::Paused
+            } else {
+                ActivityStatus::Scheduled
+            };
+            live.state = state;
+            live.next_attempt_ms = None;
+            live.last_failure = Some(Box::new(failure.clone()));
+            fx.writes.push((
+                Write::Transition {
+                    fold: std::mem::take(&mut live.heartbeat_row),
+                    id: id.clone(),
+                    state,
+                    attempt: live.number(),
+                    base: live.base,
+                    operator: live.stored_operator(),
+                    details: live.details(),
+                    clear_details: clear,
+                    output: None,
+                    failure: Some(failure.to_json()),
+                    next_attempt_at: None,
+                    closed_at: None,
+                },
+                None,
+            ));
+            if state == ActivityStatus::Scheduled {
+                Self::push_ready(&mut self.ready, live, fx);
+            }
+            tracing::info!(activity_id = %id, attempt = live.number(), reset, %state, "attempt stopped by an operator");
+            return;
+        }
         let error_type = match &failure {
             ActivityFailure::Application { error_type, .. } => error_type.as_str(),
             ActivityFailure::Timeout { .. } => "Timeout",
             _ => "Error",
         };
-        let attempts_left = live.options.may_retry(live.attempt, error_type);
+        // An attempt an operator stopped does not use the retry policy up.
+        let attempts_left = told || live.options.may_retry(live.number(), error_type);
         let delay = if immediate {
             Duration::ZERO
         } else {
-            live.options.retry_delay(live.attempt)
+            live.options.retry_delay(live.number())
         };
         // A delay beyond `FAR` (an interval near `Duration::MAX`: "never on its own") is
         // `FAR`: a time the file can hold, and a timer the deadline queue can keep.
@@ -74,7 +122,10 @@ impl Core {
                     fold: std::mem::take(&mut live.heartbeat_row),
                     id: id.clone(),
                     state: ActivityStatus::Scheduled,
-                    attempt: live.attempt,
+                    attempt: live.number(),
+                    base: live.base,
+                    operator: live.stored_operator(),
+                    clear_details: false,
                     details: live.details(),
                     output: None,
                     failure: Some(failure.to_json()),
@@ -84,7 +135,7 @@ impl Core {
                 None,
             ));
             Self::push_ready(&mut self.ready, live, fx);
-            tracing::info!(activity_id = %id, attempt = live.attempt, %failure, "attempt failed; retrying now");
+            tracing::info!(activity_id = %id, attempt = live.number(), %failure, "attempt failed; retrying now");
             return;
         }
         if retryable && attempts_left && before_deadline {
@@ -96,7 +147,10 @@ impl Core {
                     fold: std::mem::take(&mut live.heartbeat_row),
                     id: id.clone(),
                     state: ActivityStatus::BackingOff,
-                    attempt: live.attempt,
+                    attempt: live.number(),
+                    base: live.base,
+                    operator: live.stored_operator(),
+                    clear_details: false,
                     details: live.details(),
                     output: None,
                     failure: Some(failure.to_json()),
@@ -114,7 +168,7 @@ impl Core {
                 },
                 later(clock.at, delay),
             ));
-            tracing::info!(activity_id = %id, attempt = live.attempt, ?delay, %failure, "attempt failed; retrying");
+            tracing::info!(activity_id = %id, attempt = live.number(), ?delay, %failure, "attempt failed; retrying");
             return;
         }
         let state = if matches!(failure, ActivityFailure::Timeout { .. }) {
@@ -122,15 +176,15 @@ impl Core {
         } else {
             ActivityStatus::Failed
         };
-        let failure = if retryable && !attempts_left && live.attempt > 1 {
+        let failure = if retryable && !attempts_left && live.number() > 1 {
             ActivityFailure::RetriesExhausted {
-                attempts: live.attempt,
+                attempts: live.number(),
                 last: Box::new(failure),
             }
         } else {
             failure
         };
-        tracing::info!(activity_id = %id, attempt = live.attempt, %failure, "activity failed");
+        tracing::info!(activity_id = %id, attempt = live.number(), %failure, "activity failed");
         self.close(
             id,
             Closed {

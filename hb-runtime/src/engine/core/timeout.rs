@@ -75,7 +75,7 @@ impl Core {
                 };
                 tracing::warn!(activity_id = %t.id, attempt = t.attempt, %kind, "attempt timed out");
                 let id = t.id.clone();
-                self.attempt_failed(&id, failure, true, false, fx);
+                self.attempt_failed(&id, failure, true, false, false, fx);
             }
             TimerKind::ScheduleToClose => {
                 if let Some(h) = live.handle.take() {
@@ -107,7 +107,10 @@ impl Core {
                         fold: std::mem::take(&mut live.heartbeat_row),
                         id: live.id.clone(),
                         state: ActivityStatus::Scheduled,
-                        attempt: live.attempt,
+                        attempt: live.number(),
+                        base: live.base,
+                        operator: live.stored_operator(),
+                        clear_details: false,
                         details: None,
                         output: None,
                         failure: None,
@@ -159,7 +162,7 @@ impl Core {
                 last_details: live.details(),
             };
             tracing::warn!(activity_id = %id, attempt, kind = %TimeoutKind::Heartbeat, "attempt timed out");
-            self.attempt_failed(&id, failure, true, false, fx);
+            self.attempt_failed(&id, failure, true, false, false, fx);
         }
         self.silence.next_deadline()
     }

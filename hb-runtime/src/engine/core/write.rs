@@ -20,7 +20,12 @@ pub(crate) enum Write {
         /// fold it into the activity's row first.
         fold: bool,
         id: Arc<str>,
+        /// Its number since the last reset (what users see; the attempts before it change
+        /// only with a `Transition`).
         attempt: u32,
+        /// A reset cleared the checkpoint since the last attempt: cleared in the file again
+        /// (after the fold), in case the write that cleared it failed.
+        clear_details: bool,
         at: i64,
     },
     Heartbeat {
@@ -36,8 +41,14 @@ pub(crate) enum Write {
         fold: bool,
         id: Arc<str>,
         state: ActivityStatus,
+        /// Its number since the last reset, and the attempts before it.
         attempt: u32,
+        base: u32,
+        /// The operator requests in force (`core::operator`).
+        operator: u8,
         details: Option<Payload>,
+        /// A reset cleared the checkpoint: the stored one goes (after the fold).
+        clear_details: bool,
         output: Option<Payload>,
         failure: Option<String>,
         next_attempt_at: Option<i64>,
@@ -45,6 +56,11 @@ pub(crate) enum Write {
     },
     CancelRequested {
         id: Arc<str>,
+    },
+    /// The operator requests a running attempt was told of (pause, reset).
+    Operator {
+        id: Arc<str>,
+        operator: u8,
     },
     /// Attempt `attempt` is heartbeated by another process through the file.
     External {

@@ -16,7 +16,9 @@ pub struct Violation {
     /// `reopened`, `closed-differently`, `waiter-unanswered`, `waiter-wrong`,
     /// `result-of-open-activity`, `cancel-not-durable`, `pruned-open`, `ready-queue-leak`, `waiter-leak`, `type-leak`,
     /// `timer-too-late`,
-    /// `stored-time`, `work-lost`, `slow-recovery`, `panic`, `hang`.
+    /// `stored-time`, `work-lost`, `slow-recovery`, `started-while-paused`, `attempt-number`,
+    /// `attempt-after-reset`,
+    /// `not-allowed-wrong`, `panic`, `hang`.
     pub kind: &'static str,
     /// What was seen.
     pub message: String,
@@ -49,6 +51,10 @@ pub(crate) struct Model {
     pub(crate) stored_open: HashSet<String>,
     /// Attempts heartbeated through the file by another process (`id`, attempt).
     pub(crate) external: HashSet<(String, u32)>,
+    /// Activities whose checkpoint a reset cleared, with the newest checkpoint number made
+    /// before: the file may still show one of those (the clearing write failed), and it no
+    /// longer counts.
+    cleared: HashMap<String, u64>,
 }
 
 /// How many of an activity's latest checkpoints are kept for the work-lost check.
@@ -71,8 +77,17 @@ impl Model {
         }
     }
 
+    /// A reset cleared the checkpoint of `id`: what was made before it no longer counts.
+    pub(crate) fn cleared(&mut self, id: &str) {
+        let upto = self.next_seq.get(id).copied().unwrap_or(0);
+        self.cleared.insert(id.to_owned(), upto);
+        self.durable.remove(id);
+        self.made.remove(id);
+    }
+
     /// Activity `id` was pruned (closed and old): its id may start a new activity.
     pub(crate) fn forget(&mut self, id: &str) {
+        self.cleared.remove(id);
         self.durable.remove(id);
         self.made.remove(id);
         self.closed.remove(id);
@@ -83,6 +98,8 @@ impl Model {
     /// The file now holds checkpoint `seq` (if any) for `id`: it must not be older than one it
     /// held before.
     pub(crate) fn stored(&mut self, id: &str, seq: Option<u64>) -> Result<(), String> {
+        let before_clear = |seq: u64| self.cleared.get(id).is_some_and(|upto| seq <= *upto);
+        let seq = seq.filter(|s| !before_clear(*s));
         let Some(seq) = seq else {
             return match self.durable.get(id) {
                 Some(old) => Err(format!("{id}: the file lost its checkpoint #{old}")),

@@ -6,8 +6,8 @@
 //! SQLite store, in memory, on a simulated clock with no real sleeping: random starts
 //! (duplicates, dropped start futures), attempts that checkpoint and heartbeat through the
 //! real pump functions, external heartbeats by task token (in process and through the file),
-//! successes, retryable and non-retryable errors, panics, cancels, `result()` calls kept or
-//! abandoned, timeouts, worker shutdowns, failing commits and a full disk, crashes that lose
+//! successes, retryable and non-retryable errors, panics, cancels, pauses, unpauses and resets
+//! (and their refusals), `result()` calls kept or abandoned, timeouts, worker shutdowns, failing commits and a full disk, crashes that lose
 //! what was not committed, reopens, and wall-clock steps either way. After every step it
 //! checks what must hold against a small reference model ([`Violation::kind`] names them).
 //!
@@ -75,6 +75,17 @@ pub enum Action {
         /// Through the file.
         file: bool,
     },
+    /// An operator pauses, unpauses or resets the activity of `key` (`file`: from another
+    /// process, as `hb pause` does, through the file's request queue). Refusals are checked
+    /// against the activity's status.
+    Operate {
+        /// Which key.
+        key: u8,
+        /// What.
+        op: Operator,
+        /// Through the file.
+        file: bool,
+    },
     /// A client awaits the result of the activity of `key` (`drop`: abandons the call at
     /// once, as a `timeout` around it would).
     Result {
@@ -119,6 +130,23 @@ pub enum Action {
     ClockStep {
         /// The step, in ms.
         ms: i32,
+    },
+}
+
+/// An operator control the simulator issues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Operator {
+    /// Pause.
+    Pause,
+    /// Unpause.
+    Unpause,
+    /// Reset: `clear` the checkpoint, `keep_paused` a paused activity paused.
+    Reset {
+        /// Start again without the checkpoint.
+        clear: bool,
+        /// Leave a paused activity paused.
+        keep_paused: bool,
     },
 }
 
@@ -178,7 +206,19 @@ impl Action {
                 key,
                 drop: rng.one_in(2),
             },
-            840..=939 => Action::Commit,
+            840..=909 => Action::Commit,
+            910..=939 => Action::Operate {
+                key,
+                op: match rng.below(8) {
+                    0..=2 => Operator::Pause,
+                    3..=5 => Operator::Unpause,
+                    _ => Operator::Reset {
+                        clear: rng.one_in(2),
+                        keep_paused: rng.one_in(2),
+                    },
+                },
+                file: rng.one_in(4),
+            },
             940..=949 => Action::Prune {
                 older_ms: rng.below(60_000) as u32,
             },

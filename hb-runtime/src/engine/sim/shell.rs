@@ -2,7 +2,7 @@
 //! simulated writer inbox and deadline queue on a simulated clock, and the real transport
 //! calls attempts make.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -29,6 +29,12 @@ pub(crate) struct Shell {
     pub(crate) sweep_at: Option<Instant>,
     /// Invariants broken while applying effects (checked by the world after each step).
     pub(crate) problems: Vec<(&'static str, String)>,
+    /// What the writes say of each activity: paused ones, and the number of the latest
+    /// attempt (since the last reset).
+    pub(crate) paused: HashSet<Arc<str>>,
+    pub(crate) numbers: HashMap<Arc<str>, u32>,
+    /// Activities whose checkpoint a reset cleared (the model forgets it).
+    pub(crate) cleared: Vec<Arc<str>>,
 }
 
 impl Shell {
@@ -41,6 +47,19 @@ impl Shell {
             armed: 0,
             sweep_at: None,
             problems: Vec::new(),
+            paused: HashSet::new(),
+            numbers: HashMap::new(),
+            cleared: Vec::new(),
+        }
+    }
+
+    /// What the writes tracked start from after a reopen: what the core recovered.
+    pub(crate) fn recovered(&mut self) {
+        for l in self.core.live.values().filter(|l| l.closing.is_none()) {
+            self.numbers.insert(l.id.clone(), l.number());
+            if l.state == crate::client::ActivityStatus::Paused {
+                self.paused.insert(l.id.clone());
+            }
         }
     }
 
@@ -58,6 +77,11 @@ impl Shell {
 
     /// Queues a write for the writer.
     pub(crate) fn queue(&mut self, write: Write, ack: Option<Ack>) {
+        if let Write::Insert(row) = &write {
+            // A new activity (its id may be one pruned): numbered from its first attempt.
+            self.numbers.remove(&row.id);
+            self.paused.remove(&row.id);
+        }
         let now = self.now();
         let by = match &write {
             Write::Heartbeat { commit_within, .. } if ack.is_none() => {
@@ -137,8 +161,63 @@ impl Shell {
         }
     }
 
-    /// Stored times are never negative, nor a retry due before now.
+    /// Stored times are never negative, nor a retry due before now; no attempt starts while
+    /// its activity is paused; attempts are numbered 1, 2, ... from the start and again from
+    /// each reset.
     fn check_write(&mut self, write: &Write) {
+        use crate::client::ActivityStatus;
+        match write {
+            Write::Started { id, attempt, .. } => {
+                if self.paused.contains(id) {
+                    self.problems.push((
+                        "started-while-paused",
+                        format!("attempt {attempt} of {id} started while it is paused"),
+                    ));
+                }
+                if let Some(last) = self.numbers.get(id)
+                    && *attempt != last + 1
+                {
+                    self.problems.push((
+                        "attempt-number",
+                        format!("{id}: attempt {attempt} started after attempt {last}"),
+                    ));
+                }
+                self.numbers.insert(id.clone(), *attempt);
+            }
+            Write::Transition {
+                id,
+                state,
+                attempt,
+                clear_details,
+                closed_at,
+                ..
+            } => {
+                if *state == ActivityStatus::Paused {
+                    self.paused.insert(id.clone());
+                } else {
+                    self.paused.remove(id);
+                }
+                // Only a reset changes the number, to 0 (the next attempt is 1).
+                if let Some(last) = self.numbers.get(id)
+                    && *attempt != *last
+                    && *attempt != 0
+                {
+                    self.problems.push((
+                        "attempt-number",
+                        format!("{id}: a change of state made attempt {last} attempt {attempt}"),
+                    ));
+                }
+                if closed_at.is_some() {
+                    self.numbers.remove(id);
+                } else {
+                    self.numbers.insert(id.clone(), *attempt);
+                }
+                if *clear_details {
+                    self.cleared.push(id.clone());
+                }
+            }
+            _ => {}
+        }
         let wall = self.core.clock.wall_ms();
         if let Write::Transition {
             id,

@@ -138,6 +138,7 @@ pub(crate) fn apply(
                     fold: has_heartbeat,
                     id,
                     attempt,
+                    clear_details,
                     at,
                 } => {
                     // A timed-out attempt's last checkpoint may still sit in `heartbeats`.
@@ -151,6 +152,10 @@ pub(crate) fn apply(
                         attempt,
                         at
                     ])?;
+                    // After a reset whose clearing write failed (rare: a statement of its own).
+                    if *clear_details {
+                        sql.get(Sql::Clear)?.execute(params![&**id])?;
+                    }
                 }
                 Write::Heartbeat {
                     id, details, at, ..
@@ -172,7 +177,10 @@ pub(crate) fn apply(
                     id,
                     state,
                     attempt,
+                    base,
+                    operator,
                     details,
+                    clear_details,
                     output,
                     failure,
                     next_attempt_at,
@@ -190,11 +198,19 @@ pub(crate) fn apply(
                         output.as_ref().map(Payload::data),
                         failure,
                         next_attempt_at,
-                        closed_at
+                        closed_at,
+                        base,
+                        operator
                     ])?;
+                    if *clear_details {
+                        sql.get(Sql::Clear)?.execute(params![&**id])?;
+                    }
                 }
                 Write::CancelRequested { id } => {
                     sql.get(Sql::Cancel)?.execute(params![&**id])?;
+                }
+                Write::Operator { id, operator } => {
+                    sql.get(Sql::Operator)?.execute(params![&**id, operator])?;
                 }
                 Write::External { id, attempt } => {
                     sql.get(Sql::External)?.execute(params![&**id, attempt])?;
@@ -250,6 +266,8 @@ enum Sql {
     Forget,
     Transition,
     Cancel,
+    Operator,
+    Clear,
     External,
     DeleteRequest,
     RequestsApplied,
@@ -257,18 +275,22 @@ enum Sql {
     PruneHeartbeats,
 }
 
-const SQL: [&str; 12] = [
+const SQL: [&str; 14] = [
     "INSERT OR IGNORE INTO activities (id, type, state, attempt, input, options, details, scheduled_at, next_attempt_at)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    "UPDATE activities SET state = ?2, attempt = ?3, attempt_started_at = ?4, last_heartbeat_at = NULL WHERE id = ?1",
+    "UPDATE activities SET state = ?2, attempt = ?3, attempt_started_at = ?4, last_heartbeat_at = NULL,
+     operator = 0 WHERE id = ?1",
     "INSERT INTO heartbeats (id, details, at) VALUES (?1, ?2, ?3)
      ON CONFLICT (id) DO UPDATE SET details = coalesce(excluded.details, details), at = excluded.at",
     "UPDATE activities SET details = coalesce(h.details, activities.details), last_heartbeat_at = h.at
      FROM (SELECT details, at FROM heartbeats WHERE id = ?1) AS h WHERE activities.id = ?1",
     "DELETE FROM heartbeats WHERE id = ?1",
     "UPDATE activities SET state = ?2, attempt = ?3, details = coalesce(?4, details), output = ?5,
-     failure = coalesce(?6, failure), next_attempt_at = ?7, closed_at = ?8 WHERE id = ?1",
+     failure = coalesce(?6, failure), next_attempt_at = ?7, closed_at = ?8, attempt_base = ?9,
+     operator = ?10 WHERE id = ?1",
     "UPDATE activities SET cancel_requested = 1 WHERE id = ?1",
+    "UPDATE activities SET operator = ?2 WHERE id = ?1",
+    "UPDATE activities SET details = NULL WHERE id = ?1",
     "UPDATE activities SET external_attempt = ?2 WHERE id = ?1",
     "DELETE FROM requests WHERE seq = ?1",
     "INSERT INTO meta (key, value) VALUES ('requests_applied', ?1)
@@ -282,7 +304,7 @@ const SQL: [&str; 12] = [
 /// The statements one transaction of [`apply`] has prepared.
 struct Statements<'c> {
     conn: &'c Connection,
-    cached: [Option<rusqlite::CachedStatement<'c>>; 12],
+    cached: [Option<rusqlite::CachedStatement<'c>>; 14],
 }
 
 impl<'c> Statements<'c> {

@@ -23,7 +23,7 @@ mod writer;
 pub(crate) use apply::{apply, commit};
 pub(crate) use lock::{FileLock, is_locked, lock, lock_path};
 pub(crate) use open::{limit_size, open_read, open_write, sync_every_commit};
-pub(crate) use read::{Reader, get_row, open_rows, requests_applied};
+pub(crate) use read::{Reader, Recovered, get_row, open_rows, requests_applied};
 pub(crate) use requests::{insert_request, read_requests};
 pub(crate) use schema::init;
 pub(crate) use writer::{Writer, heartbeat_commit_within, spawn_writer};

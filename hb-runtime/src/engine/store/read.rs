@@ -21,6 +21,9 @@ const ROW_FROM: &str = "activities a LEFT JOIN heartbeats h ON h.id = a.id";
 
 fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ActivityRow> {
     let state: i64 = r.get(2)?;
+    // Only recovery reads the columns past the shared ones (an engine's own file, upgraded to
+    // this schema); the `hb` tool reads older files too.
+    let recovery = r.as_ref().column_count() > 15;
     Ok(ActivityRow {
         id: Arc::from(r.get::<_, String>(0)?),
         activity_type: r.get(1)?,
@@ -38,11 +41,9 @@ fn row_from(r: &rusqlite::Row<'_>) -> rusqlite::Result<ActivityRow> {
         next_attempt_at: r.get(13)?,
         closed_at: r.get(14)?,
         // Only recovery reads it (an engine's own file, upgraded to this schema).
-        external_attempt: if r.as_ref().column_count() > 15 {
-            r.get(15)?
-        } else {
-            None
-        },
+        external_attempt: if recovery { r.get(15)? } else { None },
+        attempt_base: if recovery { r.get(16)? } else { 0 },
+        operator: if recovery { r.get(17)? } else { 0 },
     })
 }
 
@@ -79,11 +80,12 @@ pub(crate) fn open_rows(c: &Connection) -> rusqlite::Result<Vec<ActivityRow>> {
         ActivityStatus::Scheduled,
         ActivityStatus::Running,
         ActivityStatus::BackingOff,
+        ActivityStatus::Paused,
     ]
     .map(|s| (s as i64).to_string())
     .join(",");
     let mut stmt = c.prepare_cached(&format!(
-        "SELECT {ROW_COLUMNS}, a.external_attempt FROM {ROW_FROM} WHERE a.state IN ({open}) ORDER BY a.scheduled_at DESC, a.id"
+        "SELECT {ROW_COLUMNS}, a.external_attempt, a.attempt_base, a.operator FROM {ROW_FROM} WHERE a.state IN ({open}) ORDER BY a.scheduled_at DESC, a.id"
     ))?;
     let rows = stmt.query_map([], row_from)?;
     rows.collect()
@@ -95,6 +97,16 @@ pub(crate) fn requests_applied(c: &Connection) -> rusqlite::Result<i64> {
         .query_row([], |r| r.get(0))
         .optional()
         .map(|v| v.unwrap_or(i64::MIN))
+}
+
+/// What a reopened file holds for the engine to recover.
+#[derive(Default)]
+pub(crate) struct Recovered {
+    pub(crate) rows: Vec<ActivityRow>,
+    pub(crate) requests_applied: i64,
+    /// Requests queued while no engine had the file: applied before any worker takes an
+    /// attempt (a pause queued then must not find its activity running).
+    pub(crate) queued: Vec<Queued>,
 }
 
 /// A read connection shared by describe/list.
@@ -132,9 +144,16 @@ impl Reader {
         self.with(|c| list_rows(c, states, limit))
     }
 
-    /// Every activity not yet closed, and the newest request applied (for recovery).
-    pub(crate) fn recovery(&self) -> Result<(Vec<ActivityRow>, i64), EngineError> {
-        self.with(|c| Ok((open_rows(c)?, requests_applied(c)?)))
+    /// Every activity not yet closed, the newest request applied, and the requests queued
+    /// (for recovery).
+    pub(crate) fn recovery(&self) -> Result<Recovered, EngineError> {
+        self.with(|c| {
+            Ok(Recovered {
+                rows: open_rows(c)?,
+                requests_applied: requests_applied(c)?,
+                queued: read_requests(c)?,
+            })
+        })
     }
 
     /// Requests other processes left in the file, oldest first.

@@ -1,5 +1,5 @@
-//! The `requests` table: what other processes (the `hb cancel` command, heartbeats by task
-//! token from elsewhere) queue in the file for the engine that has it open. The one place that
+//! The `requests` table: what other processes (the `hb cancel`, `pause`, `unpause` and `reset`
+//! commands, heartbeats by task token from elsewhere) queue in the file for the engine that has it open. The one place that
 //! knows how a [`Request`] is stored: rows are parsed here, at the edge, and a row this build
 //! cannot apply (another build's kind, a missing or mistyped field) is warned of and handed on
 //! as unreadable, never a failure of the whole queue.
@@ -9,7 +9,7 @@ use std::path::Path;
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags, params};
 
-use super::super::core::{Queued, Request};
+use super::super::core::{Operation, Queued, Request};
 use super::super::error::EngineError;
 use super::schema::check_identity;
 use crate::Payload;
@@ -20,6 +20,26 @@ use crate::transport::TaskToken;
 pub(crate) const CANCEL: &str = "cancel";
 /// The `kind` of a heartbeat request.
 pub(crate) const HEARTBEAT: &str = "heartbeat";
+/// The `kind` of a pause request (schema 3).
+pub(crate) const PAUSE: &str = "pause";
+/// The `kind` of an unpause request (schema 3).
+pub(crate) const UNPAUSE: &str = "unpause";
+/// The `kind` of a reset request (schema 3); its `details` are its options as JSON,
+/// `{"keep_checkpoint": true, "keep_paused": false}` (a field left out takes that default).
+pub(crate) const RESET: &str = "reset";
+
+/// A reset's options as its `details` hold them.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ResetDetails {
+    #[serde(default = "yes")]
+    keep_checkpoint: bool,
+    #[serde(default)]
+    keep_paused: bool,
+}
+
+fn yes() -> bool {
+    true
+}
 
 /// The requests queued in the file, oldest first (at most 1,000).
 pub(crate) fn read_requests(c: &Connection) -> rusqlite::Result<Vec<Queued>> {
@@ -57,6 +77,32 @@ fn parse(
             let id = text(activity_id).ok_or("a cancel without a text activity_id")?;
             Ok(Request::Cancel { id: id.to_owned() })
         }
+        Some(kind @ (PAUSE | UNPAUSE | RESET)) => {
+            let id = text(activity_id).ok_or("an operator request without a text activity_id")?;
+            let op = match kind {
+                PAUSE => Operation::Pause,
+                UNPAUSE => Operation::Unpause,
+                _ => {
+                    let options: ResetDetails = match details {
+                        ValueRef::Null => ResetDetails {
+                            keep_checkpoint: true,
+                            keep_paused: false,
+                        },
+                        ValueRef::Blob(b) | ValueRef::Text(b) => serde_json::from_slice(b)
+                            .map_err(|_| "a reset whose options are not the JSON expected")?,
+                        _ => return Err("a reset whose options are neither bytes nor text"),
+                    };
+                    Operation::Reset {
+                        keep_checkpoint: options.keep_checkpoint,
+                        keep_paused: options.keep_paused,
+                    }
+                }
+            };
+            Ok(Request::Operate {
+                id: id.to_owned(),
+                op,
+            })
+        }
         Some(HEARTBEAT) => {
             let token = text(task_token).ok_or("a heartbeat without a text task_token")?;
             let details = match details {
@@ -88,6 +134,24 @@ pub(crate) fn insert(conn: &Connection, request: &Request, at: i64) -> rusqlite:
     match request {
         Request::Cancel { id } => {
             conn.execute(SQL, params![CANCEL, id, None::<&str>, None::<&[u8]>, at])?
+        }
+        Request::Operate { id, op } => {
+            let (kind, details) = match op {
+                Operation::Pause => (PAUSE, None),
+                Operation::Unpause => (UNPAUSE, None),
+                Operation::Reset {
+                    keep_checkpoint,
+                    keep_paused,
+                } => (
+                    RESET,
+                    serde_json::to_vec(&ResetDetails {
+                        keep_checkpoint: *keep_checkpoint,
+                        keep_paused: *keep_paused,
+                    })
+                    .ok(),
+                ),
+            };
+            conn.execute(SQL, params![kind, id, None::<&str>, details, at])?
         }
         Request::Heartbeat { token, details } => conn.execute(
             SQL,
@@ -208,12 +272,84 @@ mod tests {
     }
 
     #[test]
+    fn operator_requests_are_stored_by_kind_with_a_reset_s_options_as_json() {
+        let conn = file();
+        let op = |op| Request::Operate {
+            id: "job".into(),
+            op,
+        };
+        let requests = [
+            op(Operation::Pause),
+            op(Operation::Unpause),
+            op(Operation::Reset {
+                keep_checkpoint: false,
+                keep_paused: true,
+            }),
+        ];
+        for r in &requests {
+            insert(&conn, r, 42).unwrap();
+        }
+        type Row = (String, Option<String>, Option<Vec<u8>>);
+        let stored: Vec<Row> = conn
+            .prepare("SELECT kind, activity_id, details FROM requests ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(
+            stored,
+            [
+                ("pause".into(), Some("job".into()), None),
+                ("unpause".into(), Some("job".into()), None),
+                (
+                    "reset".into(),
+                    Some("job".into()),
+                    Some(br#"{"keep_checkpoint":false,"keep_paused":true}"#.to_vec())
+                ),
+            ]
+        );
+        // A reset without options (or with some left out) takes the defaults; options that
+        // are not the JSON expected make the row unreadable, not the queue.
+        let null = rusqlite::types::Null;
+        raw(&conn, [&"reset", &"job", &null, &null]);
+        raw(&conn, [&"reset", &"job", &null, &"{\"keep_paused\":true}"]);
+        raw(&conn, [&"reset", &"job", &null, &"[1]"]);
+        raw(&conn, [&"pause", &null, &null, &null]);
+        let (read, logged) = read_logged(&conn);
+        let read: Vec<_> = read.into_iter().map(|q| q.request).collect();
+        let reset = |keep_checkpoint, keep_paused| {
+            Some(op(Operation::Reset {
+                keep_checkpoint,
+                keep_paused,
+            }))
+        };
+        assert_eq!(
+            read,
+            [
+                Some(op(Operation::Pause)),
+                Some(op(Operation::Unpause)),
+                reset(false, true),
+                reset(true, false),
+                reset(true, true),
+                None,
+                None,
+            ]
+        );
+        assert_eq!(
+            logged.lines().filter(|l| l.contains("WARN")).count(),
+            2,
+            "{logged}"
+        );
+    }
+
+    #[test]
     fn a_row_this_build_cannot_apply_is_warned_of_and_skipped_not_the_queue() {
         let conn = file();
         let null = rusqlite::types::Null;
         raw(&conn, [&"cancel", &"before", &null, &null]);
         // A kind of a newer build.
-        raw(&conn, [&"pause", &"job", &null, &null]);
+        raw(&conn, [&"suspend", &"job", &null, &null]);
         // Fields missing, or of a type a reader of TEXT columns would fail on.
         raw(&conn, [&"cancel", &null, &"job#1", &null]);
         raw(&conn, [&"cancel", &b"job".to_vec(), &null, &null]);
@@ -262,7 +398,7 @@ mod tests {
         let warnings: Vec<&str> = logged.lines().filter(|l| l.contains("WARN")).collect();
         assert_eq!(warnings.len(), 9, "one warning per skipped row: {logged}");
         assert!(warnings[0].contains("seq=2") && warnings[0].contains("unknown kind"));
-        assert!(warnings[0].contains("Some(\"pause\")"), "{}", warnings[0]);
+        assert!(warnings[0].contains("Some(\"suspend\")"), "{}", warnings[0]);
         assert!(
             warnings[1].contains("seq=3") && warnings[1].contains("without a text activity_id")
         );

@@ -11,7 +11,7 @@ use super::super::error::EngineError;
 /// What identifies an hb engine file (`PRAGMA application_id`, "hb\0\1").
 pub(crate) const APPLICATION_ID: i32 = 0x6862_0001;
 /// The schema this build writes and reads (see [`migrate`] for the older ones it upgrades).
-pub(crate) const SCHEMA_VERSION: i32 = 2;
+pub(crate) const SCHEMA_VERSION: i32 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS activities (
@@ -30,7 +30,9 @@ CREATE TABLE IF NOT EXISTS activities (
     last_heartbeat_at INTEGER,
     next_attempt_at INTEGER,
     closed_at INTEGER,
-    external_attempt INTEGER
+    external_attempt INTEGER,
+    attempt_base INTEGER NOT NULL DEFAULT 0,
+    operator INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS activities_by_state ON activities(state);
 CREATE INDEX IF NOT EXISTS activities_by_closed ON activities(closed_at) WHERE closed_at IS NOT NULL;
@@ -67,7 +69,7 @@ pub(crate) fn init(conn: &Connection, path: &Path) -> Result<(), EngineError> {
     if stamp("application_id")? == APPLICATION_ID {
         match stamp("user_version")? {
             SCHEMA_VERSION => return Ok(()),
-            1 => return migrate(conn, path),
+            v @ (1 | 2) => return migrate(conn, path, v),
             _ => {}
         }
     }
@@ -84,15 +86,21 @@ pub(crate) fn init(conn: &Connection, path: &Path) -> Result<(), EngineError> {
     })
 }
 
-/// Upgrades a file of schema 1 to this one, in one transaction: the column that marks attempts
-/// heartbeated by another process, the index retention prunes by, and the table of the newest
-/// heartbeat request applied.
-fn migrate(conn: &Connection, path: &Path) -> Result<(), EngineError> {
-    conn.execute_batch(&format!(
-        "BEGIN IMMEDIATE;
-         ALTER TABLE activities ADD COLUMN external_attempt INTEGER;
+/// Upgrades a file of schema 1 or 2 to this one, in one transaction. Schema 2 added the column
+/// that marks attempts heartbeated by another process, the index retention prunes by, and the
+/// table of the newest heartbeat request applied; schema 3 the columns of the operator
+/// controls (pause, unpause, reset): the attempts before the last reset, and the requests a
+/// running attempt was told of. A file of schema 3 is refused by older builds, which would
+/// drop the `pause`, `unpause` and `reset` requests queued in it.
+fn migrate(conn: &Connection, path: &Path, from: i32) -> Result<(), EngineError> {
+    let to_2 = "ALTER TABLE activities ADD COLUMN external_attempt INTEGER;
          CREATE INDEX IF NOT EXISTS activities_by_closed ON activities(closed_at) WHERE closed_at IS NOT NULL;
-         CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL) WITHOUT ROWID;
+         CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL) WITHOUT ROWID;";
+    let to_3 = "ALTER TABLE activities ADD COLUMN attempt_base INTEGER NOT NULL DEFAULT 0;
+         ALTER TABLE activities ADD COLUMN operator INTEGER NOT NULL DEFAULT 0;";
+    let steps = if from < 2 { to_2 } else { "" };
+    conn.execute_batch(&format!(
+        "BEGIN IMMEDIATE; {steps} {to_3}
          PRAGMA user_version = {SCHEMA_VERSION};
          COMMIT;"
     ))
@@ -100,7 +108,7 @@ fn migrate(conn: &Connection, path: &Path) -> Result<(), EngineError> {
         let _ = conn.execute_batch("ROLLBACK;");
         EngineError::sqlite(path, e)
     })?;
-    tracing::info!(path = %path.display(), from = 1, to = SCHEMA_VERSION, "engine file upgraded");
+    tracing::info!(path = %path.display(), from, to = SCHEMA_VERSION, "engine file upgraded");
     Ok(())
 }
 

@@ -8,7 +8,10 @@ use tokio::time::Instant;
 
 use super::super::super::EngineError;
 use super::super::super::clock::{Clock, SimClock};
-use super::super::{Ack, Core, Effects, Queued, Request, Start, Timer, TimerKind, Write, token_of};
+use super::super::{
+    Ack, Core, Effects, Operated, Operation, Queued, Request, Start, Timer, TimerKind, Write,
+    token_of,
+};
 use super::ms;
 use crate::BoxFuture;
 use crate::client::{ActivityFailure, ActivityStatus};
@@ -73,6 +76,29 @@ pub(super) enum Ev {
     FileUnreadable(i64),
     /// The file is reopened with the activity stored as running attempt `n`.
     RecoverRunning(u32),
+    /// The file is reopened with the activity stored as paused after attempt `n`.
+    RecoverPaused(u32),
+    /// The file is reopened with the activity stored in `state` at attempt `n`, its running
+    /// attempt told of operator requests `bits` (`core::operator`).
+    RecoverTold(ActivityStatus, u32, u8),
+    /// A worker asks for an attempt, and may get none.
+    TryTake,
+    /// A client pauses the activity.
+    Pause,
+    /// A client unpauses it.
+    Unpause,
+    /// A client resets it (keeping the checkpoint; unpausing).
+    Reset,
+    /// A client resets it, clearing the checkpoint.
+    ResetClear,
+    /// A client resets it, keeping a pause.
+    ResetKeepPaused,
+    /// Attempt `n` stopped, told to pause.
+    StoppedPaused(u32),
+    /// Attempt `n` stopped, told of a reset.
+    StoppedReset(u32),
+    /// A pause request from another process, read from the file as row `seq`.
+    FilePause(i64),
 }
 use Ev::*;
 
@@ -82,6 +108,7 @@ pub(super) enum S {
     Scheduled(u32),
     Running(u32),
     BackingOff(u32),
+    Paused(u32),
     /// Closed; its closing write not committed yet.
     Closing(ActivityStatus),
     /// Not held any more (closed and committed, or never known).
@@ -99,6 +126,10 @@ pub(super) struct Seen {
     pub(super) cancels: Vec<String>,
     pub(super) answered: usize,
     pub(super) reply: Option<HeartbeatReply>,
+    /// An operator control was refused for the activity in this status.
+    pub(super) refused: Option<ActivityStatus>,
+    /// The activity holds a checkpoint afterwards.
+    pub(super) checkpoint: bool,
 }
 
 /// One activity, its core, and what the shell would hold: armed timers and writes waiting for
@@ -137,6 +168,7 @@ impl Harness {
         let mut fx = Effects::default();
         let mut writes = Vec::new();
         let mut reply = None;
+        let mut refused = None;
         let checkpoint = Payload::json(&1).unwrap();
         match ev {
             Start => {
@@ -176,14 +208,17 @@ impl Harness {
                 self.core
                     .complete(ID, n, Payload::json(&"done").unwrap(), &mut fx);
             }
-            Fail(n) | FailForGood(n) | Shutdown(n) => {
+            Fail(n) | FailForGood(n) | Shutdown(n) | StoppedPaused(n) | StoppedReset(n) => {
+                let stopped = |reason| ActivityError::Cancelled {
+                    reason,
+                    details: None,
+                };
                 let error = match ev {
                     Fail(_) => ActivityError::retryable("Flaky", "try again"),
                     FailForGood(_) => ActivityError::non_retryable("Bad", "give up"),
-                    _ => ActivityError::Cancelled {
-                        reason: CancelReason::WorkerShutdown,
-                        details: None,
-                    },
+                    StoppedPaused(_) => stopped(CancelReason::Paused),
+                    StoppedReset(_) => stopped(CancelReason::Reset),
+                    _ => stopped(CancelReason::WorkerShutdown),
                 };
                 self.core.failed(ID, n, &error, None, &mut fx);
             }
@@ -242,6 +277,62 @@ impl Harness {
                 };
                 self.core.request(Queued { seq, request }, &mut fx);
             }
+            TryTake => {
+                if let Some(task) = self.core.take(&[TYPE], &mut fx) {
+                    let handle = self.handle(task.attempt);
+                    self.core.attach(ID, task.attempt, &handle, 1, &mut fx);
+                }
+            }
+            Pause | Unpause | Reset | ResetClear | ResetKeepPaused => {
+                let op = match ev {
+                    Pause => Operation::Pause,
+                    Unpause => Operation::Unpause,
+                    _ => Operation::Reset {
+                        keep_checkpoint: !matches!(ev, ResetClear),
+                        keep_paused: matches!(ev, ResetKeepPaused),
+                    },
+                };
+                match self.core.operate(ID, op, &mut fx) {
+                    Operated::NotAllowed(status) => refused = Some(status),
+                    Operated::NotOpen => refused = Some(ActivityStatus::Unknown),
+                    Operated::Stored(_) => {}
+                }
+            }
+            FilePause(seq) => {
+                let request = Some(Request::Operate {
+                    id: ID.into(),
+                    op: Operation::Pause,
+                });
+                self.core.request(Queued { seq, request }, &mut fx);
+            }
+            RecoverTold(state, n, bits) => {
+                let now = self.core.now();
+                let input = Payload::json(&()).unwrap();
+                let Write::Insert(mut row) =
+                    Start::new(Arc::from(ID), TYPE, &input, &self.options, &now).write
+                else {
+                    unreachable!("a start inserts its row")
+                };
+                row.state = state;
+                row.attempt = n;
+                row.operator = bits;
+                row.details = Some(b"1".to_vec());
+                row.attempt_started_at = Some(now.wall_ms);
+                self.core.recover(vec![*row], i64::MIN, &mut fx);
+            }
+            RecoverPaused(n) => {
+                let now = self.core.now();
+                let input = Payload::json(&()).unwrap();
+                let Write::Insert(mut row) =
+                    Start::new(Arc::from(ID), TYPE, &input, &self.options, &now).write
+                else {
+                    unreachable!("a start inserts its row")
+                };
+                row.state = ActivityStatus::Paused;
+                row.attempt = n;
+                row.details = Some(b"1".to_vec());
+                self.core.recover(vec![*row], i64::MIN, &mut fx);
+            }
             RecoverRunning(n) => {
                 let now = self.core.now();
                 let input = Payload::json(&()).unwrap();
@@ -276,6 +367,12 @@ impl Harness {
             cancels: fx.cancels.iter().map(|(_, r)| format!("{r:?}")).collect(),
             answered: fx.answers.len(),
             reply,
+            refused,
+            checkpoint: self
+                .core
+                .live
+                .get(ID)
+                .is_some_and(|l| l.details().is_some()),
         }
     }
 
@@ -285,9 +382,10 @@ impl Harness {
         };
         match (&live.closing, live.state) {
             (Some(c), _) => S::Closing(c.state),
-            (None, ActivityStatus::Scheduled) => S::Scheduled(live.attempt),
-            (None, ActivityStatus::Running) => S::Running(live.attempt),
-            (None, ActivityStatus::BackingOff) => S::BackingOff(live.attempt),
+            (None, ActivityStatus::Scheduled) => S::Scheduled(live.number()),
+            (None, ActivityStatus::Running) => S::Running(live.number()),
+            (None, ActivityStatus::BackingOff) => S::BackingOff(live.number()),
+            (None, ActivityStatus::Paused) => S::Paused(live.number()),
             (None, other) => panic!("an open activity {other:?}"),
         }
     }
@@ -312,8 +410,14 @@ fn describe_write(w: &Write) -> String {
             closed_at: Some(_),
             ..
         } => format!("Close {state:?}"),
+        Write::Transition {
+            state,
+            clear_details: true,
+            ..
+        } => format!("Transition {state:?} (cleared)"),
         Write::Transition { state, .. } => format!("Transition {state:?}"),
         Write::CancelRequested { .. } => "CancelRequested".into(),
+        Write::Operator { .. } => "Operator".into(),
         Write::External { attempt, .. } => format!("External #{attempt}"),
         Write::DeleteRequest { seq } => format!("DeleteRequest {seq}"),
         Write::RequestHeartbeat { seq, .. } => format!("RequestHeartbeat {seq}"),

@@ -33,6 +33,8 @@ impl World {
             .lock()
             .change(|core, fx| core.take(&WORKER_TYPES, fx));
         let Some(task) = task else { return };
+        self.note_cleared();
+        self.check_reset_attempt(&task.id, task.attempt, task.number);
         let key = Self::key_of(&task.id);
         // The retry resumes from the newest checkpoint the file held.
         let resumed = task
@@ -55,7 +57,7 @@ impl World {
         let info = ActivityInfo {
             activity_id: task.id.to_string(),
             activity_type: self.keys[key].activity_type,
-            attempt: task.attempt,
+            attempt: task.number,
             heartbeat_timeout: options.effective_heartbeat_timeout(),
             heartbeat_interval: options.effective_heartbeat_interval(),
             deadline: task.deadline,

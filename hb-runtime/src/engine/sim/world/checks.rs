@@ -23,6 +23,8 @@ impl World {
         for (kind, m) in problems {
             self.fail(kind, m);
         }
+        self.note_cleared();
+        self.resets_answered();
         self.callers();
         self.check_memory();
         if self.step.is_multiple_of(FULL_CHECK_EVERY) {

@@ -25,9 +25,16 @@ impl World {
         }
         let now = shell.core.now();
         let input = Payload::json(&key).expect("an integer encodes");
-        let start = core::Start::new(id, config.activity_type, &input, &config.options, &now);
+        let start = core::Start::new(
+            id.clone(),
+            config.activity_type,
+            &input,
+            &config.options,
+            &now,
+        );
         shell.queue(start.write, Some(start.ack));
         drop(shell);
+        self.resets_forget(&id);
         // A dropped future drops its receiver; the engine admits the activity all the same.
         if !dropped {
             self.starts.push(Start { rx: start.stored });

@@ -19,6 +19,7 @@ impl World {
     /// The engine is reopened after `down_ms`, its wall clock stepped by `step_ms`.
     pub(super) fn crash(&mut self, down_ms: u32, step_ms: i32) {
         self.check_work_lost();
+        self.resets_crashed();
         self.running.clear();
         self.starts.clear();
         self.cancels.clear();
@@ -32,10 +33,14 @@ impl World {
         let read = store::open_rows(&self.db)
             .and_then(|rows| Ok((rows, store::requests_applied(&self.db)?)));
         match read {
-            Ok((rows, applied)) => shell.change(|core, fx| core.recover(rows, applied, fx)),
+            Ok((rows, applied)) => {
+                shell.change(|core, fx| core.recover(rows, applied, fx));
+                shell.recovered();
+            }
             Err(e) => self.fail("panic", format!("the reopened file cannot be read: {e}")),
         }
         *self.shell.lock() = shell;
+        self.resets_recovered();
         self.check_recovered();
     }
 

@@ -72,8 +72,18 @@ impl World {
             .query_row(&format!("PRAGMA max_page_count = {pages}"), [], |_| Ok(()));
     }
 
+    /// A reset cleared these activities' checkpoints: what the model held of them goes (their
+    /// next checkpoints are newer all the same: numbers only grow).
+    pub(super) fn note_cleared(&mut self) {
+        let cleared = std::mem::take(&mut self.shell.lock().cleared);
+        for id in cleared {
+            self.model.cleared(&id);
+        }
+    }
+
     /// The writer commits everything queued, as one batch (replayed write by write if it fails).
     pub(super) fn commit(&mut self) {
+        self.note_cleared();
         let mut batch = {
             let mut shell = self.shell.lock();
             shell.commit_by = None;

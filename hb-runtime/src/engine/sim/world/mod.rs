@@ -6,7 +6,8 @@
 //! `clients` (starts, cancels, `result()` calls and the answers they get), `attempts` (the
 //! worker: attempts taken, checkpointing, heartbeating and ending), `file` (the writer's
 //! commits, faults of the disk, requests through the file), `time` (time passing: pump
-//! ticks, commits and timers coming due), `crash` (the process dying and the file reopened)
+//! ticks, commits and timers coming due), `operators` (pause, unpause, reset and the checks
+//! of their answers), `crash` (the process dying and the file reopened)
 //! and `checks` (the invariants looked at after every step, and the drain at the end).
 
 mod attempts;
@@ -15,6 +16,7 @@ mod clients;
 mod crash;
 mod file;
 mod keys;
+mod operators;
 mod time;
 
 use std::sync::{Arc, Mutex};
@@ -70,6 +72,13 @@ struct Cancel {
     stored: Stored,
 }
 
+/// A reset applied.
+struct Reset {
+    id: Arc<str>,
+    at: u32,
+    stored: Option<oneshot::Receiver<Result<bool, EngineError>>>,
+}
+
 /// A client's `result()`.
 struct Waiter {
     id: Arc<str>,
@@ -111,6 +120,10 @@ pub(crate) struct World {
     pub(crate) violation: Option<Violation>,
     /// Activities cancelled through the file (checked when their requests are gone).
     requested_cancels: Vec<Arc<str>>,
+    /// Resets applied: the activity, its attempt count then (the engine's own, over its whole
+    /// life), and what answers the caller (`None` once it answered that it is stored). The
+    /// next attempt after one is attempt 1.
+    resets: Vec<Reset>,
     /// Invariants not checked in this run (to look for other failures past a known one).
     pub(crate) ignore: Vec<String>,
     /// Prints every action and commit (`sim::replay_traced`).
@@ -144,6 +157,7 @@ impl World {
             events: Events::default(),
             violation: None,
             requested_cancels: Vec::new(),
+            resets: Vec::new(),
             ignore: Vec::new(),
             trace: false,
         }
@@ -197,6 +211,9 @@ impl World {
                 } else {
                     self.cancel(key);
                 }
+            }
+            Action::Operate { key, op, file } => {
+                self.operate(key as usize % KEYS as usize, op, file)
             }
             Action::Result { key, drop } => self.result(key as usize % KEYS as usize, drop),
             Action::Advance { ms } => self.advance(Duration::from_millis(ms.into())),
