@@ -48,7 +48,13 @@ pub async fn cancel_while_running(b: &Bench) -> Outcome {
         b.diff.cancel_within
     );
     w.shutdown().await;
-    Outcome::Pass(Some(format!("cancel latency {} ms", latency.as_millis())))
+    Outcome::Measured {
+        cell: format!("pass {} ms", latency.as_millis()),
+        note: format!(
+            "cancel latency {} ms (request → the body sees it)",
+            latency.as_millis()
+        ),
+    }
 }
 
 pub async fn cancel_before_start(b: &Bench) -> Outcome {
@@ -84,10 +90,13 @@ pub async fn cancel_before_start(b: &Bench) -> Outcome {
         ActivityStatus::Cancelled
     );
     w.shutdown().await;
-    Outcome::Pass(Some(format!(
-        "cancelled while queued in {} ms (request → result)",
-        latency.as_millis()
-    )))
+    Outcome::Measured {
+        cell: format!("pass {} ms", latency.as_millis()),
+        note: format!(
+            "cancelled while queued in {} ms (request → result)",
+            latency.as_millis()
+        ),
+    }
 }
 
 pub async fn duplicate_start_is_idempotent(b: &Bench) -> Outcome {
@@ -223,6 +232,16 @@ pub async fn operations_that_do_not_apply_are_not_allowed(b: &Bench) -> Outcome 
     let h = running_batch(b, &c, &id).await;
     assert_not_allowed(c.unpause(&id).await, "unpause", ActivityStatus::Running);
     c.pause(&id).await.unwrap();
+    // Asked again at once: refused, whether the told attempt still stops (`Running`) or has
+    // stopped (`Paused`).
+    match c.pause(&id).await {
+        Err(ClientError::NotAllowed {
+            operation: "pause",
+            status: ActivityStatus::Running | ActivityStatus::Paused,
+            ..
+        }) => {}
+        other => panic!("expected a second pause to be NotAllowed, got {other:?}"),
+    }
     // Paused once the attempt has stopped (until then Temporal says it runs: pause requested).
     body_stopped(&id, CancelReason::Paused).await;
     describe_until(&h, "paused", |d| d.status == ActivityStatus::Paused).await;

@@ -193,10 +193,10 @@ fn print_matrix(
     let mut notes = Vec::new();
     let mut failed = 0;
     println!(
-        "\n{:width$} | {:11} | {:11} | {:11}",
+        "\n{:width$} | {:13} | {:13} | {:13}",
         "scenario", "in-memory", "engine file", "temporal"
     );
-    println!("{}", "-".repeat(width + 3 * 14));
+    println!("{}", "-".repeat(width + 3 * 16));
     for (row, name) in names.iter().enumerate() {
         if !Kind::ALL.iter().any(|k| results.contains_key(&(row, *k))) {
             continue;
@@ -211,6 +211,10 @@ fn print_matrix(
                     }
                     "pass".to_owned()
                 }
+                Some(Ok(Outcome::Measured { cell, note })) => {
+                    notes.push(format!("{name} on {}: {note}", k.name()));
+                    cell.clone()
+                }
                 Some(Ok(Outcome::Skip(why))) => {
                     notes.push(format!("{name} on {}: skipped: {why}", k.name()));
                     "skip".to_owned()
@@ -224,7 +228,7 @@ fn print_matrix(
             })
             .collect();
         println!(
-            "{name:width$} | {:11} | {:11} | {:11}",
+            "{name:width$} | {:13} | {:13} | {:13}",
             cells[0], cells[1], cells[2]
         );
     }

@@ -11,8 +11,10 @@ use crate::backend::Bench;
 /// How a scenario ended on one backend (a failure is a panic: an assertion).
 #[derive(Debug, Clone)]
 pub enum Outcome {
-    /// Passed; with a note for the matrix (a measured latency).
+    /// Passed; with a note printed under the matrix.
     Pass(Option<String>),
+    /// Passed with a measurement shown in the matrix's cell (a cancel latency), and a note.
+    Measured { cell: String, note: String },
     /// The backend cannot do this by nature: why. (No scenario needs it today: each backend
     /// can do every scenario, its differences being parameters.)
     #[allow(dead_code)]

@@ -139,8 +139,12 @@ impl Core {
                 }
                 write
             }
+            // Paused already, its attempt still stopping: refused, as Temporal refuses a pause
+            // while the pause is requested ("non-pausable state").
+            (Operation::Pause, ActivityStatus::Running) if live.operator & PAUSE != 0 => {
+                return Operated::NotAllowed(state);
+            }
             (Operation::Pause, ActivityStatus::Running) => {
-                // Asked again while the attempt stops: stored again, as a cancel is.
                 live.operator |= PAUSE;
                 Self::tell(live, fx)
             }

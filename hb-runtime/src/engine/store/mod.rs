@@ -20,10 +20,16 @@ pub(crate) mod requests;
 mod schema;
 mod writer;
 
+#[cfg(feature = "sim")]
 pub(crate) use apply::{apply, commit};
 pub(crate) use lock::{FileLock, is_locked, lock, lock_path};
 pub(crate) use open::{limit_size, open_read, open_write, sync_every_commit};
-pub(crate) use read::{Reader, Recovered, get_row, open_rows, requests_applied};
-pub(crate) use requests::{insert_request, read_requests};
+pub(crate) use read::{Reader, Recovered};
+// What the simulator reads the file with.
+#[cfg(feature = "sim")]
+pub(crate) use read::{get_row, open_rows, requests_applied};
+pub(crate) use requests::insert_request;
+#[cfg(feature = "sim")]
+pub(crate) use requests::read_requests;
 pub(crate) use schema::init;
 pub(crate) use writer::{Writer, heartbeat_commit_within, spawn_writer};

@@ -58,7 +58,11 @@ impl World {
         match before {
             (Operated::NotAllowed(status), Some((seen, pause_told))) => {
                 let refusable = match op {
-                    Operation::Pause => status == ActivityStatus::Paused || status.is_closed(),
+                    Operation::Pause => {
+                        status == ActivityStatus::Paused
+                            || status.is_closed()
+                            || (status == ActivityStatus::Running && pause_told)
+                    }
                     Operation::Unpause => {
                         status != ActivityStatus::Paused
                             && !(status == ActivityStatus::Running && pause_told)
