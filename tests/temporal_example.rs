@@ -32,12 +32,34 @@ fn example_binary() -> PathBuf {
                 .and_then(Path::parent)
                 .expect("target/<profile>/deps/<test>");
             let release = profile_dir.ends_with("release").then_some("--release");
-            // The features of the run that built this test, when it says them
-            // (scripts/test-all: `--all-features`), so the example shares its build instead
-            // of compiling the Temporal stack again with other features.
+            // The packages and features of the run that built this test, when it says them
+            // (scripts/test-all: `--workspace --all-features`), so the example shares its
+            // build instead of compiling the Temporal stack again with other features.
             let features = std::env::var("HB_EXAMPLE_FEATURES")
                 .unwrap_or_else(|_| "--features=temporal".to_owned());
-            let status = Command::new(env!("CARGO"))
+            let mut cargo = Command::new(env!("CARGO"));
+            // What cargo set for this test (CARGO_MANIFEST_DIR, CARGO_PKG_NAME, OUT_DIR, ...)
+            // is not for the nested build: build scripts that watch them (ring's) would run
+            // again, compiling the Temporal stack here, and again in the next plain build.
+            for (key, _) in std::env::vars_os() {
+                let Some(key) = key.to_str() else { continue };
+                let set_for_test = [
+                    "CARGO_PKG_",
+                    "CARGO_MANIFEST_",
+                    "CARGO_CRATE_",
+                    "CARGO_BIN_",
+                ]
+                .iter()
+                .any(|p| key.starts_with(p))
+                    || matches!(
+                        key,
+                        "CARGO_PRIMARY_PACKAGE" | "CARGO_TARGET_TMPDIR" | "OUT_DIR"
+                    );
+                if set_for_test {
+                    cargo.env_remove(key);
+                }
+            }
+            let status = cargo
                 .args(["build", "--example", "temporal_worker"])
                 .args(features.split_whitespace())
                 .args(release)

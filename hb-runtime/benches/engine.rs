@@ -1,5 +1,6 @@
 //! The embedded engine: end-to-end throughput, cancel latency, dead-attempt detection, and the
-//! cost of 10,000 in-flight activities heartbeating every second.
+//! cost of 10,000 in-flight activities heartbeating every second; the first and the last
+//! again with a Prometheus recorder installed (the cost of the metrics).
 //!
 //! Run: `cargo bench -p hb-runtime --bench engine`
 //!
@@ -92,8 +93,13 @@ fn percentile(v: &mut [Duration], p: f64) -> Duration {
 }
 
 fn bench_throughput(c: &mut Criterion) {
+    throughput(c, "noop_activity_end_to_end_durable");
+}
+
+/// `name`: no-op activities end to end on an engine file, 1,024 callers at a time.
+fn throughput(c: &mut Criterion, name: &str) {
     let rt = runtime();
-    let engine = rt.block_on(Engine::open(temp_file("throughput"))).unwrap();
+    let engine = rt.block_on(Engine::open(temp_file(name))).unwrap();
     let _worker = rt.block_on(async {
         engine
             .worker()
@@ -105,9 +111,9 @@ fn bench_throughput(c: &mut Criterion) {
     });
     let client = engine.client();
     let next = Arc::new(AtomicU64::new(0));
-    c.benchmark_group("engine").sample_size(10).bench_function(
-        "noop_activity_end_to_end_durable",
-        |b| {
+    c.benchmark_group("engine")
+        .sample_size(10)
+        .bench_function(name, |b| {
             b.iter_custom(|iters| {
                 let client = client.clone();
                 let next = next.clone();
@@ -134,8 +140,7 @@ fn bench_throughput(c: &mut Criterion) {
                     start.elapsed()
                 })
             })
-        },
-    );
+        });
 }
 
 fn bench_cancel(c: &mut Criterion) {
@@ -305,10 +310,15 @@ fn plain_heap_per_task(rt: &tokio::runtime::Runtime, n: u64) -> i64 {
 }
 
 fn bench_in_flight(c: &mut Criterion) {
+    in_flight_cpu(c, "engine_and_pump_cpu_per_second_10k_in_flight");
+}
+
+/// `name`: 10,000 activities in flight, heartbeating every second: heap and CPU.
+fn in_flight_cpu(c: &mut Criterion, name: &str) {
     const N: u64 = 10_000;
     let rt = runtime();
     let plain = plain_heap_per_task(&rt, N);
-    let engine = rt.block_on(Engine::open(temp_file("inflight"))).unwrap();
+    let engine = rt.block_on(Engine::open(temp_file(name))).unwrap();
     let worker = rt.block_on(async {
         engine
             .worker()
@@ -345,7 +355,7 @@ fn bench_in_flight(c: &mut Criterion) {
         .sample_size(10)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(5))
-        .bench_function("engine_and_pump_cpu_per_second_10k_in_flight", |b| {
+        .bench_function(name, |b| {
             // One iteration = one second of 10k in-flight activities heartbeating; the figure
             // is the CPU time the engine and the pump used in it (their threads: the pump
             // thread, where heartbeats are handled, the engine's writer thread and its
@@ -362,7 +372,7 @@ fn bench_in_flight(c: &mut Criterion) {
                 let all = process_cpu_ns() - all0;
                 let writer = threads_cpu_ns(&["hb-writer"]);
                 println!(
-                    "engine: 10k in flight: engine + pump {:.1}% of one core (writer thread so far {} ms), whole process (bodies included) {:.1}%",
+                    "{name}: 10k in flight: engine + pump {:.1}% of one core (writer thread so far {} ms), whole process (bodies included) {:.1}%",
                     cpu as f64 * 100.0 / wall as f64,
                     writer / 1_000_000,
                     all as f64 * 100.0 / wall as f64
@@ -378,12 +388,48 @@ fn bench_in_flight(c: &mut Criterion) {
     });
 }
 
+/// The throughput again without a recorder, then it and the in-flight figures with a
+/// Prometheus recorder installed, scraped
+/// every second as a Prometheus server would (more often than its default 15 s). Run after
+/// the others: a recorder cannot be uninstalled, and handles made before it record nothing,
+/// so the figures above are the ones without.
+fn bench_with_prometheus(c: &mut Criterion) {
+    // The figure to compare with: the same bench just before, in the same process (the
+    // first run of the file, above, comes before the others warmed the machine up).
+    throughput(c, "noop_activity_end_to_end_durable_without_recorder");
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).unwrap();
+    let scrapes = Arc::new(AtomicU64::new(0));
+    let scraped = scrapes.clone();
+    std::thread::Builder::new()
+        .name("scraper".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(Duration::from_secs(1));
+                black_box(handle.render());
+                scraped.fetch_add(1, Ordering::Relaxed);
+            }
+        })
+        .unwrap();
+    throughput(c, "noop_activity_end_to_end_durable_with_prometheus");
+    in_flight_cpu(
+        c,
+        "engine_and_pump_cpu_per_second_10k_in_flight_with_prometheus",
+    );
+    println!(
+        "prometheus: {} scrapes during the two benches above",
+        scrapes.load(Ordering::Relaxed)
+    );
+}
+
 criterion_group!(
     benches,
     bench_throughput,
     bench_cancel,
     bench_dead_attempt,
-    bench_in_flight
+    bench_in_flight,
+    bench_with_prometheus
 );
 
 fn main() {

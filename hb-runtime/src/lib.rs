@@ -58,6 +58,7 @@
 //! - [`engine`] is the embedded durable backend (SQLite); `temporal` (feature `temporal`) runs
 //!   the same activities on a Temporal server.
 //! - [`testing::ActivityEnvironment`] runs an activity in tests with a deterministic clock.
+//! - [`metrics`]: what hb reports through the `metrics` facade (names, labels, units).
 //! - [`backend`]: the [`Transport`](backend::Transport) seam, the
 //!   [`AttemptRunner`](backend::AttemptRunner), the heartbeat [`Pump`](backend::Pump) and the
 //!   [`Interceptor`](backend::Interceptor) chain.
@@ -74,6 +75,8 @@ mod lanes;
 mod options;
 mod payload;
 mod state;
+// Metric names and the handles attempts record into (a leaf over the `metrics` facade).
+pub mod metrics;
 // The seam every backend implements.
 mod transport;
 // One running attempt's state, and the two sides that drive it: the body's context and the

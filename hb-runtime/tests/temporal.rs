@@ -1233,6 +1233,82 @@ async fn wait_returns_ok_after_a_requested_shutdown_and_shutdown_returns_promptl
     .await;
 }
 
+/// The process's Prometheus recorder, installed by the first case that needs it (cases
+/// before it ran without one: their handles record nothing).
+fn prometheus() -> &'static metrics_exporter_prometheus::PrometheusHandle {
+    static HANDLE: std::sync::OnceLock<metrics_exporter_prometheus::PrometheusHandle> =
+        std::sync::OnceLock::new();
+    HANDLE.get_or_init(|| {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        metrics::set_global_recorder(recorder).expect("the only recorder of this process");
+        handle
+    })
+}
+
+/// The value of `name{labels}` (all its labels given, in any order) in a scrape.
+fn sample(scrape: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    let wanted: Vec<String> = labels.iter().map(|(k, v)| format!("{k}=\"{v}\"")).collect();
+    scrape.lines().find_map(|line| {
+        let (series, value) = line.rsplit_once(' ')?;
+        let (metric, rest) = series.split_once('{').unwrap_or((series, "}"));
+        let rest = rest.strip_suffix('}')?;
+        let have: Vec<&str> = rest.split(',').filter(|l| !l.is_empty()).collect();
+        (metric == name
+            && have.len() == wanted.len()
+            && wanted.iter().all(|w| have.contains(&w.as_str())))
+        .then(|| value.parse().ok())
+        .flatten()
+    })
+}
+
+async fn metrics_reach_the_recorder_labelled_by_task_queue_with_core_s_own(env: &Env) {
+    let scraper = prometheus();
+    let (queue, worker) = env.worker().await;
+    let client = env.client().await;
+    let id = format!("metrics-{}", std::process::id());
+    let h = client
+        .start(double, 21, StartOptions::id(&id).task_queue(&queue))
+        .await
+        .unwrap();
+    assert_eq!(h.result().await.unwrap(), 42);
+    let labels = [("activity_type", "double"), ("task_queue", queue.as_str())];
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let scrape = loop {
+        let scrape = scraper.render();
+        let slots = sample(
+            &scrape,
+            hb_runtime::metrics::WORKER_TASK_SLOTS_AVAILABLE,
+            &[("worker", queue.as_str())],
+        );
+        if sample(&scrape, hb_runtime::metrics::ACTIVITY_COMPLETED, &labels) == Some(1.0)
+            && slots.is_some()
+        {
+            break scrape;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the metrics of {id} are not in the scrape:\n{scrape}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        sample(&scrape, hb_runtime::metrics::ACTIVITY_STARTED, &labels),
+        Some(1.0)
+    );
+    let waited = format!(
+        "{}_count",
+        hb_runtime::metrics::ACTIVITY_SCHEDULE_TO_START_LATENCY
+    );
+    assert_eq!(sample(&scrape, &waited, &labels), Some(1.0));
+    // Core's own metrics, through the same recorder, with their labels.
+    let core = scrape
+        .lines()
+        .find(|l| l.starts_with("temporal_") && l.contains(&format!("task_queue=\"{queue}\"")));
+    assert!(core.is_some(), "no temporal_* metric of {queue}:\n{scrape}");
+    worker.shutdown().await;
+}
+
 type Case = for<'a> fn(&'a Env) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>;
 
 macro_rules! cases {
@@ -1299,6 +1375,7 @@ fn main() {
         an_hb_activity_registered_into_a_temporalio_sdk_worker_runs_and_is_cancelled,
         a_worker_whose_namespace_is_deleted_stops_its_attempts_and_wait_returns_the_poll_error,
         wait_returns_ok_after_a_requested_shutdown_and_shutdown_returns_promptly,
+        metrics_reach_the_recorder_labelled_by_task_queue_with_core_s_own,
     ];
     let chosen: Vec<_> = cases
         .iter()

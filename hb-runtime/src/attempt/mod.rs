@@ -42,6 +42,8 @@ pub(crate) struct Env {
     pub(crate) state: StateMap,
     /// The pump runs on the attempts' runtime and follows its clock (the test kit's).
     pub(crate) pump_on_runtime: bool,
+    /// The metric handles of the runner's activity types.
+    pub(crate) metrics: Arc<crate::metrics::Registry>,
 }
 
 /// Everything one attempt's context, its pump entry and its runner share (kept small: there
@@ -62,6 +64,7 @@ pub(crate) struct Shared {
     /// Encoding and sending is serialised per attempt, so an older checkpoint never overtakes a newer one.
     pub(crate) send: tokio::sync::Mutex<SendState>,
     pub(crate) polls: PollTracker,
+    pub(crate) metrics: crate::metrics::AttemptMetrics,
     /// `None` when no subscriber wanted the span (a disabled span takes 40 bytes for nothing).
     span: Option<Box<tracing::Span>>,
 }
@@ -132,6 +135,7 @@ impl Shared {
         let seen_seq = slot.seq();
         let options = AttemptOptions::new(options, info.heartbeat_interval, &*env.transport);
         let send = SendState::new(previous, seen_seq, options.keeps_details);
+        let metrics = crate::metrics::AttemptMetrics::new(env.metrics.of(info.activity_type));
         Shared {
             info,
             options,
@@ -142,6 +146,7 @@ impl Shared {
             pump_slot: AtomicU32::new(u32::MAX),
             send: tokio::sync::Mutex::new(send),
             polls: PollTracker::default(),
+            metrics,
             span: (!span.is_disabled()).then(|| Box::new(span)),
         }
     }
@@ -162,6 +167,7 @@ impl Shared {
             })
             .is_ok();
         if first {
+            self.metrics.cancelled();
             let _g = self.span().enter();
             tracing::info!(%reason, "activity cancel delivered");
         }

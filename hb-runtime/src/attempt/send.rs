@@ -27,19 +27,44 @@ pub(crate) struct SendState {
     quiet_ticks: u16,
     /// Stall detection: the slot counter seen last and when it last changed.
     seen_seq: u64,
-    last_progress: Instant,
+    last_progress: At,
     stalled: bool,
     /// Blocked-executor detection: the poll counter seen last (its low 32 bits), and since
     /// when it has not moved while the future was inside a poll or woken.
     seen_polls: u32,
-    stuck_since: Option<Instant>,
+    /// [`At::NONE`]: not stuck.
+    stuck_since: At,
     warned_blocked: bool,
+}
+
+/// An [`Instant`] in 8 bytes, not 16 (every running attempt keeps two): nanoseconds from a
+/// process-wide origin, signed (a paused test clock's instants may lie before it).
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct At(i64);
+
+impl At {
+    const NONE: At = At(i64::MIN);
+
+    fn of(t: Instant) -> At {
+        static ORIGIN: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+        let origin = Instant::from_std(*ORIGIN.get_or_init(std::time::Instant::now));
+        let ns = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+        match t.checked_duration_since(origin) {
+            Some(after) => At(ns(after)),
+            None => At(-ns(origin - t)),
+        }
+    }
+
+    /// The time from `earlier` to `self` (zero if `earlier` is later).
+    fn since(self, earlier: At) -> Duration {
+        Duration::from_nanos(u64::try_from(self.0.saturating_sub(earlier.0)).unwrap_or(0))
+    }
 }
 
 impl SendState {
     /// Counts from now for stall detection.
     pub(crate) fn mark_progress(&mut self) {
-        self.last_progress = Instant::now();
+        self.last_progress = At::of(Instant::now());
     }
 
     /// Why the current checkpoint was refused, if it was.
@@ -60,10 +85,10 @@ impl SendState {
             pending: false,
             quiet_ticks: 0,
             seen_seq,
-            last_progress: Instant::now(),
+            last_progress: At::of(Instant::now()),
             stalled: false,
             seen_polls: 0,
-            stuck_since: None,
+            stuck_since: At::NONE,
             warned_blocked: false,
         }
     }
@@ -116,24 +141,33 @@ async fn send(
     shared: &Shared,
     details: Option<&Payload>,
 ) -> Result<HeartbeatReply, TransportError> {
+    let metrics = &shared.metrics.of;
+    metrics.heartbeats.increment(1);
+    if let Some(d) = details {
+        metrics.checkpoint_bytes.record(d.len() as f64);
+    }
     let mut call = shared
         .env
         .transport
         .heartbeat(&shared.info.task_token, details);
     // A transport that answers at once (the embedded engine) needs no timer.
-    if let Some(r) = futures_util::FutureExt::now_or_never(&mut call) {
-        return r;
+    let r = match futures_util::FutureExt::now_or_never(&mut call) {
+        Some(r) => r,
+        None => match tokio::time::timeout(call_timeout(shared), call).await {
+            Ok(r) => r,
+            Err(_) => Err(TransportError::new(
+                TransportErrorKind::Unavailable,
+                format!(
+                    "the backend did not answer a heartbeat within {:?}",
+                    call_timeout(shared)
+                ),
+            )),
+        },
+    };
+    if r.is_err() {
+        metrics.heartbeat_failures.increment(1);
     }
-    match tokio::time::timeout(call_timeout(shared), call).await {
-        Ok(r) => r,
-        Err(_) => Err(TransportError::new(
-            TransportErrorKind::Unavailable,
-            format!(
-                "the backend did not answer a heartbeat within {:?}",
-                call_timeout(shared)
-            ),
-        )),
-    }
+    r
 }
 
 /// The attempt's latest checkpoint, encoded, if the backend has not received it yet (see
@@ -193,7 +227,7 @@ pub(crate) async fn beat(shared: Arc<Shared>) {
     if shared.has_ended() {
         return;
     }
-    let now = Instant::now();
+    let now = At::of(Instant::now());
     let interval = shared.info.heartbeat_interval;
     check_blocked(&shared, &mut s, now, interval);
 
@@ -207,10 +241,11 @@ pub(crate) async fn beat(shared: Arc<Shared>) {
         }
     }
     if let Some(stall) = shared.options.stall_timeout() {
-        let quiet = now.saturating_duration_since(s.last_progress);
+        let quiet = now.since(s.last_progress);
         if quiet >= stall {
             if !s.stalled {
                 s.stalled = true;
+                shared.metrics.of.stalls.increment(1);
                 tracing::warn!(
                     parent: shared.span(),
                     stall_timeout = ?stall,
@@ -265,20 +300,23 @@ pub(crate) async fn beat(shared: Arc<Shared>) {
 
 /// Warns when the body's future sat inside one poll, or woken but unpolled, for longer than
 /// the heartbeat interval: the executor is blocked or starved.
-fn check_blocked(shared: &Shared, s: &mut SendState, now: Instant, interval: Duration) {
+fn check_blocked(shared: &Shared, s: &mut SendState, now: At, interval: Duration) {
     let (polls, in_poll, woken) = shared.polls.snapshot();
     // Truncated: the counter only needs to be seen moving.
     let polls = polls as u32;
     if polls != s.seen_polls || !(in_poll || woken) {
         s.seen_polls = polls;
-        s.stuck_since = (in_poll || woken).then_some(now);
+        s.stuck_since = if in_poll || woken { now } else { At::NONE };
         s.warned_blocked = false;
         return;
     }
-    let since = *s.stuck_since.get_or_insert(now);
-    let stuck = now.saturating_duration_since(since);
+    if s.stuck_since == At::NONE {
+        s.stuck_since = now;
+    }
+    let stuck = now.since(s.stuck_since);
     if stuck >= interval && !s.warned_blocked {
         s.warned_blocked = true;
+        shared.metrics.of.blocked.increment(1);
         if in_poll {
             tracing::warn!(
                 parent: shared.span(),

@@ -94,3 +94,32 @@ pub(super) async fn poll_requests(
         });
     }
 }
+
+/// Sets the engine's gauges (open activities, the file's size) once a second.
+pub(super) async fn sample_metrics(
+    weak: std::sync::Weak<Inner>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let gauges = crate::metrics::EngineGauges::new();
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.cancelled() => return,
+        }
+        let Some(inner) = weak.upgrade() else { return };
+        let open = inner.lock().live.len();
+        // The database and its write-ahead log (an in-memory engine has neither).
+        let wal = {
+            let mut p = inner.path.clone().into_os_string();
+            p.push("-wal");
+            std::path::PathBuf::from(p)
+        };
+        let size = std::fs::metadata(&inner.path)
+            .ok()
+            .map(|m| m.len() + std::fs::metadata(&wal).map_or(0, |m| m.len()));
+        drop(inner);
+        gauges.set(open, size);
+    }
+}

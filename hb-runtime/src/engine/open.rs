@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{Notify, mpsc};
 
-use super::background::{poll_requests, prune};
+use super::background::{poll_requests, prune, sample_metrics};
 use super::core::Core;
 use super::store::{self, Reader};
 use super::{Engine, EngineError, EngineOptions, Inner, clock, release, timers};
@@ -259,6 +259,7 @@ impl Engine {
             inner.timers_stop.clone(),
         );
         tokio::spawn(poll_requests(Arc::downgrade(&inner), inner.stop.clone()));
+        tokio::spawn(sample_metrics(Arc::downgrade(&inner), inner.stop.clone()));
         if let Some(retention) = options.retention {
             tokio::spawn(prune(Arc::downgrade(&inner), inner.stop.clone(), retention));
         }

@@ -10,7 +10,8 @@ use std::sync::Arc;
 
 #[derive(Default)]
 struct Queue {
-    ids: VecDeque<Arc<str>>,
+    /// Each with when it was queued (ms since the epoch), for its wait's metric.
+    ids: VecDeque<(Arc<str>, i64)>,
     /// How many of `ids` no longer wait (at most; some may have been taken out already).
     stale: usize,
 }
@@ -22,14 +23,18 @@ pub(crate) struct Ready {
 }
 
 impl Ready {
-    /// `id` of type `ty` waits for a worker.
-    pub(crate) fn push(&mut self, ty: &Arc<str>, id: Arc<str>) {
-        self.queues.entry(ty.clone()).or_default().ids.push_back(id);
+    /// `id` of type `ty` waits for a worker from `since_ms`.
+    pub(crate) fn push(&mut self, ty: &Arc<str>, id: Arc<str>, since_ms: i64) {
+        self.queues
+            .entry(ty.clone())
+            .or_default()
+            .ids
+            .push_back((id, since_ms));
     }
 
-    /// The next id queued for `ty`, which the caller checks is still waiting (a stale one
-    /// is skipped by calling again).
-    pub(crate) fn pop(&mut self, ty: &str) -> Option<Arc<str>> {
+    /// The next id queued for `ty`, with when it was queued, which the caller checks is
+    /// still waiting (a stale one is skipped by calling again).
+    pub(crate) fn pop(&mut self, ty: &str) -> Option<(Arc<str>, i64)> {
         let queue = self.queues.get_mut(ty)?;
         let id = queue.ids.pop_front();
         if queue.ids.is_empty() {
@@ -53,7 +58,7 @@ impl Ready {
         };
         q.stale += 1;
         if 2 * q.stale > q.ids.len() {
-            q.ids.retain(|id| waits(id));
+            q.ids.retain(|(id, _)| waits(id));
             q.stale = 0;
             if q.ids.is_empty() {
                 self.queues.remove(ty);
@@ -72,7 +77,7 @@ impl Ready {
     pub(crate) fn contains(&self, ty: &str, id: &str) -> bool {
         self.queues
             .get(ty)
-            .is_some_and(|q| q.ids.iter().any(|i| &**i == id))
+            .is_some_and(|q| q.ids.iter().any(|(i, _)| &**i == id))
     }
 }
 
@@ -85,7 +90,7 @@ mod tests {
         let mut r = Ready::default();
         let ty: Arc<str> = Arc::from("orphan");
         for i in 0..100 {
-            r.push(&ty, Arc::from(format!("a{i}")));
+            r.push(&ty, Arc::from(format!("a{i}")), i);
         }
         // All but a3 and a7 leave without being taken, one by one.
         let mut gone = std::collections::HashSet::new();
@@ -100,8 +105,8 @@ mod tests {
             );
         }
         assert_eq!(r.len(), 2, "compacted to what waits");
-        assert_eq!(r.pop(&ty).as_deref(), Some("a3"));
-        assert_eq!(r.pop(&ty).as_deref(), Some("a7"));
+        assert_eq!(r.pop(&ty), Some((Arc::from("a3"), 3)));
+        assert_eq!(r.pop(&ty), Some((Arc::from("a7"), 7)));
         assert!(r.queues.is_empty(), "an empty queue goes");
     }
 }

@@ -168,6 +168,19 @@ async fn poll(
     let mut types: Vec<&str> = activities.keys().copied().collect();
     // A permit per running attempt: all of them back means none is running.
     let permits = Arc::new(tokio::sync::Semaphore::new(max_concurrent));
+    let mut names = types.clone();
+    names.sort_unstable();
+    let sampled = Arc::downgrade(&permits);
+    tokio::spawn(crate::metrics::sample_slots(
+        names.join(","),
+        max_concurrent,
+        move || {
+            sampled
+                .upgrade()
+                .map(|p| max_concurrent.saturating_sub(p.available_permits()))
+        },
+        stop.clone(),
+    ));
     let inner = engine.inner.clone();
     loop {
         let permit = tokio::select! {
@@ -199,7 +212,8 @@ async fn poll(
             .attempt(task.number)
             .details(task.details)
             .deadline(task.deadline)
-            .options(options);
+            .options(options)
+            .schedule_to_start(Some(task.waited));
         let attempt = activity.start(&runner, request);
         let handle = attempt.handle();
         inner.change(|core, fx| core.attach(&task.id, task.attempt, &handle, worker, fx));

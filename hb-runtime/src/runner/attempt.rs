@@ -343,6 +343,7 @@ pub(crate) async fn report(shared: &Arc<Shared>, mut result: AttemptResult) -> A
             }
         }
     }
+    shared.metrics.ended(&result);
     let token = &shared.info.task_token;
     let transport = &shared.env.transport;
     let sent = match &result {

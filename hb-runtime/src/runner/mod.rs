@@ -74,6 +74,9 @@ pub struct AttemptRequest {
     pub deadline: Option<SystemTime>,
     /// Options overriding the activity's own (per-start overrides of a backend).
     pub options: Option<ActivityOptions>,
+    /// How long the attempt waited for a worker, if the backend knows
+    /// ([`hb_activity_schedule_to_start_latency`](crate::metrics::ACTIVITY_SCHEDULE_TO_START_LATENCY)).
+    pub schedule_to_start: Option<std::time::Duration>,
 }
 
 impl AttemptRequest {
@@ -87,6 +90,7 @@ impl AttemptRequest {
             details: None,
             deadline: None,
             options: None,
+            schedule_to_start: None,
         }
     }
 
@@ -111,6 +115,12 @@ impl AttemptRequest {
     /// Overrides the activity's options.
     pub fn options(mut self, options: ActivityOptions) -> Self {
         self.options = Some(options);
+        self
+    }
+
+    /// Sets how long the attempt waited for a worker (for its metric).
+    pub fn schedule_to_start(mut self, waited: Option<std::time::Duration>) -> Self {
+        self.schedule_to_start = waited;
         self
     }
 }
@@ -202,6 +212,7 @@ impl AttemptRunner {
                 transport: Arc::new(transport),
                 state: StateMap::default(),
                 pump_on_runtime: false,
+                metrics: Arc::default(),
             }),
             pump: Pump::global(),
             chain: Arc::from(Vec::new()),
@@ -214,6 +225,7 @@ impl AttemptRunner {
             transport: self.env.transport.clone(),
             state: self.env.state.clone(),
             pump_on_runtime: pump.on_runtime(),
+            metrics: self.env.metrics.clone(),
         });
         self.pump = pump;
         self
@@ -239,6 +251,21 @@ impl AttemptRunner {
             transport: self.env.transport.clone(),
             state,
             pump_on_runtime: self.env.pump_on_runtime,
+            metrics: self.env.metrics.clone(),
+        });
+        self
+    }
+
+    /// Adds `labels` to every metric of this runner's attempts (`task_queue` on Temporal).
+    #[cfg(feature = "temporal")]
+    pub(crate) fn metric_labels(mut self, labels: Vec<::metrics::Label>) -> Self {
+        let mut all = self.env.metrics.labels().to_vec();
+        all.extend(labels);
+        self.env = Arc::new(Env {
+            transport: self.env.transport.clone(),
+            state: self.env.state.clone(),
+            pump_on_runtime: self.env.pump_on_runtime,
+            metrics: Arc::new(crate::metrics::Registry::new(all)),
         });
         self
     }
@@ -293,6 +320,7 @@ impl AttemptRunner {
             deadline: request.deadline,
             task_token: request.task_token,
         };
+        let attempt = info.attempt;
         let shared = Arc::new(Shared::new(
             info,
             &options,
@@ -301,6 +329,7 @@ impl AttemptRunner {
             request.details,
             span.clone(),
         ));
+        shared.metrics.start(attempt, request.schedule_to_start);
         let ctx = ActivityContext::from_shared(shared.clone());
 
         let input = request
@@ -376,6 +405,7 @@ pub(crate) fn detached_context<C: crate::Checkpoint>(
             transport,
             state: StateMap::default(),
             pump_on_runtime: false,
+            metrics: Arc::default(),
         }),
         None,
         tracing::Span::none(),
@@ -422,6 +452,12 @@ impl RunningAttempt {
     /// A handle to cancel the attempt or read its context while it runs.
     pub fn handle(&self) -> AttemptHandle {
         self.handle.clone()
+    }
+
+    /// The metric handles of the attempt's activity type.
+    #[cfg(feature = "temporal")]
+    pub(crate) fn metrics(&self) -> Arc<crate::metrics::ActivityMetrics> {
+        self.handle.shared.metrics.of.clone()
     }
 
     /// Runs the attempt to its end and returns what was reported.

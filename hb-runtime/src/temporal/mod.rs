@@ -52,6 +52,7 @@ mod auto;
 mod client;
 mod convert;
 mod lifecycle;
+mod meter;
 mod poll;
 mod sdk;
 mod transport;

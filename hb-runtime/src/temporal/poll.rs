@@ -195,8 +195,13 @@ fn dispatch(
                 attempts.spawn(async move { complete(&core, token, fail).await });
                 return;
             };
+            let scheduled = start
+                .scheduled_time
+                .as_ref()
+                .and_then(|t| convert::time(t.seconds, t.nanos));
             let request = request_of(&token, start, activity.options());
             let attempt = activity.start(runner, request);
+            let metrics = attempt.metrics();
             let handle = attempt.handle();
             lock(running).insert(token.clone(), handle.clone());
             let forget = Forget {
@@ -205,7 +210,10 @@ fn dispatch(
             };
             attempts.spawn(async move {
                 let _forget = forget;
-                attempt.run().await;
+                let outcome = attempt.run().await;
+                if let (Ok(_), Some(scheduled)) = (&outcome.result, scheduled) {
+                    metrics.succeeded_since(scheduled);
+                }
             });
             if cancel_at_once {
                 // The worker is past its grace: the server retries the task elsewhere, from
@@ -285,6 +293,13 @@ fn request_of(token: &[u8], start: Start, options: crate::ActivityOptions) -> At
     .flatten()
     .min();
     let details = start.heartbeat_details.into_iter().next().map(from_proto);
+    // Both times are the server's.
+    let waited = start
+        .current_attempt_scheduled_time
+        .as_ref()
+        .and_then(|t| convert::time(t.seconds, t.nanos))
+        .zip(started)
+        .and_then(|(scheduled, started)| started.duration_since(scheduled).ok());
     AttemptRequest::new(
         start.activity_id,
         TaskToken::new(token.to_vec()),
@@ -294,6 +309,7 @@ fn request_of(token: &[u8], start: Start, options: crate::ActivityOptions) -> At
     .details(details)
     .deadline(deadline)
     .options(options)
+    .schedule_to_start(waited)
 }
 
 /// The failure of a task whose activity type this worker does not run (retryable: another

@@ -138,10 +138,20 @@ impl<A: Activity> ExecutableActivity for Marker<A> {
                     .map(from_proto),
             )
             .deadline(info.deadline)
-            .options(options);
-            let runner =
-                AttemptRunner::new(SdkTransport { ctx: ctx.clone() }).state(this.state.clone());
+            .options(options)
+            .schedule_to_start(
+                info.current_attempt_scheduled_time
+                    .zip(info.started_time)
+                    .and_then(|(scheduled, started)| started.duration_since(scheduled).ok()),
+            );
+            let runner = AttemptRunner::new(SdkTransport { ctx: ctx.clone() })
+                .state(this.state.clone())
+                .metric_labels(vec![::metrics::Label::new(
+                    "task_queue",
+                    info.task_queue.clone(),
+                )]);
             let attempt = runner.start(&this.activity, request);
+            let metrics = attempt.metrics();
             let handle = attempt.handle();
             // The SDK says only that the attempt was cancelled, not why.
             let cancels = ctx.clone();
@@ -150,6 +160,9 @@ impl<A: Activity> ExecutableActivity for Marker<A> {
                 handle.cancel(CancelReason::Requested);
             }));
             let outcome = attempt.run().await;
+            if let (Ok(_), Some(scheduled)) = (&outcome.result, info.scheduled_time) {
+                metrics.succeeded_since(scheduled);
+            }
             let details = || {
                 outcome
                     .details

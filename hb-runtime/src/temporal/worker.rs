@@ -5,6 +5,8 @@ use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use temporalio_common::telemetry::TelemetryOptions;
+use temporalio_common::telemetry::metrics::CoreMeter;
 use temporalio_common::worker::WorkerTaskTypes;
 use temporalio_sdk_core::{
     CoreRuntime, RuntimeOptions, TunerHolder, WorkerConfig, WorkerVersioningStrategy, init_worker,
@@ -44,7 +46,12 @@ impl Worker<Temporal> {
             .clone()
             .unwrap_or_else(|| super::DEFAULT_TASK_QUEUE.to_owned());
         let connection = temporal.connection.clone();
+        // Core's own metrics (`temporal_*`) go to the recorder hb's go to.
+        let telemetry = TelemetryOptions::builder()
+            .metrics(Arc::new(super::meter::FacadeMeter) as Arc<dyn CoreMeter>)
+            .build();
         let runtime_options = RuntimeOptions::builder()
+            .telemetry_options(telemetry)
             .build()
             .map_err(|e| TemporalError::Worker(e.to_string()))?;
         let runtime = CoreRuntime::new_assume_tokio(runtime_options)
@@ -90,7 +97,12 @@ impl Worker<Temporal> {
                     core: core.clone(),
                     retry: activity.options().retry,
                 };
-                let mut runner = AttemptRunner::new(transport).state(config.state.clone());
+                let mut runner = AttemptRunner::new(transport)
+                    .state(config.state.clone())
+                    .metric_labels(vec![::metrics::Label::new(
+                        "task_queue",
+                        task_queue.clone(),
+                    )]);
                 for i in &config.interceptors {
                     runner = runner.shared_interceptor(i.clone());
                 }
@@ -116,6 +128,13 @@ impl Worker<Temporal> {
             stop: stop.clone(),
             polling: polling.clone(),
         };
+        let sampled = Arc::downgrade(&running);
+        tokio::spawn(crate::metrics::sample_slots(
+            task_queue.clone(),
+            config.max_concurrent,
+            move || sampled.upgrade().map(|r| lock(&r).len()),
+            stop.clone(),
+        ));
         let not_polling = NotPolling(polling.clone());
         let runtime = Arc::new(runtime);
         let keep_runtime = runtime.clone();

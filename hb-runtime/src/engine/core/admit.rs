@@ -49,8 +49,9 @@ impl Start {
 }
 
 impl Core {
-    pub(super) fn push_ready(ready: &mut Ready, live: &Live, fx: &mut Effects) {
-        ready.push(&live.activity_type, live.id.clone());
+    /// `live` waits for a worker from `now_ms` (its schedule-to-start latency counts from it).
+    pub(super) fn push_ready(ready: &mut Ready, now_ms: i64, live: &Live, fx: &mut Effects) {
+        ready.push(&live.activity_type, live.id.clone(), now_ms);
         fx.ready = true;
     }
 
@@ -90,7 +91,9 @@ impl Core {
             ));
         }
         match live.state {
-            ActivityStatus::Scheduled => Self::push_ready(&mut self.ready, &live, fx),
+            ActivityStatus::Scheduled => {
+                Self::push_ready(&mut self.ready, self.clock.wall_ms(), &live, fx)
+            }
             ActivityStatus::BackingOff => {
                 // Never later than the retry's own delay from now, whatever the wall clock did.
                 let latest = later(now, live.options.retry_delay(live.number()));

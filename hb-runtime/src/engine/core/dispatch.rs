@@ -27,13 +27,15 @@ pub(crate) struct Task {
     pub(crate) details: Option<Payload>,
     pub(crate) options: Arc<StoredOptions>,
     pub(crate) deadline: Option<SystemTime>,
+    /// How long it waited for a worker (for its metric).
+    pub(crate) waited: Duration,
 }
 
 impl Core {
     /// Takes the next ready attempt of one of `types`, marking it running.
     pub(crate) fn take(&mut self, types: &[&str], fx: &mut Effects) -> Option<Task> {
         for t in types {
-            while let Some(id) = self.ready.pop(t) {
+            while let Some((id, since_ms)) = self.ready.pop(t) {
                 let Some(live) = self.live.get_mut(&id) else {
                     self.ready.skipped(t);
                     continue;
@@ -99,6 +101,7 @@ impl Core {
                     details: live.details(),
                     options: live.options.clone(),
                     deadline,
+                    waited: Duration::from_millis(now_ms.saturating_sub(since_ms).max(0) as u64),
                 });
             }
         }

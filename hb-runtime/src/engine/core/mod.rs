@@ -65,6 +65,9 @@ pub(crate) struct Core {
     /// Cancel and operator requests from the file applied, deleted once what they did is
     /// stored.
     cancels_stored: Vec<(i64, Stored)>,
+    /// The end-to-end latency of successes, by type (recorded here: the core knows when each
+    /// activity was first scheduled).
+    endtoend: crate::metrics::EndToEnd,
 }
 
 impl Core {
@@ -77,6 +80,7 @@ impl Core {
             silence: Silence::default(),
             requests_applied: i64::MIN,
             cancels_stored: Vec::new(),
+            endtoend: Default::default(),
         }
     }
 

@@ -151,7 +151,7 @@ impl Core {
             (Operation::Unpause, ActivityStatus::Paused) => {
                 live.state = ActivityStatus::Scheduled;
                 let write = live.operated(ActivityStatus::Scheduled, false);
-                Self::push_ready(&mut self.ready, live, fx);
+                Self::push_ready(&mut self.ready, self.clock.wall_ms(), live, fx);
                 write
             }
             // The attempt told to pause has not stopped yet: it is followed by the next one
@@ -197,7 +197,7 @@ impl Core {
                 live.next_attempt_ms = None;
                 let write = live.operated(next, !keep_checkpoint);
                 if next == ActivityStatus::Scheduled && state != ActivityStatus::Scheduled {
-                    Self::push_ready(&mut self.ready, live, fx);
+                    Self::push_ready(&mut self.ready, self.clock.wall_ms(), live, fx);
                 }
                 write
             }

@@ -99,6 +99,11 @@ impl Core {
             return false;
         }
         let id = live.id.clone();
+        let since_scheduled = self.clock.wall_ms().saturating_sub(live.scheduled_at);
+        self.endtoend.record(
+            &live.activity_type,
+            std::time::Duration::from_millis(since_scheduled.max(0).unsigned_abs()),
+        );
         self.close(
             &id,
             Closed {

@@ -85,7 +85,7 @@ impl Core {
                 None,
             ));
             if state == ActivityStatus::Scheduled {
-                Self::push_ready(&mut self.ready, live, fx);
+                Self::push_ready(&mut self.ready, self.clock.wall_ms(), live, fx);
             }
             tracing::info!(activity_id = %id, attempt = live.number(), reset, %state, "attempt stopped by an operator");
             return;
@@ -134,7 +134,7 @@ impl Core {
                 },
                 None,
             ));
-            Self::push_ready(&mut self.ready, live, fx);
+            Self::push_ready(&mut self.ready, self.clock.wall_ms(), live, fx);
             tracing::info!(activity_id = %id, attempt = live.number(), %failure, "attempt failed; retrying now");
             return;
         }

@@ -74,10 +74,15 @@ impl Core {
                     last_details: live.details(),
                 };
                 tracing::warn!(activity_id = %t.id, attempt = t.attempt, %kind, "attempt timed out");
+                crate::metrics::timed_out(&live.activity_type, kind_label(kind));
                 let id = t.id.clone();
                 self.attempt_failed(&id, failure, true, false, false, fx);
             }
             TimerKind::ScheduleToClose => {
+                crate::metrics::timed_out(
+                    &live.activity_type,
+                    kind_label(TimeoutKind::ScheduleToClose),
+                );
                 if let Some(h) = live.handle.take() {
                     fx.cancels.push((h, CancelReason::TimedOut));
                 }
@@ -119,7 +124,7 @@ impl Core {
                     },
                     None,
                 ));
-                Self::push_ready(&mut self.ready, live, fx);
+                Self::push_ready(&mut self.ready, self.clock.wall_ms(), live, fx);
             }
             // Only meaningful while the activity is closing (handled above).
             TimerKind::StoreClosing => {}
@@ -162,8 +167,19 @@ impl Core {
                 last_details: live.details(),
             };
             tracing::warn!(activity_id = %id, attempt, kind = %TimeoutKind::Heartbeat, "attempt timed out");
+            crate::metrics::timed_out(&live.activity_type, kind_label(TimeoutKind::Heartbeat));
             self.attempt_failed(&id, failure, true, false, false, fx);
         }
         self.silence.next_deadline()
+    }
+}
+
+/// The `kind` label of a timeout's metric.
+fn kind_label(kind: TimeoutKind) -> &'static str {
+    match kind {
+        TimeoutKind::Heartbeat => "heartbeat",
+        TimeoutKind::StartToClose => "start_to_close",
+        TimeoutKind::ScheduleToClose => "schedule_to_close",
+        TimeoutKind::ScheduleToStart => "schedule_to_start",
     }
 }

@@ -252,6 +252,7 @@ fn writer_loop(mut conn: Connection, path: PathBuf, inbox: &Inbox) -> Connection
         }
     };
     let mut batch = Vec::with_capacity(KEEP_CAPACITY);
+    let metrics = crate::metrics::WriterMetrics::new();
     loop {
         take(&mut batch);
         if batch.is_empty() {
@@ -297,7 +298,10 @@ fn writer_loop(mut conn: Connection, path: PathBuf, inbox: &Inbox) -> Connection
             None => Vec::new(),
         };
         let mut apply_batch = |b: &mut [(Write, Option<Ack>)]| {
-            apply(&mut conn, b).map_err(|e| EngineError::sqlite(&path, e))
+            let started = std::time::Instant::now();
+            let applied = apply(&mut conn, b).map_err(|e| EngineError::sqlite(&path, e));
+            metrics.committed(b.len(), started.elapsed(), applied.is_ok());
+            applied
         };
         if batch.len() <= MAX_BATCH {
             inbox.answer(commit(&mut batch, &mut apply_batch));

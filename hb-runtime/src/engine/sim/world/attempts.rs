@@ -70,6 +70,7 @@ impl World {
             )),
             state: StateMap::default(),
             pump_on_runtime: false,
+            metrics: Arc::default(),
         });
         let shared = Arc::new(AttemptShared::new(
             info,
