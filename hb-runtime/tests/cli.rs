@@ -421,6 +421,13 @@ async fn show_prints_every_field_the_failure_and_the_checkpoint() {
         "{out}"
     );
     assert!(!out.contains("_hb_"), "{out}");
+    // Its one attempt, failed, with why.
+    assert!(out.contains("attempts:\n  #  OUTCOME"), "{out}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with("  1  failed") && l.contains("DiskFull")),
+        "{out}"
+    );
 
     let raw = hb_async(&path, &["show", "fail-1", "--raw"]).await;
     assert!(raw.assert_ok().stdout.contains("\"_hb_v\": 1"), "{raw:?}");
@@ -431,6 +438,7 @@ async fn show_prints_every_field_the_failure_and_the_checkpoint() {
     assert!(out.contains("progress:         3/10 (30%)"), "{out}");
     assert!(out.contains("last failure:     -"), "{out}");
     assert!(out.contains("\"done\": 3"), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("  1  running")), "{out}");
 
     let missing = hb_async(&path, &["show", "no-such-id"]).await;
     assert_eq!(missing.code, Some(1), "{missing:?}");
@@ -787,7 +795,7 @@ fn a_file_of_a_newer_schema_is_refused() {
     refused_by_every_command(
         &dir,
         &path,
-        "has schema version 99, newer than this build of hb supports (3); upgrade hb",
+        "has schema version 99, newer than this build of hb supports (4); upgrade hb",
     );
 }
 

@@ -1124,7 +1124,7 @@ async fn a_file_of_schema_1_is_upgraded_and_keeps_what_it_held() {
     // Back to schema 1, as an earlier hb wrote it.
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
-        "DROP INDEX activities_by_closed; DROP TABLE meta;
+        "DROP INDEX activities_by_closed; DROP TABLE meta; DROP TABLE attempts;
          ALTER TABLE activities DROP COLUMN external_attempt;
          ALTER TABLE activities DROP COLUMN attempt_base; ALTER TABLE activities DROP COLUMN operator;
          PRAGMA user_version = 1;",
@@ -1153,5 +1153,5 @@ async fn a_file_of_schema_1_is_upgraded_and_keeps_what_it_held() {
         .unwrap()
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
 }

@@ -224,6 +224,120 @@ pub struct Description {
     pub output: Option<Payload>,
     /// The task queue it runs on (Temporal; `None` on the engine, which has no queues).
     pub task_queue: Option<String>,
+    /// Its attempts, oldest first: those that ended while it stayed open (the engine keeps
+    /// the newest 100), then the running or final one. `list` leaves them out. On Temporal,
+    /// which keeps no per-attempt history of a standalone activity, only the current or
+    /// final attempt.
+    pub attempts: Vec<AttemptRecord>,
+}
+
+/// How one attempt ended, or that it runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum AttemptStatus {
+    /// It runs.
+    Running,
+    /// It completed the activity.
+    Completed,
+    /// It failed (an error; retried unless it was the last).
+    Failed,
+    /// It timed out (heartbeat, start-to-close, or the activity's schedule-to-close).
+    TimedOut,
+    /// It was cancelled with the activity.
+    Cancelled,
+    /// An operator paused the activity: the attempt stopped, its checkpoint kept.
+    Paused,
+    /// An operator reset the activity: the attempt stopped, and the next one is attempt 1.
+    Reset,
+}
+
+impl AttemptStatus {
+    /// The lower-case name (`"failed"`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttemptStatus::Running => "running",
+            AttemptStatus::Completed => "completed",
+            AttemptStatus::Failed => "failed",
+            AttemptStatus::TimedOut => "timed_out",
+            AttemptStatus::Cancelled => "cancelled",
+            AttemptStatus::Paused => "paused",
+            AttemptStatus::Reset => "reset",
+        }
+    }
+}
+
+impl fmt::Display for AttemptStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One attempt of an activity, in [`Description::attempts`].
+///
+/// ```
+/// use hb_runtime::client::{ActivityClient, AttemptStatus, StartOptions};
+/// use hb_runtime::engine::Engine;
+/// use hb_runtime::prelude::*;
+///
+/// #[activity(heartbeat_timeout = "10s", retry(max_attempts = 3, initial_interval = "1ms"))]
+/// async fn flaky(ctx: ActivityContext, #[checkpoint] done: u64) -> Result<u64, ActivityError> {
+///     ctx.checkpoint(&(done + 10))?;
+///     if ctx.info().attempt < 3 {
+///         return Err(ActivityError::retryable("Flaky", "try again"));
+///     }
+///     Ok(done)
+/// }
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let engine = Engine::in_memory().await?;
+/// let _worker = engine.worker().register(flaky).spawn().await?;
+/// let handle = engine.client().start(flaky, (), StartOptions::id("flaky-1")).await?;
+/// assert_eq!(handle.result().await?, 20);
+///
+/// let attempts = handle.describe().await?.attempts;
+/// let seen: Vec<_> = attempts.iter().map(|a| (a.attempt, a.status)).collect();
+/// assert_eq!(seen, [(1, AttemptStatus::Failed), (2, AttemptStatus::Failed), (3, AttemptStatus::Completed)]);
+/// // Each resumed from the checkpoint the one before it left.
+/// let resumed: Vec<_> = attempts.iter().map(|a| a.resumed_from.as_ref().map(|p| p.done)).collect();
+/// assert_eq!(resumed, [None, Some(10), Some(20)]);
+/// assert!(attempts.iter().all(|a| a.started_at.is_some() && a.ended_at.is_some()));
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[non_exhaustive]
+pub struct AttemptRecord {
+    /// Its number since the activity's last reset (what the body saw in `ctx.info().attempt`).
+    pub attempt: u32,
+    /// How it ended, or that it runs.
+    pub status: AttemptStatus,
+    /// When it started.
+    #[serde(serialize_with = "rfc3339")]
+    pub started_at: Option<SystemTime>,
+    /// When it ended (`None` while it runs).
+    #[serde(serialize_with = "rfc3339")]
+    pub ended_at: Option<SystemTime>,
+    /// Why it ended, if not by completing.
+    pub failure: Option<ActivityFailure>,
+    /// The progress of the checkpoint it started from (the one the attempt before it left;
+    /// `None` for a first attempt, or after a reset that cleared the checkpoint).
+    pub resumed_from: Option<Progress>,
+    /// Its last checkpoint, encoded.
+    #[serde(serialize_with = "payload_json")]
+    pub details: Option<Payload>,
+}
+
+/// An attempt that ended while its activity stayed open, as a backend keeps it.
+#[derive(Debug, Clone)]
+pub(crate) struct EndedAttempt {
+    pub(crate) attempt: u32,
+    pub(crate) status: AttemptStatus,
+    /// A reset that cleared the checkpoint: the next attempt starts from none.
+    pub(crate) cleared: bool,
+    pub(crate) started_at: Option<SystemTime>,
+    pub(crate) ended_at: SystemTime,
+    pub(crate) failure: Option<ActivityFailure>,
+    pub(crate) details: Option<Payload>,
 }
 
 impl Description {
@@ -245,7 +359,61 @@ impl Description {
             closed_at: None,
             output: None,
             task_queue: None,
+            attempts: Vec::new(),
         }
+    }
+
+    /// Sets `attempts`: the `ended` ones, oldest first, then the running or final attempt
+    /// this description shows (unless it is the last of `ended`: an activity cancelled while
+    /// backing off ended with no attempt running).
+    pub(crate) fn with_attempts(mut self, ended: Vec<EndedAttempt>) -> Self {
+        let mut out: Vec<AttemptRecord> = Vec::with_capacity(ended.len() + 1);
+        let mut from: Option<Progress> = None;
+        for e in ended {
+            let resumed_from = from.take();
+            from = if e.cleared {
+                None
+            } else {
+                e.details.as_ref().and_then(checkpoint::progress_of)
+            };
+            out.push(AttemptRecord {
+                attempt: e.attempt,
+                status: e.status,
+                started_at: e.started_at,
+                ended_at: Some(e.ended_at),
+                failure: e.failure,
+                resumed_from,
+                details: e.details,
+            });
+        }
+        let already = out
+            .last()
+            .is_some_and(|l| l.attempt == self.attempt && l.started_at == self.attempt_started);
+        let status = match self.status {
+            ActivityStatus::Running => Some(AttemptStatus::Running),
+            ActivityStatus::Completed => Some(AttemptStatus::Completed),
+            ActivityStatus::Failed | ActivityStatus::Terminated => Some(AttemptStatus::Failed),
+            ActivityStatus::TimedOut => Some(AttemptStatus::TimedOut),
+            ActivityStatus::Cancelled => Some(AttemptStatus::Cancelled),
+            // Between attempts: the last one is among `ended`.
+            _ => None,
+        };
+        if let (Some(status), false, true) = (status, already, self.attempt > 0) {
+            out.push(AttemptRecord {
+                attempt: self.attempt,
+                status,
+                started_at: self.attempt_started,
+                ended_at: self.closed_at,
+                failure: match status {
+                    AttemptStatus::Completed | AttemptStatus::Running => None,
+                    _ => self.last_failure.clone(),
+                },
+                resumed_from: from,
+                details: self.details.clone(),
+            });
+        }
+        self.attempts = out;
+        self
     }
 
     /// Sets `details` and the `progress` read from them.

@@ -52,7 +52,8 @@ mod failure;
 mod handle;
 mod options;
 
-pub use describe::{ActivityStatus, Description, ListFilter};
+pub(crate) use describe::EndedAttempt;
+pub use describe::{ActivityStatus, AttemptRecord, AttemptStatus, Description, ListFilter};
 pub use failure::{ActivityFailure, ClientError, TimeoutKind};
 pub use handle::Handle;
 pub use options::{IfExists, ResetOptions, StartOptions};

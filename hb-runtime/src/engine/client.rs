@@ -284,15 +284,28 @@ impl Client {
         let live = {
             let core = self.inner().lock();
             let now = core.now();
-            core.live.get(id).map(|l| describe_live(l, &now))
+            // Only an activity past its first attempt can have ended ones in the file.
+            core.live
+                .get(id)
+                .map(|l| (describe_live(l, &now), l.attempt > 1))
         };
-        if let Some(d) = live {
-            return Ok(d);
+        let inner = self.inner().clone();
+        let key = id.to_owned();
+        match live {
+            Some((d, false)) => Ok(d.with_attempts(Vec::new())),
+            // An attempt that just ended shows once its write is committed (milliseconds).
+            Some((d, true)) => {
+                let ended = tokio::task::spawn_blocking(move || inner.reader.history(&key))
+                    .await
+                    .map_err(|_| EngineError::Closed)??;
+                Ok(d.with_attempts(ended))
+            }
+            None => tokio::task::spawn_blocking(move || inner.reader.get_with_history(&key))
+                .await
+                .map_err(|_| EngineError::Closed)??
+                .map(|(row, ended)| describe_row(row).with_attempts(ended))
+                .ok_or_else(|| EngineError::NotFound { id: id.to_owned() }),
         }
-        self.read_row(id)
-            .await?
-            .map(describe_row)
-            .ok_or_else(|| EngineError::NotFound { id: id.to_owned() })
     }
 
     /// Activities matching `filter`, newest first.

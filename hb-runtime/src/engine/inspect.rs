@@ -71,8 +71,8 @@ impl Inspector {
     /// Activity `id`.
     pub fn get(&self, id: &str) -> Result<Description, EngineError> {
         self.reader
-            .get(id)?
-            .map(describe_row)
+            .get_with_history(id)?
+            .map(|(row, ended)| describe_row(row).with_attempts(ended))
             .ok_or_else(|| EngineError::NotFound { id: id.to_owned() })
     }
 

@@ -457,7 +457,9 @@ impl Client {
                 out.output = p.payloads.first().cloned().map(from_proto);
             }
         }
-        Ok(out)
+        // The server keeps no history of a standalone activity's attempts: the current or
+        // final one only.
+        Ok(out.with_attempts(Vec::new()))
     }
 
     /// Activities matching `filter`, newest first (from the server's visibility store: ids,

@@ -31,6 +31,33 @@ pub(crate) fn run(path: &Path, id: &str, raw: bool) -> Result<(), Failure> {
     field(&mut out, "last heartbeat", time(d.last_heartbeat));
     field(&mut out, "next attempt", time(d.next_attempt_at));
     field(&mut out, "closed", time(d.closed_at));
+    if d.attempts.is_empty() {
+        field(&mut out, "attempts", "-".to_owned());
+    } else {
+        out.push_str("attempts:\n");
+        let mut table = fmt::Table::new(&["#", "OUTCOME", "STARTED", "TOOK", "FROM", "WHY"]);
+        for a in &d.attempts {
+            let took = match (a.started_at, a.ended_at.or(Some(now))) {
+                (Some(s), Some(e)) => fmt::duration(e.duration_since(s).unwrap_or_default()),
+                _ => "-".to_owned(),
+            };
+            let why = a.failure.as_ref().map_or_else(
+                || "-".to_owned(),
+                |f| fmt::clip(&fmt::clean(&f.to_string()), 60),
+            );
+            table.row(vec![
+                a.attempt.to_string(),
+                a.status.to_string(),
+                time(a.started_at),
+                took,
+                fmt::progress(a.resumed_from),
+                why,
+            ]);
+        }
+        for line in table.render().lines() {
+            let _ = writeln!(out, "  {line}");
+        }
+    }
     match &d.last_failure {
         None => field(&mut out, "last failure", "-".to_owned()),
         Some(f) => {

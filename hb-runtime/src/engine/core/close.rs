@@ -30,6 +30,7 @@ pub(super) fn closing_write(live: &Live, closed: &Closed, fold: bool, now_ms: i6
         failure: closed.failure.as_ref().map(ActivityFailure::to_json),
         next_attempt_at: None,
         closed_at: Some(now_ms),
+        ended: None,
     }
 }
 

@@ -80,6 +80,7 @@ impl Live {
             failure: None,
             next_attempt_at: None,
             closed_at: None,
+            ended: None,
         }
     }
 }

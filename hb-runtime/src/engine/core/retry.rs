@@ -10,6 +10,7 @@ use std::time::Duration;
 use super::super::clock::later;
 use super::super::silence;
 use super::operator::{CLEAR, CLEARED, PAUSE, RESET};
+use super::write::Ended;
 use super::{Closed, Core, Effects, Timer, TimerKind, Write};
 use crate::client::{ActivityFailure, ActivityStatus};
 
@@ -33,6 +34,17 @@ impl Core {
             std::mem::replace(&mut live.silence, silence::NONE),
             &live.id,
         );
+        // The attempt, as the file's history keeps it if the activity stays open.
+        let mut ended = Box::new(Ended {
+            seq: live.attempt,
+            number: live.number(),
+            at: clock.wall_ms,
+            outcome: match &failure {
+                ActivityFailure::Timeout { .. } => "timed_out",
+                _ => "failed",
+            },
+            details: live.details(),
+        });
         if live.cancel_requested {
             // Cancelled meanwhile: however the attempt ended, the activity ends as cancelled.
             let details = live.details();
@@ -64,6 +76,11 @@ impl Core {
             } else {
                 ActivityStatus::Scheduled
             };
+            ended.outcome = match (reset, clear) {
+                (true, true) => "reset_cleared",
+                (true, false) => "reset",
+                (false, _) => "paused",
+            };
             live.state = state;
             live.next_attempt_ms = None;
             live.last_failure = Some(Box::new(failure.clone()));
@@ -81,6 +98,7 @@ impl Core {
                     failure: Some(failure.to_json()),
                     next_attempt_at: None,
                     closed_at: None,
+                    ended: Some(ended),
                 },
                 None,
             ));
@@ -131,6 +149,7 @@ impl Core {
                     failure: Some(failure.to_json()),
                     next_attempt_at: None,
                     closed_at: None,
+                    ended: Some(ended),
                 },
                 None,
             ));
@@ -156,6 +175,7 @@ impl Core {
                     failure: Some(failure.to_json()),
                     next_attempt_at: Some(next_ms),
                     closed_at: None,
+                    ended: Some(ended),
                 },
                 None,
             ));

@@ -121,6 +121,7 @@ impl Core {
                         failure: None,
                         next_attempt_at: None,
                         closed_at: None,
+                        ended: None,
                     },
                     None,
                 ));

@@ -53,6 +53,10 @@ pub(crate) enum Write {
         failure: Option<String>,
         next_attempt_at: Option<i64>,
         closed_at: Option<i64>,
+        /// The attempt this change ended, the activity staying open (a failure retried, a
+        /// pause, a reset): kept in the file's `attempts` table. The attempt that closes an
+        /// activity is read from its row instead.
+        ended: Option<Box<Ended>>,
     },
     CancelRequested {
         id: Arc<str>,
@@ -88,6 +92,21 @@ pub(crate) enum Write {
         at: i64,
         seq: i64,
     },
+}
+
+/// An attempt that ended without closing its activity (see `Write::Transition`).
+#[derive(Debug)]
+pub(crate) struct Ended {
+    /// Its counter over the activity's whole life (`Live::attempt`): the row's key.
+    pub(crate) seq: u32,
+    /// Its number since the last reset (what users see).
+    pub(crate) number: u32,
+    /// When it ended (ms).
+    pub(crate) at: i64,
+    /// How it ended: `failed`, `timed_out`, `paused`, `reset`, `reset_cleared`.
+    pub(crate) outcome: &'static str,
+    /// Its last checkpoint (what the next attempt resumes from, unless a reset clears it).
+    pub(crate) details: Option<Payload>,
 }
 
 /// What happens once a write is committed, with `Ok(true)` when it changed the file

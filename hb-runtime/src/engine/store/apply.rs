@@ -185,10 +185,27 @@ pub(crate) fn apply(
                     failure,
                     next_attempt_at,
                     closed_at,
+                    ended,
                 } => {
                     if *has_heartbeat {
                         sql.get(Sql::Fold)?.execute(params![&**id])?;
                         sql.get(Sql::Forget)?.execute(params![&**id])?;
+                    }
+                    // Before the change: the row still holds the attempt's start.
+                    if let Some(e) = ended {
+                        sql.get(Sql::History)?.execute(params![
+                            &**id,
+                            e.seq,
+                            e.number,
+                            e.at,
+                            e.outcome,
+                            failure,
+                            e.details.as_ref().map(Payload::data),
+                        ])?;
+                        if let Some(oldest_kept) = e.seq.checked_sub(HISTORY_KEPT) {
+                            sql.get(Sql::HistoryTrim)?
+                                .execute(params![&**id, oldest_kept])?;
+                        }
                     }
                     sql.get(Sql::Transition)?.execute(params![
                         &**id,
@@ -225,6 +242,8 @@ pub(crate) fn apply(
                     // A heartbeat left unfolded must not outlive its activity (a new one with
                     // the same id would show it).
                     sql.get(Sql::PruneHeartbeats)?
+                        .execute(params![closed_before, limit])?;
+                    sql.get(Sql::PruneHistory)?
                         .execute(params![closed_before, limit])?;
                     let deleted = sql
                         .get(Sql::Prune)?
@@ -273,9 +292,15 @@ enum Sql {
     RequestsApplied,
     Prune,
     PruneHeartbeats,
+    History,
+    HistoryTrim,
+    PruneHistory,
 }
 
-const SQL: [&str; 14] = [
+/// How many ended attempts the file keeps per activity (the oldest go first).
+pub(crate) const HISTORY_KEPT: u32 = 100;
+
+const SQL: [&str; 17] = [
     "INSERT OR IGNORE INTO activities (id, type, state, attempt, input, options, details, scheduled_at, next_attempt_at)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     "UPDATE activities SET state = ?2, attempt = ?3, attempt_started_at = ?4, last_heartbeat_at = NULL,
@@ -299,12 +324,17 @@ const SQL: [&str; 14] = [
      (SELECT id FROM activities WHERE closed_at IS NOT NULL AND closed_at < ?1 ORDER BY closed_at, id LIMIT ?2)",
     "DELETE FROM heartbeats WHERE id IN
      (SELECT id FROM activities WHERE closed_at IS NOT NULL AND closed_at < ?1 ORDER BY closed_at, id LIMIT ?2)",
+    "INSERT OR REPLACE INTO attempts (id, seq, attempt, started_at, ended_at, outcome, failure, details)
+     SELECT id, ?2, ?3, attempt_started_at, ?4, ?5, ?6, coalesce(?7, details) FROM activities WHERE id = ?1",
+    "DELETE FROM attempts WHERE id = ?1 AND seq <= ?2",
+    "DELETE FROM attempts WHERE id IN
+     (SELECT id FROM activities WHERE closed_at IS NOT NULL AND closed_at < ?1 ORDER BY closed_at, id LIMIT ?2)",
 ];
 
 /// The statements one transaction of [`apply`] has prepared.
 struct Statements<'c> {
     conn: &'c Connection,
-    cached: [Option<rusqlite::CachedStatement<'c>>; 14],
+    cached: [Option<rusqlite::CachedStatement<'c>>; SQL.len()],
 }
 
 impl<'c> Statements<'c> {

@@ -11,7 +11,8 @@ use super::super::core::Queued;
 use super::super::error::EngineError;
 use super::super::record::ActivityRow;
 use super::requests::read_requests;
-use crate::client::ActivityStatus;
+use crate::Payload;
+use crate::client::{ActivityFailure, ActivityStatus, AttemptStatus, EndedAttempt, time_of_ms};
 
 /// The columns of an activity row, the latest heartbeat folded in (from `ROW_FROM`).
 const ROW_COLUMNS: &str = "a.id, a.type, a.state, a.attempt, a.input, a.options,
@@ -53,6 +54,41 @@ pub(crate) fn get_row(c: &Connection, id: &str) -> rusqlite::Result<Option<Activ
         format!("SELECT {ROW_COLUMNS} FROM {ROW_FROM} WHERE a.id = ?1")
     });
     c.prepare_cached(&SQL)?.query_row([id], row_from).optional()
+}
+
+/// The attempts of `id` that ended while it stayed open, oldest first; none from a file of a
+/// schema before the table (read-only views read old files as they are).
+pub(crate) fn history_rows(c: &Connection, id: &str) -> rusqlite::Result<Vec<EndedAttempt>> {
+    let stmt = c.prepare_cached(
+        "SELECT attempt, outcome, started_at, ended_at, failure, details FROM attempts
+         WHERE id = ?1 ORDER BY seq",
+    );
+    let mut stmt = match stmt {
+        Err(rusqlite::Error::SqliteFailure(_, Some(m))) if m.contains("no such table") => {
+            return Ok(Vec::new());
+        }
+        s => s?,
+    };
+    let rows = stmt.query_map([id], |r| {
+        let outcome: String = r.get(1)?;
+        let failure: Option<String> = r.get(4)?;
+        let details: Option<Vec<u8>> = r.get(5)?;
+        Ok(EndedAttempt {
+            attempt: r.get(0)?,
+            status: match outcome.as_str() {
+                "timed_out" => AttemptStatus::TimedOut,
+                "paused" => AttemptStatus::Paused,
+                "reset" | "reset_cleared" => AttemptStatus::Reset,
+                _ => AttemptStatus::Failed,
+            },
+            cleared: outcome == "reset_cleared",
+            started_at: r.get::<_, Option<i64>>(2)?.map(time_of_ms),
+            ended_at: time_of_ms(r.get(3)?),
+            failure: failure.as_deref().and_then(ActivityFailure::from_json),
+            details: details.map(Payload::from_json_bytes),
+        })
+    })?;
+    rows.collect()
 }
 
 /// Rows in `states` (all when empty), newest first, at most `limit`.
@@ -133,6 +169,22 @@ impl Reader {
 
     pub(crate) fn get(&self, id: &str) -> Result<Option<ActivityRow>, EngineError> {
         self.with(|c| get_row(c, id))
+    }
+
+    /// The attempts of `id` that ended while it stayed open (see [`history_rows`]).
+    pub(crate) fn history(&self, id: &str) -> Result<Vec<EndedAttempt>, EngineError> {
+        self.with(|c| history_rows(c, id))
+    }
+
+    /// A row with its ended attempts, in one read.
+    pub(crate) fn get_with_history(
+        &self,
+        id: &str,
+    ) -> Result<Option<(ActivityRow, Vec<EndedAttempt>)>, EngineError> {
+        self.with(|c| match get_row(c, id)? {
+            None => Ok(None),
+            Some(row) => Ok(Some((row, history_rows(c, id)?))),
+        })
     }
 
     /// Rows in `states` (all when empty), newest first, at most `limit`.

@@ -11,7 +11,7 @@ use super::super::error::EngineError;
 /// What identifies an hb engine file (`PRAGMA application_id`, "hb\0\1").
 pub(crate) const APPLICATION_ID: i32 = 0x6862_0001;
 /// The schema this build writes and reads (see [`migrate`] for the older ones it upgrades).
-pub(crate) const SCHEMA_VERSION: i32 = 3;
+pub(crate) const SCHEMA_VERSION: i32 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS activities (
@@ -49,6 +49,19 @@ CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY NOT NULL,
     value INTEGER NOT NULL
 ) WITHOUT ROWID;
+-- The attempts that ended while their activity stayed open (a failure retried, a pause, a
+-- reset), the newest 100 per activity; the last attempt is read from the activity's row.
+CREATE TABLE IF NOT EXISTS attempts (
+    id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    attempt INTEGER NOT NULL,
+    started_at INTEGER,
+    ended_at INTEGER NOT NULL,
+    outcome TEXT NOT NULL,
+    failure TEXT,
+    details BLOB,
+    PRIMARY KEY (id, seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS requests (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     kind TEXT NOT NULL,
@@ -69,7 +82,7 @@ pub(crate) fn init(conn: &Connection, path: &Path) -> Result<(), EngineError> {
     if stamp("application_id")? == APPLICATION_ID {
         match stamp("user_version")? {
             SCHEMA_VERSION => return Ok(()),
-            v @ (1 | 2) => return migrate(conn, path, v),
+            v @ (1..=3) => return migrate(conn, path, v),
             _ => {}
         }
     }
@@ -86,21 +99,29 @@ pub(crate) fn init(conn: &Connection, path: &Path) -> Result<(), EngineError> {
     })
 }
 
-/// Upgrades a file of schema 1 or 2 to this one, in one transaction. Schema 2 added the column
+/// Upgrades a file of schema 1 to 3 to this one, in one transaction. Schema 2 added the column
 /// that marks attempts heartbeated by another process, the index retention prunes by, and the
 /// table of the newest heartbeat request applied; schema 3 the columns of the operator
 /// controls (pause, unpause, reset): the attempts before the last reset, and the requests a
-/// running attempt was told of. A file of schema 3 is refused by older builds, which would
-/// drop the `pause`, `unpause` and `reset` requests queued in it.
+/// running attempt was told of; schema 4 the table of ended attempts (`attempts`). A file of
+/// schema 3 is refused by older builds, which would drop the `pause`, `unpause` and `reset`
+/// requests queued in it; one of schema 4 by builds that would not prune its history.
 fn migrate(conn: &Connection, path: &Path, from: i32) -> Result<(), EngineError> {
     let to_2 = "ALTER TABLE activities ADD COLUMN external_attempt INTEGER;
          CREATE INDEX IF NOT EXISTS activities_by_closed ON activities(closed_at) WHERE closed_at IS NOT NULL;
          CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL) WITHOUT ROWID;";
     let to_3 = "ALTER TABLE activities ADD COLUMN attempt_base INTEGER NOT NULL DEFAULT 0;
          ALTER TABLE activities ADD COLUMN operator INTEGER NOT NULL DEFAULT 0;";
-    let steps = if from < 2 { to_2 } else { "" };
+    let to_4 = "CREATE TABLE IF NOT EXISTS attempts (id TEXT NOT NULL, seq INTEGER NOT NULL,
+         attempt INTEGER NOT NULL, started_at INTEGER, ended_at INTEGER NOT NULL, outcome TEXT NOT NULL,
+         failure TEXT, details BLOB, PRIMARY KEY (id, seq)) WITHOUT ROWID;";
+    let steps = match from {
+        1 => format!("{to_2} {to_3}"),
+        2 => to_3.to_owned(),
+        _ => String::new(),
+    };
     conn.execute_batch(&format!(
-        "BEGIN IMMEDIATE; {steps} {to_3}
+        "BEGIN IMMEDIATE; {steps} {to_4}
          PRAGMA user_version = {SCHEMA_VERSION};
          COMMIT;"
     ))
