@@ -10,10 +10,13 @@
 //!    nanoseconds); the heartbeat pump ships the latest checkpoint every 250 ms.
 //! 3. Attempt 1 panics at item 120 (a simulated crash). Its last checkpoint was flushed as it
 //!    died, so the engine's retry (attempt 2) starts at item 120, not 0.
-//! 4. The report says which item the retry resumed from.
+//! 4. The progress bar follows `handle.watch()`: the engine pushes each change (a heartbeat,
+//!    the new attempt, the end) to it.
+//! 5. The report says which item the retry resumed from.
 
 use std::time::{Duration, Instant};
 
+use futures_util::StreamExt;
 use hb_runtime::client::{ActivityStatus, StartOptions};
 use hb_runtime::engine::Engine;
 use hb_runtime::prelude::*;
@@ -117,8 +120,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .progress_chars("=> "),
     );
     let mut attempt_seen = 0;
-    loop {
-        let d = handle.describe().await?;
+    // Each change the engine makes to the activity (a heartbeat, a new attempt, its end), as it
+    // happens: no polling. The stream ends with the activity.
+    let mut changes = std::pin::pin!(handle.watch());
+    while let Some(d) = changes.next().await {
+        let d = d?;
         if d.attempt != attempt_seen {
             if attempt_seen > 0 {
                 let resumed = d.checkpoint::<Progress>().map_or(0, |p| p.next);
@@ -144,10 +150,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             bar.set_position(p.done);
         }
         bar.set_message(d.status.to_string());
-        if d.status.is_closed() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(25)).await;
     }
     bar.finish();
 

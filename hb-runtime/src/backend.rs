@@ -28,7 +28,7 @@
 //! # }
 //! ```
 
-pub use crate::client::backend::{ClientBackend, StartRequest};
+pub use crate::client::backend::{ChangeSignal, ClientBackend, StartRequest};
 pub use crate::heartbeat::{Pump, PumpStats};
 pub use crate::intercept::{AttemptResult, Interceptor, Next};
 pub use crate::payload::JSON_PLAIN;

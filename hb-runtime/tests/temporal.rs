@@ -1309,6 +1309,46 @@ async fn metrics_reach_the_recorder_labelled_by_task_queue_with_core_s_own(env: 
     worker.shutdown().await;
 }
 
+async fn a_watch_follows_a_standalone_activity_by_describing_it_until_it_closes(env: &Env) {
+    use futures_util::StreamExt;
+    let (queue, worker) = env.worker().await;
+    let client = env.client().await;
+    let id = format!("watched-{}", std::process::id());
+    let h = client
+        .start(
+            process_batch,
+            Batch {
+                items: 30,
+                item_ms: 50,
+            },
+            StartOptions::id(&id)
+                .task_queue(&queue)
+                .heartbeat_timeout(Duration::from_secs(2)),
+        )
+        .await
+        .unwrap();
+    let mut changes = Box::pin(h.watch());
+    let mut seen = Vec::new();
+    while let Some(d) = tokio::time::timeout(Duration::from_secs(30), changes.next())
+        .await
+        .expect("a change or the end within 30 s")
+    {
+        let d = d.unwrap();
+        seen.push((d.status, d.progress.map(|p| p.done)));
+    }
+    // (The server keeps the last heartbeat's details: a completed activity shows the progress
+    // of its last heartbeat, not of its end.)
+    let (status, _) = *seen.last().expect("at least the closing description");
+    assert_eq!(status, ActivityStatus::Completed, "{seen:?}");
+    assert!(
+        seen.iter().any(|(s, _)| *s == ActivityStatus::Running),
+        "{seen:?}"
+    );
+    let progress: Vec<u64> = seen.iter().filter_map(|(_, p)| *p).collect();
+    assert!(progress.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+    worker.shutdown().await;
+}
+
 type Case = for<'a> fn(&'a Env) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()> + 'a>>;
 
 macro_rules! cases {
@@ -1376,6 +1416,7 @@ fn main() {
         a_worker_whose_namespace_is_deleted_stops_its_attempts_and_wait_returns_the_poll_error,
         wait_returns_ok_after_a_requested_shutdown_and_shutdown_returns_promptly,
         metrics_reach_the_recorder_labelled_by_task_queue_with_core_s_own,
+        a_watch_follows_a_standalone_activity_by_describing_it_until_it_closes,
     ];
     let chosen: Vec<_> = cases
         .iter()

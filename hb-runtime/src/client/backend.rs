@@ -95,4 +95,40 @@ pub trait ClientBackend: Send + Sync + fmt::Debug + 'static {
         &self,
         filter: ListFilter,
     ) -> BoxFuture<'_, Result<Vec<Description>, ClientError>>;
+
+    /// A signal given when activity `id` changes, for
+    /// [`Handle::watch`](crate::client::Handle::watch) to describe it again. `None` (the
+    /// default) makes the watch poll `describe` every
+    /// [`WATCH_POLL_INTERVAL`](crate::client::WATCH_POLL_INTERVAL) instead.
+    fn watch_signal(&self, id: &str) -> Option<ChangeSignal> {
+        let _ = id;
+        None
+    }
+}
+
+/// What a backend gives [`Handle::watch`](crate::client::Handle::watch) to wait on: a
+/// [`Notify`](tokio::sync::Notify) it notifies (`notify_waiters`) on every change of the
+/// activity, and whatever must live as long as the watch (a registration to undo on drop).
+pub struct ChangeSignal {
+    pub(crate) notify: std::sync::Arc<tokio::sync::Notify>,
+    _keep: Box<dyn std::any::Any + Send + Sync>,
+}
+
+impl ChangeSignal {
+    /// A signal on `notify`, keeping `keep` until the watch ends.
+    pub fn new(
+        notify: std::sync::Arc<tokio::sync::Notify>,
+        keep: impl std::any::Any + Send + Sync,
+    ) -> Self {
+        ChangeSignal {
+            notify,
+            _keep: Box::new(keep),
+        }
+    }
+}
+
+impl fmt::Debug for ChangeSignal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ChangeSignal").finish_non_exhaustive()
+    }
 }

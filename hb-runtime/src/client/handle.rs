@@ -5,6 +5,10 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use super::{ActivityFailure, ClientError, Description, ResetOptions};
+
+/// How often [`Handle::watch`] describes an activity again on a backend that does not push
+/// its changes (Temporal: one `describe` call a second per watch).
+pub const WATCH_POLL_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
 use crate::activity::Activity;
 use crate::backend::ClientBackend;
 
@@ -140,6 +144,95 @@ impl<A: Activity> Handle<A> {
     /// What the backend knows of the activity.
     pub async fn describe(&self) -> Result<Description, ClientError> {
         self.backend.describe_activity(&self.id).await
+    }
+
+    /// The activity's descriptions as it changes: the first at once, then one each time
+    /// something it shows changes (status, attempt, checkpoint, heartbeat, ...), ending with
+    /// the description of the activity closed, or with an error (`NotFound`, a backend's
+    /// failure). The engine pushes its changes: the stream wakes on them, and is idle between
+    /// them. Temporal is described again every [`WATCH_POLL_INTERVAL`], and what changed
+    /// between two of them is seen once.
+    ///
+    /// ```
+    /// use futures_util::StreamExt;
+    /// use hb_runtime::client::{ActivityClient, ActivityStatus, StartOptions};
+    /// use hb_runtime::engine::Engine;
+    /// use hb_runtime::prelude::*;
+    ///
+    /// #[activity(heartbeat_timeout = "10s")]
+    /// async fn count_to(ctx: ActivityContext, #[checkpoint] mut next: u64, to: u64)
+    ///     -> Result<u64, ActivityError>
+    /// {
+    ///     while next < to {
+    ///         next += 1;
+    ///         ctx.checkpoint(&next)?;
+    ///         ctx.flush().await?; // each step a heartbeat: each one seen
+    ///     }
+    ///     Ok(next)
+    /// }
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let engine = Engine::in_memory().await?;
+    /// let handle = engine.client().start(count_to, 3, StartOptions::id("count")).await?;
+    /// let mut changes = Box::pin(handle.watch());
+    /// let first = changes.next().await.unwrap()?;
+    /// assert_eq!(first.status, ActivityStatus::Scheduled);
+    ///
+    /// let _worker = engine.worker().register(count_to).spawn().await?;
+    /// let mut last = first;
+    /// while let Some(d) = changes.next().await {
+    ///     last = d?;
+    /// }
+    /// assert_eq!(last.status, ActivityStatus::Completed); // the stream ends with it
+    /// assert_eq!(last.progress.unwrap().done, 3);
+    /// # Ok(()) }
+    /// ```
+    pub fn watch(
+        &self,
+    ) -> impl futures_util::Stream<Item = Result<Description, ClientError>> + Send + 'static {
+        struct Watching {
+            backend: Arc<dyn ClientBackend>,
+            id: Arc<str>,
+            signal: Option<crate::backend::ChangeSignal>,
+            last: Option<Description>,
+            done: bool,
+        }
+        let watching = Watching {
+            signal: self.backend.watch_signal(&self.id),
+            backend: self.backend.clone(),
+            id: self.id.clone(),
+            last: None,
+            done: false,
+        };
+        futures_util::stream::unfold(watching, |mut w| async move {
+            if w.done {
+                return None;
+            }
+            loop {
+                // Armed before the describe, so a change during it is not missed.
+                let mut changed = w.signal.as_ref().map(|s| {
+                    let mut n = Box::pin(s.notify.clone().notified_owned());
+                    n.as_mut().enable();
+                    n
+                });
+                match w.backend.describe_activity(&w.id).await {
+                    Err(e) => {
+                        w.done = true;
+                        return Some((Err(e), w));
+                    }
+                    Ok(d) if w.last.as_ref() != Some(&d) => {
+                        w.done = d.status.is_closed();
+                        w.last = Some(d.clone());
+                        return Some((Ok(d), w));
+                    }
+                    Ok(_) => {}
+                }
+                match changed.as_mut() {
+                    Some(n) => n.as_mut().await,
+                    None => tokio::time::sleep(WATCH_POLL_INTERVAL).await,
+                }
+            }
+        })
     }
 
     /// The last checkpoint, typed (`None` before the first, or when it is not of the

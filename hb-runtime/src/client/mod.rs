@@ -55,7 +55,7 @@ mod options;
 pub(crate) use describe::EndedAttempt;
 pub use describe::{ActivityStatus, AttemptRecord, AttemptStatus, Description, ListFilter};
 pub use failure::{ActivityFailure, ClientError, TimeoutKind};
-pub use handle::Handle;
+pub use handle::{Handle, WATCH_POLL_INTERVAL};
 pub use options::{IfExists, ResetOptions, StartOptions};
 
 pub(crate) use describe::time_of_ms;

@@ -102,6 +102,12 @@ impl ClientBackend for Client {
         Box::pin(self.insert(request))
     }
 
+    /// The engine pushes every change of a watched activity (see `engine::watch`).
+    fn watch_signal(&self, id: &str) -> Option<crate::backend::ChangeSignal> {
+        let watch = self.inner().watchers.watch(id);
+        Some(crate::backend::ChangeSignal::new(watch.signal(), watch))
+    }
+
     fn activity_output<'a>(
         &'a self,
         id: &'a str,

@@ -35,6 +35,8 @@ pub(crate) struct Inner {
     pub(super) pending_timers: Arc<AtomicU64>,
     /// See [`EngineOptions::checkpoint_interval`](super::EngineOptions::checkpoint_interval).
     pub(super) checkpoint_interval: Duration,
+    /// `Handle::watch`es of this engine's activities, woken by their changes.
+    pub(crate) watchers: Arc<super::watch::Watchers>,
 }
 
 impl Drop for Inner {
@@ -103,6 +105,9 @@ impl Inner {
             let _ = self.timers.send(TimerCommand::SweepAt(at));
         }
         for (w, ack) in fx.writes.drain(..) {
+            if let Some(id) = w.activity() {
+                self.watchers.changed(id);
+            }
             match self.writer.queue(w, ack) {
                 Ok(wake) => fx.wake_writer |= wake,
                 Err(Some(ack)) => fx.unsent.push(ack),
@@ -166,6 +171,12 @@ impl Inner {
     ) -> Result<crate::transport::HeartbeatReply, crate::TransportError> {
         let mut core = self.lock();
         let (reply, write) = core.heartbeat(token, details)?;
+        // Its time changed, whether or not it carried a checkpoint to write.
+        if self.watchers.active()
+            && let Some((id, _)) = core::parse_token(token)
+        {
+            self.watchers.changed(id);
+        }
         // Queued under the lock, like every write (see `change`).
         let wake = write.is_some_and(|w| matches!(self.writer.queue(w, None), Ok(true)));
         drop(core);

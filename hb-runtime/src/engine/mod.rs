@@ -84,6 +84,7 @@ pub mod sim;
 mod store;
 mod timers;
 mod transport;
+mod watch;
 mod worker;
 
 pub use client::Client;

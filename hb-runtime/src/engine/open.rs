@@ -223,6 +223,7 @@ impl Engine {
             workers: tokio_util::task::TaskTracker::new(),
             pending_timers: Arc::default(),
             checkpoint_interval: options.checkpoint_interval,
+            watchers: Arc::default(),
         });
         let weak = Arc::downgrade(&inner);
         inner.writer.route(Box::new(move |acks| {

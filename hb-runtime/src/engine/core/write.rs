@@ -94,6 +94,25 @@ pub(crate) enum Write {
     },
 }
 
+impl Write {
+    /// The activity the write changes, if it changes one.
+    pub(crate) fn activity(&self) -> Option<&str> {
+        match self {
+            Write::Insert(row) => Some(&row.id),
+            Write::Started { id, .. }
+            | Write::Heartbeat { id, .. }
+            | Write::Transition { id, .. }
+            | Write::CancelRequested { id }
+            | Write::Operator { id, .. }
+            | Write::External { id, .. }
+            | Write::RequestHeartbeat { id, .. } => Some(id),
+            Write::Stop | Write::Barrier | Write::DeleteRequest { .. } | Write::Prune { .. } => {
+                None
+            }
+        }
+    }
+}
+
 /// An attempt that ended without closing its activity (see `Write::Transition`).
 #[derive(Debug)]
 pub(crate) struct Ended {
