@@ -1,6 +1,6 @@
 //! Metrics, through the [`metrics`](https://docs.rs/metrics) facade: install any recorder
-//! (`metrics-exporter-prometheus`, an OpenTelemetry bridge, ...) before starting workers, and
-//! hb reports to it. Without a recorder every metric is a no-op.
+//! (`metrics-exporter-prometheus`, an OpenTelemetry bridge, ...) before opening engines and
+//! starting workers, and hb reports to it. Without a recorder every metric is a no-op.
 //!
 //! The activity metrics are named after the Temporal SDK's (`temporal_activity_execution_latency`
 //! is [`ACTIVITY_EXECUTION_LATENCY`] here), with the prefix `hb_`, so a dashboard built for
@@ -41,8 +41,13 @@
 //! metrics (`temporal_activity_poll_no_task`, `temporal_worker_task_slots_used`,
 //! `temporal_request`, ...) go through the same recorder.
 //!
-//! Handles are made when an activity type's first attempt starts: a recorder installed later
-//! does not see that type's metrics.
+//! Handles are made when an engine opens (its own metrics), when a worker starts (its slots)
+//! and when an activity type's first attempt starts (the activity metrics), as the facade
+//! wants: a recorder installed after them does not see them. An attempt the engine times out
+//! while it still runs counts twice, as it should: once in [`ACTIVITY_TIMED_OUT`] (the
+//! engine's decision) and once in [`ACTIVITY_CANCELLED`] with `reason="timed_out"` (the
+//! attempt stopping). Two engines, or two workers of the same types, in one process share
+//! their gauges' series.
 //!
 //! ```
 //! use hb_runtime::client::StartOptions;
@@ -77,7 +82,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
-use ::metrics::{Counter, Gauge, Histogram, Label, Unit};
+use ::metrics::{Counter, Histogram, Label, Unit};
 
 use crate::error::CancelReason;
 
@@ -399,6 +404,7 @@ impl Registry {
 }
 
 /// A worker's slot gauges, sampled once a second until `stop`: `used()` of `max`.
+#[cfg(any(feature = "engine", feature = "temporal"))]
 pub(crate) async fn sample_slots(
     worker: String,
     max: usize,
@@ -406,8 +412,8 @@ pub(crate) async fn sample_slots(
     stop: tokio_util::sync::CancellationToken,
 ) {
     let labels = [("worker", worker)];
-    let used_gauge: Gauge = ::metrics::gauge!(WORKER_TASK_SLOTS_USED, &labels);
-    let available: Gauge = ::metrics::gauge!(WORKER_TASK_SLOTS_AVAILABLE, &labels);
+    let used_gauge: ::metrics::Gauge = ::metrics::gauge!(WORKER_TASK_SLOTS_USED, &labels);
+    let available: ::metrics::Gauge = ::metrics::gauge!(WORKER_TASK_SLOTS_AVAILABLE, &labels);
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -426,6 +432,7 @@ pub(crate) async fn sample_slots(
 
 /// An attempt of `activity_type` timed out (`kind`: `heartbeat`, `start_to_close`,
 /// `schedule_to_close`). Rare: its handle is looked up each time.
+#[cfg(feature = "engine")]
 pub(crate) fn timed_out(activity_type: &str, kind: &'static str) {
     ::metrics::counter!(
         ACTIVITY_TIMED_OUT,
@@ -436,12 +443,14 @@ pub(crate) fn timed_out(activity_type: &str, kind: &'static str) {
 }
 
 /// The engine writer's handles.
+#[cfg(feature = "engine")]
 pub(crate) struct WriterMetrics {
     latency: Histogram,
     batch: Histogram,
     failures: Counter,
 }
 
+#[cfg(feature = "engine")]
 impl WriterMetrics {
     pub(crate) fn new() -> Self {
         describe();
@@ -463,11 +472,13 @@ impl WriterMetrics {
 }
 
 /// An engine's gauges.
+#[cfg(feature = "engine")]
 pub(crate) struct EngineGauges {
-    open: Gauge,
-    file_size: Gauge,
+    open: ::metrics::Gauge,
+    file_size: ::metrics::Gauge,
 }
 
+#[cfg(feature = "engine")]
 impl EngineGauges {
     pub(crate) fn new() -> Self {
         describe();
@@ -487,9 +498,11 @@ impl EngineGauges {
 
 /// The end-to-end latency histograms of an engine, by activity type (made on each type's first
 /// success).
+#[cfg(feature = "engine")]
 #[derive(Default)]
 pub(crate) struct EndToEnd(HashMap<Arc<str>, Histogram>);
 
+#[cfg(feature = "engine")]
 impl EndToEnd {
     /// An activity of `activity_type` succeeded `took` after it was first scheduled.
     pub(crate) fn record(&mut self, activity_type: &Arc<str>, took: Duration) {

@@ -164,6 +164,14 @@ async fn a_pause_and_a_reset_that_clears_the_checkpoint_are_attempts_ended_by_an
         h.describe().await.unwrap().status == ActivityStatus::Paused
     })
     .await;
+    // Paused, the attempt it stopped is listed at once (the first attempt, too).
+    let paused = h.describe().await.unwrap();
+    let seen: Vec<_> = paused
+        .attempts
+        .iter()
+        .map(|a| (a.attempt, a.status, a.ended_at.is_some()))
+        .collect();
+    assert_eq!(seen, [(1, AttemptStatus::Paused, true)]);
     client.unpause("ops").await.unwrap();
     running_with(2).await;
     client

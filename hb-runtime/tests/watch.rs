@@ -86,6 +86,10 @@ async fn each_change_is_pushed_to_the_watch_and_the_stream_ends_with_the_activit
     let last = last.expect("the closing description");
     assert_eq!(last.status, ActivityStatus::Completed);
     assert_eq!(last.progress.unwrap().done, 3);
+    // The whole closed description: its output, when it closed, its attempt ended.
+    assert_eq!(last.output.unwrap().decode::<u64>().unwrap(), 3);
+    assert!(last.closed_at.is_some());
+    assert!(last.attempts.last().unwrap().ended_at.is_some());
 }
 
 #[tokio::test]

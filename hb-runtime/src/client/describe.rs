@@ -329,7 +329,10 @@ pub struct AttemptRecord {
 
 /// An attempt that ended while its activity stayed open, as a backend keeps it.
 #[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "engine"), allow(dead_code))]
 pub(crate) struct EndedAttempt {
+    /// Its counter over the activity's whole life (resets do not restart it).
+    pub(crate) seq: u32,
     pub(crate) attempt: u32,
     pub(crate) status: AttemptStatus,
     /// A reset that cleared the checkpoint: the next attempt starts from none.
@@ -366,6 +369,7 @@ impl Description {
     /// Sets `attempts`: the `ended` ones, oldest first, then the running or final attempt
     /// this description shows (unless it is the last of `ended`: an activity cancelled while
     /// backing off ended with no attempt running).
+    #[cfg_attr(not(any(feature = "engine", feature = "temporal")), allow(dead_code))]
     pub(crate) fn with_attempts(mut self, ended: Vec<EndedAttempt>) -> Self {
         let mut out: Vec<AttemptRecord> = Vec::with_capacity(ended.len() + 1);
         let mut from: Option<Progress> = None;

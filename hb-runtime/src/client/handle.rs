@@ -218,10 +218,16 @@ impl<A: Activity> Handle<A> {
                 match w.backend.describe_activity(&w.id).await {
                     Err(e) => {
                         w.done = true;
+                        w.signal = None;
                         return Some((Err(e), w));
                     }
                     Ok(d) if w.last.as_ref() != Some(&d) => {
                         w.done = d.status.is_closed();
+                        if w.done {
+                            // Nothing more to wait for: the registration goes now, not when
+                            // the stream is dropped.
+                            w.signal = None;
+                        }
                         w.last = Some(d.clone());
                         return Some((Ok(d), w));
                     }

@@ -52,6 +52,7 @@ mod failure;
 mod handle;
 mod options;
 
+#[cfg(feature = "engine")]
 pub(crate) use describe::EndedAttempt;
 pub use describe::{ActivityStatus, AttemptRecord, AttemptStatus, Description, ListFilter};
 pub use failure::{ActivityFailure, ClientError, TimeoutKind};

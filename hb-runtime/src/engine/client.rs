@@ -287,31 +287,66 @@ impl Client {
 
     /// What the engine knows of activity `id`.
     async fn describe_id(&self, id: &str) -> Result<Description, EngineError> {
-        let live = {
+        /// What the engine holds of the activity, and what its history needs.
+        enum Held {
+            /// Open: its description, and whether it may have ended attempts (`Some`), with
+            /// the newest one's `seq` when it is between attempts (that one must be listed).
+            Open(Box<Description>, Option<Option<u32>>),
+            /// Closed, its closing write not yet committed.
+            Closing,
+        }
+        let held = {
             let core = self.inner().lock();
             let now = core.now();
-            // Only an activity past its first attempt can have ended ones in the file.
-            core.live
-                .get(id)
-                .map(|l| (describe_live(l, &now), l.attempt > 1))
+            core.live.get(id).map(|l| {
+                if l.closing.is_some() {
+                    return Held::Closing;
+                }
+                let between = l.state != ActivityStatus::Running;
+                let history = match l.attempt {
+                    0 => None,
+                    // Its first attempt, running: nothing has ended yet.
+                    1 if !between => None,
+                    seq => Some(between.then_some(seq)),
+                };
+                Held::Open(Box::new(describe_live(l, &now)), history)
+            })
         };
         let inner = self.inner().clone();
         let key = id.to_owned();
-        match live {
-            Some((d, false)) => Ok(d.with_attempts(Vec::new())),
-            // An attempt that just ended shows once its write is committed (milliseconds).
-            Some((d, true)) => {
-                let ended = tokio::task::spawn_blocking(move || inner.reader.history(&key))
+        let history = || {
+            let (inner, key) = (inner.clone(), key.clone());
+            async move {
+                tokio::task::spawn_blocking(move || inner.reader.history(&key))
                     .await
-                    .map_err(|_| EngineError::Closed)??;
-                Ok(d.with_attempts(ended))
+                    .map_err(|_| EngineError::Closed)?
             }
-            None => tokio::task::spawn_blocking(move || inner.reader.get_with_history(&key))
-                .await
-                .map_err(|_| EngineError::Closed)??
-                .map(|(row, ended)| describe_row(row).with_attempts(ended))
-                .ok_or_else(|| EngineError::NotFound { id: id.to_owned() }),
+        };
+        match held {
+            Some(Held::Open(d, None)) => return Ok(d.with_attempts(Vec::new())),
+            Some(Held::Open(d, Some(newest))) => {
+                let mut ended = history().await?;
+                if let Some(seq) = newest
+                    && ended.last().map(|e| e.seq) != Some(seq)
+                {
+                    // The attempt that just ended is on its way to the file: once it is there,
+                    // read again (a closed engine has stored all it will).
+                    let _ = self.inner().writer.sync().await;
+                    ended = history().await?;
+                }
+                return Ok(d.with_attempts(ended));
+            }
+            // Described from its row once that is complete (its output, when it closed).
+            Some(Held::Closing) => {
+                let _ = self.inner().writer.sync().await;
+            }
+            None => {}
         }
+        tokio::task::spawn_blocking(move || inner.reader.get_with_history(&key))
+            .await
+            .map_err(|_| EngineError::Closed)??
+            .map(|(row, ended)| describe_row(row).with_attempts(ended))
+            .ok_or_else(|| EngineError::NotFound { id: id.to_owned() })
     }
 
     /// Activities matching `filter`, newest first.

@@ -14,8 +14,11 @@ use tokio::sync::Notify;
 pub(crate) struct Watchers {
     /// Watches alive (the fast path's check).
     count: AtomicUsize,
-    by_id: Mutex<HashMap<Arc<str>, Arc<Notify>>>,
+    by_id: Mutex<HashMap<Arc<str>, Watched>>,
 }
+
+/// A watched id's signal, and how many watches it has.
+type Watched = (Arc<Notify>, usize);
 
 impl Watchers {
     /// Whether anything is watched.
@@ -28,18 +31,21 @@ impl Watchers {
         if !self.active() {
             return;
         }
-        if let Some(n) = self.lock().get(id) {
+        if let Some((n, _)) = self.lock().get(id) {
             n.notify_waiters();
         }
     }
 
     /// Starts watching `id`; the watch ends when the returned guard drops.
     pub(crate) fn watch(self: &Arc<Self>, id: &str) -> Watch {
-        let notify = self
-            .lock()
-            .entry(Arc::from(id))
-            .or_insert_with(|| Arc::new(Notify::new()))
-            .clone();
+        let notify = {
+            let mut by_id = self.lock();
+            let (notify, watches) = by_id
+                .entry(Arc::from(id))
+                .or_insert_with(|| (Arc::new(Notify::new()), 0));
+            *watches += 1;
+            notify.clone()
+        };
         self.count.fetch_add(1, Ordering::Relaxed);
         Watch {
             watchers: self.clone(),
@@ -48,7 +54,7 @@ impl Watchers {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Arc<Notify>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Watched>> {
         self.by_id.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -71,9 +77,11 @@ impl Drop for Watch {
     fn drop(&mut self) {
         self.watchers.count.fetch_sub(1, Ordering::Relaxed);
         let mut by_id = self.watchers.lock();
-        // The map's and this watch's: no other watch of the id is left.
-        if Arc::strong_count(&self.notify) == 2 {
-            by_id.remove(&self.id);
+        if let Some((_, watches)) = by_id.get_mut(&self.id) {
+            *watches -= 1;
+            if *watches == 0 {
+                by_id.remove(&self.id);
+            }
         }
     }
 }

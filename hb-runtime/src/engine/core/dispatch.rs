@@ -63,6 +63,7 @@ impl Core {
                         fold: std::mem::take(&mut live.heartbeat_row),
                         id: id.clone(),
                         attempt: live.number(),
+                        base: live.base,
                         clear_details: cleared,
                         at: now_ms,
                     },

@@ -20,9 +20,12 @@ pub(crate) enum Write {
         /// fold it into the activity's row first.
         fold: bool,
         id: Arc<str>,
-        /// Its number since the last reset (what users see; the attempts before it change
-        /// only with a `Transition`).
+        /// Its number since the last reset (what users see).
         attempt: u32,
+        /// The attempts before the last reset: stored again with every start, so a reset
+        /// whose own write failed (a full disk) cannot leave the file counting attempts from
+        /// an older base (a reopen would then number attempts, and their task tokens, again).
+        base: u32,
         /// A reset cleared the checkpoint since the last attempt: cleared in the file again
         /// (after the fold), in case the write that cleared it failed.
         clear_details: bool,

@@ -138,6 +138,7 @@ pub(crate) fn apply(
                     fold: has_heartbeat,
                     id,
                     attempt,
+                    base,
                     clear_details,
                     at,
                 } => {
@@ -150,7 +151,8 @@ pub(crate) fn apply(
                         &**id,
                         ActivityStatus::Running as i64,
                         attempt,
-                        at
+                        at,
+                        base
                     ])?;
                     // After a reset whose clearing write failed (rare: a statement of its own).
                     if *clear_details {
@@ -304,7 +306,7 @@ const SQL: [&str; 17] = [
     "INSERT OR IGNORE INTO activities (id, type, state, attempt, input, options, details, scheduled_at, next_attempt_at)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     "UPDATE activities SET state = ?2, attempt = ?3, attempt_started_at = ?4, last_heartbeat_at = NULL,
-     operator = 0 WHERE id = ?1",
+     operator = 0, attempt_base = ?5 WHERE id = ?1",
     "INSERT INTO heartbeats (id, details, at) VALUES (?1, ?2, ?3)
      ON CONFLICT (id) DO UPDATE SET details = coalesce(excluded.details, details), at = excluded.at",
     "UPDATE activities SET details = coalesce(h.details, activities.details), last_heartbeat_at = h.at

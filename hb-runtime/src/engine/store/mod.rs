@@ -21,7 +21,7 @@ mod schema;
 mod writer;
 
 #[cfg(feature = "sim")]
-pub(crate) use apply::{apply, commit};
+pub(crate) use apply::{HISTORY_KEPT, apply, commit};
 pub(crate) use lock::{FileLock, is_locked, lock, lock_path};
 pub(crate) use open::{limit_size, open_read, open_write, sync_every_commit};
 pub(crate) use read::{Reader, Recovered};

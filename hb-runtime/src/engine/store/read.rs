@@ -60,7 +60,7 @@ pub(crate) fn get_row(c: &Connection, id: &str) -> rusqlite::Result<Option<Activ
 /// schema before the table (read-only views read old files as they are).
 pub(crate) fn history_rows(c: &Connection, id: &str) -> rusqlite::Result<Vec<EndedAttempt>> {
     let stmt = c.prepare_cached(
-        "SELECT attempt, outcome, started_at, ended_at, failure, details FROM attempts
+        "SELECT attempt, outcome, started_at, ended_at, failure, details, seq FROM attempts
          WHERE id = ?1 ORDER BY seq",
     );
     let mut stmt = match stmt {
@@ -74,6 +74,7 @@ pub(crate) fn history_rows(c: &Connection, id: &str) -> rusqlite::Result<Vec<End
         let failure: Option<String> = r.get(4)?;
         let details: Option<Vec<u8>> = r.get(5)?;
         Ok(EndedAttempt {
+            seq: r.get(6)?,
             attempt: r.get(0)?,
             status: match outcome.as_str() {
                 "timed_out" => AttemptStatus::TimedOut,

@@ -13,6 +13,8 @@ use crate::engine::store;
 
 /// How often the world looks at every open activity (every so many steps).
 const FULL_CHECK_EVERY: usize = 32;
+/// How often the world looks at the file's history of ended attempts.
+const HISTORY_CHECK_EVERY: usize = 500;
 /// What the core may hold beyond twice what is in use (ready ids, `result()` waiters) before
 /// the memory check complains.
 const SLACK: usize = 4;
@@ -29,6 +31,57 @@ impl World {
         self.check_memory();
         if self.step.is_multiple_of(FULL_CHECK_EVERY) {
             self.check_open();
+        }
+        // Its conditions persist once broken: a check now and then (and after the drain) finds
+        // them, at a fraction of the cost.
+        if self.step.is_multiple_of(HISTORY_CHECK_EVERY) {
+            self.check_history();
+        }
+    }
+
+    /// The file's history of ended attempts stays bounded and goes with its activity: at most
+    /// `HISTORY_KEPT` rows per activity, none for an activity the file no longer holds, and
+    /// none of an attempt not yet started.
+    pub(super) fn check_history(&mut self) {
+        // A row is a violation; no row is none; a failed query is one too (a broken check
+        // must not pass silently).
+        let query = |sql: &str| -> Option<String> {
+            let row = self
+                .db
+                .prepare_cached(sql)
+                .and_then(|mut q| q.query_row([], |r| r.get::<_, String>(0)));
+            match row {
+                Ok(row) => Some(row),
+                Err(rusqlite::Error::QueryReturnedNoRows) => None,
+                Err(e) => Some(format!("the check's query failed: {e}")),
+            }
+        };
+        let over = query(&format!(
+            "SELECT id || ': ' || count(*) FROM attempts GROUP BY id HAVING count(*) > {}",
+            store::HISTORY_KEPT
+        ));
+        if let Some(m) = over {
+            self.fail("history-unbounded", format!("{m} ended attempts kept"));
+            return;
+        }
+        let orphan =
+            query("SELECT id FROM attempts WHERE id NOT IN (SELECT id FROM activities) LIMIT 1");
+        if let Some(id) = orphan {
+            self.fail(
+                "history-orphan",
+                format!("{id}'s ended attempts outlived its row"),
+            );
+            return;
+        }
+        let ahead = query(
+            "SELECT h.id || ' #' || h.seq FROM attempts h JOIN activities a ON a.id = h.id
+             WHERE h.seq > a.attempt + a.attempt_base LIMIT 1",
+        );
+        if let Some(m) = ahead {
+            self.fail(
+                "history-ahead",
+                format!("{m} is kept as ended, but the activity never started it"),
+            );
         }
     }
 
@@ -217,6 +270,7 @@ impl World {
                 format!("still open after the drain: {}", left.join(", ")),
             );
         }
+        self.check_history();
         if let Some(w) = self.waiters.first() {
             let id = w.id.clone();
             self.fail(
