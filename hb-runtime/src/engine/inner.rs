@@ -105,7 +105,9 @@ impl Inner {
             let _ = self.timers.send(TimerCommand::SweepAt(at));
         }
         for (w, ack) in fx.writes.drain(..) {
-            if let Some(id) = w.activity() {
+            if self.watchers.active()
+                && let Some(id) = w.activity()
+            {
                 self.watchers.changed(id);
             }
             match self.writer.queue(w, ack) {

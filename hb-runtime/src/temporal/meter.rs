@@ -125,62 +125,21 @@ struct CounterOf(Instrument);
 struct GaugeOf(Instrument);
 struct HistogramOf(Instrument);
 
-impl MetricAttributable<Box<dyn CounterBase>> for CounterOf {
-    fn with_attributes(&self, a: &MetricAttributes) -> Bound<dyn CounterBase> {
-        Ok(Box::new(BoundCounter(::metrics::counter!(
-            self.0.name.clone(),
-            labels_of(a)
-        ))))
-    }
+/// `$of` binds to labels as a `$bound` over the facade's `$handle!` (one impl per base trait
+/// core asks for).
+macro_rules! bind {
+    ($of:ty => $bound:ident($handle:ident) as $($base:ident),+) => {$(
+        impl MetricAttributable<Box<dyn $base>> for $of {
+            fn with_attributes(&self, a: &MetricAttributes) -> Bound<dyn $base> {
+                Ok(Box::new($bound(::metrics::$handle!(self.0.name.clone(), labels_of(a)))))
+            }
+        }
+    )+};
 }
-impl MetricAttributable<Box<dyn UpDownCounterBase>> for GaugeOf {
-    fn with_attributes(&self, a: &MetricAttributes) -> Bound<dyn UpDownCounterBase> {
-        Ok(Box::new(BoundGauge(::metrics::gauge!(
-            self.0.name.clone(),
-            labels_of(a)
-        ))))
-    }
-}
-impl MetricAttributable<Box<dyn GaugeBase>> for GaugeOf {
-    fn with_attributes(&self, a: &MetricAttributes) -> Bound<dyn GaugeBase> {
-        Ok(Box::new(BoundGauge(::metrics::gauge!(
-            self.0.name.clone(),
-            labels_of(a)
-        ))))
-    }
-}
-impl MetricAttributable<Box<dyn GaugeF64Base>> for GaugeOf {
-    fn with_attributes(&self, a: &MetricAttributes) -> Bound<dyn GaugeF64Base> {
-        Ok(Box::new(BoundGauge(::metrics::gauge!(
-            self.0.name.clone(),
-            labels_of(a)
-        ))))
-    }
-}
-impl MetricAttributable<Box<dyn HistogramBase>> for HistogramOf {
-    fn with_attributes(&self, a: &MetricAttributes) -> Bound<dyn HistogramBase> {
-        Ok(Box::new(BoundHistogram(::metrics::histogram!(
-            self.0.name.clone(),
-            labels_of(a)
-        ))))
-    }
-}
-impl MetricAttributable<Box<dyn HistogramF64Base>> for HistogramOf {
-    fn with_attributes(&self, a: &MetricAttributes) -> Bound<dyn HistogramF64Base> {
-        Ok(Box::new(BoundHistogram(::metrics::histogram!(
-            self.0.name.clone(),
-            labels_of(a)
-        ))))
-    }
-}
-impl MetricAttributable<Box<dyn HistogramDurationBase>> for HistogramOf {
-    fn with_attributes(&self, a: &MetricAttributes) -> Bound<dyn HistogramDurationBase> {
-        Ok(Box::new(BoundHistogram(::metrics::histogram!(
-            self.0.name.clone(),
-            labels_of(a)
-        ))))
-    }
-}
+
+bind!(CounterOf => BoundCounter(counter) as CounterBase);
+bind!(GaugeOf => BoundGauge(gauge) as UpDownCounterBase, GaugeBase, GaugeF64Base);
+bind!(HistogramOf => BoundHistogram(histogram) as HistogramBase, HistogramF64Base, HistogramDurationBase);
 
 impl CoreMeter for FacadeMeter {
     fn new_attributes(&self, attribs: NewAttributes) -> MetricAttributes {
