@@ -92,6 +92,8 @@ mod runner;
 // plumbing for backend authors.
 pub mod backend;
 pub mod client;
+#[cfg(feature = "dashboard")]
+pub mod dashboard;
 #[cfg(feature = "engine")]
 pub mod engine;
 #[cfg(feature = "temporal")]

@@ -239,6 +239,37 @@ pub fn progress_of(payload: &Payload) -> Option<Progress> {
     env.progress.map(|(done, total)| Progress { done, total })
 }
 
+/// An encoded checkpoint as the JSON of the user's own value, the envelope hb adds (`_hb_v`,
+/// `_hb_p`, `_hb_value`) taken off, with the envelope's version; `None` when it is not JSON.
+/// Details that have no envelope (written by a non-hb activity) are returned as they are. What
+/// `hb show` and the dashboard display.
+///
+/// ```
+/// use hb_runtime::checkpoint::{encode_payload, user_value};
+/// use serde_json::json;
+///
+/// assert_eq!(user_value(&encode_payload(&41u64).unwrap()), Some((json!(41), Some(1))));
+/// let plain = hb_runtime::Payload::json(&json!({"next": 3})).unwrap();
+/// assert_eq!(user_value(&plain), Some((json!({"next": 3}), None)));
+/// ```
+pub fn user_value(payload: &Payload) -> Option<(serde_json::Value, Option<u64>)> {
+    let mut value = serde_json::from_slice::<serde_json::Value>(payload.data()).ok()?;
+    let mut version = None;
+    if let serde_json::Value::Object(map) = &mut value {
+        version = map.get(VERSION_KEY).and_then(serde_json::Value::as_u64);
+        if version.is_some() {
+            map.remove(VERSION_KEY);
+            map.remove("_hb_p");
+            if map.len() == 1
+                && let Some(inner) = map.remove(VALUE_KEY)
+            {
+                value = inner;
+            }
+        }
+    }
+    Some((value, version))
+}
+
 /// Encodes `value` as a `json/plain` checkpoint payload.
 ///
 /// Any JSON reader sees the checkpoint's own fields, as a non-Rust caller would:

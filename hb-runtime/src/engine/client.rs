@@ -389,6 +389,55 @@ impl Client {
         Ok(out)
     }
 
+    /// One page of a listing (the dashboard's): the committed rows, each open one replaced by
+    /// the fresher in-memory view (and left out when that no longer matches the filter).
+    #[cfg(feature = "dashboard")]
+    pub(crate) async fn page(
+        &self,
+        q: super::store::PageQuery,
+    ) -> Result<Vec<Description>, EngineError> {
+        let inner = self.inner().clone();
+        let states = q.states.clone();
+        let rows = tokio::task::spawn_blocking(move || inner.reader.page(&q))
+            .await
+            .map_err(|_| EngineError::Closed)??;
+        let core = self.inner().lock();
+        let now = core.now();
+        Ok(rows
+            .into_iter()
+            .map(|r| match core.live.get(&r.id) {
+                Some(l) => describe_live(l, &now),
+                None => describe_row(r),
+            })
+            .filter(|d| states.is_empty() || states.contains(&d.status))
+            .collect())
+    }
+
+    /// The file of its engine.
+    #[cfg(feature = "dashboard")]
+    pub(crate) fn engine_path(&self) -> &std::path::Path {
+        self.engine.path()
+    }
+
+    /// The row of `id` as committed, its input included (the dashboard's activity page).
+    #[cfg(feature = "dashboard")]
+    pub(crate) async fn row(&self, id: &str) -> Result<Option<ActivityRow>, EngineError> {
+        let inner = self.inner().clone();
+        let id = id.to_owned();
+        tokio::task::spawn_blocking(move || inner.reader.get(&id))
+            .await
+            .map_err(|_| EngineError::Closed)?
+    }
+
+    /// How many rows each status has, and the types (at most `types`).
+    #[cfg(feature = "dashboard")]
+    pub(crate) async fn summary(&self, types: usize) -> Result<super::Summary, EngineError> {
+        let inner = self.inner().clone();
+        tokio::task::spawn_blocking(move || inner.reader.summary(types))
+            .await
+            .map_err(|_| EngineError::Closed)?
+    }
+
     /// Heartbeats attempt `token` from outside the activity (another thread or task), with
     /// `details` as its new checkpoint. From another process, use
     /// [`request_heartbeat`](super::request_heartbeat).

@@ -76,6 +76,24 @@ impl Inspector {
             .ok_or_else(|| EngineError::NotFound { id: id.to_owned() })
     }
 
+    /// One page of a listing, newest first (the dashboard's; see `store::page_rows`).
+    #[cfg(feature = "dashboard")]
+    pub(crate) fn page(&self, q: &store::PageQuery) -> Result<Vec<Description>, EngineError> {
+        Ok(self.reader.page(q)?.into_iter().map(describe_row).collect())
+    }
+
+    /// The row of `id`, its input included.
+    #[cfg(feature = "dashboard")]
+    pub(crate) fn row(&self, id: &str) -> Result<Option<super::record::ActivityRow>, EngineError> {
+        self.reader.get(id)
+    }
+
+    /// How many rows each status has, and the types (at most `types`).
+    #[cfg(feature = "dashboard")]
+    pub(crate) fn summary(&self, types: usize) -> Result<store::Summary, EngineError> {
+        self.reader.summary(types)
+    }
+
     /// Whether an engine process holds the file for writing now.
     pub fn engine_running(&self) -> bool {
         store::is_locked(&self.path)

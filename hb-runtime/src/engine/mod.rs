@@ -94,6 +94,8 @@ pub use options::{DEFAULT_CHECKPOINT_INTERVAL, DEFAULT_RETENTION, EngineOptions}
 pub use requests::{
     request_cancel, request_heartbeat, request_pause, request_reset, request_unpause,
 };
+#[cfg(feature = "dashboard")]
+pub(crate) use store::{PageQuery, Summary};
 pub use worker::WorkerHandle;
 
 pub(crate) use inner::Inner;

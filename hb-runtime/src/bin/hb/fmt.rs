@@ -97,7 +97,7 @@ pub(crate) fn state(d: &Description) -> String {
 /// text and the envelope's version, if any.
 pub(crate) fn checkpoint(payload: &Payload, raw: bool, indent: &str) -> (String, Option<u64>) {
     let data = payload.data();
-    let Ok(mut value) = serde_json::from_slice::<serde_json::Value>(data) else {
+    let Some((user, version)) = hb_runtime::checkpoint::user_value(payload) else {
         let text = String::from_utf8_lossy(data);
         return (
             format!(
@@ -108,19 +108,11 @@ pub(crate) fn checkpoint(payload: &Payload, raw: bool, indent: &str) -> (String,
             None,
         );
     };
-    let mut version = None;
-    if let serde_json::Value::Object(map) = &mut value {
-        version = map.get("_hb_v").and_then(serde_json::Value::as_u64);
-        if !raw && version.is_some() {
-            map.remove("_hb_v");
-            map.remove("_hb_p");
-            if map.len() == 1
-                && let Some(inner) = map.remove("_hb_value")
-            {
-                value = inner;
-            }
-        }
-    }
+    let value = match raw {
+        // As stored: it parsed as JSON just now.
+        true => serde_json::from_slice(data).unwrap_or(user),
+        false => user,
+    };
     let pretty = serde_json::to_string_pretty(&value).unwrap_or_else(|_| clean(&value.to_string()));
     let mut out = String::new();
     for (i, line) in pretty.lines().enumerate() {

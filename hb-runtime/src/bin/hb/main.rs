@@ -9,6 +9,8 @@
 //! hb unpause ID                        ask the engine to unpause an activity
 //! hb reset ID [--clear-checkpoint] [--keep-paused]
 //!                                      ask the engine to start an activity again at attempt 1
+//! hb serve [--listen ADDR] [--public] [--token-file F]
+//!                                      the live web dashboard, until Ctrl-C
 //! ```
 //!
 //! Every command takes `--file PATH` (default: `$HB_FILE`, else `./hb.db`). The tool only reads
@@ -29,6 +31,7 @@ mod fmt;
 mod ls;
 mod operate;
 mod screen;
+mod serve;
 mod show;
 mod watch;
 
@@ -136,6 +139,32 @@ enum Command {
         #[arg(long)]
         keep_paused: bool,
     },
+    /// Serve the live web dashboard of the file, until Ctrl-C
+    ///
+    /// Its pages list the activities (filter by state and type, search by id) with progress,
+    /// rate and time left, and show one activity with its checkpoint, attempts, input and
+    /// output; they update themselves. Cancel, pause, unpause and reset are queued in the file
+    /// as the commands of those names queue them. Prints its address on stdout.
+    ///
+    /// Listens on loopback unless --public is given; then every request needs the token
+    /// (HB_DASHBOARD_TOKEN, --token-file, or a new one printed in the address).
+    Serve {
+        /// The address to listen on (port 0 picks a free one)
+        #[arg(
+            long,
+            short = 'l',
+            value_name = "ADDR",
+            default_value = "127.0.0.1:8080"
+        )]
+        listen: std::net::SocketAddr,
+        /// Allow an address other than loopback (a token is then required)
+        #[arg(long)]
+        public: bool,
+        /// Read the token from this file (default: $HB_DASHBOARD_TOKEN; with --public and
+        /// neither, a new one is generated and printed)
+        #[arg(long, value_name = "PATH")]
+        token_file: Option<PathBuf>,
+    },
 }
 
 fn parse_state(s: &str) -> Result<ActivityStatus, String> {
@@ -152,6 +181,8 @@ enum Failure {
     Engine(EngineError),
     /// Writing the output failed.
     Output(std::io::Error),
+    /// Bad arguments, or the dashboard cannot start (exit 2).
+    Usage(String),
     /// The command does not apply to the activity in its state (exit 3).
     NotAllowed {
         id: String,
@@ -214,6 +245,11 @@ fn main() -> ExitCode {
             }
             operate::run(&path, &id, operate::Op::Reset(options))
         }
+        Command::Serve {
+            listen,
+            public,
+            token_file,
+        } => serve::run(&path, listen, public, token_file),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -228,6 +264,10 @@ fn main() -> ExitCode {
             };
             error(&format!("{e}{hint}"));
             ExitCode::from(code)
+        }
+        Err(Failure::Usage(message)) => {
+            error(&message);
+            ExitCode::from(2)
         }
         Err(Failure::NotAllowed {
             id,

@@ -111,6 +111,113 @@ pub(crate) fn list_rows(
     rows.collect()
 }
 
+/// One page of a listing, newest first: what the dashboard reads.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct PageQuery {
+    /// Only these statuses (all when empty).
+    pub(crate) states: Vec<ActivityStatus>,
+    /// Only this type.
+    pub(crate) activity_type: Option<String>,
+    /// Only ids containing this.
+    pub(crate) id_contains: Option<String>,
+    /// Only rows after this one in the order (`scheduled_at` then `id`, both descending): the
+    /// last row of the page before.
+    pub(crate) after: Option<(i64, String)>,
+    /// At most this many.
+    pub(crate) limit: usize,
+}
+
+/// Every status a row can have: what "all" pages through.
+const EVERY_STATE: [ActivityStatus; 9] = [
+    ActivityStatus::Scheduled,
+    ActivityStatus::Running,
+    ActivityStatus::BackingOff,
+    ActivityStatus::Completed,
+    ActivityStatus::Failed,
+    ActivityStatus::Cancelled,
+    ActivityStatus::TimedOut,
+    ActivityStatus::Paused,
+    ActivityStatus::Terminated,
+];
+
+/// The rows of `q`'s page. Each query walks an index in order (by type, or by state: one query
+/// per state, merged), so a page costs a page's worth of reads however many rows the file
+/// holds; only a filter by id that few rows match walks further (the index holds the ids, so
+/// no row is read for it). The rows leave the input out.
+pub(crate) fn page_rows(c: &Connection, q: &PageQuery) -> rusqlite::Result<Vec<ActivityRow>> {
+    use rusqlite::types::Value;
+    let columns = ROW_COLUMNS.replace("a.input", "x''");
+    let query = |head: String, mut params: Vec<Value>| -> rusqlite::Result<Vec<ActivityRow>> {
+        let mut sql = format!("SELECT {columns} FROM {ROW_FROM} WHERE {head}");
+        if let Some(needle) = &q.id_contains {
+            sql.push_str(" AND instr(a.id, ?) > 0");
+            params.push(Value::Text(needle.clone()));
+        }
+        if let Some((at, id)) = &q.after {
+            sql.push_str(" AND (a.scheduled_at, a.id) < (?, ?)");
+            params.push(Value::Integer(*at));
+            params.push(Value::Text(id.clone()));
+        }
+        sql.push_str(" ORDER BY a.scheduled_at DESC, a.id DESC LIMIT ?");
+        params.push(Value::Integer(i64::try_from(q.limit).unwrap_or(i64::MAX)));
+        let mut stmt = c.prepare_cached(&sql)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(params), row_from)?;
+        rows.collect()
+    };
+    let states = if q.states.is_empty() {
+        &EVERY_STATE[..]
+    } else {
+        &q.states[..]
+    };
+    if let Some(t) = &q.activity_type {
+        let wanted: Vec<String> = states.iter().map(|s| (*s as i64).to_string()).collect();
+        // `+a.state`: the type's index decides the order; the state only filters.
+        let head = format!("a.type = ? AND +a.state IN ({})", wanted.join(","));
+        return query(head, vec![Value::Text(t.clone())]);
+    }
+    let mut out = Vec::new();
+    for s in states {
+        out.extend(query(
+            "a.state = ?".to_owned(),
+            vec![Value::Integer(*s as i64)],
+        )?);
+    }
+    out.sort_by(|a, b| (b.scheduled_at, &b.id).cmp(&(a.scheduled_at, &a.id)));
+    out.truncate(q.limit);
+    Ok(out)
+}
+
+/// How many rows each status has, and the activity types: a file's summary.
+pub(crate) type Summary = (Vec<(ActivityStatus, u64)>, Vec<String>);
+
+/// How many rows each status has.
+pub(crate) fn state_counts(c: &Connection) -> rusqlite::Result<Vec<(ActivityStatus, u64)>> {
+    let mut stmt =
+        c.prepare_cached("SELECT state, count(*) FROM activities GROUP BY state ORDER BY state")?;
+    let rows = stmt.query_map([], |r| {
+        let state: i64 = r.get(0)?;
+        let n: i64 = r.get(1)?;
+        Ok((
+            ActivityStatus::from_i64(state).unwrap_or(ActivityStatus::Unknown),
+            n.unsigned_abs(),
+        ))
+    })?;
+    rows.collect()
+}
+
+/// The activity types in the file, in order, at most `limit`: one index seek each.
+pub(crate) fn activity_types(c: &Connection, limit: usize) -> rusqlite::Result<Vec<String>> {
+    let mut stmt = c.prepare_cached(
+        "WITH RECURSIVE t(x) AS (
+             SELECT min(type) FROM activities
+             UNION ALL SELECT (SELECT min(type) FROM activities WHERE type > t.x) FROM t
+             WHERE t.x IS NOT NULL)
+         SELECT x FROM t WHERE x IS NOT NULL LIMIT ?1",
+    )?;
+    let rows = stmt.query_map([i64::try_from(limit).unwrap_or(i64::MAX)], |r| r.get(0))?;
+    rows.collect()
+}
+
 /// Every activity not yet closed, for recovery (with what only recovery reads).
 pub(crate) fn open_rows(c: &Connection) -> rusqlite::Result<Vec<ActivityRow>> {
     let open = [
@@ -195,6 +302,16 @@ impl Reader {
         limit: usize,
     ) -> Result<Vec<ActivityRow>, EngineError> {
         self.with(|c| list_rows(c, states, limit))
+    }
+
+    /// One page of a listing (see [`page_rows`]).
+    pub(crate) fn page(&self, q: &PageQuery) -> Result<Vec<ActivityRow>, EngineError> {
+        self.with(|c| page_rows(c, q))
+    }
+
+    /// How many rows each status has, and the types in the file (at most `types`).
+    pub(crate) fn summary(&self, types: usize) -> Result<Summary, EngineError> {
+        self.with(|c| Ok((state_counts(c)?, activity_types(c, types)?)))
     }
 
     /// Every activity not yet closed, the newest request applied, and the requests queued

@@ -1,0 +1,157 @@
+//! Watching hb run: activities on the embedded engine, its live web dashboard, and its metrics
+//! for Prometheus, served together.
+//!
+//! Run: `cargo run --example observability` and open the addresses it prints:
+//!
+//! ```text
+//! dashboard: http://127.0.0.1:8080/
+//! metrics:   http://127.0.0.1:8080/metrics
+//! ```
+//!
+//! A few image batches run at a time, each checkpointing after every image; one in five fails
+//! once partway (its retry resumes from the checkpoint, and the dashboard shows both attempts),
+//! and new batches keep arriving. On the dashboard, follow a batch's bar, open it for its
+//! attempts, or cancel, pause, reset it. Stop with Ctrl-C.
+//!
+//! Options: `--listen ADDR` (default `127.0.0.1:8080`; port 0 picks a free one), `--for SECS`
+//! (stop by itself after that long).
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::routing::get;
+use hb_runtime::client::StartOptions;
+use hb_runtime::dashboard::Dashboard;
+use hb_runtime::engine::Engine;
+use hb_runtime::prelude::*;
+
+/// How far a batch got.
+#[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug)]
+struct Resized {
+    #[checkpoint(done)]
+    done: u64,
+    #[checkpoint(total)]
+    total: u64,
+    bytes_saved: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug)]
+struct Batch {
+    folder: String,
+    images: u64,
+    /// Milliseconds per image.
+    image_ms: u64,
+    /// The first attempt fails at this image (a flaky storage node).
+    flaky_at: Option<u64>,
+}
+
+/// Resizes a folder of images, one at a time.
+#[activity(
+    heartbeat_timeout = "10s",
+    retry(max_attempts = 5, initial_interval = "2s")
+)]
+async fn resize_images(
+    ctx: ActivityContext,
+    #[checkpoint] mut p: Resized,
+    batch: Batch,
+) -> Result<u64, ActivityError> {
+    p.total = batch.images;
+    while p.done < batch.images {
+        if ctx.info().attempt == 1 && batch.flaky_at == Some(p.done) {
+            return Err(ActivityError::retryable(
+                "StorageUnavailable",
+                format!("storage node timed out reading image {}", p.done),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(batch.image_ms)).await;
+        p.done += 1;
+        p.bytes_saved += 40_000 + p.done % 7 * 3_000;
+        ctx.checkpoint(&p)?;
+    }
+    Ok(p.bytes_saved)
+}
+
+struct Args {
+    listen: SocketAddr,
+    run_for: Option<Duration>,
+}
+
+fn args() -> Result<Args, String> {
+    let mut args = Args {
+        listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+        run_for: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().ok_or(format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--listen" => args.listen = value.parse().map_err(|e| format!("--listen: {e}"))?,
+            "--for" => {
+                let secs: u64 = value.parse().map_err(|e| format!("--for: {e}"))?;
+                args.run_for = Some(Duration::from_secs(secs));
+            }
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    Ok(args)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = args()?;
+    // The recorder first: what the engine and workers record goes to it from their start.
+    let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
+
+    let dir = std::env::temp_dir().join(format!("hb-observability-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let engine = Engine::open(dir.join("hb.db")).await?;
+    let worker = engine
+        .worker()
+        .register(resize_images)
+        .max_concurrent(4)
+        .spawn()
+        .await?;
+
+    // The dashboard's pages, and /metrics beside them, on one loopback address.
+    let app = Dashboard::new(&engine).router().route(
+        "/metrics",
+        get(move || std::future::ready(prometheus.render())),
+    );
+    let listener = tokio::net::TcpListener::bind(args.listen).await?;
+    let addr = listener.local_addr()?;
+    println!("dashboard: http://{addr}/");
+    println!("metrics:   http://{addr}/metrics");
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    // Batches keep arriving: two every few seconds, each of 40 to 160 images.
+    let client = engine.client();
+    let producer = tokio::spawn(async move {
+        for n in 1u64.. {
+            let batch = Batch {
+                folder: format!("uploads/2026-12/{n:04}"),
+                images: 40 + n * 37 % 120,
+                image_ms: 60 + n * 13 % 90,
+                flaky_at: (n % 5 == 2).then_some(10 + n % 20),
+            };
+            let id = format!("resize-{n:04}");
+            if let Err(e) = client
+                .start(resize_images, batch, StartOptions::id(id))
+                .await
+            {
+                eprintln!("could not start a batch: {e}");
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(if n % 2 == 0 { 3_000 } else { 200 })).await;
+        }
+    });
+
+    match args.run_for {
+        Some(d) => tokio::time::sleep(d).await,
+        None => tokio::signal::ctrl_c().await?,
+    }
+    producer.abort();
+    server.abort();
+    worker.shutdown().await;
+    engine.close().await?;
+    Ok(())
+}

@@ -1,0 +1,253 @@
+//! What the dashboard costs with 10,000 activities running and heartbeating every second, in a
+//! file of 100,000 (90,000 of them completed): how long its list page takes to answer (first
+//! page, a status, a type, a rare id fragment, deep in the paging), how long one live update of
+//! the list takes to read and render (it runs once a second per open page, so 10 ms is 1% of a
+//! core), and what an open list page and an open activity page add to the engine process's CPU.
+//!
+//! `cargo bench -p hb-runtime --features dashboard --bench dashboard`
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::Request;
+use criterion::Criterion;
+use hb_runtime::client::{ActivityClient, StartOptions};
+use hb_runtime::dashboard::Dashboard;
+use hb_runtime::engine::Engine;
+use hb_runtime::prelude::*;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+
+/// Heartbeats every second until cancelled, with done/total progress.
+#[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug)]
+struct Steps {
+    #[checkpoint(done)]
+    done: u64,
+    #[checkpoint(total)]
+    total: u64,
+}
+
+#[activity(heartbeat_timeout = "5s", heartbeat_interval = "1s")]
+async fn in_flight(ctx: ActivityContext, #[checkpoint] mut s: Steps) -> Result<(), ActivityError> {
+    s.total = 1_000_000;
+    loop {
+        s.done += 1;
+        ctx.checkpoint(&s)?;
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = ctx.cancelled() => return Ok(()),
+        }
+    }
+}
+
+#[activity(heartbeat_timeout = "10s")]
+async fn noop(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
+    Ok(n)
+}
+
+/// Process CPU time (user + system) in nanoseconds.
+fn process_cpu_ns() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(") ").next().unwrap_or("").split(' ').collect();
+    let ticks: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0)
+        + fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
+    ticks * 10_000_000 // 100 Hz clock ticks
+}
+
+async fn get(app: &axum::Router, uri: &str) -> usize {
+    let req = Request::get(uri)
+        .header("host", "127.0.0.1")
+        .body(Body::empty())
+        .unwrap();
+    let response = app.clone().oneshot(req).await.unwrap();
+    assert!(
+        response.status().is_success(),
+        "{uri}: {}",
+        response.status()
+    );
+    response
+        .into_body()
+        .collect()
+        .await
+        .unwrap()
+        .to_bytes()
+        .len()
+}
+
+/// The first event of a live stream: one read and render of what it shows.
+async fn first_event(app: &axum::Router, uri: &str) -> usize {
+    let req = Request::get(uri)
+        .header("host", "127.0.0.1")
+        .body(Body::empty())
+        .unwrap();
+    let mut body = app.clone().oneshot(req).await.unwrap().into_body();
+    let frame = body.frame().await.unwrap().unwrap();
+    frame.into_data().map(|d| d.len()).unwrap_or(0)
+}
+
+fn main() {
+    const RUNNING: u64 = 10_000;
+    const DONE: u64 = 90_000;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = std::env::temp_dir().join(format!("hb-bench-dashboard-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let engine = rt.block_on(Engine::open(dir.join("hb.db"))).unwrap();
+    let (worker, handles) = rt.block_on(async {
+        let worker = engine
+            .worker()
+            .register(noop)
+            .register(in_flight)
+            .max_concurrent(RUNNING as usize + 1_000)
+            .spawn()
+            .await
+            .unwrap();
+        let client = engine.client();
+        let t0 = Instant::now();
+        let mut pending = Vec::new();
+        for i in 0..DONE {
+            pending.push(
+                client
+                    .start(noop, i, StartOptions::id(format!("done-{i:06}")))
+                    .await
+                    .unwrap(),
+            );
+            if pending.len() == 2_000 {
+                for h in pending.drain(..) {
+                    h.result().await.unwrap();
+                }
+            }
+        }
+        for h in pending.drain(..) {
+            h.result().await.unwrap();
+        }
+        let mut handles = Vec::new();
+        for i in 0..RUNNING {
+            handles.push(
+                client
+                    .start(in_flight, (), StartOptions::id(format!("run-{i:05}")))
+                    .await
+                    .unwrap(),
+            );
+        }
+        println!(
+            "dashboard bench: {DONE} completed and {RUNNING} running activities set up in {:?}",
+            t0.elapsed()
+        );
+        (worker, handles)
+    });
+    // Every running activity has heartbeated at least once.
+    std::thread::sleep(Duration::from_secs(3));
+
+    let app = Dashboard::new(&engine).router();
+    let deep = rt.block_on(async {
+        // The cursor of a page deep in the listing: follow `older` 20 times from the top.
+        let mut uri = "/?state=completed".to_owned();
+        for _ in 0..20 {
+            let req = Request::get(&uri)
+                .header("host", "127.0.0.1")
+                .body(Body::empty())
+                .unwrap();
+            let body = app
+                .clone()
+                .oneshot(req)
+                .await
+                .unwrap()
+                .into_body()
+                .collect()
+                .await
+                .unwrap()
+                .to_bytes();
+            let html = String::from_utf8_lossy(&body).into_owned();
+            let at = html.find("id=\"older\" href=\"").expect("an older page") + 17;
+            let href = &html[at..at + html[at..].find('"').unwrap()];
+            uri = format!("/{}", href.trim_start_matches("./").replace("&amp;", "&"));
+        }
+        uri
+    });
+
+    let mut c = Criterion::default().configure_from_args();
+    {
+        let mut g = c.benchmark_group("dashboard_10k_running_100k_rows");
+        g.sample_size(20).measurement_time(Duration::from_secs(4));
+        for (name, uri) in [
+            ("list_page", "/".to_owned()),
+            ("list_page_running", "/?state=running".to_owned()),
+            ("list_page_by_type", "/?type=in_flight".to_owned()),
+            ("list_page_rare_id_fragment", "/?q=run-0999".to_owned()),
+            ("list_page_1000_rows_deep", deep.clone()),
+            ("activity_page", "/activity?id=run-05000".to_owned()),
+            ("live_rows_update", "/live/rows".to_owned()),
+        ] {
+            g.bench_function(name, |b| {
+                b.to_async(&rt).iter(|| async {
+                    if uri.starts_with("/live/") {
+                        black_box(first_event(&app, &uri).await)
+                    } else {
+                        black_box(get(&app, &uri).await)
+                    }
+                })
+            });
+        }
+        g.finish();
+    }
+
+    // The engine process's CPU with an open list page and an open activity page, against
+    // none, in alternating 3 s windows.
+    let window = |streams: bool| -> f64 {
+        let stop = tokio_util::sync::CancellationToken::new();
+        if streams {
+            for uri in ["/live/rows", "/live/activity?id=run-05000"] {
+                let app = app.clone();
+                let stop = stop.clone();
+                rt.spawn(async move {
+                    let req = Request::get(uri)
+                        .header("host", "127.0.0.1")
+                        .body(Body::empty())
+                        .unwrap();
+                    let mut body = app.oneshot(req).await.unwrap().into_body();
+                    loop {
+                        tokio::select! {
+                            f = body.frame() => if f.is_none() { return },
+                            _ = stop.cancelled() => return,
+                        }
+                    }
+                });
+            }
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        let (cpu0, t0) = (process_cpu_ns(), Instant::now());
+        std::thread::sleep(Duration::from_secs(3));
+        let share = (process_cpu_ns() - cpu0) as f64 * 100.0 / t0.elapsed().as_nanos() as f64;
+        stop.cancel();
+        share
+    };
+    let mut without = Vec::new();
+    let mut with = Vec::new();
+    for _ in 0..4 {
+        without.push(window(false));
+        with.push(window(true));
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+    };
+    println!(
+        "dashboard live updates: engine process CPU {:.1}% of one core with a list page and an activity page open, {:.1}% without (medians of 4 alternating 3 s windows; {RUNNING} running): {:+.2}% of one core; windows without {without:.1?}, with {with:.1?}",
+        median(&mut with.clone()),
+        median(&mut without.clone()),
+        median(&mut with) - median(&mut without),
+    );
+
+    rt.block_on(async {
+        for h in &handles {
+            let _ = h.cancel().await;
+        }
+        worker.shutdown().await;
+    });
+    c.final_summary();
+}

@@ -1,0 +1,230 @@
+//! Who may use the dashboard: the token (when one is set) or a loopback host (when none is),
+//! actions only from the dashboard's own pages, and the headers that keep its pages from
+//! being framed or loading anything from elsewhere.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use super::Shared;
+
+const COOKIE: &str = "hb_dashboard_token";
+
+/// Equal, in a time that does not depend on where they differ.
+pub(super) fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Whether `host` (a Host header: a name or address, with a port or not) is this machine.
+fn loopback_host(host: &str) -> bool {
+    let name = match host.strip_prefix('[') {
+        // `[::1]:8080`
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.rsplit_once(':').map_or(host, |(name, _)| name),
+    };
+    name.eq_ignore_ascii_case("localhost")
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+fn token_given(headers: &HeaderMap) -> Option<&str> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    let cookie = || {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|c| c.trim().split_once('='))
+            .find(|(name, _)| *name == COOKIE)
+            .map(|(_, value)| value)
+    };
+    bearer.or_else(cookie)
+}
+
+fn refuse(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        format!("{message}\n"),
+    )
+        .into_response()
+}
+
+/// Lets a request in, or answers it: 401 without the token, 403 for a host that is not
+/// loopback when no token is set; a `?token=` that matches is kept in a cookie and taken out
+/// of the address.
+pub(super) async fn admit(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
+    let response = match &shared.token {
+        Some(token) => {
+            let query = req.uri().query().unwrap_or("");
+            let from_query = form_urlencoded::parse(query.as_bytes())
+                .find(|(k, _)| k == "token")
+                .map(|(_, v)| v.into_owned());
+            if let Some(given) = from_query {
+                if !same(given.as_bytes(), token.as_bytes()) {
+                    return with_headers(refuse(StatusCode::UNAUTHORIZED, "wrong dashboard token"));
+                }
+                // Keep it in a cookie, and take it out of the address (and the history).
+                let rest: String = form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(
+                        form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k != "token"),
+                    )
+                    .finish();
+                // The whole path: nested in an app, the router sees its own part only.
+                let path = req
+                    .extensions()
+                    .get::<axum::extract::OriginalUri>()
+                    .map_or(req.uri().path(), |u| u.0.path());
+                let to = if rest.is_empty() {
+                    path.to_owned()
+                } else {
+                    format!("{path}?{rest}")
+                };
+                let cookie = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax");
+                let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response();
+                if let Ok(v) = HeaderValue::from_str(&cookie) {
+                    r.headers_mut().insert(header::SET_COOKIE, v);
+                }
+                return with_headers(r);
+            }
+            match token_given(req.headers()) {
+                Some(given) if same(given.as_bytes(), token.as_bytes()) => next.run(req).await,
+                _ => refuse(
+                    StatusCode::UNAUTHORIZED,
+                    "this dashboard needs its token: open it with ?token=<token>, or send Authorization: Bearer <token>",
+                ),
+            }
+        }
+        None => {
+            let host = req
+                .headers()
+                .get(header::HOST)
+                .and_then(|h| h.to_str().ok())
+                .unwrap_or("");
+            if loopback_host(host) {
+                next.run(req).await
+            } else {
+                tracing::warn!(
+                    host,
+                    "dashboard: refused a request for a host that is not loopback"
+                );
+                refuse(
+                    StatusCode::FORBIDDEN,
+                    "this dashboard has no token, so it answers only at localhost, 127.0.0.1 or [::1]",
+                )
+            }
+        }
+    };
+    with_headers(response)
+}
+
+/// The headers every answer carries.
+fn with_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(
+            "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; form-action 'self'; base-uri 'self'; frame-ancestors 'none'",
+        ),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    r
+}
+
+/// Whether a POST came from another site: a browser says so (`Sec-Fetch-Site`), or names an
+/// origin other than the host it asked.
+pub(super) fn cross_site(headers: &HeaderMap) -> bool {
+    let get = |name| {
+        headers
+            .get(name)
+            .and_then(|v: &HeaderValue| v.to_str().ok())
+    };
+    if get("sec-fetch-site").is_some_and(|s| s == "cross-site" || s == "same-site") {
+        return true;
+    }
+    match (get("origin"), get("host")) {
+        (Some(origin), Some(host)) => {
+            let origin = origin
+                .strip_prefix("http://")
+                .or_else(|| origin.strip_prefix("https://"));
+            origin != Some(host)
+        }
+        (Some(_), None) => true,
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loopback_hosts_are_this_machine_and_nothing_else() {
+        for host in [
+            "localhost",
+            "localhost:8080",
+            "127.0.0.1:1",
+            "127.9.9.9",
+            "[::1]:80",
+            "LOCALHOST:1",
+        ] {
+            assert!(loopback_host(host), "{host}");
+        }
+        for host in [
+            "",
+            "example.com",
+            "localhost.example.com:80",
+            "10.0.0.1:8080",
+            "[::2]:80",
+            "127.0.0.1.nip.io",
+        ] {
+            assert!(!loopback_host(host), "{host}");
+        }
+    }
+
+    #[test]
+    fn a_post_is_cross_site_when_the_browser_or_its_origin_says_so() {
+        let h = |pairs: &[(&'static str, &'static str)]| {
+            let mut m = HeaderMap::new();
+            for (k, v) in pairs {
+                m.insert(*k, HeaderValue::from_static(v));
+            }
+            m
+        };
+        assert!(!cross_site(&h(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "http://127.0.0.1:8080")
+        ])));
+        assert!(!cross_site(&h(&[("sec-fetch-site", "same-origin")])));
+        assert!(!cross_site(&h(&[]))); // not a browser: the form's secret decides
+        assert!(cross_site(&h(&[
+            ("host", "127.0.0.1:8080"),
+            ("origin", "http://evil.example")
+        ])));
+        assert!(cross_site(&h(&[("sec-fetch-site", "cross-site")])));
+        assert!(cross_site(&h(&[("origin", "null")])));
+    }
+
+    #[test]
+    fn tokens_compare_whole() {
+        assert!(same(b"abc", b"abc"));
+        assert!(!same(b"abc", b"abd"));
+        assert!(!same(b"abc", b"abcd"));
+    }
+}

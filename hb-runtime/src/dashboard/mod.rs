@@ -1,0 +1,262 @@
+//! A live web dashboard for the embedded engine (feature `dashboard`): the activities with
+//! their progress, rate and time left; one activity with its checkpoint, attempts, failures,
+//! input and output; cancel, pause, unpause and reset. Pages update themselves through
+//! server-sent events; the styles and the script are in the binary (it works offline).
+//!
+//! Two ways to run it:
+//! - in the process that owns the engine: [`Dashboard::new`], then [`Dashboard::router`] to
+//!   mount it in your axum app, or [`Dashboard::serve`] to listen on its own address. Its
+//!   pages read the engine's live state, its actions go through the engine's client (a refused
+//!   one says why), and an activity's page is pushed each change;
+//! - beside an engine in another process: [`Dashboard::open`] on its file (what `hb serve`
+//!   does). It reads the file as `hb ls` does; its actions are queued in the file, as
+//!   `hb cancel` queues them, for the engine to apply.
+//!
+//! Security: with no token it answers only requests addressed to a loopback host
+//! (`localhost`, `127.0.0.1`, `[::1]`: a page of another site cannot reach it through DNS
+//! rebinding), and [`serve`](Dashboard::serve) listens only on a loopback address. Anything
+//! else needs a [`token`](Dashboard::token): given once as `?token=` (kept in a cookie), or as
+//! `Authorization: Bearer`. Actions are POSTs that carry a secret of the page and are refused
+//! from other origins; pages forbid framing and scripts from elsewhere.
+//!
+//! ```no_run
+//! use hb_runtime::dashboard::Dashboard;
+//! use hb_runtime::engine::Engine;
+//!
+//! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let engine = Engine::open("hb.db").await?;
+//! // On its own address:
+//! let serving = Dashboard::new(&engine).serve("127.0.0.1:8080".parse()?).await?;
+//! println!("dashboard: {}", serving.url());
+//!
+//! // Or in your own app, under /hb:
+//! let app = axum::Router::new().nest("/hb", Dashboard::new(&engine).router());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8081").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+
+mod guard;
+mod live;
+mod pages;
+mod routes;
+mod source;
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::engine::{Engine, EngineError, Inspector, PageQuery};
+use source::Source;
+
+/// The shortest token [`Dashboard::token`] accepts.
+pub const MIN_TOKEN_LEN: usize = 16;
+
+/// Why the dashboard could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DashboardError {
+    /// A non-loopback address without a token: anyone who can reach it could cancel
+    /// activities.
+    #[error(
+        "refusing to serve the dashboard on {addr} without a token: it is not a loopback address; set a token (hb serve: --public with HB_DASHBOARD_TOKEN or --token-file)"
+    )]
+    TokenRequired {
+        /// The address asked for.
+        addr: SocketAddr,
+    },
+    /// A token too short to keep anyone out.
+    #[error("a dashboard token must be at least {MIN_TOKEN_LEN} characters; this one has {len}")]
+    WeakToken {
+        /// Its length.
+        len: usize,
+    },
+    /// A token with characters a cookie or a header cannot carry.
+    #[error("a dashboard token may hold only printable ASCII characters other than ; , \" and \\")]
+    TokenCharacters,
+    /// The address could not be listened on.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The engine file could not be read.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+}
+
+/// What every route shares.
+pub(crate) struct Shared {
+    source: Source,
+    token: Option<String>,
+    /// The secret each page's forms carry back (a page of another origin cannot read it).
+    csrf: String,
+    /// Ends the live streams when the server stops.
+    stop: CancellationToken,
+}
+
+/// The dashboard of one engine: build it, then mount its [`router`](Self::router) or
+/// [`serve`](Self::serve) it. See the [module docs](self).
+pub struct Dashboard {
+    shared: Shared,
+}
+
+impl fmt::Debug for Dashboard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Dashboard")
+            .field("source", &self.shared.source.label())
+            .field("token", &self.shared.token.as_ref().map(|_| "<set>"))
+            .finish_non_exhaustive()
+    }
+}
+
+/// 128 random bits, in hex.
+pub(crate) fn random_hex() -> String {
+    let mut bytes = [0u8; 16];
+    // The OS's generator; should it fail (it does not on the platforms hb supports), the time
+    // and the process id still differ between runs.
+    if getrandom::fill(&mut bytes).is_err() {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        bytes = (t ^ (u128::from(std::process::id()) << 64)).to_le_bytes();
+    }
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Dashboard {
+    fn with(source: Source) -> Dashboard {
+        Dashboard {
+            shared: Shared {
+                source,
+                token: None,
+                csrf: random_hex(),
+                stop: CancellationToken::new(),
+            },
+        }
+    }
+
+    /// The dashboard of `engine`, in its own process.
+    pub fn new(engine: &Engine) -> Dashboard {
+        Dashboard::with(Source::Engine(engine.client()))
+    }
+
+    /// The dashboard of the engine file at `path`, which an engine in another process may have
+    /// open (or none: then actions wait in the file for the next engine to open it).
+    ///
+    /// # Errors
+    /// What [`Inspector::open`] refuses: a missing file, one that is not hb's, or one of a
+    /// newer schema.
+    pub fn open(path: impl AsRef<Path>) -> Result<Dashboard, DashboardError> {
+        let path = path.as_ref().to_path_buf();
+        let inspector = Arc::new(Inspector::open(&path)?);
+        Ok(Dashboard::with(Source::File { path, inspector }))
+    }
+
+    /// Requires `token` of every request; what lets it listen beyond loopback.
+    ///
+    /// # Errors
+    /// [`DashboardError::WeakToken`] below [`MIN_TOKEN_LEN`] characters;
+    /// [`DashboardError::TokenCharacters`] for spaces, controls, non-ASCII, `;`, `,`, `"` or
+    /// `\`.
+    pub fn token(mut self, token: impl Into<String>) -> Result<Dashboard, DashboardError> {
+        let token = token.into();
+        let len = token.chars().count();
+        if len < MIN_TOKEN_LEN {
+            return Err(DashboardError::WeakToken { len });
+        }
+        let carried = |c: char| c.is_ascii_graphic() && !matches!(c, ';' | ',' | '"' | '\\');
+        if !token.chars().all(carried) {
+            return Err(DashboardError::TokenCharacters);
+        }
+        self.shared.token = Some(token);
+        Ok(self)
+    }
+
+    /// A new random token (32 hex digits), for [`token`](Self::token).
+    pub fn generate_token() -> String {
+        random_hex()
+    }
+
+    /// Its pages as an axum router, to serve or to [`nest`](axum::Router::nest) in an app (its
+    /// links are relative, so it works under any path).
+    pub fn router(self) -> axum::Router {
+        routes::router(Arc::new(self.shared))
+    }
+
+    /// Listens on `addr` (port 0 picks a free one) and serves the pages until
+    /// [`Serving::shutdown`].
+    ///
+    /// # Errors
+    /// [`DashboardError::TokenRequired`] for a non-loopback address without a token;
+    /// [`DashboardError::Bind`] when `addr` cannot be listened on.
+    pub async fn serve(self, addr: SocketAddr) -> Result<Serving, DashboardError> {
+        if !addr.ip().is_loopback() && self.shared.token.is_none() {
+            return Err(DashboardError::TokenRequired { addr });
+        }
+        let bind = |source| DashboardError::Bind { addr, source };
+        let listener = tokio::net::TcpListener::bind(addr).await.map_err(bind)?;
+        let local = listener.local_addr().map_err(bind)?;
+        let stop = self.shared.stop.clone();
+        let router = self.router();
+        let until = stop.clone();
+        let task = tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(until.cancelled_owned())
+                .await
+        });
+        tracing::info!(addr = %local, "dashboard listening");
+        Ok(Serving {
+            addr: local,
+            stop,
+            task,
+        })
+    }
+}
+
+/// A dashboard being served, from [`Dashboard::serve`]. Dropping it leaves the server running
+/// until the runtime ends; [`shutdown`](Self::shutdown) stops it.
+#[derive(Debug)]
+pub struct Serving {
+    addr: SocketAddr,
+    stop: CancellationToken,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+}
+
+impl Serving {
+    /// The address it listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Its address as a URL (`http://127.0.0.1:8080/`).
+    pub fn url(&self) -> String {
+        format!("http://{}/", self.addr)
+    }
+
+    /// Stops taking connections, ends the live streams, and waits for the server to stop.
+    ///
+    /// # Errors
+    /// The server's own I/O error, if it failed.
+    pub async fn shutdown(self) -> std::io::Result<()> {
+        self.stop.cancel();
+        self.task.await.map_err(std::io::Error::other)?
+    }
+}
+
+/// The page query of a list's filters.
+fn page_query(params: &pages::ListParams, rows: usize) -> PageQuery {
+    PageQuery {
+        states: params.state().into_iter().collect(),
+        activity_type: params.activity_type().map(str::to_owned),
+        id_contains: params.search().map(str::to_owned),
+        after: params.cursor().map(|(at, id)| (at, id.to_owned())),
+        limit: rows,
+    }
+}
