@@ -220,7 +220,10 @@ mod tests {
         assert_eq!(r.rate("a"), None);
         // Old reads leave the window.
         for i in 1..=40 {
-            r.observe(&[row("a", ActivityStatus::Running, 20 + i * 2)], t + s(10 + i));
+            r.observe(
+                &[row("a", ActivityStatus::Running, 20 + i * 2)],
+                t + s(10 + i),
+            );
         }
         assert_eq!(r.rate("a"), Some(2.0));
         assert!(r.seen["a"].len() <= 32, "bounded: {}", r.seen["a"].len());

@@ -102,6 +102,40 @@ pub(crate) struct Shared {
 
 /// The dashboard of one engine: build it, then mount its [`router`](Self::router) or
 /// [`serve`](Self::serve) it. See the [module docs](self).
+///
+/// ```
+/// use hb_runtime::client::{ActivityClient, StartOptions};
+/// use hb_runtime::dashboard::{Dashboard, DashboardError};
+/// use hb_runtime::engine::Engine;
+/// use hb_runtime::prelude::*;
+/// use std::io::{Read, Write};
+///
+/// #[activity(heartbeat_timeout = "10s")]
+/// async fn double(_ctx: ActivityContext, n: u64) -> Result<u64, ActivityError> {
+///     Ok(n * 2)
+/// }
+///
+/// # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let engine = Engine::in_memory().await?;
+/// engine.client().start(double, 21, StartOptions::id("double-21")).await?;
+///
+/// // Port 0: a free one.
+/// let serving = Dashboard::new(&engine).serve("127.0.0.1:0".parse()?).await?;
+/// let mut tcp = std::net::TcpStream::connect(serving.local_addr())?; // any HTTP client
+/// tcp.write_all(b"GET / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+/// let mut page = String::new();
+/// tcp.read_to_string(&mut page)?;
+/// assert!(page.starts_with("HTTP/1.1 200") && page.contains("double-21"));
+/// serving.shutdown().await?;
+///
+/// // Beyond loopback only with a token.
+/// let refused = Dashboard::new(&engine).serve("0.0.0.0:0".parse()?).await;
+/// assert!(matches!(refused, Err(DashboardError::TokenRequired { .. })));
+/// let token = Dashboard::generate_token();
+/// let serving = Dashboard::new(&engine).token(token)?.serve("0.0.0.0:0".parse()?).await?;
+/// serving.shutdown().await?;
+/// # Ok(()) }
+/// ```
 pub struct Dashboard {
     shared: Shared,
 }

@@ -390,14 +390,14 @@ impl Client {
     }
 
     /// One page of a listing (the dashboard's): the committed rows, each open one replaced by
-    /// the fresher in-memory view (and left out when that no longer matches the filter).
+    /// the fresher in-memory view. A row whose state changed since its commit stays on the
+    /// page it was read for (dropping it would end the paging early); the next read moves it.
     #[cfg(feature = "dashboard")]
     pub(crate) async fn page(
         &self,
         q: super::store::PageQuery,
     ) -> Result<Vec<Description>, EngineError> {
         let inner = self.inner().clone();
-        let states = q.states.clone();
         let rows = tokio::task::spawn_blocking(move || inner.reader.page(&q))
             .await
             .map_err(|_| EngineError::Closed)??;
@@ -409,7 +409,6 @@ impl Client {
                 Some(l) => describe_live(l, &now),
                 None => describe_row(r),
             })
-            .filter(|d| states.is_empty() || states.contains(&d.status))
             .collect())
     }
 

@@ -164,11 +164,14 @@ pub(crate) fn page_rows(c: &Connection, q: &PageQuery) -> rusqlite::Result<Vec<A
         let rows = stmt.query_map(rusqlite::params_from_iter(params), row_from)?;
         rows.collect()
     };
-    let states = if q.states.is_empty() {
-        &EVERY_STATE[..]
+    // Each state once: a state named twice would be read twice.
+    let mut states: Vec<ActivityStatus> = if q.states.is_empty() {
+        EVERY_STATE.to_vec()
     } else {
-        &q.states[..]
+        q.states.clone()
     };
+    states.sort_by_key(|s| *s as i64);
+    states.dedup();
     if let Some(t) = &q.activity_type {
         let wanted: Vec<String> = states.iter().map(|s| (*s as i64).to_string()).collect();
         // `+a.state`: the type's index decides the order; the state only filters.
@@ -179,7 +182,7 @@ pub(crate) fn page_rows(c: &Connection, q: &PageQuery) -> rusqlite::Result<Vec<A
     for s in states {
         out.extend(query(
             "a.state = ?".to_owned(),
-            vec![Value::Integer(*s as i64)],
+            vec![Value::Integer(s as i64)],
         )?);
     }
     out.sort_by(|a, b| (b.scheduled_at, &b.id).cmp(&(a.scheduled_at, &a.id)));
@@ -334,5 +337,92 @@ impl Reader {
     /// `PRAGMA integrity_check` of the file.
     pub(crate) fn integrity_check(&self) -> Result<String, EngineError> {
         self.with(|c| c.query_row("PRAGMA integrity_check", [], |r| r.get(0)))
+    }
+}
+
+#[cfg(test)]
+mod page_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A file of `rows` (state, type, scheduled_at), ids `r{i}`.
+    fn file(rows: &[(u8, u8, i64)]) -> Connection {
+        let c = Connection::open_in_memory().unwrap();
+        super::super::init(&c, std::path::Path::new(":memory:")).unwrap();
+        let mut insert = c
+            .prepare(
+                "INSERT INTO activities (id, type, state, attempt, input, options, scheduled_at)
+                 VALUES (?1, ?2, ?3, 0, x'', '{}', ?4)",
+            )
+            .unwrap();
+        for (i, (state, ty, at)) in rows.iter().enumerate() {
+            let state = EVERY_STATE[usize::from(*state) % EVERY_STATE.len()] as i64;
+            insert
+                .execute(rusqlite::params![
+                    format!("r{i}"),
+                    format!("t{ty}"),
+                    state,
+                    at
+                ])
+                .unwrap();
+        }
+        drop(insert);
+        c
+    }
+
+    /// Every page of `q`, following the last row of each.
+    fn walk(c: &Connection, mut q: PageQuery) -> Vec<ActivityRow> {
+        let mut out: Vec<ActivityRow> = Vec::new();
+        loop {
+            let page = page_rows(c, &q).unwrap();
+            assert!(page.len() <= q.limit);
+            let Some(last) = page.last() else {
+                return out;
+            };
+            q.after = Some((last.scheduled_at, last.id.to_string()));
+            out.extend(page);
+            assert!(out.len() <= 10_000, "the paging does not end");
+        }
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Following the pages visits every matching row once, newest first (ties by id,
+        /// descending), whatever the filter, the page size and the repeated times.
+        #[test]
+        fn paging_visits_every_matching_row_once_in_order(
+            rows in proptest::collection::vec((0u8..9, 0u8..3, 0i64..20), 0..120),
+            states in proptest::collection::vec(0u8..9, 0..3),
+            ty in proptest::option::of(0u8..3),
+            needle in proptest::option::of("[0-9]{1,2}"),
+            limit in 1usize..30,
+        ) {
+            let c = file(&rows);
+            let states: Vec<ActivityStatus> =
+                states.iter().map(|s| EVERY_STATE[usize::from(*s)]).collect();
+            let q = PageQuery {
+                states: states.clone(),
+                activity_type: ty.map(|t| format!("t{t}")),
+                id_contains: needle.clone(),
+                after: None,
+                limit,
+            };
+            let seen: Vec<(i64, String)> =
+                walk(&c, q).into_iter().map(|r| (r.scheduled_at, r.id.to_string())).collect();
+            let mut expected: Vec<(i64, String)> = rows
+                .iter()
+                .enumerate()
+                .filter(|(i, (s, t, _))| {
+                    let state = EVERY_STATE[usize::from(*s)];
+                    (states.is_empty() || states.contains(&state))
+                        && ty.is_none_or(|ty| ty == *t)
+                        && needle.as_ref().is_none_or(|n| format!("r{i}").contains(n.as_str()))
+                })
+                .map(|(i, (_, _, at))| (*at, format!("r{i}")))
+                .collect();
+            expected.sort_by(|a, b| b.cmp(a));
+            prop_assert_eq!(seen, expected);
+        }
     }
 }
