@@ -1413,7 +1413,11 @@ async fn the_live_activity_page_ends_with_end_once_the_activity_closed() {
     // A closed activity: its page, then end at once.
     let mut events = Events::open(&app, "/live/activity?id=watched").await;
     assert_eq!(events.next().await.unwrap().0, "html");
-    assert_eq!(events.next().await.unwrap().0, "end");
+    // With data: a browser dispatches no event without (and would reconnect for ever).
+    assert_eq!(
+        events.next().await.unwrap(),
+        ("end".to_owned(), "end".to_owned())
+    );
     assert!(events.next().await.is_none());
 
     // An unknown one: says so, then ends.
@@ -1939,4 +1943,29 @@ async fn nested_with_a_token_the_token_redirect_stays_under_the_path() {
         "/hb/activity?id=x",
         "the address without the token, under the path it was asked at"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_pages_are_bounded_and_a_closed_one_frees_its_place() {
+    let engine = Engine::in_memory().await.unwrap();
+    let app = router_of(&engine);
+    let mut open = Vec::new();
+    for _ in 0..64 {
+        open.push(Events::open(&app, "/live/rows").await);
+    }
+    let refused = send(&app, get("/live/rows")).await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        refused.body.contains("live pages are open already"),
+        "{}",
+        refused.body
+    );
+    let refused = send(&app, get("/live/activity?id=x")).await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    // The pages themselves still load.
+    assert!(page(&app, "/").await.contains("No activities here."));
+    // One page closed: one more may open.
+    drop(open.pop());
+    let mut again = Events::open(&app, "/live/rows").await;
+    assert_eq!(again.next().await.expect("a first event").0, "html");
 }

@@ -147,16 +147,18 @@ fn with_headers(mut r: Response) -> Response {
     r
 }
 
-/// Whether a POST came from another site: a browser says so (`Sec-Fetch-Site`), or names an
-/// origin other than the host it asked.
+/// Whether a POST came from another site. A browser that says where it comes from
+/// (`Sec-Fetch-Site`) is believed; one that does not is judged by its `Origin` (an opaque
+/// `null` origin counts as another site), and a client that sends neither (not a browser) by
+/// the page secret alone.
 pub(super) fn cross_site(headers: &HeaderMap) -> bool {
     let get = |name| {
         headers
             .get(name)
             .and_then(|v: &HeaderValue| v.to_str().ok())
     };
-    if get("sec-fetch-site").is_some_and(|s| s == "cross-site" || s == "same-site") {
-        return true;
+    if let Some(site) = get("sec-fetch-site") {
+        return site != "same-origin";
     }
     match (get("origin"), get("host")) {
         (Some(origin), Some(host)) => {
@@ -212,6 +214,13 @@ mod tests {
             ("origin", "http://127.0.0.1:8080")
         ])));
         assert!(!cross_site(&h(&[("sec-fetch-site", "same-origin")])));
+        // What Chromium sends for a form of the page itself under `Referrer-Policy: no-referrer`.
+        assert!(!cross_site(&h(&[
+            ("sec-fetch-site", "same-origin"),
+            ("origin", "null")
+        ])));
+        assert!(cross_site(&h(&[("sec-fetch-site", "same-site")])));
+        assert!(cross_site(&h(&[("sec-fetch-site", "none")])));
         assert!(!cross_site(&h(&[]))); // not a browser: the form's secret decides
         assert!(cross_site(&h(&[
             ("host", "127.0.0.1:8080"),

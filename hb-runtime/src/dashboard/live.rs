@@ -23,6 +23,8 @@ pub(super) const TICK: Duration = Duration::from_secs(1);
 /// The shortest time between two updates of one activity's page (an activity that
 /// checkpoints a thousand times a second is not rendered a thousand times).
 const MIN_GAP: Duration = Duration::from_millis(250);
+/// The most live streams one dashboard serves at once (open pages); one more is answered 503.
+pub(super) const MAX_STREAMS: usize = 64;
 /// How long a window the rate is measured over.
 const RATE_WINDOW: Duration = Duration::from_secs(30);
 
@@ -68,8 +70,9 @@ impl Rates {
     }
 }
 
+/// `end`, with data: a browser dispatches no event that has none.
 fn end_event() -> Result<Event, Infallible> {
-    Ok(Event::default().event("end").data(""))
+    Ok(Event::default().event("end").data("end"))
 }
 
 /// The rows of a list page, every [`TICK`], when they changed.

@@ -98,6 +98,8 @@ pub(crate) struct Shared {
     csrf: String,
     /// Ends the live streams when the server stops.
     stop: CancellationToken,
+    /// Live streams open at once, at most [`live::MAX_STREAMS`]: each reads once a second.
+    streams: Arc<tokio::sync::Semaphore>,
 }
 
 /// The dashboard of one engine: build it, then mount its [`router`](Self::router) or
@@ -172,6 +174,7 @@ impl Dashboard {
                 token: None,
                 csrf: random_hex(),
                 stop: CancellationToken::new(),
+                streams: Arc::new(tokio::sync::Semaphore::new(live::MAX_STREAMS)),
             },
         }
     }

@@ -408,7 +408,13 @@ fn failure(f: &ActivityFailure) -> Markup {
         ),
         other => (failure_kind(other), other.to_string()),
     };
-    html! { p.failure { strong { (kind) } ": " (text) } }
+    html! {
+        p.failure {
+            strong { (kind) }
+            // A cancel says no more than its kind.
+            @if text != kind { ": " (text) }
+        }
+    }
 }
 
 fn failure_kind(f: &ActivityFailure) -> String {

@@ -89,13 +89,39 @@ async fn list(State(shared): State<Arc<Shared>>, parts: Parts) -> Response {
     }
 }
 
+/// A live stream, holding its place among [`live::MAX_STREAMS`] until it ends.
+fn stream<S>(shared: &Shared, events: S) -> Response
+where
+    S: futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>
+        + Send
+        + 'static,
+{
+    use futures_util::StreamExt;
+    let Ok(place) = shared.streams.clone().try_acquire_owned() else {
+        tracing::warn!(
+            open = live::MAX_STREAMS,
+            "dashboard: refused a live page: too many open"
+        );
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("{} live pages are open already\n", live::MAX_STREAMS),
+        )
+            .into_response();
+    };
+    let events = events.map(move |e| {
+        let _ = &place;
+        e
+    });
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
 async fn list_live(
     State(shared): State<Arc<Shared>>,
     Query(params): Query<ListParams>,
 ) -> Response {
-    Sse::new(live::rows(shared, params))
-        .keep_alive(KeepAlive::default())
-        .into_response()
+    stream(&shared, live::rows(shared.clone(), params))
 }
 
 #[derive(serde::Deserialize)]
@@ -151,9 +177,7 @@ async fn activity_live(
     parts: Parts,
     Query(Id { id }): Query<Id>,
 ) -> Response {
-    Sse::new(live::activity(shared, id, base(&parts)))
-        .keep_alive(KeepAlive::default())
-        .into_response()
+    stream(&shared, live::activity(shared.clone(), id, base(&parts)))
 }
 
 #[derive(serde::Deserialize)]
