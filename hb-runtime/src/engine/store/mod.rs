@@ -24,7 +24,9 @@ mod writer;
 pub(crate) use apply::{HISTORY_KEPT, apply, commit};
 pub(crate) use lock::{FileLock, is_locked, lock, lock_path};
 pub(crate) use open::{limit_size, open_read, open_write, sync_every_commit};
-pub(crate) use read::{PageQuery, Reader, Recovered, Summary};
+#[cfg(feature = "dashboard")]
+pub(crate) use read::{PageQuery, Summary};
+pub(crate) use read::{Reader, Recovered};
 // What the simulator reads the file with.
 #[cfg(feature = "sim")]
 pub(crate) use read::{get_row, open_rows, requests_applied};

@@ -111,6 +111,7 @@ pub(crate) fn list_rows(
     rows.collect()
 }
 
+#[cfg(feature = "dashboard")]
 /// One page of a listing, newest first: what the dashboard reads.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct PageQuery {
@@ -127,6 +128,7 @@ pub(crate) struct PageQuery {
     pub(crate) limit: usize,
 }
 
+#[cfg(feature = "dashboard")]
 /// Every status a row can have: what "all" pages through.
 const EVERY_STATE: [ActivityStatus; 9] = [
     ActivityStatus::Scheduled,
@@ -140,6 +142,7 @@ const EVERY_STATE: [ActivityStatus; 9] = [
     ActivityStatus::Terminated,
 ];
 
+#[cfg(feature = "dashboard")]
 /// The rows of `q`'s page. Each query walks an index in order (by type, or by state: one query
 /// per state, merged), so a page costs a page's worth of reads however many rows the file
 /// holds; only a filter by id that few rows match walks further (the index holds the ids, so
@@ -190,9 +193,11 @@ pub(crate) fn page_rows(c: &Connection, q: &PageQuery) -> rusqlite::Result<Vec<A
     Ok(out)
 }
 
+#[cfg(feature = "dashboard")]
 /// How many rows each status has, and the activity types: a file's summary.
 pub(crate) type Summary = (Vec<(ActivityStatus, u64)>, Vec<String>);
 
+#[cfg(feature = "dashboard")]
 /// How many rows each status has.
 pub(crate) fn state_counts(c: &Connection) -> rusqlite::Result<Vec<(ActivityStatus, u64)>> {
     let mut stmt =
@@ -208,6 +213,7 @@ pub(crate) fn state_counts(c: &Connection) -> rusqlite::Result<Vec<(ActivityStat
     rows.collect()
 }
 
+#[cfg(feature = "dashboard")]
 /// The activity types in the file, in order, at most `limit`: one index seek each.
 pub(crate) fn activity_types(c: &Connection, limit: usize) -> rusqlite::Result<Vec<String>> {
     let mut stmt = c.prepare_cached(
@@ -307,11 +313,13 @@ impl Reader {
         self.with(|c| list_rows(c, states, limit))
     }
 
+    #[cfg(feature = "dashboard")]
     /// One page of a listing (see [`page_rows`]).
     pub(crate) fn page(&self, q: &PageQuery) -> Result<Vec<ActivityRow>, EngineError> {
         self.with(|c| page_rows(c, q))
     }
 
+    #[cfg(feature = "dashboard")]
     /// How many rows each status has, and the types in the file (at most `types`).
     pub(crate) fn summary(&self, types: usize) -> Result<Summary, EngineError> {
         self.with(|c| Ok((state_counts(c)?, activity_types(c, types)?)))
@@ -340,7 +348,7 @@ impl Reader {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "dashboard"))]
 mod page_tests {
     use super::*;
     use proptest::prelude::*;
