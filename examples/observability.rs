@@ -8,7 +8,7 @@
 //! metrics:   http://127.0.0.1:8080/metrics
 //! ```
 //!
-//! A few image batches run at a time, each checkpointing after every image; one in five fails
+//! Six image batches run at a time, each checkpointing after every image; one in five fails
 //! once partway (its retry resumes from the checkpoint, and the dashboard shows both attempts),
 //! and new batches keep arriving. On the dashboard, follow a batch's bar, open it for its
 //! attempts, or cancel, pause, reset it. Stop with Ctrl-C.
@@ -108,7 +108,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let worker = engine
         .worker()
         .register(resize_images)
-        .max_concurrent(4)
+        .max_concurrent(6)
         .spawn()
         .await?;
 
@@ -123,7 +123,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("metrics:   http://{addr}/metrics");
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
-    // Batches keep arriving: two every few seconds, each of 40 to 160 images.
+    // Batches keep arriving, one every 2 s, each of 40 to 160 images.
     let client = engine.client();
     let producer = tokio::spawn(async move {
         for n in 1u64.. {
@@ -141,7 +141,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 eprintln!("could not start a batch: {e}");
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(if n % 2 == 0 { 3_000 } else { 200 })).await;
+            tokio::time::sleep(Duration::from_secs(2)).await;
         }
     });
 

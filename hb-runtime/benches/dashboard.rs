@@ -108,32 +108,26 @@ fn main() {
             .unwrap();
         let client = engine.client();
         let t0 = Instant::now();
-        let mut pending = Vec::new();
-        for i in 0..DONE {
-            pending.push(
-                client
-                    .start(noop, i, StartOptions::id(format!("done-{i:06}")))
-                    .await
-                    .unwrap(),
-            );
-            if pending.len() == 2_000 {
-                for h in pending.drain(..) {
-                    h.result().await.unwrap();
-                }
+        // Started 2,000 at a time, each wave awaited to its end.
+        for wave in 0..DONE / 2_000 {
+            let starts = (wave * 2_000..(wave + 1) * 2_000)
+                .map(|i| client.start(noop, i, StartOptions::id(format!("done-{i:06}"))));
+            let handles: Vec<_> = futures::future::join_all(starts)
+                .await
+                .into_iter()
+                .map(Result::unwrap)
+                .collect();
+            for h in futures::future::join_all(handles.iter().map(|h| h.result())).await {
+                h.unwrap();
             }
         }
-        for h in pending.drain(..) {
-            h.result().await.unwrap();
-        }
-        let mut handles = Vec::new();
-        for i in 0..RUNNING {
-            handles.push(
-                client
-                    .start(in_flight, (), StartOptions::id(format!("run-{i:05}")))
-                    .await
-                    .unwrap(),
-            );
-        }
+        let starts = (0..RUNNING)
+            .map(|i| client.start(in_flight, (), StartOptions::id(format!("run-{i:05}"))));
+        let handles: Vec<_> = futures::future::join_all(starts)
+            .await
+            .into_iter()
+            .map(Result::unwrap)
+            .collect();
         println!(
             "dashboard bench: {DONE} completed and {RUNNING} running activities set up in {:?}",
             t0.elapsed()
@@ -164,8 +158,7 @@ fn main() {
                 .to_bytes();
             let html = String::from_utf8_lossy(&body).into_owned();
             let at = html.find("id=\"older\" href=\"").expect("an older page") + 17;
-            let href = &html[at..at + html[at..].find('"').unwrap()];
-            uri = format!("/{}", href.trim_start_matches("./").replace("&amp;", "&"));
+            uri = html[at..at + html[at..].find('"').unwrap()].replace("&amp;", "&");
         }
         uri
     });
