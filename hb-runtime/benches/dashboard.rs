@@ -89,6 +89,7 @@ async fn first_event(app: &axum::Router, uri: &str) -> usize {
 fn main() {
     const RUNNING: u64 = 10_000;
     const DONE: u64 = 90_000;
+    const PAGES: u64 = 10;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -189,12 +190,19 @@ fn main() {
         g.finish();
     }
 
-    // The engine process's CPU with an open list page and an open activity page, against
-    // none, in alternating 3 s windows.
+    // The engine process's CPU with ten list pages and ten activity pages open, against none,
+    // in alternating 3 s windows (ten of each, so the difference stands above the windows'
+    // noise; a tenth of it is one of each).
     let window = |streams: bool| -> f64 {
         let stop = tokio_util::sync::CancellationToken::new();
         if streams {
-            for uri in ["/live/rows", "/live/activity?id=run-05000"] {
+            let uris = (0..PAGES).flat_map(|i| {
+                [
+                    "/live/rows".to_owned(),
+                    format!("/live/activity?id=run-{:05}", 5_000 + i),
+                ]
+            });
+            for uri in uris {
                 let app = app.clone();
                 let stop = stop.clone();
                 rt.spawn(async move {
@@ -229,11 +237,11 @@ fn main() {
         v.sort_by(f64::total_cmp);
         (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
     };
+    let (w, wo) = (median(&mut with.clone()), median(&mut without.clone()));
     println!(
-        "dashboard live updates: engine process CPU {:.1}% of one core with a list page and an activity page open, {:.1}% without (medians of 4 alternating 3 s windows; {RUNNING} running): {:+.2}% of one core; windows without {without:.1?}, with {with:.1?}",
-        median(&mut with.clone()),
-        median(&mut without.clone()),
-        median(&mut with) - median(&mut without),
+        "dashboard live updates: engine process CPU {w:.1}% of one core with {PAGES} list pages and {PAGES} activity pages open, {wo:.1}% without (medians of 4 alternating 3 s windows; {RUNNING} running): {:+.2}% of one core, {:+.3}% for one list page and one activity page; windows without {without:.1?}, with {with:.1?}",
+        w - wo,
+        (w - wo) / PAGES as f64,
     );
 
     rt.block_on(async {

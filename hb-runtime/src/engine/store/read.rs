@@ -143,15 +143,17 @@ const EVERY_STATE: [ActivityStatus; 9] = [
 ];
 
 #[cfg(feature = "dashboard")]
-/// The rows of `q`'s page. Each query walks an index in order (by type, or by state: one query
-/// per state, merged), so a page costs a page's worth of reads however many rows the file
-/// holds; only a filter by id that few rows match walks further (the index holds the ids, so
-/// no row is read for it). The rows leave the input out.
+/// The rows of `q`'s page, in two steps. First the keys (time and id): each query walks an
+/// index in order (by type, or by state: one query per state, merged), and the index holds
+/// the ids, so a filter by id reads no row, even one that few rows match and that walks the
+/// whole index. Then the page's rows by id. A page costs a page's worth of row reads however
+/// many rows the file holds. The rows leave the input out.
 pub(crate) fn page_rows(c: &Connection, q: &PageQuery) -> rusqlite::Result<Vec<ActivityRow>> {
     use rusqlite::types::Value;
-    let columns = ROW_COLUMNS.replace("a.input", "x''");
-    let query = |head: String, mut params: Vec<Value>| -> rusqlite::Result<Vec<ActivityRow>> {
-        let mut sql = format!("SELECT {columns} FROM {ROW_FROM} WHERE {head}");
+    // Both steps read one snapshot of the file (the transaction only reads; dropping it ends it).
+    let _snapshot = c.unchecked_transaction()?;
+    let keys = |head: String, mut params: Vec<Value>| -> rusqlite::Result<Vec<(i64, String)>> {
+        let mut sql = format!("SELECT a.scheduled_at, a.id FROM activities a WHERE {head}");
         if let Some(needle) = &q.id_contains {
             sql.push_str(" AND instr(a.id, ?) > 0");
             params.push(Value::Text(needle.clone()));
@@ -164,7 +166,9 @@ pub(crate) fn page_rows(c: &Connection, q: &PageQuery) -> rusqlite::Result<Vec<A
         sql.push_str(" ORDER BY a.scheduled_at DESC, a.id DESC LIMIT ?");
         params.push(Value::Integer(i64::try_from(q.limit).unwrap_or(i64::MAX)));
         let mut stmt = c.prepare_cached(&sql)?;
-        let rows = stmt.query_map(rusqlite::params_from_iter(params), row_from)?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(params), |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })?;
         rows.collect()
     };
     // Each state once: a state named twice would be read twice.
@@ -175,22 +179,31 @@ pub(crate) fn page_rows(c: &Connection, q: &PageQuery) -> rusqlite::Result<Vec<A
     };
     states.sort_by_key(|s| *s as i64);
     states.dedup();
+    let mut page = Vec::new();
     if let Some(t) = &q.activity_type {
         let wanted: Vec<String> = states.iter().map(|s| (*s as i64).to_string()).collect();
         // `+a.state`: the type's index decides the order; the state only filters.
         let head = format!("a.type = ? AND +a.state IN ({})", wanted.join(","));
-        return query(head, vec![Value::Text(t.clone())]);
+        page = keys(head, vec![Value::Text(t.clone())])?;
+    } else {
+        for s in states {
+            page.extend(keys(
+                "a.state = ?".to_owned(),
+                vec![Value::Integer(s as i64)],
+            )?);
+        }
+        page.sort_by(|a, b| b.cmp(a));
+        page.truncate(q.limit);
     }
-    let mut out = Vec::new();
-    for s in states {
-        out.extend(query(
-            "a.state = ?".to_owned(),
-            vec![Value::Integer(s as i64)],
-        )?);
-    }
-    out.sort_by(|a, b| (b.scheduled_at, &b.id).cmp(&(a.scheduled_at, &a.id)));
-    out.truncate(q.limit);
-    Ok(out)
+    static ROW: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        let columns = ROW_COLUMNS.replace("a.input", "x''");
+        format!("SELECT {columns} FROM {ROW_FROM} WHERE a.id = ?1")
+    });
+    let mut row = c.prepare_cached(&ROW)?;
+    // A row deleted (pruned) between the two reads is left out.
+    page.iter()
+        .filter_map(|(_, id)| row.query_row([id], row_from).optional().transpose())
+        .collect()
 }
 
 #[cfg(feature = "dashboard")]
