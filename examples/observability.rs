@@ -13,8 +13,8 @@
 //! and new batches keep arriving. On the dashboard, follow a batch's bar, open it for its
 //! attempts, or cancel, pause, reset it. Stop with Ctrl-C.
 //!
-//! Options: `--listen ADDR` (default `127.0.0.1:8080`; port 0 picks a free one), `--for SECS`
-//! (stop by itself after that long).
+//! Options: `--listen ADDR` (default `127.0.0.1:8080`, loopback only; port 0 picks a free one),
+//! `--for SECS` (stop by itself after that long).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -99,6 +99,11 @@ fn args() -> Result<Args, String> {
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = args()?;
+    if !args.listen.ip().is_loopback() {
+        // The dashboard would refuse every request from elsewhere (it has no token here), and
+        // /metrics has no protection of its own.
+        return Err(format!("{} is not a loopback address", args.listen).into());
+    }
     // The recorder first: what the engine and workers record goes to it from their start.
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
 
@@ -121,6 +126,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let addr = listener.local_addr()?;
     println!("dashboard: http://{addr}/");
     println!("metrics:   http://{addr}/metrics");
+    // With no token, the dashboard serves only connections from this machine: it needs each
+    // one's peer address.
+    let app = app.into_make_service_with_connect_info::<SocketAddr>();
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
 
     // Batches keep arriving, one every 2 s, each of 40 to 160 images.

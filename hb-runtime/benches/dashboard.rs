@@ -138,7 +138,12 @@ fn main() {
     // Every running activity has heartbeated at least once.
     std::thread::sleep(Duration::from_secs(3));
 
-    let app = Dashboard::new(&engine).router();
+    // As `Dashboard::serve` serves it: each request knows its peer (here, this machine).
+    let app = Dashboard::new(&engine)
+        .router()
+        .layer(axum::extract::connect_info::MockConnectInfo(
+            std::net::SocketAddr::from(([127, 0, 0, 1], 40_000)),
+        ));
     let deep = rt.block_on(async {
         // The cursor of a page deep in the listing: follow `older` 20 times from the top.
         let mut uri = "/?state=completed".to_owned();

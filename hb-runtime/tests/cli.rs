@@ -795,7 +795,7 @@ fn a_file_of_a_newer_schema_is_refused() {
     refused_by_every_command(
         &dir,
         &path,
-        "has schema version 99, newer than this build of hb supports (4); upgrade hb",
+        "has schema version 99, newer than this build of hb supports (5); upgrade hb",
     );
 }
 

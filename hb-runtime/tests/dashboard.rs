@@ -27,6 +27,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::Router;
 use axum::body::Body;
+use axum::extract::connect_info::MockConnectInfo;
 use axum::http::{HeaderMap, Request, StatusCode, header};
 use hb_runtime::client::{ActivityFailure, ActivityStatus, StartOptions};
 use hb_runtime::dashboard::{Dashboard, DashboardError};
@@ -367,6 +368,16 @@ impl Events {
     /// The next event (name and data), or `None` once the stream ended; within [`WAIT`].
     async fn next(&mut self) -> Option<(String, String)> {
         loop {
+            match self.next_any().await? {
+                (event, _) if event == "part" => continue,
+                e => return Some(e),
+            }
+        }
+    }
+
+    /// The next event, `part` events included.
+    async fn next_any(&mut self) -> Option<(String, String)> {
+        loop {
             if let Some(end) = self.buf.find("\n\n") {
                 let block: String = self.buf.drain(..end + 2).collect();
                 let mut event = None;
@@ -396,7 +407,16 @@ impl Events {
 
 /// A dashboard of `engine` in this process, as a router.
 fn router_of(engine: &Engine) -> Router {
-    Dashboard::new(engine).router()
+    local(Dashboard::new(engine).router())
+}
+
+/// `router` as served to connections from this machine (what `Dashboard::serve` gives it:
+/// each request knows its peer).
+fn local(router: Router) -> Router {
+    router.layer(MockConnectInfo(std::net::SocketAddr::from((
+        [127, 0, 0, 1],
+        40_000,
+    ))))
 }
 
 fn assert_security_headers(a: &Answer) {
@@ -657,7 +677,7 @@ async fn paging_through_the_older_links_visits_every_activity_once_newest_first(
     }
     let newest_first = |ids: &[String]| ids.windows(2).all(|w| key[&w[0]] > key[&w[1]]);
     let in_engine = router_of(&engine);
-    let from_file = Dashboard::open(&path).unwrap().router();
+    let from_file = local(Dashboard::open(&path).unwrap().router());
     for (source, app) in [("engine", &in_engine), ("file", &from_file)] {
         let check = |first: &str, pages: &[Vec<String>], want: &[String], sizes: &[usize]| {
             let seen: Vec<String> = pages.concat();
@@ -755,7 +775,7 @@ async fn an_activity_page_shows_its_input_checkpoint_attempts_and_output() {
         }
     );
     let in_engine = router_of(&engine);
-    let from_file = Dashboard::open(&path).unwrap().router();
+    let from_file = local(Dashboard::open(&path).unwrap().router());
     for (source, app) in [("engine", &in_engine), ("file", &from_file)] {
         let html = unescape(&page(app, "/activity?id=flaky-1").await);
         assert!(html.contains("<h1>flaky-1</h1>"), "{source}: {html}");
@@ -1221,7 +1241,7 @@ async fn from_the_file_a_cancel_is_queued_and_the_engine_applies_it() {
         status_of(&engine, "far-away").await == ActivityStatus::Running
     })
     .await;
-    let app = Dashboard::open(&path).unwrap().router();
+    let app = local(Dashboard::open(&path).unwrap().router());
     let html = page(&app, "/activity?id=far-away").await;
     assert!(!html.contains("No engine has this file open"), "{html}");
     assert!(
@@ -1260,6 +1280,34 @@ async fn from_the_file_a_cancel_is_queued_and_the_engine_applies_it() {
         rows(&page(&app, "/").await) == [("far-away".into(), "cancelled".into())]
     })
     .await;
+
+    // What does not apply is refused with why, as `hb cancel` refuses it, and nothing is
+    // queued for the engine to drop.
+    let queued = || {
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .query_row("SELECT count(*) FROM requests", [], |r| r.get::<_, i64>(0))
+            .unwrap()
+    };
+    let csrf = csrf_of(&html);
+    let before = queued();
+    for (action, id, why) in [
+        ("cancel", "far-away", "it is cancelled"),
+        ("unpause", "far-away", "it is cancelled"),
+        ("cancel", "nobody", "no activity with id `nobody`"),
+    ] {
+        let a = send(
+            &app,
+            post(
+                &format!("/activity/{action}"),
+                &[("id", id), ("csrf", &csrf)],
+            ),
+        )
+        .await;
+        assert_eq!(a.status, StatusCode::CONFLICT, "{action} {id}: {}", a.body);
+        assert!(a.body.contains(why), "{action} {id}: {}", a.body);
+    }
+    assert_eq!(queued(), before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1275,7 +1323,7 @@ async fn from_a_file_no_engine_has_open_actions_wait_for_the_next_engine() {
             .unwrap();
         engine.close().await.unwrap();
     }
-    let app = Dashboard::open(&path).unwrap().router();
+    let app = local(Dashboard::open(&path).unwrap().router());
     // The engine lets its file go once its last handle is gone (its tasks end just after).
     let mut html = String::new();
     eventually("the page says no engine has the file open", async || {
@@ -1446,7 +1494,7 @@ async fn from_the_file_the_live_activity_page_ends_with_end_too() {
         .start(park, job("polled", 4), StartOptions::id("polled"))
         .await
         .unwrap();
-    let app = Dashboard::open(&path).unwrap().router();
+    let app = local(Dashboard::open(&path).unwrap().router());
     let mut events = Events::open(&app, "/live/activity?id=polled").await;
     let (event, _) = events.next().await.expect("a first event");
     assert_eq!(event, "html");
@@ -1968,4 +2016,96 @@ async fn live_pages_are_bounded_and_a_closed_one_frees_its_place() {
     drop(open.pop());
     let mut again = Events::open(&app, "/live/rows").await;
     assert_eq!(again.next().await.expect("a first event").0, "html");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_token_only_connections_from_this_machine_are_served() {
+    let engine = Engine::in_memory().await.unwrap();
+    // Served without connect info: it cannot tell, so it refuses, and says how to serve it.
+    let blind = Dashboard::new(&engine).router();
+    let a = send(&blind, get("/")).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert!(
+        a.body.contains("into_make_service_with_connect_info"),
+        "{}",
+        a.body
+    );
+    // A peer elsewhere, whatever Host it names.
+    let remote =
+        Dashboard::new(&engine)
+            .router()
+            .layer(MockConnectInfo(std::net::SocketAddr::from((
+                [10, 0, 0, 7],
+                5000,
+            ))));
+    let a = send(&remote, get("/")).await;
+    assert_eq!(a.status, StatusCode::FORBIDDEN);
+    assert!(
+        a.body.contains("only connections from this machine"),
+        "{}",
+        a.body
+    );
+    // A proxy on this machine forwarding someone else's request.
+    let app = router_of(&engine);
+    for header in ["forwarded", "x-forwarded-for", "x-real-ip"] {
+        let mut req = get("/");
+        req.headers_mut()
+            .insert(header, "for=203.0.113.9".parse().unwrap());
+        let a = send(&app, req).await;
+        assert_eq!(a.status, StatusCode::FORBIDDEN, "{header}");
+        assert!(a.body.contains("a proxy forwards"), "{}", a.body);
+    }
+    assert_eq!(send(&app, get("/")).await.status, StatusCode::OK);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_list_s_live_updates_carry_its_pager() {
+    let engine = Engine::in_memory().await.unwrap();
+    let client = engine.client();
+    let app = router_of(&engine);
+    let mut events = Events::open(&app, "/live/rows").await;
+    assert_eq!(events.next_any().await.unwrap().0, "html");
+    let (event, data) = events.next_any().await.unwrap();
+    assert_eq!(event, "part");
+    assert_eq!(data, "pager\n", "no older page yet");
+    // A page's worth more: the older link appears, after the last row shown.
+    for i in 0..51 {
+        client
+            .start(
+                import_batch,
+                job("p", 1),
+                StartOptions::id(format!("p-{i:02}")),
+            )
+            .await
+            .unwrap();
+    }
+    loop {
+        let (event, data) = events.next_any().await.expect("an update");
+        if event == "part" && data.contains("id=\"older\"") {
+            assert!(data.starts_with("pager\n"), "{data}");
+            assert!(
+                data.contains("after_id=p-01"),
+                "the 50th newest is p-01: {data}"
+            );
+            break;
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_token_redirect_never_leaves_the_site() {
+    const TOKEN: &str = "redirect-token-0123456789";
+    let engine = Engine::in_memory().await.unwrap();
+    let app = Dashboard::new(&engine).token(TOKEN).unwrap().router();
+    for (uri, to) in [
+        (format!("//evil.example/x?token={TOKEN}"), "/evil.example/x"),
+        (
+            format!("/\\evil.example?token={TOKEN}&a=1"),
+            "/evil.example?a=1",
+        ),
+    ] {
+        let a = send(&app, get(&uri)).await;
+        assert_eq!(a.status, StatusCode::SEE_OTHER, "{uri}");
+        assert_eq!(a.location(), to, "{uri}");
+    }
 }

@@ -31,22 +31,73 @@ fn loopback_host(host: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
-fn token_given(headers: &HeaderMap) -> Option<&str> {
+/// Whether a request carries `token`, as `Authorization: Bearer` or in the cookie (either
+/// matching is enough).
+fn token_given(headers: &HeaderMap, token: &str) -> bool {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "));
-    let cookie = || {
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|c| c.trim().split_once('='))
-            .find(|(name, _)| *name == COOKIE)
-            .map(|(_, value)| value)
-    };
-    bearer.or_else(cookie)
+    let mut cookies = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .filter(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value);
+    bearer.is_some_and(|b| same(b.as_bytes(), token.as_bytes()))
+        || cookies.any(|c| same(c.as_bytes(), token.as_bytes()))
+}
+
+/// Why a request without a token is not from this machine, if it is not: its peer (known when
+/// the server was given connect info), its Host, or a proxy's forwarding headers.
+fn not_local(req: &Request) -> Option<&'static str> {
+    use axum::extract::ConnectInfo;
+    use axum::extract::connect_info::MockConnectInfo;
+    type Addr = std::net::SocketAddr;
+    // What axum's `ConnectInfo` extractor reads (a test's mock, when there is no server).
+    let peer = req
+        .extensions()
+        .get::<ConnectInfo<Addr>>()
+        .map(|c| c.0.ip())
+        .or_else(|| {
+            req.extensions()
+                .get::<MockConnectInfo<Addr>>()
+                .map(|m| m.0.ip())
+        });
+    match peer {
+        None => {
+            return Some(
+                "this dashboard has no token, so it serves only connections from this machine, and cannot tell where this one comes from: serve its router with `into_make_service_with_connect_info::<SocketAddr>()` (Dashboard::serve does), or give it a token",
+            );
+        }
+        Some(ip) if !ip.is_loopback() => {
+            return Some(
+                "this dashboard has no token, so it serves only connections from this machine",
+            );
+        }
+        Some(_) => {}
+    }
+    let h = req.headers();
+    if ["forwarded", "x-forwarded-for", "x-real-ip"]
+        .iter()
+        .any(|name| h.contains_key(*name))
+    {
+        return Some(
+            "this dashboard has no token, so it does not serve requests a proxy forwards: give it a token",
+        );
+    }
+    let host = h
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if !loopback_host(host) {
+        return Some(
+            "this dashboard has no token, so it answers only at localhost, 127.0.0.1 or [::1]",
+        );
+    }
+    None
 }
 
 fn refuse(status: StatusCode, message: &str) -> Response {
@@ -58,9 +109,9 @@ fn refuse(status: StatusCode, message: &str) -> Response {
         .into_response()
 }
 
-/// Lets a request in, or answers it: 401 without the token, 403 for a host that is not
-/// loopback when no token is set; a `?token=` that matches is kept in a cookie and taken out
-/// of the address.
+/// Lets a request in, or answers it: 401 without the token; with no token set, 403 for a
+/// request that is not from this machine (its peer, its Host, a proxy's headers). A `?token=`
+/// that matches is kept in a cookie and taken out of the address.
 pub(super) async fn admit(State(shared): State<Arc<Shared>>, req: Request, next: Next) -> Response {
     let response = match &shared.token {
         Some(token) => {
@@ -72,58 +123,56 @@ pub(super) async fn admit(State(shared): State<Arc<Shared>>, req: Request, next:
                 if !same(given.as_bytes(), token.as_bytes()) {
                     return with_headers(refuse(StatusCode::UNAUTHORIZED, "wrong dashboard token"));
                 }
-                // Keep it in a cookie, and take it out of the address (and the history).
-                let rest: String = form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs(
-                        form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k != "token"),
-                    )
-                    .finish();
-                // The whole path: nested in an app, the router sees its own part only.
-                let path = req
-                    .extensions()
-                    .get::<axum::extract::OriginalUri>()
-                    .map_or(req.uri().path(), |u| u.0.path());
-                let to = if rest.is_empty() {
-                    path.to_owned()
-                } else {
-                    format!("{path}?{rest}")
-                };
-                let cookie = format!("{COOKIE}={token}; Path=/; HttpOnly; SameSite=Lax");
-                let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response();
-                if let Ok(v) = HeaderValue::from_str(&cookie) {
-                    r.headers_mut().insert(header::SET_COOKIE, v);
-                }
-                return with_headers(r);
+                return with_headers(keep_token(&req, query, token));
             }
-            match token_given(req.headers()) {
-                Some(given) if same(given.as_bytes(), token.as_bytes()) => next.run(req).await,
-                _ => refuse(
-                    StatusCode::UNAUTHORIZED,
-                    "this dashboard needs its token: open it with ?token=<token>, or send Authorization: Bearer <token>",
-                ),
-            }
-        }
-        None => {
-            let host = req
-                .headers()
-                .get(header::HOST)
-                .and_then(|h| h.to_str().ok())
-                .unwrap_or("");
-            if loopback_host(host) {
+            if token_given(req.headers(), token) {
                 next.run(req).await
             } else {
-                tracing::warn!(
-                    host,
-                    "dashboard: refused a request for a host that is not loopback"
-                );
                 refuse(
-                    StatusCode::FORBIDDEN,
-                    "this dashboard has no token, so it answers only at localhost, 127.0.0.1 or [::1]",
+                    StatusCode::UNAUTHORIZED,
+                    "this dashboard needs its token: open it with ?token=<token>, or send Authorization: Bearer <token>",
                 )
             }
         }
+        None => match not_local(&req) {
+            None => next.run(req).await,
+            Some(why) => {
+                tracing::warn!("dashboard: refused a request that is not from this machine");
+                refuse(StatusCode::FORBIDDEN, why)
+            }
+        },
     };
     with_headers(response)
+}
+
+/// The answer to a right `?token=`: the same address without it, and the token in a cookie for
+/// the dashboard's path.
+fn keep_token(req: &Request, query: &str, token: &str) -> Response {
+    let rest: String = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form_urlencoded::parse(query.as_bytes()).filter(|(k, _)| k != "token"))
+        .finish();
+    // The whole path: nested in an app, the router sees its own part only. One leading slash:
+    // `//host/x` would send the browser to another site.
+    let path = req
+        .extensions()
+        .get::<axum::extract::OriginalUri>()
+        .map_or(req.uri().path(), |u| u.0.path());
+    let path = format!("/{}", path.trim_start_matches(['/', '\\']));
+    let to = if rest.is_empty() {
+        path
+    } else {
+        format!("{path}?{rest}")
+    };
+    let mount = req
+        .extensions()
+        .get::<axum::extract::NestedPath>()
+        .map_or("/", |n| n.as_str());
+    let cookie = format!("{COOKIE}={token}; Path={mount}; HttpOnly; SameSite=Lax");
+    let mut r = (StatusCode::SEE_OTHER, [(header::LOCATION, to)]).into_response();
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        r.headers_mut().insert(header::SET_COOKIE, v);
+    }
+    r
 }
 
 /// The headers every answer carries.

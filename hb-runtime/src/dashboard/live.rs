@@ -75,38 +75,70 @@ fn end_event() -> Result<Event, Infallible> {
     Ok(Event::default().event("end").data("end"))
 }
 
-/// The rows of a list page, every [`TICK`], when they changed.
+/// A `part` event: the new HTML of the element with id `target`, on the line after its id.
+fn part_event(target: &str, html: &str) -> Result<Event, Infallible> {
+    Ok(Event::default()
+        .event("part")
+        .data(format!("{target}\n{html}")))
+}
+
+/// The rows of a list page, every [`TICK`], when they changed: an `html` event with the rows,
+/// then a `part` event with the pager (its older link follows the last row shown).
 pub(super) fn rows(
     shared: Arc<Shared>,
     params: ListParams,
+    base: String,
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
     let stop = shared.stop.clone();
-    let state = (shared, params, Rates::default(), String::new(), tick);
+    let state = (
+        shared,
+        (params, base),
+        Rates::default(),
+        String::new(),
+        tick,
+    );
     futures_util::stream::unfold(
         state,
-        |(shared, params, mut rates, mut last, mut tick)| async move {
+        |(shared, which, mut rates, mut last, mut tick)| async move {
+            let (params, base) = &which;
             loop {
                 tick.tick().await;
-                let html = match shared.source.page(super::page_query(&params, PAGE)).await {
-                    Ok(rows) => {
+                let (rows, pager) = match shared
+                    .source
+                    .page(super::page_query(params, PAGE + 1))
+                    .await
+                {
+                    Ok(mut rows) => {
+                        let more = rows.len() > PAGE;
+                        rows.truncate(PAGE);
                         rates.observe(&rows, Instant::now());
-                        pages::list_rows(&rows, Some(&rates), SystemTime::now()).into_string()
+                        let now = SystemTime::now();
+                        let next = pages::next_cursor(&rows, more);
+                        (
+                            pages::list_rows(&rows, Some(&rates), now).into_string(),
+                            pages::pager(base, params, next).into_string(),
+                        )
                     }
                     Err(e) => {
                         tracing::warn!(error = %e, "dashboard: reading the list failed");
                         continue;
                     }
                 };
-                if html != last {
-                    last.clone_from(&html);
-                    let event = Ok(Event::default().event("html").data(html));
-                    return Some((event, (shared, params, rates, last, tick)));
+                let both = format!("{rows}\n{pager}");
+                if both != last {
+                    last = both;
+                    let events = vec![
+                        Ok(Event::default().event("html").data(rows)),
+                        part_event("pager", &pager),
+                    ];
+                    return Some((events, (shared, which, rates, last, tick)));
                 }
             }
         },
     )
+    .flat_map(futures_util::stream::iter)
     .take_until(stop.cancelled_owned())
 }
 
@@ -119,6 +151,9 @@ enum Phase {
     Done,
 }
 
+/// A wait for the next change of an activity, armed when made.
+type Armed = Option<std::pin::Pin<Box<tokio::sync::futures::OwnedNotified>>>;
+
 /// One activity's live part: at once, on each change (at most every [`MIN_GAP`]), and every
 /// [`TICK`]; then `end` once it closed or is gone.
 pub(super) fn activity(
@@ -128,40 +163,49 @@ pub(super) fn activity(
 ) -> impl Stream<Item = Result<Event, Infallible>> + Send + 'static {
     let stop = shared.stop.clone();
     let signal = shared.source.signal(&id);
-    let state = (shared, (id, base), signal, String::new(), Phase::Going);
+    // Armed before each read, so a change during the read is not missed.
+    let arm = |signal: &Option<crate::backend::ChangeSignal>| -> Armed {
+        signal.as_ref().map(|s| {
+            let mut n = Box::pin(s.notify.clone().notified_owned());
+            n.as_mut().enable();
+            n
+        })
+    };
+    let state = (
+        shared,
+        (id, base),
+        signal,
+        None::<Armed>,
+        String::new(),
+        Phase::Going,
+    );
     futures_util::stream::unfold(
         state,
-        |(shared, which, signal, mut last, phase)| async move {
+        move |(shared, which, signal, mut armed, mut last, phase)| async move {
             let (id, base) = &which;
             match phase {
                 Phase::Done => return None,
                 Phase::Ending => {
-                    return Some((end_event(), (shared, which, None, last, Phase::Done)));
+                    let done = (shared, which, None, None, last, Phase::Done);
+                    return Some((end_event(), done));
                 }
                 Phase::Going => {}
             }
-            let mut first = last.is_empty();
             loop {
-                if !first {
-                    // Armed before the read, so a change during it is not missed.
-                    let changed = signal.as_ref().map(|s| {
-                        let mut n = Box::pin(s.notify.clone().notified_owned());
-                        n.as_mut().enable();
-                        n
-                    });
+                // The first read at once; then after a change, or a tick.
+                if let Some(waiting) = armed.take() {
                     tokio::time::sleep(MIN_GAP).await;
-                    match changed {
+                    match waiting {
                         Some(n) => {
                             let _ = tokio::time::timeout(TICK.saturating_sub(MIN_GAP), n).await;
                         }
                         None => tokio::time::sleep(TICK.saturating_sub(MIN_GAP)).await,
                     }
                 }
-                first = false;
-                let (html, phase) = match shared.source.describe(id).await {
-                    Ok(Some((d, input))) => {
-                        let html = pages::activity_live(&d, input.as_ref(), SystemTime::now())
-                            .into_string();
+                armed = Some(arm(&signal));
+                let (html, phase) = match shared.source.describe(id, false).await {
+                    Ok(Some((d, _))) => {
+                        let html = pages::activity_live(&d, SystemTime::now()).into_string();
                         let phase = if d.status.is_closed() {
                             Phase::Ending
                         } else {
@@ -183,7 +227,7 @@ pub(super) fn activity(
                 }
                 last.clone_from(&html);
                 let event = Ok(Event::default().event("html").data(html));
-                return Some((event, (shared, which, signal, last, phase)));
+                return Some((event, (shared, which, signal, armed, last, phase)));
             }
         },
     )

@@ -12,10 +12,12 @@
 //!   does). It reads the file as `hb ls` does; its actions are queued in the file, as
 //!   `hb cancel` queues them, for the engine to apply.
 //!
-//! Security: with no token it answers only requests addressed to a loopback host
-//! (`localhost`, `127.0.0.1`, `[::1]`: a page of another site cannot reach it through DNS
-//! rebinding), and [`serve`](Dashboard::serve) listens only on a loopback address. Anything
-//! else needs a [`token`](Dashboard::token): given once as `?token=` (kept in a cookie), or as
+//! Security: with no token it serves only connections from this machine (a loopback peer),
+//! addressed to a loopback host (`localhost`, `127.0.0.1`, `[::1]`: a page of another site
+//! cannot reach it through DNS rebinding), and not forwarded by a proxy;
+//! [`serve`](Dashboard::serve) listens only on a loopback address. Any user of the machine can
+//! open it then, as any can reach its loopback ports. Anything else needs a
+//! [`token`](Dashboard::token): given once as `?token=` (kept in a cookie), or as
 //! `Authorization: Bearer`. Actions are POSTs that carry a secret of the page and are refused
 //! from other origins; pages forbid framing and scripts from elsewhere.
 //!
@@ -29,10 +31,10 @@
 //! let serving = Dashboard::new(&engine).serve("127.0.0.1:8080".parse()?).await?;
 //! println!("dashboard: {}", serving.url());
 //!
-//! // Or in your own app, under /hb:
+//! // Or in your own app, under /hb (with no token, it needs to know each peer's address):
 //! let app = axum::Router::new().nest("/hb", Dashboard::new(&engine).router());
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8081").await?;
-//! axum::serve(listener, app).await?;
+//! axum::serve(listener, app.into_make_service_with_connect_info::<std::net::SocketAddr>()).await?;
 //! # Ok(()) }
 //! ```
 
@@ -74,8 +76,8 @@ pub enum DashboardError {
         /// Its length.
         len: usize,
     },
-    /// A token with characters a cookie or a header cannot carry.
-    #[error("a dashboard token may hold only printable ASCII characters other than ; , \" and \\")]
+    /// A token with characters an address, a cookie or a header cannot carry as they are.
+    #[error("a dashboard token may hold only ASCII letters, digits, and - . _ ~")]
     TokenCharacters,
     /// The address could not be listened on.
     #[error("cannot listen on {addr}: {source}")]
@@ -179,9 +181,13 @@ impl Dashboard {
         }
     }
 
-    /// The dashboard of `engine`, in its own process.
+    /// The dashboard of `engine`, in its own process. It holds the engine (as its clients do)
+    /// until it is dropped; its live pages end when the engine shuts down.
     pub fn new(engine: &Engine) -> Dashboard {
-        Dashboard::with(Source::Engine(engine.client()))
+        let client = engine.client();
+        let mut dashboard = Dashboard::with(Source::Engine(client.clone()));
+        dashboard.shared.stop = client.engine_stopped();
+        dashboard
     }
 
     /// The dashboard of the engine file at `path`, which an engine in another process may have
@@ -200,15 +206,16 @@ impl Dashboard {
     ///
     /// # Errors
     /// [`DashboardError::WeakToken`] below [`MIN_TOKEN_LEN`] characters;
-    /// [`DashboardError::TokenCharacters`] for spaces, controls, non-ASCII, `;`, `,`, `"` or
-    /// `\`.
+    /// [`DashboardError::TokenCharacters`] for anything but ASCII letters, digits, `-`, `.`,
+    /// `_` and `~`.
     pub fn token(mut self, token: impl Into<String>) -> Result<Dashboard, DashboardError> {
         let token = token.into();
         let len = token.chars().count();
         if len < MIN_TOKEN_LEN {
             return Err(DashboardError::WeakToken { len });
         }
-        let carried = |c: char| c.is_ascii_graphic() && !matches!(c, ';' | ',' | '"' | '\\');
+        // What an address, a cookie and a header all carry as it is.
+        let carried = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_' | '~');
         if !token.chars().all(carried) {
             return Err(DashboardError::TokenCharacters);
         }
@@ -221,8 +228,21 @@ impl Dashboard {
         random_hex()
     }
 
-    /// Its pages as an axum router, to serve or to [`nest`](axum::Router::nest) in an app (its
-    /// links are relative, so it works under any path).
+    /// What ends its live pages. Their streams stay open as long as a browser shows them, so
+    /// an app that [nests](axum::Router::nest) the [`router`](Self::router) and shuts down
+    /// gracefully stops them first ([`serve`](Self::serve) does it itself; in the engine's own
+    /// process, they end when the engine shuts down).
+    pub fn live_stopper(&self) -> LiveStopper {
+        LiveStopper(self.shared.stop.clone())
+    }
+
+    /// Its pages as an axum router, to serve or to [`nest`](axum::Router::nest) in an app (it
+    /// works under any path).
+    ///
+    /// Without a [`token`](Self::token) it serves only connections from this machine, and
+    /// needs to know where each comes from: serve it with
+    /// [`into_make_service_with_connect_info::<SocketAddr>()`](axum::Router::into_make_service_with_connect_info)
+    /// (requests without that are refused with a message saying so).
     pub fn router(self) -> axum::Router {
         routes::router(Arc::new(self.shared))
     }
@@ -243,8 +263,9 @@ impl Dashboard {
         let stop = self.shared.stop.clone();
         let router = self.router();
         let until = stop.clone();
+        let app = router.into_make_service_with_connect_info::<SocketAddr>();
         let task = tokio::spawn(async move {
-            axum::serve(listener, router)
+            axum::serve(listener, app)
                 .with_graceful_shutdown(until.cancelled_owned())
                 .await
         });
@@ -277,13 +298,56 @@ impl Serving {
         format!("http://{}/", self.addr)
     }
 
-    /// Stops taking connections, ends the live streams, and waits for the server to stop.
+    /// Stops taking connections, ends the live streams, and waits for the requests under way,
+    /// at most [`SHUTDOWN_GRACE`]; then drops the connections left.
     ///
     /// # Errors
     /// The server's own I/O error, if it failed.
-    pub async fn shutdown(self) -> std::io::Result<()> {
+    pub async fn shutdown(mut self) -> std::io::Result<()> {
         self.stop.cancel();
-        self.task.await.map_err(std::io::Error::other)?
+        match tokio::time::timeout(SHUTDOWN_GRACE, &mut self.task).await {
+            Ok(done) => done.map_err(std::io::Error::other)?,
+            Err(_) => {
+                tracing::warn!(
+                    addr = %self.addr,
+                    "dashboard: connections still open after the grace period were dropped"
+                );
+                self.task.abort();
+                Ok(())
+            }
+        }
+    }
+}
+
+/// How long [`Serving::shutdown`] waits for the requests under way (a client that never
+/// finishes its request does not hold the server up longer).
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Ends the live pages of a dashboard: from [`Dashboard::live_stopper`].
+///
+/// ```no_run
+/// # use hb_runtime::dashboard::Dashboard;
+/// # async fn run(engine: hb_runtime::engine::Engine) -> std::io::Result<()> {
+/// let dashboard = Dashboard::new(&engine);
+/// let stopper = dashboard.live_stopper();
+/// let app = axum::Router::new().nest("/hb", dashboard.router());
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+/// let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+/// axum::serve(listener, app)
+///     .with_graceful_shutdown(async move {
+///         let _ = tokio::signal::ctrl_c().await;
+///         stopper.stop(); // or the open pages keep the server up
+///     })
+///     .await
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct LiveStopper(CancellationToken);
+
+impl LiveStopper {
+    /// Ends every live page's stream now (the pages stay; they stop updating).
+    pub fn stop(&self) {
+        self.0.cancel();
     }
 }
 

@@ -160,10 +160,7 @@ pub(super) fn list(
             }
         }
     };
-    let next = rows
-        .last()
-        .filter(|_| more)
-        .and_then(|d| Some((ms_of(d.scheduled_at?), d.id.as_str())));
+    let next = next_cursor(rows, more);
     html! {
         nav.tabs {
             (tab(None, total))
@@ -199,13 +196,26 @@ pub(super) fn list(
                 (list_rows(rows, None, now))
             }
         }
-        nav.pager {
-            @if params.cursor().is_some() {
-                a href=(list_href(base, &params.query(None))) { "← newest" }
-            }
-            @if let Some(after) = next {
-                a id="older" href=(list_href(base, &params.query(Some(after)))) { "older →" }
-            }
+        nav.pager id="pager" { (pager(base, params, next)) }
+    }
+}
+
+/// The cursor of the page after `rows` (the last row's time and id), when there is one.
+pub(super) fn next_cursor(rows: &[Description], more: bool) -> Option<(i64, &str)> {
+    rows.last()
+        .filter(|_| more)
+        .and_then(|d| Some((ms_of(d.scheduled_at?), d.id.as_str())))
+}
+
+/// The links to the newest page and to the next, older one (what the list's live updates
+/// replace with its rows: the older page starts after the last row shown).
+pub(super) fn pager(base: &str, params: &ListParams, next: Option<(i64, &str)>) -> Markup {
+    html! {
+        @if params.cursor().is_some() {
+            a href=(list_href(base, &params.query(None))) { "← newest" }
+        }
+        @if let Some(after) = next {
+            a id="older" href=(list_href(base, &params.query(Some(after)))) { "older →" }
         }
     }
 }
@@ -350,13 +360,16 @@ pub(super) fn activity(
             }
         }
         section id="live" data-live=(format!("live/{href}")) {
-            (activity_live(d, input, now))
+            (activity_live(d, now))
         }
+        // The input never changes: not in the live part.
+        h2 { "Input" }
+        (json(input))
     }
 }
 
 /// The part of an activity's page its live updates replace.
-pub(super) fn activity_live(d: &Description, input: Option<&Payload>, now: SystemTime) -> Markup {
+pub(super) fn activity_live(d: &Description, now: SystemTime) -> Markup {
     html! {
         div.summary {
             (badge(d.status))
@@ -379,8 +392,6 @@ pub(super) fn activity_live(d: &Description, input: Option<&Payload>, now: Syste
         (timeline(&d.attempts, now))
         h2 { "Checkpoint" }
         (checkpoint_json(d.details.as_ref()))
-        h2 { "Input" }
-        (json(input))
         @if d.status == ActivityStatus::Completed {
             h2 { "Output" }
             (json(d.output.as_ref()))
@@ -481,7 +492,10 @@ fn timeline(attempts: &[AttemptRecord], now: SystemTime) -> Markup {
 
 /// A checkpoint as the JSON of the user's value (hb's envelope taken off).
 fn checkpoint_json(p: Option<&Payload>) -> Markup {
-    match p.and_then(checkpoint::user_value) {
+    match p
+        .filter(|p| p.len() <= PAYLOAD_SHOWN)
+        .and_then(checkpoint::user_value)
+    {
         Some((value, _)) => pretty(&serde_json::to_string_pretty(&value).unwrap_or_default()),
         None => json(p),
     }
@@ -491,6 +505,14 @@ fn checkpoint_json(p: Option<&Payload>) -> Markup {
 fn json(p: Option<&Payload>) -> Markup {
     let text = match p {
         None => return html! { p.muted { "none" } },
+        // Not parsed to be shown in part: its first bytes, as they are.
+        Some(p) if p.len() > PAYLOAD_SHOWN => {
+            let shown = String::from_utf8_lossy(&p.data()[..PAYLOAD_SHOWN]);
+            return html! {
+                pre.json { (shown) }
+                p.muted { "… " (p.len() - PAYLOAD_SHOWN) " more bytes not shown" }
+            };
+        }
         Some(p) => match serde_json::from_slice::<serde_json::Value>(p.data()) {
             Ok(v) => serde_json::to_string_pretty(&v).unwrap_or_default(),
             Err(_) => format!(

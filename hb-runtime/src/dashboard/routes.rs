@@ -13,7 +13,7 @@ use axum::routing::{get, post};
 use maud::Markup;
 
 use super::pages::{self, ListParams, PAGE};
-use super::source::{Acted, Action};
+use super::source::{Acted, Action, Source};
 use super::{Shared, guard, live, page_query};
 
 pub(super) fn router(shared: Arc<Shared>) -> Router {
@@ -42,11 +42,14 @@ fn base(parts: &Parts) -> String {
 }
 
 fn page(shared: &Shared, parts: &Parts, status: StatusCode, title: &str, body: Markup) -> Response {
-    let banner = match shared.source.engine_running() {
-        Some(false) => Some(
+    let banner = match (&shared.source, shared.source.engine_running()) {
+        (_, true) => None,
+        (Source::Engine(_), false) => Some(
+            "The engine has shut down: what you see is as it was left, and actions are refused.",
+        ),
+        (Source::File { .. }, false) => Some(
             "No engine has this file open: what you see is as it was left, and actions wait for the next engine to open it.",
         ),
-        _ => None,
     };
     let html = pages::layout(&base(parts), title, &shared.source.label(), banner, body);
     (status, [(header::CACHE_CONTROL, "no-store")], html).into_response()
@@ -119,9 +122,10 @@ where
 
 async fn list_live(
     State(shared): State<Arc<Shared>>,
+    parts: Parts,
     Query(params): Query<ListParams>,
 ) -> Response {
-    stream(&shared, live::rows(shared.clone(), params))
+    stream(&shared, live::rows(shared.clone(), params, base(&parts)))
 }
 
 #[derive(serde::Deserialize)]
@@ -145,7 +149,7 @@ async fn activity(State(shared): State<Arc<Shared>>, parts: Parts) -> Response {
         (_, Some(_)) => Some("Requested: the engine applies it within a second."),
         _ => None,
     };
-    match shared.source.describe(&which.id).await {
+    match shared.source.describe(&which.id, true).await {
         Ok(Some((d, input))) => {
             let body = pages::activity(
                 &base(&parts),

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::backend::ChangeSignal;
-use crate::client::{ActivityClient, ClientError, Description, ResetOptions};
+use crate::client::{ActivityClient, ActivityStatus, ClientError, Description, ResetOptions};
 use crate::engine::{
     Client, EngineError, Inspector, PageQuery, request_cancel, request_pause, request_reset,
     request_unpause,
@@ -32,6 +32,18 @@ impl Action {
             "reset" => Action::Reset { clear_checkpoint },
             _ => return None,
         })
+    }
+
+    /// Why the action does not apply to an activity in `status` (the engine's rules), if it
+    /// does not.
+    pub(super) fn refused_in(self, status: ActivityStatus) -> Option<String> {
+        let applies = match self {
+            _ if status.is_closed() => false,
+            Action::Pause => status != ActivityStatus::Paused,
+            Action::Unpause => status == ActivityStatus::Paused,
+            Action::Cancel | Action::Reset { .. } => true,
+        };
+        (!applies).then(|| format!("it is {status}"))
     }
 
     pub(super) fn name(self) -> &'static str {
@@ -95,10 +107,12 @@ impl Source {
         }
     }
 
-    /// Activity `id` with its attempts and its input; `None` when there is no such activity.
+    /// Activity `id` with its attempts (and its input, when `with_input`); `None` when there is
+    /// no such activity.
     pub(super) async fn describe(
         &self,
         id: &str,
+        with_input: bool,
     ) -> Result<Option<(Description, Option<Payload>)>, String> {
         let owned = id.to_owned();
         let (d, row) = match self {
@@ -108,11 +122,16 @@ impl Source {
                     Err(ClientError::NotFound { .. }) => return Ok(None),
                     Err(e) => return Err(e.to_string()),
                 };
-                (d, c.row(id).await.map_err(|e| e.to_string())?)
+                let row = match with_input {
+                    true => c.row(id).await.map_err(|e| e.to_string())?,
+                    false => None,
+                };
+                (d, row)
             }
             Source::File { inspector, .. } => {
                 let found = Self::blocking(inspector, move |i| match i.get(&owned) {
-                    Ok(d) => Ok(Some((d, i.row(&owned)?))),
+                    Ok(d) if with_input => Ok(Some((d, i.row(&owned)?))),
+                    Ok(d) => Ok(Some((d, None))),
                     Err(EngineError::NotFound { .. }) => Ok(None),
                     Err(e) => Err(e),
                 })
@@ -141,6 +160,15 @@ impl Source {
                 done.map(|()| Acted::Done).map_err(|e| e.to_string())
             }
             Source::File { path, .. } => {
+                // As `hb cancel` and the others do: what does not apply is refused here, with
+                // why, instead of being queued for the engine to drop.
+                let status = match self.describe(id, false).await? {
+                    None => return Err(format!("no activity with id `{id}`")),
+                    Some((d, _)) => d.status,
+                };
+                if let Some(why) = action.refused_in(status) {
+                    return Err(why);
+                }
                 let (path, id) = (path.clone(), id.to_owned());
                 tokio::task::spawn_blocking(move || match action {
                     Action::Cancel => request_cancel(&path, &id),
@@ -166,11 +194,11 @@ impl Source {
         }
     }
 
-    /// For a file: whether an engine has it open (`None` in the engine's own process).
-    pub(super) fn engine_running(&self) -> Option<bool> {
+    /// Whether an engine has the file open.
+    pub(super) fn engine_running(&self) -> bool {
         match self {
-            Source::Engine(_) => None,
-            Source::File { inspector, .. } => Some(inspector.engine_running()),
+            Source::Engine(c) => !c.engine_closed(),
+            Source::File { inspector, .. } => inspector.engine_running(),
         }
     }
 

@@ -412,6 +412,18 @@ impl Client {
             .collect())
     }
 
+    /// A token cancelled when its engine shuts down (cancelling it does not stop the engine).
+    #[cfg(feature = "dashboard")]
+    pub(crate) fn engine_stopped(&self) -> tokio_util::sync::CancellationToken {
+        self.inner().stop.child_token()
+    }
+
+    /// Whether its engine has shut down.
+    #[cfg(feature = "dashboard")]
+    pub(crate) fn engine_closed(&self) -> bool {
+        self.inner().stop.is_cancelled()
+    }
+
     /// The file of its engine.
     #[cfg(feature = "dashboard")]
     pub(crate) fn engine_path(&self) -> &std::path::Path {

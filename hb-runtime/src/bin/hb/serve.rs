@@ -64,7 +64,10 @@ pub(crate) fn run(
         note(&format!("dashboard of {} (Ctrl-C to stop)", path.display()));
         print(&format!("{url}\n"))?;
         stopped().await;
-        serving.shutdown().await.map_err(Failure::Output)
+        serving
+            .shutdown()
+            .await
+            .map_err(|e| Failure::Usage(format!("the dashboard stopped with an error: {e}")))
     })
 }
 

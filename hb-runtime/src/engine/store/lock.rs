@@ -24,7 +24,19 @@ pub(crate) fn lock(db: &Path) -> Result<FileLock, EngineError> {
     use std::io::Write as _;
     let path = lock_path(db);
     let mut file = open_private(&path, false)?;
-    match file.try_lock() {
+    // A reader asking whether an engine runs (`is_locked`: `hb ls`, the dashboard) holds a
+    // shared lock for a moment: try again a few times before calling the file taken.
+    let mut tries = 0;
+    let taken = loop {
+        match file.try_lock() {
+            Err(std::fs::TryLockError::WouldBlock) if tries < 10 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            other => break other,
+        }
+    };
+    match taken {
         Ok(()) => {
             let _ = file.set_len(0);
             let _ = write!(file, "{}", std::process::id());
