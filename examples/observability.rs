@@ -1,7 +1,7 @@
 //! Watching hb run: activities on the embedded engine, its live web dashboard, and its metrics
 //! for Prometheus, served together.
 //!
-//! Run: `cargo run --example observability` and open the addresses it prints:
+//! Run: `cargo run --example observability --features dashboard` and open the addresses it prints:
 //!
 //! ```text
 //! dashboard: http://127.0.0.1:8080/
