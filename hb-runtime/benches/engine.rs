@@ -244,14 +244,9 @@ fn bench_dead_attempt(c: &mut Criterion) {
     );
 }
 
-/// Process CPU time (user + system) in nanoseconds.
-fn process_cpu_ns() -> u64 {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    let fields: Vec<&str> = stat.rsplit(") ").next().unwrap_or("").split(' ').collect();
-    let ticks: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0)
-        + fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
-    ticks * 10_000_000 // 100 Hz clock ticks
-}
+#[path = "support/cpu.rs"]
+mod cpu;
+use cpu::process_cpu_ns;
 
 /// CPU nanoseconds used so far by the threads named `names` (from `/proc/self/task/*/schedstat`).
 fn threads_cpu_ns(names: &[&str]) -> u64 {

@@ -1,5 +1,5 @@
 //! The live dashboard in a real browser: headless Chromium, driven through chromedriver
-//! (WebDriver, with `fantoccini`), against `hb serve` run as a process on the file of an engine
+//! (WebDriver: `support/webdriver.rs`), against `hb serve` run as a process on the file of an engine
 //! in this test process, as an operator would use it.
 //!
 //! What it checks:
@@ -39,7 +39,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use fantoccini::{Client, ClientBuilder, Locator};
+#[path = "support/webdriver.rs"]
+mod webdriver;
+
 use hb_runtime::client::{ActivityFailure, StartOptions};
 use hb_runtime::engine::{Engine, WorkerHandle};
 use hb_runtime::prelude::*;
@@ -376,7 +378,7 @@ impl Drop for Driver {
 
 /// A headless Chromium session, through its own chromedriver.
 struct Browser {
-    client: Client,
+    client: webdriver::WebDriver,
     // Dropped after the client: kills chromedriver and the browser.
     _driver: Driver,
 }
@@ -416,12 +418,12 @@ impl Browser {
             "timeouts".into(),
             json!({ "pageLoad": WAIT.as_secs() * 1000, "script": 10_000 }),
         );
-        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
         let client = tokio::time::timeout(
             WAIT,
-            ClientBuilder::new(connector)
-                .capabilities(caps)
-                .connect(&format!("http://127.0.0.1:{}", driver.port)),
+            webdriver::WebDriver::new_session(
+                &format!("http://127.0.0.1:{}", driver.port),
+                Value::Object(caps),
+            ),
         )
         .await
         .unwrap_or_else(|_| panic!("chromedriver did not start a browser session within {WAIT:?}"))
@@ -723,22 +725,13 @@ async fn the_cancel_button_cancels_a_running_activity() {
         })
         .await;
 
-    let button = browser
-        .client
-        .find(Locator::Css("#do-cancel"))
-        .await
-        .expect("the Cancel button");
     // The click opens the form's confirm(); the command may report the open dialog.
-    if let Err(e) = button.click().await {
+    if let Err(e) = browser.client.click("#do-cancel").await {
         eprintln!("clicking Cancel: {e} (a confirm() is expected to be open)");
     }
     let question = browser
         .until(SHOT, "the confirm() of the Cancel button", async || {
-            browser
-                .client
-                .get_alert_text()
-                .await
-                .map_err(|e| e.to_string())
+            browser.client.alert_text().await
         })
         .await;
     assert_eq!(question, "Cancel cancel-1?");
