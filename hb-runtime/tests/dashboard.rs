@@ -405,6 +405,21 @@ impl Events {
     }
 }
 
+/// A worker of `engine` running `park` (each attempt held until `go` gets a permit) and
+/// `flaky`.
+async fn parking_worker(engine: &Engine) -> (Arc<Semaphore>, hb_runtime::engine::WorkerHandle) {
+    let go = Arc::new(Semaphore::new(0));
+    let worker = engine
+        .worker()
+        .state(go.clone())
+        .register(park)
+        .register(flaky)
+        .spawn()
+        .await
+        .unwrap();
+    (go, worker)
+}
+
 /// A dashboard of `engine` in this process, as a router.
 fn router_of(engine: &Engine) -> Router {
     local(Dashboard::new(engine).router())
@@ -437,15 +452,7 @@ async fn status_of(engine: &Engine, id: &str) -> ActivityStatus {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_list_shows_each_activity_and_filters_by_state_type_and_id() {
     let engine = Engine::in_memory().await.unwrap();
-    let go = Arc::new(Semaphore::new(0));
-    let _w = engine
-        .worker()
-        .state(go.clone())
-        .register(park)
-        .register(flaky)
-        .spawn()
-        .await
-        .unwrap();
+    let (go, _w) = parking_worker(&engine).await;
     let client = engine.client();
     client
         .start(park, job("run", 10), StartOptions::id("run-one"))
@@ -918,14 +925,7 @@ async fn an_id_with_odd_characters_is_escaped_in_the_html_and_encoded_in_links()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_through_the_form_cancels_the_running_activity() {
     let engine = Engine::in_memory().await.unwrap();
-    let go = Arc::new(Semaphore::new(0));
-    let _w = engine
-        .worker()
-        .state(go.clone())
-        .register(park)
-        .spawn()
-        .await
-        .unwrap();
+    let (_go, _w) = parking_worker(&engine).await;
     let h = engine
         .client()
         .start(park, job("c", 4), StartOptions::id("to-cancel"))
@@ -1031,15 +1031,7 @@ async fn pause_unpause_and_reset_of_a_queued_activity_through_the_forms() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_action_that_does_not_apply_is_refused_with_409_and_the_reason() {
     let engine = Engine::in_memory().await.unwrap();
-    let go = Arc::new(Semaphore::new(0));
-    let _w = engine
-        .worker()
-        .state(go.clone())
-        .register(park)
-        .register(flaky)
-        .spawn()
-        .await
-        .unwrap();
+    let (go, _w) = parking_worker(&engine).await;
     let client = engine.client();
     client
         .start(park, job("r", 2), StartOptions::id("busy"))
@@ -1224,14 +1216,7 @@ async fn from_the_file_a_cancel_is_queued_and_the_engine_applies_it() {
     let dir = TempDir::new("file-cancel");
     let path = dir.join("hb.db");
     let engine = Engine::open(&path).await.unwrap();
-    let go = Arc::new(Semaphore::new(0));
-    let _w = engine
-        .worker()
-        .state(go.clone())
-        .register(park)
-        .spawn()
-        .await
-        .unwrap();
+    let (_go, _w) = parking_worker(&engine).await;
     let h = engine
         .client()
         .start(park, job("file", 6), StartOptions::id("far-away"))
@@ -1416,14 +1401,7 @@ async fn the_live_rows_come_as_a_first_html_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_activity_page_ends_with_end_once_the_activity_closed() {
     let engine = Engine::in_memory().await.unwrap();
-    let go = Arc::new(Semaphore::new(0));
-    let _w = engine
-        .worker()
-        .state(go.clone())
-        .register(park)
-        .spawn()
-        .await
-        .unwrap();
+    let (go, _w) = parking_worker(&engine).await;
     engine
         .client()
         .start(park, job("live", 8), StartOptions::id("watched"))
@@ -1481,14 +1459,7 @@ async fn from_the_file_the_live_activity_page_ends_with_end_too() {
     let dir = TempDir::new("file-live");
     let path = dir.join("hb.db");
     let engine = Engine::open(&path).await.unwrap();
-    let go = Arc::new(Semaphore::new(0));
-    let _w = engine
-        .worker()
-        .state(go.clone())
-        .register(park)
-        .spawn()
-        .await
-        .unwrap();
+    let (go, _w) = parking_worker(&engine).await;
     let h = engine
         .client()
         .start(park, job("polled", 4), StartOptions::id("polled"))

@@ -192,6 +192,57 @@ impl ActivityFailure {
             _ => None,
         }
     }
+
+    /// Its kind, as its JSON form's `failure` tag names it (`"application"`, `"timeout"`, ...),
+    /// without encoding it (and its details).
+    #[cfg_attr(not(feature = "dashboard"), allow(dead_code))]
+    pub(crate) fn kind(&self) -> &'static str {
+        match self {
+            ActivityFailure::Application { .. } => "application",
+            ActivityFailure::Timeout { .. } => "timeout",
+            ActivityFailure::Cancelled { .. } => "cancelled",
+            ActivityFailure::RetriesExhausted { .. } => "retries_exhausted",
+            ActivityFailure::Terminated => "terminated",
+            ActivityFailure::BadOutput { .. } => "bad_output",
+            ActivityFailure::Backend(_) => "backend",
+        }
+    }
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::*;
+
+    #[test]
+    fn the_kind_is_the_json_tag() {
+        let timeout = ActivityFailure::Timeout {
+            kind: TimeoutKind::Heartbeat,
+            last_details: None,
+        };
+        for f in [
+            ActivityFailure::Application {
+                error_type: "E".into(),
+                message: "m".into(),
+                non_retryable: false,
+                details: None,
+            },
+            timeout.clone(),
+            ActivityFailure::Cancelled { details: None },
+            ActivityFailure::RetriesExhausted {
+                attempts: 2,
+                last: Box::new(timeout),
+            },
+            ActivityFailure::Terminated,
+            ActivityFailure::BadOutput {
+                activity_type: "t".into(),
+                message: "m".into(),
+            },
+            ActivityFailure::Backend(ClientError::Closed),
+        ] {
+            let json = serde_json::to_value(&f).unwrap();
+            assert_eq!(json["failure"], f.kind(), "{f:?}");
+        }
+    }
 }
 
 impl From<ClientError> for ActivityFailure {

@@ -417,7 +417,7 @@ fn failure(f: &ActivityFailure) -> Markup {
                 }
             ),
         ),
-        other => (failure_kind(other), other.to_string()),
+        other => (other.kind().to_owned(), other.to_string()),
     };
     html! {
         p.failure {
@@ -426,13 +426,6 @@ fn failure(f: &ActivityFailure) -> Markup {
             @if text != kind { ": " (text) }
         }
     }
-}
-
-fn failure_kind(f: &ActivityFailure) -> String {
-    serde_json::to_value(f)
-        .ok()
-        .and_then(|v| v.get("failure").and_then(|k| k.as_str().map(str::to_owned)))
-        .unwrap_or_else(|| "failure".to_owned())
 }
 
 /// The attempts as bars on one time axis, then as a table.
