@@ -41,9 +41,7 @@ async fn count_primes(
             s.next += 1;
             if n.is_multiple_of(4096) {
                 ctx.checkpoint(&s)?;
-                if ctx.is_cancelled() {
-                    return Err(ActivityError::retryable("Cancelled", "stopped"));
-                }
+                ctx.check_cancelled()?;
             }
         }
         Ok(s.found)

@@ -200,6 +200,30 @@ impl ActivityContext {
         self.inner.cancel_reason()
     }
 
+    /// `Err(ActivityError::Cancelled)` once the attempt has been asked to stop, for a loop's
+    /// `?` (in a [`run_blocking`](Self::run_blocking) closure above all, which nothing else
+    /// interrupts).
+    ///
+    /// Return this, not an error of your own: the attempt then ends as cancelled, with its
+    /// reason, whether the body returns first or the runner sees the cancel first.
+    ///
+    /// # Errors
+    /// [`ActivityError::Cancelled`] with the [`cancel_reason`](Self::cancel_reason).
+    ///
+    /// ```
+    /// let ctx = hb_runtime::testing::detached_context::<u64>();
+    /// assert!(ctx.check_cancelled().is_ok());
+    /// ```
+    pub fn check_cancelled(&self) -> Result<(), ActivityError> {
+        match self.cancel_reason() {
+            None => Ok(()),
+            Some(reason) => Err(ActivityError::Cancelled {
+                reason,
+                details: None,
+            }),
+        }
+    }
+
     /// A token cancelled with the attempt, for your own `select!`s or child tasks.
     ///
     /// ```
@@ -245,7 +269,8 @@ impl ActivityContext {
     /// `f` gets a clone of the context, so it can [`checkpoint`](Self::checkpoint) and check
     /// [`is_cancelled`](Self::is_cancelled) from its loop. Heartbeats go on meanwhile: the pump
     /// runs on its own thread. A thread cannot be interrupted, so with `cancel = "abort"` the
-    /// attempt ends at once but `f` keeps running until it next checks `is_cancelled()`.
+    /// attempt ends at once but `f` keeps running until it next checks
+    /// [`check_cancelled`](Self::check_cancelled) or `is_cancelled()`.
     ///
     /// ```
     /// use hb_runtime::prelude::*;
@@ -258,7 +283,7 @@ impl ActivityContext {
     ///             acc = acc.wrapping_mul(31).wrapping_add(i);
     ///             if i % 1024 == 0 {
     ///                 ctx.checkpoint(&i)?;
-    ///                 if ctx.is_cancelled() { return Err(ActivityError::retryable("Stopped", "cancelled")); }
+    ///                 ctx.check_cancelled()?;
     ///             }
     ///         }
     ///         Ok(acc)

@@ -428,7 +428,8 @@ impl ActivityEnvironment {
     /// async fn crunch(ctx: ActivityContext, #[checkpoint] mut n: u64) -> Result<u64, ActivityError> {
     ///     ctx.run_blocking(move |ctx| {
     ///         let until = Instant::now() + Duration::from_secs(30);
-    ///         while Instant::now() < until && !ctx.is_cancelled() {
+    ///         while Instant::now() < until {
+    ///             ctx.check_cancelled()?; // the thread stops here, the attempt as Cancelled
     ///             n += 1;
     ///             ctx.checkpoint(&n)?;
     ///             std::thread::sleep(Duration::from_millis(1));

@@ -179,6 +179,44 @@ async fn a_pushed_cancel_reaches_the_blocking_closure() {
     assert_eq!(run.last_checkpoint.map(|c| c.rounds), Some(done.rounds));
 }
 
+/// Stops with `check_cancelled()?`: the body's own answer to a cancel is the cancellation.
+#[activity(heartbeat_timeout = "1s")]
+async fn crunch_until_cancelled(
+    ctx: ActivityContext,
+    #[checkpoint] mut c: Crunch,
+) -> Result<Crunch, ActivityError> {
+    ctx.run_blocking(move |ctx| {
+        loop {
+            ctx.check_cancelled()?;
+            round(&mut c);
+            ctx.checkpoint(&c)?;
+        }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closure_stopping_with_check_cancelled_ends_the_attempt_cancelled_whoever_sees_it_first()
+{
+    // The closure returns on the cancel while the runner may be waking to abort on it: the
+    // attempt ends as Cancelled either way. (A closure returning `Ok` on `is_cancelled()` ends
+    // it as completed when it wins; a doc example that did so failed in CI once.)
+    for run_no in 0..20 {
+        let run = ActivityEnvironment::new()
+            .production_pump()
+            .options(|o| o.heartbeat_timeout(Duration::from_millis(200)))
+            .cancel_after_heartbeats(1)
+            .run(crunch_until_cancelled, ())
+            .await;
+        match run.result.as_ref() {
+            Err(ActivityError::Cancelled { reason, .. }) => {
+                assert_eq!(*reason, CancelReason::Requested, "run {run_no}");
+            }
+            other => panic!("run {run_no}: expected Cancelled, got {other:?}"),
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cancel_from_a_heartbeat_reply_aborts_the_attempt_and_stops_the_closure() {
     let run = ActivityEnvironment::new()
