@@ -89,10 +89,12 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let dir = std::env::temp_dir().join(format!("hb-bench-dashboard-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    let engine = rt.block_on(Engine::open(dir.join("hb.db"))).unwrap();
+    // Removed when it drops, at the end of `main`.
+    let dir = tempfile::Builder::new()
+        .prefix("hb-bench-dashboard-")
+        .tempdir()
+        .unwrap();
+    let engine = rt.block_on(Engine::open(dir.path().join("hb.db"))).unwrap();
     let (worker, handles) = rt.block_on(async {
         let worker = engine
             .worker()

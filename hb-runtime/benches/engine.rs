@@ -77,11 +77,12 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
-fn temp_file(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("hb-bench-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir.join("hb.db")
+/// A directory for one bench's engine file, removed when the guard drops.
+fn temp_dir(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("hb-bench-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 fn percentile(v: &mut [Duration], p: f64) -> Duration {
@@ -99,7 +100,8 @@ fn bench_throughput(c: &mut Criterion) {
 /// `name`: no-op activities end to end on an engine file, 1,024 callers at a time.
 fn throughput(c: &mut Criterion, name: &str) {
     let rt = runtime();
-    let engine = rt.block_on(Engine::open(temp_file(name))).unwrap();
+    let dir = temp_dir(name);
+    let engine = rt.block_on(Engine::open(dir.path().join("hb.db"))).unwrap();
     let _worker = rt.block_on(async {
         engine
             .worker()
@@ -313,7 +315,8 @@ fn in_flight_cpu(c: &mut Criterion, name: &str) {
     const N: u64 = 10_000;
     let rt = runtime();
     let plain = plain_heap_per_task(&rt, N);
-    let engine = rt.block_on(Engine::open(temp_file(name))).unwrap();
+    let dir = temp_dir(name);
+    let engine = rt.block_on(Engine::open(dir.path().join("hb.db"))).unwrap();
     let worker = rt.block_on(async {
         engine
             .worker()
