@@ -114,6 +114,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .worker()
         .register(resize_images)
         .max_concurrent(6)
+        // Ctrl-C stops it within a second: the batches still running then are cancelled
+        // (a worker lets them finish for 10 s by default).
+        .shutdown_grace(Duration::from_millis(500))
         .spawn()
         .await?;
 
@@ -153,13 +156,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     });
 
+    // Until Ctrl-C (or the end of `--for`).
     match args.run_for {
-        Some(d) => tokio::time::sleep(d).await,
+        Some(d) => tokio::select! {
+            _ = tokio::time::sleep(d) => {}
+            c = tokio::signal::ctrl_c() => c?,
+        },
         None => tokio::signal::ctrl_c().await?,
     }
     producer.abort();
     server.abort();
     worker.shutdown().await;
     engine.close().await?;
+    // The engine file and its WAL were this run's only.
+    std::fs::remove_dir_all(&dir)?;
     Ok(())
 }

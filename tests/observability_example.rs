@@ -16,13 +16,35 @@ fn binary() -> PathBuf {
     example_build::example_binary("observability", "--features=dashboard")
 }
 
-/// The example; killed when dropped.
+/// The example; stopped with Ctrl-C (SIGINT) when dropped, as a user stops it, and killed if
+/// it has not exited 20 s later.
 struct Running(Child);
+
+impl Running {
+    /// Ctrl-C, then its exit status (`None`: it was still running 20 s later, and killed).
+    fn interrupt(&mut self) -> Option<std::process::ExitStatus> {
+        let sent = Command::new("kill")
+            .args(["-INT", &self.0.id().to_string()])
+            .status()
+            .is_ok_and(|s| s.success());
+        let t0 = Instant::now();
+        while sent && t0.elapsed() < Duration::from_secs(20) {
+            if let Ok(Some(status)) = self.0.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+        None
+    }
+}
 
 impl Drop for Running {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        if let Ok(None) = self.0.try_wait() {
+            self.interrupt();
+        }
     }
 }
 
@@ -65,7 +87,9 @@ fn it_prints_both_addresses_and_serves_the_dashboard_and_the_metrics() {
         .spawn()
         .expect("start the example");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let _running = Running(child);
+    // Where the example keeps its engine file.
+    let dir = std::env::temp_dir().join(format!("hb-observability-{}", child.id()));
+    let mut running = Running(child);
     let dashboard = lines.next().expect("a first line").unwrap();
     let metrics = lines.next().expect("a second line").unwrap();
     let dashboard = dashboard
@@ -95,6 +119,13 @@ fn it_prints_both_addresses_and_serves_the_dashboard_and_the_metrics() {
     ] {
         assert!(body.contains(line), "`{line}` in /metrics:\n{body}");
     }
+    assert!(dir.join("hb.db").exists(), "{} is not there", dir.display());
+
+    // Ctrl-C: it shuts its worker and engine down (cancelling the batches still running),
+    // removes its engine file, and exits 0.
+    let status = running.interrupt().expect("it exits within 20 s of Ctrl-C");
+    assert!(status.success(), "{status}");
+    assert!(!dir.exists(), "{} is still there", dir.display());
 }
 
 #[test]

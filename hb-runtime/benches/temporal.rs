@@ -235,8 +235,8 @@ fn main() {
         })
     });
     // ... and the embedded engine, the same way.
-    let dir = harness::TempDir::new("bench-engine");
-    let engine = rt.block_on(Engine::open(dir.0.join("hb.db"))).unwrap();
+    let dir = harness::temp_dir("bench-engine");
+    let engine = rt.block_on(Engine::open(dir.path().join("hb.db"))).unwrap();
     let engine_worker = rt.block_on(async {
         engine
             .worker()

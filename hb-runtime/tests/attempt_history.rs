@@ -2,7 +2,6 @@
 //! first, each with its times, how it ended, why, and the checkpoint it resumed from; the file
 //! keeps the newest 100 ended attempts of an activity, and they go when it is pruned.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use hb_runtime::client::{
@@ -11,11 +10,12 @@ use hb_runtime::client::{
 use hb_runtime::engine::{Engine, EngineOptions};
 use hb_runtime::prelude::*;
 
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hb-history-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh scratch directory for one test, removed when it drops (even if the test fails).
+fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("hb-history-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// Waits (up to 10 s) until `check` holds.
@@ -58,7 +58,7 @@ async fn three_ways(
 #[tokio::test]
 async fn each_attempt_is_listed_with_how_it_ended_and_where_it_resumed_from() {
     let dir = scratch("three");
-    let engine = Engine::open(dir.join("hb.db")).await.unwrap();
+    let engine = Engine::open(dir.path().join("hb.db")).await.unwrap();
     let go = std::sync::Arc::new(tokio::sync::Notify::new());
     let _w = engine
         .worker()
@@ -118,7 +118,7 @@ async fn each_attempt_is_listed_with_how_it_ended_and_where_it_resumed_from() {
     );
     assert!(d.attempts[2].ended_at.is_some());
     // The same from the file, as another process reads it (the CLI).
-    let stored = hb_runtime::engine::Inspector::open(dir.join("hb.db"))
+    let stored = hb_runtime::engine::Inspector::open(dir.path().join("hb.db"))
         .unwrap()
         .get("three")
         .unwrap();
@@ -211,7 +211,7 @@ async fn always_fails(ctx: ActivityContext) -> Result<(), ActivityError> {
 #[tokio::test]
 async fn the_file_keeps_the_newest_100_ended_attempts_and_prunes_them_with_the_activity() {
     let dir = scratch("bounded");
-    let path = dir.join("hb.db");
+    let path = dir.path().join("hb.db");
     let options = EngineOptions::default().retention(Duration::from_millis(200));
     let engine = Engine::open_with(&path, options).await.unwrap();
     let _w = engine
@@ -251,5 +251,4 @@ async fn the_file_keeps_the_newest_100_ended_attempts_and_prunes_them_with_the_a
     })
     .await;
     assert!(engine.client().describe("many").await.is_err());
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use hb_runtime::client::{ActivityFailure, ActivityStatus, StartOptions};
 use hb_runtime::engine::{Engine, Inspector, WorkerHandle};
 use hb_runtime::prelude::*;
+use tempfile::TempDir;
 
 #[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug, PartialEq)]
 struct Items {
@@ -57,36 +58,22 @@ async fn crunch(
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-/// A directory of its own, removed at the end of the test.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!("hb-cli-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-
-    /// The names in the directory, sorted.
-    fn names(&self) -> Vec<String> {
-        let mut names: Vec<String> = std::fs::read_dir(&self.0)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        names
-    }
+/// A directory of its own, removed when it drops (even if the test fails).
+fn temp_dir(name: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("hb-cli-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// The names in `dir`, sorted.
+fn file_names(dir: &TempDir) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
 }
 
 /// What one run of the tool did.
@@ -181,7 +168,7 @@ fn file_shows(path: &Path, id: &str, state: ActivityStatus, done: u64) -> bool {
 /// An engine on `dir/hb.db` with a worker, holding three activities: `done-1` completed (5/5),
 /// `fail-1` failed for good at item 4 of 10, `run-1` running, parked at item 3 of 10.
 async fn populated(dir: &TempDir) -> (PathBuf, Engine, WorkerHandle) {
-    let path = dir.join("hb.db");
+    let path = dir.path().join("hb.db");
     let engine = Engine::open(&path).await.unwrap();
     let worker = engine
         .worker()
@@ -295,7 +282,7 @@ fn closed_engine_file(path: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ls_lists_every_activity_with_its_state_attempt_and_progress() {
-    let dir = TempDir::new("ls");
+    let dir = temp_dir("ls");
     let (path, _engine, _worker) = populated(&dir).await;
     let run = hb_async(&path, &["ls"]).await;
     run.assert_ok();
@@ -325,7 +312,7 @@ async fn ls_lists_every_activity_with_its_state_attempt_and_progress() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ls_filters_by_state_and_limits() {
-    let dir = TempDir::new("ls-state");
+    let dir = temp_dir("ls-state");
     let (path, _engine, _worker) = populated(&dir).await;
 
     let running = hb_async(&path, &["ls", "--state", "running"]).await;
@@ -365,7 +352,7 @@ async fn ls_filters_by_state_and_limits() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_file_comes_from_hb_file_or_defaults_to_hb_db_here() {
-    let dir = TempDir::new("default-file");
+    let dir = temp_dir("default-file");
     let (path, _engine, _worker) = populated(&dir).await;
     let (env_run, cwd_run) = tokio::task::spawn_blocking(move || {
         let env_run = hb_with(None, &["ls"], |c| {
@@ -384,7 +371,7 @@ async fn the_file_comes_from_hb_file_or_defaults_to_hb_db_here() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn show_prints_every_field_the_failure_and_the_checkpoint() {
-    let dir = TempDir::new("show");
+    let dir = temp_dir("show");
     let (path, _engine, _worker) = populated(&dir).await;
 
     let failed = hb_async(&path, &["show", "fail-1"]).await;
@@ -450,7 +437,7 @@ async fn show_prints_every_field_the_failure_and_the_checkpoint() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watch_draws_one_frame_of_bars_when_stdout_is_not_a_terminal() {
-    let dir = TempDir::new("watch");
+    let dir = temp_dir("watch");
     let (path, _engine, _worker) = populated(&dir).await;
     for args in [
         &["watch", "--once"][..],
@@ -474,7 +461,7 @@ async fn watch_draws_one_frame_of_bars_when_stdout_is_not_a_terminal() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_reaches_a_running_attempt_of_the_engine_that_has_the_file() {
-    let dir = TempDir::new("cancel");
+    let dir = temp_dir("cancel");
     let (path, engine, _worker) = populated(&dir).await;
     let handle = engine.client().handle(crunch, "run-1");
     // A client already waiting for the result, as the activity's starter would be.
@@ -517,8 +504,8 @@ async fn cancel_reaches_a_running_attempt_of_the_engine_that_has_the_file() {
 
 #[test]
 fn a_cancel_queued_without_an_engine_applies_when_one_opens_the_file() {
-    let dir = TempDir::new("cancel-later");
-    let path = dir.join("hb.db");
+    let dir = temp_dir("cancel-later");
+    let path = dir.path().join("hb.db");
     // Started, never run: no worker for it in that engine.
     with_engine_gone(&path, |p| {
         Box::pin(async move {
@@ -561,7 +548,7 @@ fn a_cancel_queued_without_an_engine_applies_when_one_opens_the_file() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pause_unpause_and_reset_reach_the_engine_that_has_the_file() {
-    let dir = TempDir::new("operate");
+    let dir = temp_dir("operate");
     let (path, engine, _worker) = populated(&dir).await;
     let client = engine.client();
 
@@ -640,8 +627,8 @@ async fn pause_unpause_and_reset_reach_the_engine_that_has_the_file() {
 
 #[test]
 fn a_pause_queued_without_an_engine_applies_when_one_opens_the_file() {
-    let dir = TempDir::new("pause-later");
-    let path = dir.join("hb.db");
+    let dir = temp_dir("pause-later");
+    let path = dir.path().join("hb.db");
     with_engine_gone(&path, |p| {
         Box::pin(async move {
             let engine = Engine::open(&p).await.unwrap();
@@ -699,7 +686,7 @@ fn a_pause_queued_without_an_engine_applies_when_one_opens_the_file() {
 /// SQLite's empty `-wal`/`-shm` companions of a WAL-mode file.
 fn refused_by_every_command(dir: &TempDir, path: &Path, expected: &str) {
     let before = std::fs::read(path).ok();
-    let names = dir.names();
+    let names = file_names(dir);
     for args in [
         &["ls"][..],
         &["ls", "--state", "running"],
@@ -725,11 +712,11 @@ fn refused_by_every_command(dir: &TempDir, path: &Path, expected: &str) {
             before,
             "hb {args:?} changed the file"
         );
-        let mut now = dir.names();
+        let mut now = file_names(dir);
         now.retain(|n| {
             let companion = n.ends_with("-wal") || n.ends_with("-shm");
             if companion && n.ends_with("-wal") {
-                let len = std::fs::metadata(dir.join(n)).unwrap().len();
+                let len = std::fs::metadata(dir.path().join(n)).unwrap().len();
                 assert_eq!(len, 0, "hb {args:?} wrote to the WAL");
             }
             !companion || names.contains(n)
@@ -740,8 +727,8 @@ fn refused_by_every_command(dir: &TempDir, path: &Path, expected: &str) {
 
 #[test]
 fn a_missing_file_is_not_created() {
-    let dir = TempDir::new("missing");
-    let path = dir.join("nothing-here.db");
+    let dir = temp_dir("missing");
+    let path = dir.path().join("nothing-here.db");
     refused_by_every_command(&dir, &path, "nothing-here.db does not exist");
     assert!(!path.exists());
     let run = hb(Some(&path), &["ls"]);
@@ -753,16 +740,16 @@ fn a_missing_file_is_not_created() {
 
 #[test]
 fn an_empty_file_is_refused() {
-    let dir = TempDir::new("empty");
-    let path = dir.join("hb.db");
+    let dir = temp_dir("empty");
+    let path = dir.path().join("hb.db");
     std::fs::write(&path, b"").unwrap();
     refused_by_every_command(&dir, &path, "not an hb engine file: an empty SQLite file");
 }
 
 #[test]
 fn a_foreign_sqlite_file_is_refused() {
-    let dir = TempDir::new("foreign");
-    let path = dir.join("notes.db");
+    let dir = temp_dir("foreign");
+    let path = dir.path().join("notes.db");
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch(
         "CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT); INSERT INTO notes (body) VALUES ('hi');",
@@ -778,16 +765,16 @@ fn a_foreign_sqlite_file_is_refused() {
 
 #[test]
 fn a_text_file_is_refused() {
-    let dir = TempDir::new("text");
-    let path = dir.join("hb.db");
+    let dir = temp_dir("text");
+    let path = dir.path().join("hb.db");
     std::fs::write(&path, "these are my notes, not a database\n".repeat(200)).unwrap();
     refused_by_every_command(&dir, &path, "is corrupt or not a database");
 }
 
 #[test]
 fn a_file_of_a_newer_schema_is_refused() {
-    let dir = TempDir::new("newer");
-    let path = dir.join("hb.db");
+    let dir = temp_dir("newer");
+    let path = dir.path().join("hb.db");
     closed_engine_file(&path);
     let conn = rusqlite::Connection::open(&path).unwrap();
     conn.execute_batch("PRAGMA user_version = 99").unwrap();
@@ -801,8 +788,8 @@ fn a_file_of_a_newer_schema_is_refused() {
 
 #[test]
 fn a_corrupt_file_is_refused() {
-    let dir = TempDir::new("corrupt");
-    let path = dir.join("hb.db");
+    let dir = temp_dir("corrupt");
+    let path = dir.path().join("hb.db");
     closed_engine_file(&path);
     // Keep the first page (header, schema) and garble every page after it.
     let mut bytes = std::fs::read(&path).unwrap();
@@ -817,8 +804,8 @@ fn a_corrupt_file_is_refused() {
 
 #[test]
 fn a_file_another_process_holds_exclusively_is_refused() {
-    let dir = TempDir::new("locked");
-    let path = dir.join("hb.db");
+    let dir = temp_dir("locked");
+    let path = dir.path().join("hb.db");
     closed_engine_file(&path);
     // A program (the sqlite3 shell, a backup tool) in the middle of writing the file, with a
     // rollback journal: readers have to wait for it, then give up.
@@ -854,8 +841,8 @@ fn a_file_another_process_holds_exclusively_is_refused() {
 
 #[test]
 fn odd_rows_are_shown_safely() {
-    let dir = TempDir::new("odd");
-    let path = dir.join("hb.db");
+    let dir = temp_dir("odd");
+    let path = dir.path().join("hb.db");
     closed_engine_file(&path);
     let conn = rusqlite::Connection::open(&path).unwrap();
     // An id with a terminal escape and a newline, a state from a newer hb, times far out of
@@ -922,8 +909,8 @@ fn odd_rows_are_shown_safely() {
 
 #[test]
 fn bad_arguments_are_usage_errors() {
-    let dir = TempDir::new("args");
-    let path = dir.join("hb.db");
+    let dir = temp_dir("args");
+    let path = dir.path().join("hb.db");
     for args in [
         &["ls", "--limit", "0"][..],
         &["ls", "--limit", "-3"],

@@ -23,7 +23,7 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use axum::Router;
 use axum::body::Body;
@@ -34,6 +34,7 @@ use hb_runtime::dashboard::{Dashboard, DashboardError};
 use hb_runtime::engine::Engine;
 use hb_runtime::prelude::*;
 use http_body_util::BodyExt;
+use tempfile::TempDir;
 use tokio::sync::Semaphore;
 use tower::ServiceExt;
 
@@ -130,32 +131,12 @@ async fn export_batch(_ctx: ActivityContext, _job: Job) -> Result<(), ActivityEr
 /// Every bounded wait of these tests.
 const WAIT: Duration = Duration::from_secs(10);
 
-/// A directory of its own, removed at the end of the test.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let dir = std::env::temp_dir().join(format!(
-            "hb-dashboard-{name}-{}-{nanos}",
-            std::process::id()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn join(&self, name: &str) -> std::path::PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A directory of its own, removed when it drops (even if the test fails).
+fn temp_dir(name: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("hb-dashboard-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// Waits (up to [`WAIT`]) until `check` holds.
@@ -671,8 +652,8 @@ async fn walk(app: &Router, first: &str) -> Vec<Vec<String>> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn paging_through_the_older_links_visits_every_activity_once_newest_first() {
-    let dir = TempDir::new("paging");
-    let path = dir.join("hb.db");
+    let dir = temp_dir("paging");
+    let path = dir.path().join("hb.db");
     let engine = Engine::open(&path).await.unwrap();
     let all = start_many(&engine, 120).await;
     // The order the pages must follow: scheduled time, then id, both descending.
@@ -765,8 +746,8 @@ async fn paging_through_the_older_links_visits_every_activity_once_newest_first(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_activity_page_shows_its_input_checkpoint_attempts_and_output() {
-    let dir = TempDir::new("activity-page");
-    let path = dir.join("hb.db");
+    let dir = temp_dir("activity-page");
+    let path = dir.path().join("hb.db");
     let engine = Engine::open(&path).await.unwrap();
     let _w = engine.worker().register(flaky).spawn().await.unwrap();
     let h = engine
@@ -1213,8 +1194,8 @@ async fn an_action_without_a_csrf_field_is_refused_with_403() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn from_the_file_a_cancel_is_queued_and_the_engine_applies_it() {
-    let dir = TempDir::new("file-cancel");
-    let path = dir.join("hb.db");
+    let dir = temp_dir("file-cancel");
+    let path = dir.path().join("hb.db");
     let engine = Engine::open(&path).await.unwrap();
     let (_go, _w) = parking_worker(&engine).await;
     let h = engine
@@ -1297,8 +1278,8 @@ async fn from_the_file_a_cancel_is_queued_and_the_engine_applies_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn from_a_file_no_engine_has_open_actions_wait_for_the_next_engine() {
-    let dir = TempDir::new("file-closed");
-    let path = dir.join("hb.db");
+    let dir = temp_dir("file-closed");
+    let path = dir.path().join("hb.db");
     {
         let engine = Engine::open(&path).await.unwrap();
         engine
@@ -1456,8 +1437,8 @@ async fn the_live_activity_page_ends_with_end_once_the_activity_closed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn from_the_file_the_live_activity_page_ends_with_end_too() {
-    let dir = TempDir::new("file-live");
-    let path = dir.join("hb.db");
+    let dir = temp_dir("file-live");
+    let path = dir.path().join("hb.db");
     let engine = Engine::open(&path).await.unwrap();
     let (go, _w) = parking_worker(&engine).await;
     let h = engine

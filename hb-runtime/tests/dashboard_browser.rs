@@ -46,6 +46,7 @@ use hb_runtime::client::{ActivityFailure, StartOptions};
 use hb_runtime::engine::{Engine, WorkerHandle};
 use hb_runtime::prelude::*;
 use serde_json::{Value, json};
+use tempfile::TempDir;
 
 // ---------------------------------------------------------------------------------------------
 // The activity the dashboard shows
@@ -115,26 +116,12 @@ const POLL: Duration = Duration::from_millis(100);
 /// many others share the machine's cores.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
-/// A directory of its own, removed at the end of the test.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("hb-browser-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-
-    fn join(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A directory of its own, removed when it drops (even if the test fails).
+fn temp_dir(name: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("hb-browser-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// A port nobody listens on now (the OS's pick).
@@ -178,7 +165,7 @@ fn screenshot_dir() -> PathBuf {
 
 /// An engine on `dir/hb.db` with a worker running [`process`].
 async fn engine(dir: &TempDir) -> (PathBuf, Engine, WorkerHandle) {
-    let path = dir.join("hb.db");
+    let path = dir.path().join("hb.db");
     let engine = Engine::open(&path).await.expect("opening the engine file");
     let worker = engine
         .worker()
@@ -202,7 +189,7 @@ impl Serve {
     /// Runs `hb serve --file file args...` (with `token` as `HB_DASHBOARD_TOKEN`) and waits,
     /// off the async threads, for the address it prints; its stderr goes to a file in `dir`.
     async fn start(dir: &TempDir, file: &Path, args: &[&str], token: Option<&str>) -> Serve {
-        let stderr = dir.join("hb-serve.stderr");
+        let stderr = dir.path().join("hb-serve.stderr");
         let file = file.to_path_buf();
         let args: Vec<String> = args.iter().map(|a| (*a).to_owned()).collect();
         let token = token.map(str::to_owned);
@@ -385,11 +372,11 @@ struct Browser {
 
 impl Browser {
     async fn start(dir: &TempDir) -> Browser {
-        let log = dir.join("chromedriver.log");
+        let log = dir.path().join("chromedriver.log");
         let driver = tokio::task::spawn_blocking(move || Driver::start(&log))
             .await
             .unwrap_or_else(|e| std::panic::resume_unwind(e.into_panic()));
-        let profile = dir.join("chromium-profile");
+        let profile = dir.path().join("chromium-profile");
         std::fs::create_dir_all(&profile).unwrap();
         let mut chrome = json!({
             "args": [
@@ -558,7 +545,7 @@ async fn a_running_activity_bar_advances_live_on_the_list_page() {
     const SHOT: &str = "1-list-running-bar.png";
     let _one_at_a_time = SERIAL.lock().await;
     let started = Instant::now();
-    let dir = TempDir::new("live");
+    let dir = temp_dir("live");
     let (path, engine, _worker) = engine(&dir).await;
     // 400 items, one every 40 ms: 16 s, longer than the test.
     engine
@@ -631,7 +618,7 @@ async fn an_activity_page_shows_the_failed_attempt_and_the_retry_that_completed_
     const SHOT: &str = "2-activity-history.png";
     let _one_at_a_time = SERIAL.lock().await;
     let started = Instant::now();
-    let dir = TempDir::new("history");
+    let dir = temp_dir("history");
     let (path, engine, _worker) = engine(&dir).await;
     // The first attempt fails at item 15 of 40; the retry resumes there 100 ms later.
     let job = Job {
@@ -701,7 +688,7 @@ async fn the_cancel_button_cancels_a_running_activity() {
     const SHOT: &str = "3-after-cancel.png";
     let _one_at_a_time = SERIAL.lock().await;
     let started = Instant::now();
-    let dir = TempDir::new("cancel");
+    let dir = temp_dir("cancel");
     let (path, engine, _worker) = engine(&dir).await;
     // 2000 items, one every 30 ms: a minute, far longer than the test.
     let handle = engine
@@ -783,7 +770,7 @@ async fn a_closed_activity_page_ends_its_live_stream() {
     const SHOT: &str = "5-closed-stream-ended.png";
     let _one_at_a_time = SERIAL.lock().await;
     let started = Instant::now();
-    let dir = TempDir::new("ended");
+    let dir = temp_dir("ended");
     let (path, engine, _worker) = engine(&dir).await;
     let done = engine
         .client()
@@ -829,7 +816,7 @@ async fn a_public_dashboard_refuses_a_browser_without_its_token() {
     const SHOT: &str = "4-token-refused.png";
     let _one_at_a_time = SERIAL.lock().await;
     let started = Instant::now();
-    let dir = TempDir::new("token");
+    let dir = temp_dir("token");
     let (path, engine, _worker) = engine(&dir).await;
     let done = engine
         .client()
@@ -961,7 +948,7 @@ fn serve_refused(file: &Path, args: &[&str], token: Option<&str>) -> (Option<i32
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_refuses_a_non_loopback_address_without_public_or_with_a_weak_token() {
-    let dir = TempDir::new("refuse");
+    let dir = temp_dir("refuse");
     let (path, engine, _worker) = engine(&dir).await;
     engine
         .client()

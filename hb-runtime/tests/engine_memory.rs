@@ -91,9 +91,11 @@ fn an_in_flight_activity_costs_under_1_kib_beyond_a_plain_task() {
         }
     });
 
-    let dir = std::env::temp_dir().join(format!("hb-engine-memory-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let engine = rt.block_on(Engine::open(dir.join("hb.db"))).unwrap();
+    let dir = tempfile::Builder::new()
+        .prefix("hb-engine-memory-")
+        .tempdir()
+        .unwrap();
+    let engine = rt.block_on(Engine::open(dir.path().join("hb.db"))).unwrap();
     let worker = rt.block_on(async {
         engine
             .worker()
@@ -155,7 +157,6 @@ fn an_in_flight_activity_costs_under_1_kib_beyond_a_plain_task() {
     wait_for("the pump to let go of every attempt", || {
         pump.stats().active == 0
     });
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Never registered with a worker here.

@@ -4,7 +4,7 @@
 //! the deadline queue after activities close.
 
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -167,9 +167,8 @@ static TOKEN: std::sync::Mutex<Option<hb_runtime::backend::TaskToken>> =
 
 #[tokio::test]
 async fn an_attempt_is_heartbeated_by_task_token_from_another_thread_and_process() {
-    let dir = std::env::temp_dir().join(format!("hb-semantics-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let path = dir.join("hb.db");
+    let dir = scratch("token");
+    let path = dir.path().join("hb.db");
     let engine = Engine::open(&path).await.unwrap();
     let _w = engine
         .worker()
@@ -233,7 +232,6 @@ async fn an_attempt_is_heartbeated_by_task_token_from_another_thread_and_process
     h.cancel().await.unwrap();
     let _ = h.result().await;
     drop(engine);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[activity(retry(max_attempts = 3, initial_interval = "20ms"))]
@@ -319,10 +317,9 @@ async fn an_attempt_that_fails_after_a_cancel_request_ends_the_activity_as_cance
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_write_that_does_not_fit_fails_alone() {
-    let dir = std::env::temp_dir().join(format!("hb-isolation-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = scratch("isolation");
     let engine = Engine::open_with(
-        dir.join("hb.db"),
+        dir.path().join("hb.db"),
         hb_runtime::engine::EngineOptions::default().max_file_size(512 * 1024),
     )
     .await
@@ -352,7 +349,6 @@ async fn a_write_that_does_not_fit_fails_alone() {
             .expect("a small start batched with the big one still succeeds");
     }
     drop(engine);
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// Attempt 1 saves 1, then stops checkpointing: its heartbeats stop (stall_timeout) and the
@@ -538,7 +534,7 @@ async fn a_timed_out_attempts_late_checkpoint_survives_a_reopen() {
     tracing::subscriber::set_global_default(tracing_subscriber::registry().with(HoldTimeout))
         .expect("no other test of this file installs a subscriber");
     let dir = scratch("late-reopen");
-    let path = dir.join("hb.db");
+    let path = dir.path().join("hb.db");
     let engine = Engine::open(&path).await.unwrap();
     let w = engine
         .worker()
@@ -580,7 +576,6 @@ async fn a_timed_out_attempts_late_checkpoint_survives_a_reopen() {
         .unwrap();
     assert_eq!(resumed_from, 2);
     drop((h, engine));
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// Decodes of [`Gated`] begun, and how many of them the test has let through.
@@ -716,7 +711,7 @@ async fn hands_out_its_token(
 #[tokio::test]
 async fn cancel_answers_only_once_the_request_is_stored() {
     let dir = scratch("stored-cancel");
-    let path = dir.join("hb.db");
+    let path = dir.path().join("hb.db");
     let engine = Engine::open(&path).await.unwrap();
     let (tx, mut tokens) = unbounded_channel();
     let _w = engine
@@ -758,7 +753,6 @@ async fn cancel_answers_only_once_the_request_is_stored() {
         Err(ActivityFailure::Cancelled { .. })
     ));
     drop((inspector, h, client, engine));
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 #[activity(
@@ -841,12 +835,12 @@ async fn eventually<T, F: Future<Output = Option<T>>>(
     }
 }
 
-/// A fresh scratch directory for one test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hb-semantics-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh scratch directory for one test, removed when it drops (even if the test fails).
+fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("hb-semantics-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// Opens `path` again once the engine dropped before has released it (its last attempt task
@@ -926,7 +920,7 @@ async fn state_is(h: &hb_runtime::client::Handle<saves_big_then_fails>, s: Activ
 #[tokio::test]
 async fn a_retry_interval_of_duration_max_waits_instead_of_overflowing() {
     let dir = scratch("max-interval");
-    let path = dir.join("hb.db");
+    let path = dir.path().join("hb.db");
     let engine = Engine::open(&path).await.unwrap();
     let _w = engine
         .worker()
@@ -974,7 +968,6 @@ async fn a_retry_interval_of_duration_max_waits_instead_of_overflowing() {
     );
     _w.shutdown().await;
     drop((h, engine));
-    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// Issue 9, failure 7: `cancel()` answers `Ok` only once the cancel is stored. On a full file
@@ -984,7 +977,7 @@ async fn a_retry_interval_of_duration_max_waits_instead_of_overflowing() {
 #[tokio::test]
 async fn a_cancel_that_cannot_be_stored_fails_instead_of_answering_ok() {
     let dir = scratch("full-cancel");
-    let path = dir.join("hb.db");
+    let path = dir.path().join("hb.db");
     let options = hb_runtime::engine::EngineOptions::default().max_file_size(2 << 20);
     let engine = Engine::open_with(&path, options).await.unwrap();
     let worker = engine
@@ -1035,5 +1028,4 @@ async fn a_cancel_that_cannot_be_stored_fails_instead_of_answering_ok() {
     let stored = Inspector::open(&path).unwrap().get("big").unwrap();
     assert_eq!(stored.status, ActivityStatus::BackingOff);
     drop((h, client, engine));
-    std::fs::remove_dir_all(&dir).ok();
 }

@@ -163,8 +163,11 @@ async fn token_v2(_ctx: ActivityContext, _input: ()) -> Result<String, ActivityE
 #[tokio::test]
 async fn the_engine_stores_and_returns_decode_failures_without_values() {
     support::logs();
-    let dir = tempdir();
-    let path = dir.join("hb.db");
+    let dir = tempfile::Builder::new()
+        .prefix("hb-redaction-")
+        .tempdir()
+        .unwrap();
+    let path = dir.path().join("hb.db");
     let engine = Engine::open(&path).await.unwrap();
     let worker = engine
         .worker()
@@ -250,20 +253,6 @@ async fn the_engine_stores_and_returns_decode_failures_without_values() {
     assert!(warned, "the engine warns about the options it cannot read");
     assert_no_secret_logged();
     drop(engine);
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-fn tempdir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "hb-redaction-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
 }
 
 #[test]

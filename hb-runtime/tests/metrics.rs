@@ -4,7 +4,6 @@
 //! Each test runs its own activity types, so the tests of this file (one process, one
 //! recorder) tell their series apart by the `activity_type` label.
 
-use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::Duration;
 
@@ -63,12 +62,12 @@ async fn scrape_until(what: &str, check: impl Fn(&str) -> bool) -> String {
     }
 }
 
-/// A fresh scratch directory for one test.
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("hb-metrics-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh scratch directory for one test, removed when it drops (even if the test fails).
+fn scratch(name: &str) -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("hb-metrics-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// Stores three checkpoints (flushed: each a heartbeat); its first attempt then fails.
@@ -91,7 +90,7 @@ async fn flaky_copy(ctx: ActivityContext, #[checkpoint] n: u64) -> Result<u64, A
 async fn a_retried_activity_counts_its_attempts_failures_heartbeats_and_latencies() {
     prometheus();
     let dir = scratch("retried");
-    let engine = Engine::open(dir.join("hb.db")).await.unwrap();
+    let engine = Engine::open(dir.path().join("hb.db")).await.unwrap();
     let _w = engine.worker().register(flaky_copy).spawn().await.unwrap();
     let h = engine
         .client()
@@ -165,7 +164,6 @@ async fn a_retried_activity_counts_its_attempts_failures_heartbeats_and_latencie
     let commits = sample(&scrape, &format!("{}_count", m::ENGINE_COMMIT_LATENCY), &[]);
     assert!(commits.unwrap() >= 1.0, "{commits:?}");
     engine.close().await.unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Flushes one checkpoint and waits for its cancel.

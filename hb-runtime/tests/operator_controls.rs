@@ -4,7 +4,6 @@
 //! reset starts it again at attempt 1, from the checkpoint or from scratch; refusals name the
 //! status; and all of it is stored: a paused activity stays paused across a reopen.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use hb_runtime::client::{
@@ -12,6 +11,7 @@ use hb_runtime::client::{
 };
 use hb_runtime::engine::{Engine, request_unpause};
 use hb_runtime::prelude::*;
+use tempfile::TempDir;
 use tokio::sync::mpsc::{UnboundedReceiver, UnboundedSender, unbounded_channel};
 
 #[derive(Checkpoint, Serialize, Deserialize, Default, Clone, Debug, PartialEq)]
@@ -273,34 +273,18 @@ async fn a_paused_activity_is_cancelled_by_a_cancel_and_a_reset_may_keep_it_paus
     ));
 }
 
-/// A directory of its own, removed at the end of the test.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let dir = std::env::temp_dir().join(format!(
-            "hb-operator-{name}-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A directory of its own, removed when it drops (even if the test fails).
+fn temp_dir(name: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("hb-operator-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pause_is_stored_a_reopened_file_holds_it_paused_until_another_process_unpauses_it() {
-    let dir = TempDir::new("durable");
-    let path = dir.0.join("hb.db");
+    let dir = temp_dir("durable");
+    let path = dir.path().join("hb.db");
     {
         let engine = Engine::open(&path).await.unwrap();
         let (tx, mut rx) = unbounded_channel();

@@ -105,7 +105,7 @@ impl Bench {
         let (engine, file, temporal) = match kind {
             Kind::InMemory => (Some(Engine::in_memory().await.unwrap()), None, None),
             Kind::File => {
-                let path = env.dir.0.join(format!("{tag}.db"));
+                let path = env.dir.path().join(format!("{tag}.db"));
                 (Some(Engine::open(&path).await.unwrap()), Some(path), None)
             }
             Kind::Temporal => {

@@ -108,7 +108,7 @@ fn main() {
         .then(|| harness::Server::start(&harness::venv()));
     let env = Arc::new(Env {
         server,
-        dir: harness::TempDir::new("conformance"),
+        dir: harness::temp_dir("conformance"),
     });
     println!(
         "running {} scenario runs (ready in {:.1} s)",

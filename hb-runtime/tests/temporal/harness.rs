@@ -6,6 +6,7 @@ use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
+pub use tempfile::TempDir;
 
 /// The workspace's top directory (this file serves hb-runtime's tests and the workspace's).
 fn workspace() -> PathBuf {
@@ -90,14 +91,14 @@ pub struct Server {
 
 impl Server {
     pub fn start(venv: &Path) -> Server {
-        let dir = TempDir::new("server");
+        let dir = temp_dir("server");
         let port = free_port();
         let ui = free_port();
         let child = Command::new(venv.join("bin").join("temporal"))
             .args(["server", "start-dev", "--headless", "--ip", "127.0.0.1"])
             .args(["--port", &port.to_string(), "--ui-port", &ui.to_string()])
             .arg("--db-filename")
-            .arg(dir.0.join("temporal.db"))
+            .arg(dir.path().join("temporal.db"))
             .args(["--log-level", "error"])
             // Long polls return empty after 5 s instead of a minute, so a worker sees a
             // deleted namespace at its next poll within seconds (the tests of a worker
@@ -160,28 +161,12 @@ impl Drop for Server {
     }
 }
 
-/// A directory removed when dropped.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(what: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "hb-temporal-{what}-{}-{}",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
+/// A directory of its own, removed when it drops (even if the test fails).
+pub fn temp_dir(name: &str) -> TempDir {
+    tempfile::Builder::new()
+        .prefix(&format!("hb-temporal-{name}-"))
+        .tempdir()
+        .unwrap()
 }
 
 /// Runs the Python caller (`caller.py`) with `args` and returns the JSON line it printed.

@@ -17,7 +17,7 @@ pub struct Violation {
     /// `result-of-open-activity`, `cancel-not-durable`, `pruned-open`, `ready-queue-leak`, `waiter-leak`, `type-leak`,
     /// `timer-too-late`,
     /// `stored-time`, `work-lost`, `slow-recovery`, `started-while-paused`, `attempt-number`,
-    /// `attempt-after-reset`,
+    /// `attempt-after-reset`, `cancel-ignored`,
     /// `not-allowed-wrong`, `panic`, `hang`.
     pub kind: &'static str,
     /// What was seen.
@@ -55,6 +55,9 @@ pub(crate) struct Model {
     /// before: the file may still show one of those (the clearing write failed), and it no
     /// longer counts.
     cleared: HashMap<String, u64>,
+    /// Activities the file has held running with a cancel requested, with the attempt then
+    /// running: it is their last.
+    cancel_stored: HashMap<String, u32>,
 }
 
 /// How many of an activity's latest checkpoints are kept for the work-lost check.
@@ -93,6 +96,7 @@ impl Model {
         self.closed.remove(id);
         self.stored_open.remove(id);
         self.next_seq.remove(id);
+        self.cancel_stored.remove(id);
     }
 
     /// The file now holds checkpoint `seq` (if any) for `id`: it must not be older than one it
@@ -138,6 +142,35 @@ impl Model {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// The file shows `id` in `state` at attempt `attempt`, its cancel requested or not. Once
+    /// the file held it running with its cancel requested, that attempt is its last: the
+    /// file shows it running at that attempt until it closes as cancelled, completed (the
+    /// body finished first) or timed out (its schedule-to-close deadline). Never failed, and
+    /// never retried, paused or waiting again, whatever the attempt returned.
+    pub(crate) fn cancel(
+        &mut self,
+        id: &str,
+        state: ActivityStatus,
+        attempt: u32,
+        cancel_requested: bool,
+    ) -> Result<(), String> {
+        use ActivityStatus::{Cancelled, Completed, Running, TimedOut};
+        let Some(&at) = self.cancel_stored.get(id) else {
+            if cancel_requested && state == Running {
+                self.cancel_stored.insert(id.to_owned(), attempt);
+            }
+            return Ok(());
+        };
+        match state {
+            Running if attempt == at => Ok(()),
+            Cancelled | Completed | TimedOut => Ok(()),
+            _ => Err(format!(
+                "the file held {id} running attempt {at} with its cancel requested; it now has \
+                 it {state} at attempt {attempt}"
+            )),
         }
     }
 }

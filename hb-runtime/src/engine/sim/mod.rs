@@ -12,14 +12,19 @@
 //! checks what must hold against a small reference model ([`Violation::kind`] names them).
 //!
 //! A failing seed replays exactly; [`shrink`] finds a short sequence of actions that still
-//! fails. `tests/simulation.rs` runs it (`HB_SIM_SEED=n` replays one seed, `HB_SIM_SEEDS=N`
-//! runs N). Not a public API: it may change in any release.
+//! fails. [`Batch`] runs many seeds on every core. Two programs run it: the `hb-sim` package
+//! (`cargo run -p hb-sim --release`, the fixed seeds CI runs, optimised), and
+//! `tests/simulation.rs` (a short run in debug, with overflow checks, in `cargo test`).
+//! `HB_SIM_SEED=n` replays one seed, `HB_SIM_SEEDS=N` runs N. Not a public API: it may change
+//! in any release.
 
+mod batch;
 mod check;
 mod rng;
 mod shell;
 mod world;
 
+pub use batch::{Batch, FIXED_SEEDS, STEPS, Summary, report};
 pub use check::Violation;
 pub use world::Events;
 

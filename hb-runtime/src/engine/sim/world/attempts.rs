@@ -143,22 +143,41 @@ impl World {
         }
     }
 
-    /// Attempt `i` ends with `ending` (a cancelled one ends cancelled, as the runner ends it),
-    /// reported as the runner reports: final flush, then the outcome.
+    /// Attempt `i`'s body returned on its own with `ending`, reported as the runner reports:
+    /// final flush, then the outcome. A cancel may have reached it meanwhile (the body
+    /// returned before the runner dropped it, a race every real attempt can run): the
+    /// engine must still end the activity as cancelled, unless the body completed.
     pub(super) fn end(&mut self, i: usize, ending: Ending) {
-        let r = self.running.swap_remove(i);
-        let result = match (r.shared.cancel_reason(), ending) {
-            (Some(reason), _) => Err(ActivityError::Cancelled {
-                reason,
-                details: None,
-            }),
-            (None, Ending::Complete) => Ok(Payload::json(&"done").expect("a string encodes")),
-            (None, Ending::Retryable) => Err(ActivityError::retryable("Flaky", "try again")),
-            (None, Ending::NonRetryable) => Err(ActivityError::non_retryable("Bad", "give up")),
-            (None, Ending::Panic) => Err(ActivityError::Panicked {
+        let result = match ending {
+            Ending::Complete => Ok(Payload::json(&"done").expect("a string encodes")),
+            Ending::Retryable => Err(ActivityError::retryable("Flaky", "try again")),
+            Ending::NonRetryable => Err(ActivityError::non_retryable("Bad", "give up")),
+            Ending::Panic => Err(ActivityError::Panicked {
                 message: "boom".into(),
             }),
         };
+        self.report(i, result);
+    }
+
+    /// Attempt `i` was told to stop and its body dropped (`cancel = "abort"`): the runner
+    /// reports it cancelled, with the reason it was given.
+    fn abort(&mut self, i: usize) {
+        let reason = self.running[i]
+            .shared
+            .cancel_reason()
+            .expect("only a cancelled attempt is aborted");
+        self.report(
+            i,
+            Err(ActivityError::Cancelled {
+                reason,
+                details: None,
+            }),
+        );
+    }
+
+    /// Attempt `i` ends with `result`, reported as `runner::report` reports it.
+    fn report(&mut self, i: usize, result: Result<Payload, ActivityError>) {
+        let r = self.running.swap_remove(i);
         if crate::runner::report(&r.shared, result)
             .now_or_never()
             .is_none()
@@ -179,6 +198,15 @@ impl World {
     /// Attempts told to stop report at once (`cancel = "abort"` drops the body).
     pub(super) fn end_cancelled(&mut self) {
         while let Some(i) = self.running.iter().position(|r| r.shared.is_cancelled()) {
+            self.abort(i);
+        }
+    }
+
+    /// The drain ends attempt `i`: dropped if it was told to stop, else completed.
+    pub(super) fn end_for_drain(&mut self, i: usize) {
+        if self.running[i].shared.is_cancelled() {
+            self.abort(i);
+        } else {
             self.end(i, Ending::Complete);
         }
     }

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::super::Ending;
 use super::{World, written_id};
 use crate::client::ActivityStatus;
 use crate::engine::core::{Ack, Stored};
@@ -247,7 +246,7 @@ impl World {
                 self.cancel_id(id);
             }
             while !self.running.is_empty() {
-                self.end(0, Ending::Complete);
+                self.end_for_drain(0);
             }
             self.poll_requests();
             self.commit();

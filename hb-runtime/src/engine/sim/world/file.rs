@@ -204,6 +204,12 @@ impl World {
             if let Err((kind, m)) = self.model.state(id, row.state) {
                 self.fail(kind, m);
             }
+            if let Err(m) = self
+                .model
+                .cancel(id, row.state, row.attempt, row.cancel_requested)
+            {
+                self.fail("cancel-ignored", m);
+            }
             if !row.state.is_closed() {
                 self.model.stored_open.insert(id.to_string());
             }
