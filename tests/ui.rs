@@ -4,11 +4,12 @@
 //! `tests/ui/<macro>/fail/*.rs` must fail to compile with exactly the errors in the `.stderr`
 //! file beside them.
 //!
-//! Run with `cargo test --test ui`. After changing a message on purpose, regenerate the
-//! snapshots with
+//! Run with `cargo test --no-default-features --test ui` (as `scripts/test-all` does: the
+//! macros need no engine, so trybuild compiles no SQLite). After changing a message on purpose,
+//! regenerate the snapshots with
 //!
 //! ```text
-//! TRYBUILD=overwrite cargo test --test ui
+//! TRYBUILD=overwrite cargo test --no-default-features --test ui
 //! ```
 //!
 //! and review the `.stderr` diffs before committing them. Snapshots depend on the compiler's

@@ -64,6 +64,7 @@ impl Payload {
     }
 
     /// A `json/plain` payload over bytes already shared.
+    #[cfg_attr(not(feature = "engine"), allow(dead_code))]
     pub(crate) fn from_json_shared(data: Bytes) -> Self {
         Payload {
             metadata: None,
@@ -72,6 +73,7 @@ impl Payload {
     }
 
     /// The data as shared bytes (a clone is a reference count).
+    #[cfg_attr(not(feature = "engine"), allow(dead_code))]
     pub(crate) fn shared_data(&self) -> &Bytes {
         &self.data
     }

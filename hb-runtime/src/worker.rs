@@ -82,6 +82,7 @@ impl<B: fmt::Debug> fmt::Debug for Worker<B> {
 }
 
 impl<B> Worker<B> {
+    #[cfg_attr(not(any(feature = "engine", feature = "temporal")), allow(dead_code))]
     pub(crate) fn new(backend: B) -> Self {
         Worker {
             backend,
@@ -145,6 +146,7 @@ impl<B> Worker<B> {
 impl WorkerConfig {
     /// What every backend refuses to spawn: no activity, one registered twice, a `#[state]`
     /// the worker was not given.
+    #[cfg_attr(not(any(feature = "engine", feature = "temporal")), allow(dead_code))]
     pub(crate) fn check(&self) -> Result<(), ConfigError> {
         if self.activities.is_empty() {
             return Err(ConfigError::NoActivity);

@@ -14,7 +14,8 @@
 //!   page, which closes its event stream (instead of the browser reconnecting to it forever);
 //! - a dashboard listening beyond loopback (`--public`, with `HB_DASHBOARD_TOKEN`) refuses a
 //!   browser without its token (401) and lets it in with `?token=` (then keeps it in a
-//!   cookie); without `--public`, or with a short token, `hb serve` refuses to start (exit 2).
+//!   cookie); without `--public`, with a short token, or on a port in use, `hb serve` refuses
+//!   to start (exit 2).
 //!
 //! It saves screenshots (PNG) under `target/dashboard-screenshots/` (or
 //! `$CARGO_TARGET_DIR/dashboard-screenshots/`): the list with a running bar, an activity's
@@ -947,7 +948,8 @@ fn serve_refused(file: &Path, args: &[&str], token: Option<&str>) -> (Option<i32
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn serve_refuses_a_non_loopback_address_without_public_or_with_a_weak_token() {
+async fn serve_refuses_a_non_loopback_address_without_public_or_with_a_weak_token_and_a_taken_port()
+{
     let dir = temp_dir("refuse");
     let (path, engine, _worker) = engine(&dir).await;
     engine
@@ -973,12 +975,30 @@ async fn serve_refuses_a_non_loopback_address_without_public_or_with_a_weak_toke
         "{stderr:?}"
     );
 
+    let file = path.clone();
     let (code, stderr) = tokio::task::spawn_blocking(move || {
-        serve_refused(&path, &["--listen", "0.0.0.0:0", "--public"], Some("short"))
+        serve_refused(&file, &["--listen", "0.0.0.0:0", "--public"], Some("short"))
     })
     .await
     .unwrap();
     assert_eq!(code, Some(2), "{stderr}");
     assert_eq!(stderr.lines().count(), 1, "one line: {stderr:?}");
     assert!(stderr.contains("at least 16 characters"), "{stderr:?}");
+
+    // An address in use: the address, then why, once each.
+    let taken = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    let file = path.clone();
+    let (code, stderr) =
+        tokio::task::spawn_blocking(move || serve_refused(&file, &["--listen", &addr], None))
+            .await
+            .unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    assert_eq!(code, Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "one line: {stderr:?}");
+    assert!(
+        stderr.contains(&format!("cannot listen on {addr}: ")) && stderr.contains("in use"),
+        "{stderr:?}"
+    );
+    assert_eq!(stderr.matches("in use").count(), 1, "{stderr:?}");
 }

@@ -31,6 +31,7 @@ pub struct StartRequest {
 /// How a start of `id` as `activity_type` is answered when the id exists with type `found`:
 /// the existing activity (`Ok`), unless the start said to fail or the types differ. Every
 /// backend answers this way.
+#[cfg_attr(not(any(feature = "engine", feature = "temporal")), allow(dead_code))]
 pub(crate) fn answer_existing(
     id: &str,
     activity_type: &str,

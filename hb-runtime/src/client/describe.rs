@@ -345,6 +345,7 @@ pub(crate) struct EndedAttempt {
 
 impl Description {
     /// An activity known by id and type only; the backends fill in the rest.
+    #[cfg_attr(not(any(feature = "engine", feature = "temporal")), allow(dead_code))]
     pub(crate) fn new(id: String, activity_type: String, status: ActivityStatus) -> Self {
         Description {
             id,
@@ -421,6 +422,7 @@ impl Description {
     }
 
     /// Sets `details` and the `progress` read from them.
+    #[cfg_attr(not(any(feature = "engine", feature = "temporal")), allow(dead_code))]
     pub(crate) fn with_details(mut self, details: Option<Payload>) -> Self {
         self.progress = details.as_ref().and_then(checkpoint::progress_of);
         self.details = details;
@@ -494,6 +496,7 @@ fn rfc3339<S: Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Erro
 
 /// The wall-clock time of `ms` since the epoch; before 1970 reads as 1970, past the end of
 /// `SystemTime` as the epoch (a hostile file's extreme values: tools show them as such).
+#[cfg_attr(not(feature = "engine"), allow(dead_code))]
 pub(crate) fn time_of_ms(ms: i64) -> SystemTime {
     let d = Duration::from_millis(ms.max(0).unsigned_abs());
     UNIX_EPOCH.checked_add(d).unwrap_or(UNIX_EPOCH)
@@ -535,11 +538,13 @@ impl ListFilter {
     }
 
     /// The limit in force.
+    #[cfg_attr(not(any(feature = "engine", feature = "temporal")), allow(dead_code))]
     pub(crate) fn effective_limit(&self) -> usize {
         self.limit.unwrap_or(1000)
     }
 
     /// Whether `status` is wanted.
+    #[cfg_attr(not(any(feature = "engine", feature = "temporal")), allow(dead_code))]
     pub(crate) fn wants(&self, status: ActivityStatus) -> bool {
         self.statuses.is_empty() || self.statuses.contains(&status)
     }

@@ -59,6 +59,7 @@ pub use failure::{ActivityFailure, ClientError, TimeoutKind};
 pub use handle::{Handle, WATCH_POLL_INTERVAL};
 pub use options::{IfExists, ResetOptions, StartOptions};
 
+#[cfg(feature = "engine")]
 pub(crate) use describe::time_of_ms;
 
 use std::future::Future;

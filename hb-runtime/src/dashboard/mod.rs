@@ -79,8 +79,9 @@ pub enum DashboardError {
     /// A token with characters an address, a cookie or a header cannot carry as they are.
     #[error("a dashboard token may hold only ASCII letters, digits, and - . _ ~")]
     TokenCharacters,
-    /// The address could not be listened on.
-    #[error("cannot listen on {addr}: {source}")]
+    /// The address could not be listened on. The message names the address; `source()`
+    /// gives why (print the chain, as `hb serve` does, to see both).
+    #[error("cannot listen on {addr}")]
     Bind {
         /// The address asked for.
         addr: SocketAddr,

@@ -43,6 +43,7 @@ pub(super) struct Attempt<O> {
 /// An attempt's future, type-erased, with room for what must live exactly as long as it.
 pub(super) trait AttemptFuture: Future<Output = AttemptOutcome> + Send {
     /// Keeps `permit` until the attempt's outcome is reported (or the future dropped).
+    #[cfg_attr(not(feature = "engine"), allow(dead_code))]
     fn hold(self: Pin<&mut Self>, permit: tokio::sync::OwnedSemaphorePermit);
 }
 

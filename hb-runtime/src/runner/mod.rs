@@ -364,6 +364,7 @@ impl AttemptRunner {
 }
 
 /// An activity behind a pointer, whatever its type (what workers keep per registered name).
+#[cfg_attr(not(any(feature = "engine", feature = "temporal")), allow(dead_code))]
 pub(crate) trait DynActivity: Send + Sync {
     fn options(&self) -> ActivityOptions;
     fn check_state(&self, state: &StateMap) -> Result<(), crate::state::MissingState>;
@@ -473,6 +474,7 @@ impl RunningAttempt {
     /// Spawns the attempt on the current runtime as a task of its own, holding `permit` until
     /// it ends. The task is as small as a tokio task gets (its future is one pointer): a
     /// worker keeps one per running attempt.
+    #[cfg_attr(not(feature = "engine"), allow(dead_code))]
     pub(crate) fn spawn_holding(self, permit: tokio::sync::OwnedSemaphorePermit) {
         /// The attempt, its outcome dropped (it was reported to the backend).
         struct Detached(Pin<Box<dyn attempt::AttemptFuture>>);
