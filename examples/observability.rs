@@ -107,9 +107,12 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The recorder first: what the engine and workers record goes to it from their start.
     let prometheus = metrics_exporter_prometheus::PrometheusBuilder::new().install_recorder()?;
 
-    let dir = std::env::temp_dir().join(format!("hb-observability-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    let engine = Engine::open(dir.join("hb.db")).await?;
+    // This run's engine file, in a directory removed when the guard drops: at the end, or on
+    // an early error.
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("hb-observability-{}-", std::process::id()))
+        .tempdir()?;
+    let engine = Engine::open(dir.path().join("hb.db")).await?;
     let worker = engine
         .worker()
         .register(resize_images)
@@ -168,7 +171,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     server.abort();
     worker.shutdown().await;
     engine.close().await?;
-    // The engine file and its WAL were this run's only.
-    std::fs::remove_dir_all(&dir)?;
+    dir.close()?;
     Ok(())
 }

@@ -23,8 +23,9 @@ struct Running(Child);
 impl Running {
     /// Ctrl-C, then its exit status (`None`: it was still running 20 s later, and killed).
     fn interrupt(&mut self) -> Option<std::process::ExitStatus> {
-        let sent = Command::new("kill")
-            .args(["-INT", &self.0.id().to_string()])
+        // The shell's own `kill`: no procps needed.
+        let sent = Command::new("sh")
+            .args(["-c", &format!("kill -INT {}", self.0.id())])
             .status()
             .is_ok_and(|s| s.success());
         let t0 = Instant::now();
@@ -87,8 +88,18 @@ fn it_prints_both_addresses_and_serves_the_dashboard_and_the_metrics() {
         .spawn()
         .expect("start the example");
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    // Where the example keeps its engine file.
-    let dir = std::env::temp_dir().join(format!("hb-observability-{}", child.id()));
+    // The example keeps its engine file in a directory named after its process id.
+    let prefix = format!("hb-observability-{}-", child.id());
+    let dirs = move || -> Vec<PathBuf> {
+        std::fs::read_dir(std::env::temp_dir())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+            })
+            .collect()
+    };
     let mut running = Running(child);
     let dashboard = lines.next().expect("a first line").unwrap();
     let metrics = lines.next().expect("a second line").unwrap();
@@ -119,13 +130,17 @@ fn it_prints_both_addresses_and_serves_the_dashboard_and_the_metrics() {
     ] {
         assert!(body.contains(line), "`{line}` in /metrics:\n{body}");
     }
-    assert!(dir.join("hb.db").exists(), "{} is not there", dir.display());
+    let made = dirs();
+    assert!(
+        made.len() == 1 && made[0].join("hb.db").exists(),
+        "its engine file: {made:?}"
+    );
 
     // Ctrl-C: it shuts its worker and engine down (cancelling the batches still running),
     // removes its engine file, and exits 0.
     let status = running.interrupt().expect("it exits within 20 s of Ctrl-C");
     assert!(status.success(), "{status}");
-    assert!(!dir.exists(), "{} is still there", dir.display());
+    assert!(dirs().is_empty(), "still there: {:?}", dirs());
 }
 
 #[test]

@@ -43,6 +43,10 @@ fn main() -> ExitCode {
     }
     let summary = batch.run();
     println!("{}", summary.figures());
+    if summary.runs == 0 {
+        eprintln!("hb-sim: no seed ran");
+        return ExitCode::from(2);
+    }
     match summary.first_failure() {
         Some(report) => {
             eprintln!("{report}");

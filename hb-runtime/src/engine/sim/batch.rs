@@ -45,7 +45,8 @@ impl Batch {
 
     /// [`Batch::fixed`], changed by the environment: `HB_SIM_SEED=n` runs that seed alone,
     /// `HB_SIM_SEEDS=N` runs seeds `0..N` whatever the time, `HB_SIM_IGNORE=kind,kind` names
-    /// invariants not to check. A value that is not a number is an error naming it.
+    /// invariants not to check. A value that is not a number, `HB_SIM_SEEDS=0`, or both
+    /// set, is an error naming it.
     pub fn from_env(budget: Duration) -> Result<Batch, String> {
         let number = |name: &str| -> Result<Option<u64>, String> {
             match std::env::var(name) {
@@ -54,15 +55,27 @@ impl Batch {
                     .parse()
                     .map(Some)
                     .map_err(|_| format!("{name} must be a whole number, not {v:?}")),
-                Err(_) => Ok(None),
+                Err(std::env::VarError::NotPresent) => Ok(None),
+                Err(std::env::VarError::NotUnicode(v)) => {
+                    Err(format!("{name} must be a whole number, not {v:?}"))
+                }
             }
         };
         let mut batch = Batch::fixed(budget);
         match (number("HB_SIM_SEED")?, number("HB_SIM_SEEDS")?) {
-            (Some(seed), _) => {
-                batch.seeds = seed..seed.saturating_add(1);
+            (Some(_), Some(_)) => {
+                return Err(
+                    "set HB_SIM_SEED (one seed) or HB_SIM_SEEDS (seeds 0..N), not both".into(),
+                );
+            }
+            (Some(seed), None) => {
+                if seed == u64::MAX {
+                    return Err(format!("HB_SIM_SEED must be below {}", u64::MAX));
+                }
+                batch.seeds = seed..seed + 1;
                 batch.budget = None;
             }
+            (None, Some(0)) => return Err("HB_SIM_SEEDS must be at least 1".into()),
             (None, Some(n)) => {
                 batch.seeds = 0..n;
                 batch.budget = None;
@@ -170,13 +183,18 @@ impl Summary {
         self.failures.extend(other.failures);
     }
 
-    /// Two lines: seeds, steps, crashes and violations; then the speed.
+    /// Seeds, steps, crashes and violations; the speed; the invariants not checked, if any.
     pub fn figures(&self) -> String {
         let secs = self.elapsed.as_secs_f64().max(f64::EPSILON);
+        let ignored = if self.ignore.is_empty() {
+            String::new()
+        } else {
+            format!("\nnot checked (HB_SIM_IGNORE): {}", self.ignore.join(", "))
+        };
         format!(
             "simulation: {} seeds, {} steps, {} crashes, {} violations\n\
              ({:.0} steps/s on {} threads, {:.0} per thread; within them {} events: \
-             heartbeats, commits, timers fired)",
+             heartbeats, commits, timers fired){ignored}",
             self.runs,
             self.steps,
             self.crashes,

@@ -157,7 +157,15 @@ impl Model {
         attempt: u32,
         cancel_requested: bool,
     ) -> Result<(), String> {
-        use ActivityStatus::{Cancelled, Completed, Running, TimedOut};
+        use ActivityStatus::{Cancelled, Completed, Failed, Running, TimedOut};
+        // A row that holds its cancel never closes as failed, whatever the file showed before
+        // (the cancel's write and the attempt's end may share a commit). It may show an
+        // earlier open state: the write that started the attempt may have failed.
+        if cancel_requested && state == Failed {
+            return Err(format!(
+                "the file holds {id}'s cancel, and has it {state} at attempt {attempt}"
+            ));
+        }
         let Some(&at) = self.cancel_stored.get(id) else {
             if cancel_requested && state == Running {
                 self.cancel_stored.insert(id.to_owned(), attempt);
