@@ -74,17 +74,14 @@ pub(crate) fn run(
 fn serve_failure(e: DashboardError) -> Failure {
     match e {
         DashboardError::Engine(e) => Failure::Engine(e),
-        e => {
-            // The message, then each cause in turn: "cannot listen on 127.0.0.1:80: Permission
-            // denied (os error 13)".
-            let mut message = e.to_string();
-            let mut cause = std::error::Error::source(&e);
-            while let Some(c) = cause {
-                message.push_str(&format!(": {c}"));
-                cause = c.source();
-            }
-            Failure::Usage(message)
-        }
+        // The message, then each cause in turn: "cannot listen on 127.0.0.1:80: Permission
+        // denied (os error 13)".
+        e => Failure::Usage(
+            std::iter::successors(Some(&e as &dyn std::error::Error), |e| e.source())
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(": "),
+        ),
     }
 }
 
